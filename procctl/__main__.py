@@ -1,0 +1,3 @@
+from procctl.cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""The errors procctl reports. Each carries the exit code the CLI turns it into.
+
+Raised deep, caught once in `procctl.cli`, printed as one line: `procctl: <message>`.
+"""
+
+from __future__ import annotations
+
+
+class ProcctlError(Exception):
+    """Base of every error procctl reports to its user."""
+
+    exit_code = 1
+
+
+class UsageError(ProcctlError):
+    """Bad command-line usage: an unknown name, a bad option value."""
+
+    exit_code = 2
+
+
+class ManifestError(ProcctlError):
+    """The manifest cannot be used. Names the file, the line and the key."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: object = None,
+        line: int | None = None,
+        key: str | None = None,
+        suggestion: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.key = key
+        self.message = message
+        self.suggestion = suggestion
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
+        key = f"{self.key}: " if self.key else ""
+        hint = f" (did you mean '{self.suggestion}'?)" if self.suggestion else ""
+        return f"{where}{key}{self.message}{hint}"
+
+
+class NoSupervisor(ProcctlError):
+    """A control command found no supervisor running for this manifest."""
+
+    exit_code = 3
+
+
+class SpawnError(ProcctlError):
+    """A child could not be started (command not found, bad cwd)."""
+
+    exit_code = 1

@@ -1,0 +1,189 @@
+"""Typed events: the only thing the engine and the UI share.
+
+The engine publishes on a `Bus`; each subscriber is a plain callable that must
+return at once. A subscriber that renders slowly buffers through `EventQueue`,
+which is bounded and drops the oldest output first (counting what it dropped),
+so the engine never waits on a UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """Base: every event names the process and the instance it concerns."""
+
+    name: str
+    """The process name from the manifest (`web`)."""
+    instance: str
+    """The instance name (`web.2`, `thumb[7]`, or `web` when there is one)."""
+    ts: float = dataclasses.field(default_factory=time.time, kw_only=True)
+    """Wall-clock time of the event, seconds since the epoch."""
+
+    kind = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"ts": round(self.ts, 6), "event": self.kind}
+        for field in dataclasses.fields(self):
+            if field.name != "ts":
+                data[field.name] = getattr(self, field.name)
+        return data
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Queued(Event):
+    """The instance waits for its dependencies or a pool slot."""
+
+    kind = "queued"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Started(Event):
+    pid: int
+    attempt: int = 1
+    """1 for the first run, 2 after the first restart, and so on."""
+    kind = "started"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Output(Event):
+    """Complete lines a child wrote (one or more, each ending in a newline)."""
+
+    stream: str
+    """'stdout' or 'stderr'."""
+    data: bytes
+    """Raw bytes as written, whole lines only; undecodable bytes are kept."""
+    kind = "output"
+
+    def lines(self) -> list[str]:
+        return self.data.decode("utf-8", "replace").splitlines()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = Event.to_dict(self)
+        data["data"] = self.data.decode("utf-8", "replace")
+        return data
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ready(Event):
+    probe: str
+    """What passed: 'log', 'tcp', 'http', 'exec' or 'none'."""
+    kind = "ready"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exited(Event):
+    status: str
+    """The final state of this run: 'exited', 'failed', 'killed', 'timed out'."""
+    code: int | None
+    """Exit code, or None when a signal ended it."""
+    signal: int | None
+    """The signal that ended it, or None."""
+    duration_s: float
+    kind = "exited"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StateChanged(Event):
+    state: str
+    """One of procctl.engine.state.State's values."""
+    reason: str = ""
+    kind = "state"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Restarting(Event):
+    attempt: int
+    delay_s: float
+    kind = "restarting"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Skipped(Event):
+    why: str
+    kind = "skipped"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Notice(Event):
+    """Something the supervisor wants the user to know (a probe timed out,
+    a stop was cut short with SIGKILL)."""
+
+    message: str
+    level: str = "info"
+    kind = "notice"
+
+
+Subscriber = Callable[[Event], None]
+
+
+class Bus:
+    """Fan-out of events to subscribers, synchronously and in order."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+
+    def publish(self, event: Event) -> None:
+        for subscriber in self._subscribers:
+            subscriber(event)
+
+
+class EventQueue:
+    """A bounded buffer for a subscriber that consumes at its own pace.
+
+    When full, the oldest `Output` event is dropped and counted per instance;
+    other events are never dropped (they are few and carry state).
+    """
+
+    def __init__(self, max_output_events: int = 10_000) -> None:
+        self._events: collections.deque[Event] = collections.deque()
+        self._output_count = 0
+        self._max_output = max_output_events
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self._waiter: asyncio.Event | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Output):
+            if self._output_count >= self._max_output:
+                self._drop_oldest_output()
+            self._output_count += 1
+        self._events.append(event)
+        if self._waiter is not None:
+            self._waiter.set()
+
+    def _drop_oldest_output(self) -> None:
+        for i, old in enumerate(self._events):
+            if isinstance(old, Output):
+                del self._events[i]
+                self._output_count -= 1
+                self.dropped[old.instance] += old.data.count(b"\n")
+                return
+
+    def drain(self) -> list[Event]:
+        events = list(self._events)
+        self._events.clear()
+        self._output_count = 0
+        return events
+
+    async def wait(self) -> None:
+        if self._events:
+            return
+        self._waiter = asyncio.Event()
+        try:
+            await self._waiter.wait()
+        finally:
+            self._waiter = None

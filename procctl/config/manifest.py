@@ -1,0 +1,100 @@
+"""The manifest: TOML, or a plain Procfile with .env → frozen dataclasses.
+
+Never spawns, never prints. Every problem is a `ManifestError` naming the file,
+the line, the key, what is wrong and the nearest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_NAMES = ("procfile.toml", "Procfile")
+
+RestartPolicy = Literal["no", "on-failure", "always"]
+DependencyCondition = Literal["started", "ready", "succeeded"]
+ProbeKind = Literal["log", "tcp", "http", "exec"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadySpec:
+    """How to tell that a process is ready."""
+
+    kind: ProbeKind
+    target: str
+    """A regex (log), 'host:port' (tcp), a URL (http) or a shell command (exec)."""
+    timeout_s: float = 60.0
+    """Longest wait for the probe to pass before the instance counts as failed."""
+    interval_s: float = 0.25
+    """Pause between two attempts of a tcp, http or exec probe."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessSpec:
+    """One `[process.NAME]` table (or one Procfile line)."""
+
+    name: str
+    cmd: str | tuple[str, ...]
+    """A string runs through /bin/sh -c; a tuple is exec'd as is."""
+    cwd: Path
+    """Absolute; relative paths in the manifest are taken from its directory."""
+    env: Mapping[str, str]
+    """This process's own variables: its env_file, then its [env] table."""
+    depends_on: Mapping[str, DependencyCondition]
+    ready: ReadySpec | None = None
+    restart: RestartPolicy = "no"
+    max_restarts: int = 5
+    backoff_s: float = 1.0
+    """First delay before a restart; doubles each time, capped at 30 s."""
+    replicas: int = 1
+    port: int | None = None
+    """Base port: replica i (1-based) gets PORT = port + i - 1."""
+    each: tuple[str, ...] | None = None
+    """Items, one job each; a glob is expanded (sorted) at load time."""
+    timeout_s: float | None = None
+    stop_signal: int = int(signal.SIGTERM)
+    stop_timeout_s: float | None = None
+    """None: the [settings] stop_timeout."""
+    line: int = 0
+    """Line of the manifest where this process is defined."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    max_parallel: int | Literal["auto"] = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    stop_timeout_s: float = 10.0
+    fail_fast: bool = True
+    metrics_interval_s: float = 1.0
+    env_file: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    path: Path
+    """The manifest file, absolute."""
+    settings: Settings
+    env: Mapping[str, str]
+    """For every process: the settings env_file, then [env]. Not os.environ."""
+    processes: Mapping[str, ProcessSpec]
+    """In the order the manifest defines them."""
+    kind: Literal["toml", "procfile"] = "toml"
+
+    @property
+    def root(self) -> Path:
+        """The directory of the manifest; `.procctl/` lives here."""
+        return self.path.parent
+
+
+def find_manifest(file: str | os.PathLike[str] | None, cwd: Path | None = None) -> Path:
+    """The manifest to use: `file`, else $PROCCTL_FILE, else procfile.toml or
+    Procfile in `cwd`. Raises ManifestError when there is none."""
+    raise NotImplementedError
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read, parse and validate the manifest at `path`."""
+    raise NotImplementedError

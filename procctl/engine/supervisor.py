@@ -1,0 +1,469 @@
+"""The pool: a semaphore bounds what runs; dependencies, probes, restarts,
+timeouts, fail_fast and the ordered shutdown are decided here.
+
+Publishes events on the bus and returns a `RunResult`; never prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import time
+from collections.abc import Iterable
+
+from procctl import events
+from procctl.config.plan import Job, Plan
+from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
+from procctl.engine.probes import LogProbe, poll_probe
+from procctl.engine.process import Child
+from procctl.engine.state import InstanceResult, RunResult, State
+from procctl.engine.store import StateDir
+from procctl.errors import SpawnError
+
+MAX_BACKOFF_S = 30.0
+STABLE_RUN_S = 10.0
+"""A run that lasted this long resets the backoff delay to its first step."""
+TIMEOUT_EXIT = 124
+
+
+class Instance:
+    """The supervisor's live record of one job."""
+
+    def __init__(self, job: Job, log_path: os.PathLike[str]) -> None:
+        self.job = job
+        self.state = State.PENDING
+        self.child: Child | None = None
+        self.result = InstanceResult(name=job.name, process=job.process, state=State.PENDING, log_path=log_path)  # type: ignore[arg-type]
+        self.started_once = False
+        self.ready_once = False
+        self.stop_requested = False
+        self.stop_reason = ""
+        self.timed_out = False
+        self.probe_failed = False
+        self.stop_task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.cancellable = False
+        """True while waiting (dependencies, a slot, a backoff): nothing to stop yet."""
+        self.log_fd = -1
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+
+class Supervisor:
+    def __init__(
+        self,
+        plan: Plan,
+        bus: events.Bus,
+        state_dir: StateDir,
+        *,
+        fail_fast: bool | None = None,
+        run_timeout_s: float | None = None,
+    ) -> None:
+        self.plan = plan
+        self.bus = bus
+        self.state_dir = state_dir
+        self.fail_fast = plan.manifest.settings.fail_fast if fail_fast is None else fail_fast
+        self.run_timeout_s = run_timeout_s
+        self.instances = [Instance(job, state_dir.log_path(job.log_name)) for job in plan.jobs]
+        self._by_process: dict[str, list[Instance]] = {}
+        for inst in self.instances:
+            self._by_process.setdefault(inst.job.process, []).append(inst)
+        self._stopping = False
+        self._exit_override: int | None = None
+        self._interrupted = False
+        self._stop_requested: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
+        self._pool: asyncio.Semaphore | None = None
+        self._guardian: Guardian | None = None
+        self._base_env: dict[str, str] = {}
+        self._first_failure: Instance | None = None
+
+    # ----------------------------------------------------------------- run
+
+    async def run(self) -> RunResult:
+        """Run the plan until nothing is left running or a stop completes."""
+        loop = asyncio.get_running_loop()
+        began = time.monotonic()
+        self._stop_requested = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._pool = asyncio.Semaphore(self.plan.max_parallel)
+        self.state_dir.prepare()
+        self._raise_fd_limit()
+        self._guardian = Guardian()
+        self._base_env = dict(os.environ)
+        self._base_env[TOKEN_VAR] = self._guardian.token
+        timer = loop.call_later(self.run_timeout_s, self._on_run_timeout) if self.run_timeout_s else None
+        try:
+            for inst in self.instances:
+                inst.task = loop.create_task(self._run_instance(inst))
+            everything = asyncio.gather(*(inst.task for inst in self.instances if inst.task))
+            stop_waiter = loop.create_task(self._stop_requested.wait())
+            await asyncio.wait({everything, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if self._stop_requested.is_set() and not everything.done():
+                await self._shutdown()
+            await everything
+            stop_waiter.cancel()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for inst in self.instances:
+                if inst.child is not None and inst.child.running:
+                    inst.child.kill()
+            sweep(self._guardian.token, exclude=self._guardian.pid)
+            self._guardian.close()
+        return self._result(time.monotonic() - began)
+
+    def _raise_fd_limit(self) -> None:
+        # Each running child costs about six descriptors here (three pipes,
+        # a pidfd, its log file); the usual soft limit of 1024 is too few
+        # for a large pool. Children inherit the raised soft limit.
+        concurrent = min(len(self.instances), self.plan.max_parallel)
+        needed = 64 + 8 * concurrent
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+    def _result(self, duration_s: float) -> RunResult:
+        results = [inst.result for inst in self.instances]
+        if self._interrupted:
+            code = 130
+        elif self._exit_override is not None:
+            code = self._exit_override
+        elif any(r.state.failure for r in results):
+            code = 1
+        else:
+            code = 0
+        first = self._first_failure.result if self._first_failure else None
+        return RunResult(results, code, interrupted=self._interrupted, first_failure=first, duration_s=duration_s)
+
+    # ------------------------------------------------------------ requests
+
+    def request_stop(self, reason: str = "stop requested", *, interrupted: bool = False) -> None:
+        """Graceful stop of everything, in reverse dependency order."""
+        if interrupted:
+            self._interrupted = True
+        if self._stop_requested is not None and not self._stop_requested.is_set():
+            self.bus.publish(events.Notice("procctl", "procctl", message=f"stopping: {reason}"))
+            self._stop_requested.set()
+
+    def force_stop(self) -> None:
+        """SIGKILL every running tree now (a second Ctrl-C)."""
+        self._stopping = True
+        self.bus.publish(events.Notice("procctl", "procctl", message="forced stop: SIGKILL to everything", level="warning"))
+        for inst in self.instances:
+            inst.stop_requested = True
+            if inst.child is not None and inst.child.running:
+                inst.child.kill()
+            elif inst.cancellable and inst.task is not None:
+                inst.task.cancel()
+
+    def _on_run_timeout(self) -> None:
+        self._exit_override = TIMEOUT_EXIT
+        self.request_stop(f"run timeout of {self.run_timeout_s:g}s reached")
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        self._notify()
+        for inst in self.instances:
+            if inst.cancellable and inst.task is not None:
+                inst.task.cancel()
+        by_level: dict[int, list[Instance]] = {}
+        for inst in self.instances:
+            by_level.setdefault(self.plan.levels.get(inst.job.process, 0), []).append(inst)
+        for level in sorted(by_level, reverse=True):
+            group = by_level[level]
+            for inst in group:
+                self._stop_instance(inst, "stopped")
+            await asyncio.gather(*(inst.task for inst in group if inst.task), return_exceptions=True)
+
+    def _stop_instance(self, inst: Instance, reason: str) -> None:
+        inst.stop_requested = True
+        inst.stop_reason = inst.stop_reason or reason
+        child = inst.child
+        if child is None or not child.running:
+            if inst.cancellable and inst.task is not None:
+                inst.task.cancel()
+            return
+        if inst.stop_task is None or inst.stop_task.done():
+            self._set_state(inst, State.STOPPING, reason)
+            spec = inst.job.spec
+            timeout = spec.stop_timeout_s if spec.stop_timeout_s is not None else self.plan.manifest.settings.stop_timeout_s
+            inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout))
+
+    async def _stop_child(self, inst: Instance, child: Child, sig: int, timeout_s: float) -> None:
+        await child.stop(sig, timeout_s)
+        if child.killed_hard:
+            self.bus.publish(
+                events.Notice(
+                    inst.job.process,
+                    inst.name,
+                    message=f"did not stop within {timeout_s:g}s of {signal.Signals(sig).name}; sent SIGKILL",
+                    level="warning",
+                )
+            )
+
+    # ------------------------------------------------------------ instance
+
+    def _notify(self) -> None:
+        assert self._changed is not None
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _set_state(self, inst: Instance, state: State, reason: str = "") -> None:
+        inst.state = state
+        inst.result.state = state
+        if reason:
+            inst.result.reason = reason
+        self.bus.publish(events.StateChanged(inst.job.process, inst.name, state=str(state), reason=reason))
+        self._notify()
+
+    async def _run_instance(self, inst: Instance) -> None:
+        try:
+            await self._lifecycle(inst)
+        except asyncio.CancelledError:
+            if not inst.state.final:
+                why = inst.stop_reason or "stopped before it started"
+                self._set_state(inst, State.SKIPPED if not inst.started_once else State.STOPPED, why)
+                if not inst.started_once:
+                    self.bus.publish(events.Skipped(inst.job.process, inst.name, why=why))
+        finally:
+            if inst.log_fd >= 0:
+                os.close(inst.log_fd)
+                inst.log_fd = -1
+
+    async def _lifecycle(self, inst: Instance) -> None:
+        assert self._pool is not None
+        self.bus.publish(events.Queued(inst.job.process, inst.name))
+        inst.cancellable = True
+        blocked = await self._wait_for_dependencies(inst)
+        inst.cancellable = False
+        if blocked:
+            self._set_state(inst, State.SKIPPED, blocked)
+            self.bus.publish(events.Skipped(inst.job.process, inst.name, why=blocked))
+            return
+        consecutive_failures = 0
+        while True:
+            if self._stopping or inst.stop_requested:
+                raise asyncio.CancelledError
+            inst.cancellable = True
+            await self._pool.acquire()
+            inst.cancellable = False
+            try:
+                if self._stopping or inst.stop_requested:
+                    raise asyncio.CancelledError
+                state, run_s = await self._run_once(inst)
+            finally:
+                self._pool.release()
+            if not self._should_restart(inst, state):
+                self._finish(inst, state)
+                return
+            consecutive_failures = 0 if run_s >= STABLE_RUN_S else consecutive_failures + 1
+            delay = min(inst.job.spec.backoff_s * 2 ** max(consecutive_failures - 1, 0), MAX_BACKOFF_S)
+            inst.result.restarts += 1
+            self._set_state(inst, State.BACKOFF, f"restart {inst.result.restarts} in {delay:g}s")
+            self.bus.publish(events.Restarting(inst.job.process, inst.name, attempt=inst.result.restarts, delay_s=delay))
+            inst.cancellable = True
+            await asyncio.sleep(delay)
+            inst.cancellable = False
+
+    def _should_restart(self, inst: Instance, state: State) -> bool:
+        if self._stopping or inst.stop_requested:
+            return False
+        spec = inst.job.spec
+        if inst.result.restarts >= spec.max_restarts:
+            return False
+        if spec.restart == "always":
+            return True
+        return spec.restart == "on-failure" and state.failure
+
+    def _finish(self, inst: Instance, state: State) -> None:
+        if inst.stop_requested and not inst.timed_out:
+            # Whatever the exit looked like, it ended because we asked.
+            state = State.STOPPED
+        reason = inst.result.reason if state.failure else inst.stop_reason if state is State.STOPPED else ""
+        self._set_state(inst, state, reason)
+        if state.failure and self._first_failure is None:
+            self._first_failure = inst
+        if state.failure and self.fail_fast:
+            self.request_stop(f"{inst.name} {inst.result.status_text} (fail_fast)")
+
+    async def _wait_for_dependencies(self, inst: Instance) -> str:
+        """Wait until every dependency holds. Returns '' or why it never will."""
+        deps = inst.job.spec.depends_on
+        while True:
+            if self._stopping:
+                raise asyncio.CancelledError
+            pending = False
+            for dep, condition in deps.items():
+                verdict = self._dependency_verdict(dep, condition)
+                if verdict is None:
+                    pending = True
+                elif verdict:
+                    return verdict
+            if not pending:
+                return ""
+            assert self._changed is not None
+            await self._changed.wait()
+
+    def _dependency_verdict(self, process: str, condition: str) -> str | None:
+        """'' when it holds, None while undecided, else why it never will."""
+        undecided = False
+        for dep in self._by_process.get(process, []):
+            if condition == "started":
+                holds = dep.started_once
+            elif condition == "ready":
+                holds = dep.ready_once
+            else:
+                holds = dep.state is State.EXITED
+            if holds:
+                continue
+            if dep.state.final:
+                return f"dependency {dep.name} {dep.result.status_text}, not {condition}"
+            undecided = True
+        return None if undecided else ""
+
+    # ------------------------------------------------------------- one run
+
+    def _job_env(self, job: Job) -> dict[str, str]:
+        env = dict(self._base_env)
+        env.update(job.env)
+        return env
+
+    def _open_log(self, inst: Instance) -> int:
+        if inst.log_fd < 0:
+            # Truncated at the first start of this run, appended across restarts.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            if not inst.started_once:
+                flags |= os.O_TRUNC
+            inst.log_fd = os.open(inst.result.log_path or os.devnull, flags, 0o644)
+        return inst.log_fd
+
+    async def _run_once(self, inst: Instance) -> tuple[State, float]:
+        """Spawn, probe and wait for one run. Returns its final state and length."""
+        assert self._guardian is not None
+        job = inst.job
+        loop = asyncio.get_running_loop()
+        self._set_state(inst, State.STARTING)
+        log_probe = LogProbe(job.spec.ready.target) if job.spec.ready and job.spec.ready.kind == "log" else None
+        process_name, instance_name, publish = job.process, job.name, self.bus.publish
+
+        def on_output(stream: str, data: bytes) -> None:
+            publish(events.Output(process_name, instance_name, stream=stream, data=data))
+            if log_probe is not None:
+                log_probe.feed(data)
+
+        env = self._job_env(job)
+        child = Child(job.cmd, cwd=job.cwd, env=env, log_fd=self._open_log(inst), on_output=on_output)
+        try:
+            pid = await child.start()
+        except SpawnError as exc:
+            inst.result.reason = str(exc)
+            inst.result.exit_code = 127
+            self.bus.publish(events.Notice(job.process, inst.name, message=str(exc), level="error"))
+            return State.FAILED, 0.0
+        self._guardian.watch(child.pgid)
+        inst.child = child
+        inst.timed_out = inst.probe_failed = False
+        if inst.stop_requested or self._stopping:
+            # A stop came while the child was being spawned.
+            self._stop_instance(inst, inst.stop_reason or "stopped")
+        inst.result.pid = pid
+        if inst.result.started_at is None:
+            inst.result.started_at = child.started_at
+        inst.started_once = True
+        self.bus.publish(events.Started(job.process, inst.name, pid=pid, attempt=inst.result.restarts + 1))
+        self._set_state(inst, State.RUNNING)
+        timer = loop.call_later(job.spec.timeout_s, self._on_job_timeout, inst) if job.spec.timeout_s else None
+        probe_task = None
+        if job.spec.ready is None:
+            inst.ready_once = True
+        else:
+            probe_task = loop.create_task(self._probe(inst, env, log_probe))
+        try:
+            returncode = await child.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if probe_task is not None:
+                probe_task.cancel()
+            self._guardian.forget(child.pgid)
+        if inst.stop_task is not None:
+            await inst.stop_task
+            inst.stop_task = None
+        run_s = (child.ended_at or time.time()) - child.started_at
+        result = inst.result
+        result.ended_at = child.ended_at
+        result.duration_s = (result.duration_s or 0.0) + run_s
+        result.exit_code = returncode if returncode >= 0 else None
+        result.signal = -returncode if returncode < 0 else None
+        if inst.timed_out:
+            state = State.TIMED_OUT
+            result.reason = f"ran longer than its timeout of {job.spec.timeout_s:g}s"
+        elif inst.probe_failed:
+            state = State.FAILED
+        elif returncode == 0:
+            state = State.EXITED
+        elif returncode > 0:
+            state = State.FAILED
+            result.reason = ""
+        else:
+            state = State.KILLED
+        self.bus.publish(
+            events.Exited(
+                job.process,
+                inst.name,
+                status=str(state),
+                code=result.exit_code,
+                signal=result.signal,
+                duration_s=run_s,
+            )
+        )
+        return state, run_s
+
+    def _on_job_timeout(self, inst: Instance) -> None:
+        inst.timed_out = True
+        self.bus.publish(events.Notice(inst.job.process, inst.name, message=f"timeout of {inst.job.spec.timeout_s:g}s reached", level="warning"))
+        self._stop_instance_run(inst, "timed out")
+
+    def _stop_instance_run(self, inst: Instance, reason: str) -> None:
+        """Stop the current run only; the restart policy then decides."""
+        child = inst.child
+        if child is None or not child.running or (inst.stop_task and not inst.stop_task.done()):
+            return
+        self._set_state(inst, State.STOPPING, reason)
+        spec = inst.job.spec
+        timeout = spec.stop_timeout_s if spec.stop_timeout_s is not None else self.plan.manifest.settings.stop_timeout_s
+        inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout))
+
+    async def _probe(self, inst: Instance, env: dict[str, str], log_probe: LogProbe | None) -> None:
+        spec = inst.job.spec.ready
+        assert spec is not None
+        passed = await poll_probe(spec, cwd=inst.job.cwd, env=env, log_probe=log_probe)
+        if inst.child is None or not inst.child.running:
+            return
+        if passed:
+            inst.ready_once = True
+            self._set_state(inst, State.READY)
+            self.bus.publish(events.Ready(inst.job.process, inst.name, probe=spec.kind))
+        else:
+            inst.probe_failed = True
+            inst.result.reason = f"not ready after {spec.timeout_s:g}s ({spec.kind} probe)"
+            self.bus.publish(events.Notice(inst.job.process, inst.name, message=inst.result.reason, level="error"))
+            self._stop_instance_run(inst, "not ready")
+
+    # ------------------------------------------------------------ queries
+
+    def find(self, names: Iterable[str]) -> list[Instance]:
+        """Instances named by process (all of them) or instance name."""
+        found: list[Instance] = []
+        for name in names:
+            if name in self._by_process:
+                found.extend(self._by_process[name])
+            else:
+                found.extend(inst for inst in self.instances if inst.name == name)
+        return found

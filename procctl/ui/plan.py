@@ -1,0 +1,79 @@
+"""`procctl check`: the plan as a table and as JSON. Pure."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+from typing import Any
+
+from rich.table import Table
+
+from procctl.config.plan import Plan
+from procctl.units import format_duration
+
+
+def _command_text(cmd: str | tuple[str, ...]) -> str:
+    return cmd if isinstance(cmd, str) else shlex.join(cmd)
+
+
+def _ready_text(plan: Plan, process: str) -> str:
+    ready = plan.manifest.processes[process].ready
+    return f"{ready.kind} {ready.target}" if ready else "-"
+
+
+def plan_table(plan: Plan) -> Table:
+    table = Table(title=f"plan: pool of {plan.max_parallel}", title_justify="left")
+    table.add_column("level", justify="right")
+    table.add_column("process", no_wrap=True)
+    table.add_column("instances", justify="right")
+    table.add_column("command", overflow="fold")
+    table.add_column("depends on")
+    table.add_column("ready")
+    table.add_column("restart")
+    table.add_column("timeout", justify="right")
+    for process in plan.order:
+        spec = plan.manifest.processes[process]
+        deps = ", ".join(f"{name} ({cond})" for name, cond in spec.depends_on.items()) or "-"
+        restart = spec.restart if spec.restart == "no" else f"{spec.restart} (max {spec.max_restarts})"
+        table.add_row(
+            str(plan.levels[process]),
+            process,
+            str(len(plan.jobs_of(process))),
+            _command_text(spec.cmd),
+            deps,
+            _ready_text(plan, process),
+            restart,
+            format_duration(spec.timeout_s) if spec.timeout_s else "-",
+        )
+    return table
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    settings = plan.manifest.settings
+    processes = []
+    for process in plan.order:
+        spec = plan.manifest.processes[process]
+        processes.append(
+            {
+                "name": process,
+                "level": plan.levels[process],
+                "command": spec.cmd if isinstance(spec.cmd, str) else list(spec.cmd),
+                "depends_on": dict(spec.depends_on),
+                "ready": {"kind": spec.ready.kind, "target": spec.ready.target, "timeout_s": spec.ready.timeout_s}
+                if spec.ready
+                else None,
+                "restart": spec.restart,
+                "max_restarts": spec.max_restarts,
+                "timeout_s": spec.timeout_s,
+                "stop_signal": signal.Signals(spec.stop_signal).name,
+                "instances": [job.name for job in plan.jobs_of(process)],
+            }
+        )
+    return {
+        "manifest": str(plan.manifest.path),
+        "max_parallel": plan.max_parallel,
+        "stop_timeout_s": settings.stop_timeout_s,
+        "fail_fast": settings.fail_fast,
+        "order": list(plan.order),
+        "processes": processes,
+    }

@@ -1,0 +1,93 @@
+"""Tables (summary, plan) and their --json twins. Pure: data in, renderables
+or plain dicts out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from procctl.engine.state import InstanceResult, RunResult, State
+from procctl.units import format_duration
+
+STATE_STYLES = {
+    State.PENDING: "dim",
+    State.STARTING: "cyan",
+    State.RUNNING: "green",
+    State.READY: "bold green",
+    State.STOPPING: "yellow",
+    State.PAUSED: "magenta",
+    State.BACKOFF: "yellow",
+    State.EXITED: "green",
+    State.FAILED: "bold red",
+    State.KILLED: "red",
+    State.TIMED_OUT: "red",
+    State.LIMIT_EXCEEDED: "red",
+    State.SKIPPED: "dim",
+    State.STOPPED: "yellow",
+}
+
+
+def state_text(result: InstanceResult) -> Text:
+    return Text(result.status_text, style=STATE_STYLES.get(result.state, ""))
+
+
+def summary_table(result: RunResult) -> Table:
+    table = Table(title="procctl summary", title_justify="left", expand=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("exit", justify="right")
+    table.add_column("duration", justify="right")
+    table.add_column("restarts", justify="right")
+    table.add_column("note", overflow="fold")
+    for inst in result.instances:
+        table.add_row(
+            inst.name,
+            state_text(inst),
+            inst.exit_text,
+            format_duration(inst.duration_s),
+            str(inst.restarts),
+            inst.reason,
+        )
+    return table
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """The closing lines under the table: the first failure and its log."""
+    lines = []
+    counts: dict[str, int] = {}
+    for inst in result.instances:
+        counts[str(inst.state)] = counts.get(str(inst.state), 0) + 1
+    tally = ", ".join(f"{n} {state}" for state, n in counts.items())
+    lines.append(f"{len(result.instances)} instances in {format_duration(result.duration_s)}: {tally}")
+    if result.first_failure is not None:
+        first = result.first_failure
+        lines.append(f"first failure: {first.name} ({first.status_text}); log: {first.log_path}")
+    return lines
+
+
+def instance_json(inst: InstanceResult) -> dict[str, Any]:
+    return {
+        "name": inst.name,
+        "process": inst.process,
+        "state": str(inst.state),
+        "status": inst.status_text,
+        "exit_code": inst.exit_code,
+        "signal": inst.signal,
+        "duration_s": inst.duration_s,
+        "restarts": inst.restarts,
+        "pid": inst.pid,
+        "reason": inst.reason,
+        "log": str(inst.log_path) if inst.log_path else None,
+    }
+
+
+def summary_json(result: RunResult) -> dict[str, Any]:
+    return {
+        "exit_code": result.exit_code,
+        "interrupted": result.interrupted,
+        "duration_s": result.duration_s,
+        "first_failure": result.first_failure.name if result.first_failure else None,
+        "instances": [instance_json(inst) for inst in result.instances],
+    }

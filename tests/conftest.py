@@ -1,0 +1,158 @@
+"""Shared fixtures: a tmp project, the real `procctl` as a subprocess, a poller,
+and a reaper that ends every process a test started, even when it fails."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+HELPERS = Path(__file__).parent / "helpers"
+MARKER = "PROCCTL_TEST_MARKER"
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 15.0, interval: float = 0.02, what: str = "condition") -> object:
+    """Poll `condition` until it is truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def alive(pid: int) -> bool:
+    """True if `pid` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def marked_pids(marker: str) -> list[int]:
+    """Every process whose environment carries this test's marker."""
+    needle = f"\0{MARKER}={marker}\0".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in b"\0" + f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return [pid for pid in found if alive(pid)]
+
+
+class Project:
+    """A tmp directory with a manifest, and ways to run procctl in it."""
+
+    def __init__(self, root: Path, marker: str) -> None:
+        self.root = root
+        self.marker = marker
+        self._started: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "procfile.toml"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / ".procctl" / "logs"
+
+    def write(self, text: str, name: str = "procfile.toml") -> Path:
+        path = self.root / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("PROCCTL_FILE", None)
+        env.update({MARKER: self.marker, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+        env.pop("FORCE_COLOR", None)
+        if extra:
+            env.update(extra)
+        return env
+
+    def run(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `python -m procctl ARGS` to the end; (rc, stdout, stderr)."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "procctl", *args],
+            cwd=self.root,
+            env=self.env(env),
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._started.append(proc)
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"procctl {' '.join(args)} did not finish in {timeout}s\nstdout:\n{out.decode(errors='replace')}\nstderr:\n{err.decode(errors='replace')}")
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `python -m procctl ARGS` in the background; output to files."""
+        out = open(self.root / f"procctl-{len(self._started)}.out", "wb")
+        err = open(self.root / f"procctl-{len(self._started)}.err", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "procctl", *args],
+            cwd=self.root,
+            env=self.env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        out.close()
+        err.close()
+        proc.out_path = Path(out.name)  # type: ignore[attr-defined]
+        proc.err_path = Path(err.name)  # type: ignore[attr-defined]
+        self._started.append(proc)
+        return proc
+
+    def cleanup(self) -> None:
+        for proc in self._started:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                proc.wait()
+        for pid in marked_pids(self.marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    proj = Project(tmp_path, uuid.uuid4().hex)
+    try:
+        yield proj
+    finally:
+        proj.cleanup()
+
+
+def helper(name: str) -> str:
+    """Path of a helper script, for use in a manifest command."""
+    return str(HELPERS / name)
+
+
+PY = sys.executable

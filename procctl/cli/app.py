@@ -1,0 +1,104 @@
+"""The Typer app, its shared options, and the one place errors become exits.
+
+`main` is the only code that calls sys.exit or turns a ProcctlError into one
+line on stderr and its exit code. Commands live in sibling modules, one per
+group; heavy modules are imported inside the commands that need them, so that
+quick commands start quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+
+import typer
+
+from procctl.errors import ProcctlError, UsageError
+
+if TYPE_CHECKING:
+    from procctl.config.manifest import Manifest
+
+app = typer.Typer(
+    name="procctl",
+    help="Run a manifest of processes under a bounded pool; watch and control them.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+FileOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--file",
+        "-f",
+        help="The manifest (procfile.toml or Procfile). Default: $PROCCTL_FILE, else ./procfile.toml, else ./Procfile.",
+        show_default=False,
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from procctl import __version__
+
+        typer.echo(f"procctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Run a manifest of processes under a bounded pool; watch and control them."""
+
+
+def load_manifest_option(file: Path | None) -> Manifest:
+    from procctl.config.manifest import find_manifest, load_manifest
+
+    return load_manifest(find_manifest(file))
+
+
+def parse_duration_option(option: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    from procctl.units import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"{option}: must be more than zero")
+    return seconds
+
+
+def color_wanted() -> bool:
+    from rich.console import Console
+
+    return Console().color_system is not None
+
+
+def main() -> NoReturn:
+    """Entry point: run the app; a ProcctlError becomes one line and its exit code."""
+    try:
+        app()
+    except ProcctlError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        # Our stdout was closed early (`procctl ... | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    sys.exit(0)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    sys.stderr.write(f"procctl: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)

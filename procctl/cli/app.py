@@ -80,7 +80,10 @@ def parse_duration_option(option: str, value: str | None) -> float | None:
 def color_wanted() -> bool:
     from rich.console import Console
 
-    return Console().color_system is not None
+    console = Console()
+    # rich keeps a color system under NO_COLOR (it strips colors at render
+    # time); our prefixes are raw escapes, so NO_COLOR is checked here.
+    return console.color_system is not None and not console.no_color
 
 
 def main() -> NoReturn:

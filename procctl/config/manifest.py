@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from procctl.errors import ManifestError
+
 DEFAULT_NAMES = ("procfile.toml", "Procfile")
 
 RestartPolicy = Literal["no", "on-failure", "always"]
@@ -92,9 +94,26 @@ class Manifest:
 def find_manifest(file: str | os.PathLike[str] | None, cwd: Path | None = None) -> Path:
     """The manifest to use: `file`, else $PROCCTL_FILE, else procfile.toml or
     Procfile in `cwd`. Raises ManifestError when there is none."""
-    raise NotImplementedError
+    base = cwd or Path.cwd()
+    named = file if file is not None else os.environ.get("PROCCTL_FILE") or None
+    if named is not None:
+        path = (base / Path(named)).absolute()
+        if not path.exists():
+            raise ManifestError(f"no such manifest: {named}")
+        if path.is_dir():
+            raise ManifestError(f"{named} is a directory, not a manifest")
+        return path
+    for name in DEFAULT_NAMES:
+        candidate = base / name
+        if candidate.is_file():
+            return candidate.absolute()
+    raise ManifestError(
+        f"no manifest here: looked for {' and '.join(DEFAULT_NAMES)} in {base} (write one with 'procctl init', or use -f FILE)"
+    )
 
 
 def load_manifest(path: Path) -> Manifest:
     """Read, parse and validate the manifest at `path`."""
-    raise NotImplementedError
+    from procctl.config.loader import load
+
+    return load(path)

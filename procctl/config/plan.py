@@ -7,10 +7,13 @@ replica, dependency order and cycles. `procctl check` prints it.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
 from procctl.config.manifest import Manifest, ProcessSpec
+from procctl.errors import UsageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +56,91 @@ class Plan:
         return tuple(job for job in self.jobs if job.process == process)
 
 
+def _substitute(cmd: str | tuple[str, ...], values: Mapping[str, str], quote: bool) -> str | tuple[str, ...]:
+    """Replace {item}, {index}, {port} and nothing else (`${HOME}`, awk's
+    `{print}` stay as written). In a shell string the item is quoted so that an
+    input never becomes a command."""
+
+    def fill(text: str, quoted: bool) -> str:
+        for key, value in values.items():
+            token = "{" + key + "}"
+            if token in text:
+                text = text.replace(token, shlex.quote(value) if quoted and key == "item" else value)
+        return text
+
+    if isinstance(cmd, str):
+        return fill(cmd, quote)
+    return tuple(fill(part, False) for part in cmd)
+
+
+def _job(manifest: Manifest, spec: ProcessSpec, index: int, *, replicated: bool, item: str | None = None) -> Job:
+    values: dict[str, str] = {"index": str(index)}
+    env = dict(manifest.env)
+    env.update(spec.env)
+    if spec.port is not None:
+        port = spec.port + max(index, 1) - 1 if replicated else spec.port
+        values["port"] = str(port)
+        env["PORT"] = str(port)
+    if item is not None:
+        values["item"] = item
+        name, log_name = f"{spec.name}[{index}]", f"{spec.name}.{index}.log"
+        env["PROCCTL_ITEM"] = item
+    elif replicated:
+        name, log_name = f"{spec.name}.{index}", f"{spec.name}.{index}.log"
+    else:
+        name, log_name = spec.name, f"{spec.name}.log"
+    env["PROCCTL_PROCESS"] = spec.name
+    env["PROCCTL_INSTANCE"] = name
+    return Job(
+        name=name,
+        process=spec.name,
+        index=index,
+        cmd=_substitute(spec.cmd, values, quote=True),
+        cwd=spec.cwd,
+        env=env,
+        log_name=log_name,
+        spec=spec,
+        item=item,
+    )
+
+
+def replica_job(manifest: Manifest, spec: ProcessSpec, index: int) -> Job:
+    """Replica `index` (1-based) of a process: what `scale` adds at run time."""
+    return _job(manifest, spec, index, replicated=True)
+
+
+def _order(manifest: Manifest) -> tuple[tuple[str, ...], dict[str, int]]:
+    levels: dict[str, int] = {}
+
+    def level(name: str, seen: tuple[str, ...] = ()) -> int:
+        if name not in levels:
+            deps = manifest.processes[name].depends_on
+            levels[name] = 1 + max((level(dep, seen + (name,)) for dep in deps), default=-1)
+        return levels[name]
+
+    for name in manifest.processes:
+        level(name)
+    position = {name: i for i, name in enumerate(manifest.processes)}
+    order = tuple(sorted(manifest.processes, key=lambda n: (levels[n], position[n])))
+    return order, levels
+
+
 def build_plan(manifest: Manifest, *, parallel: int | None = None) -> Plan:
     """Expand and order the manifest. `parallel` (from -j) overrides max_parallel.
 
-    Raises ManifestError for a dependency cycle, naming it (`a → b → a`).
-    """
-    raise NotImplementedError
+    The manifest loader has already refused dependency cycles."""
+    if parallel is not None and parallel < 1:
+        raise UsageError("--parallel: must be at least 1")
+    order, levels = _order(manifest)
+    jobs: list[Job] = []
+    for name in order:
+        spec = manifest.processes[name]
+        if spec.each is not None:
+            jobs.extend(_job(manifest, spec, i, replicated=False, item=item) for i, item in enumerate(spec.each, start=1))
+        elif spec.replicas > 1:
+            jobs.extend(_job(manifest, spec, i, replicated=True) for i in range(1, spec.replicas + 1))
+        else:
+            jobs.append(_job(manifest, spec, 0, replicated=False))
+    setting = manifest.settings.max_parallel
+    pool = parallel if parallel is not None else setting if isinstance(setting, int) else (os.cpu_count() or 1)
+    return Plan(manifest=manifest, order=order, levels=levels, jobs=tuple(jobs), max_parallel=pool)

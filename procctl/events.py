@@ -112,6 +112,16 @@ class Skipped(Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Paused(Event):
+    kind = "paused"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Resumed(Event):
+    kind = "resumed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Notice(Event):
     """Something the supervisor wants the user to know (a probe timed out,
     a stop was cut short with SIGKILL)."""

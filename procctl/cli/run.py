@@ -30,6 +30,9 @@ def run(
     """Run the manifest's processes in the foreground until they end or Ctrl-C."""
     from procctl.config.plan import build_plan
     from procctl.config.select import select_processes
+    from procctl.control.address import socket_path
+    from procctl.control.server import ControlServer, serving
+    from procctl.engine.operations import Operations
     from procctl.engine.loop import run_supervisor
     from procctl.engine.store import StateDir
     from procctl.engine.supervisor import Supervisor
@@ -49,14 +52,16 @@ def run(
         processes=plan.order,
     )
     bus.subscribe(printer)
+    state_dir = StateDir.beside(manifest.path)
     supervisor = Supervisor(
         plan,
         bus,
-        StateDir.beside(manifest.path),
+        state_dir,
         fail_fast=False if keep_going else None,
         run_timeout_s=run_timeout,
     )
-    result = run_supervisor(supervisor)
+    server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path)
+    result = run_supervisor(supervisor, services=[lambda: serving(server)])
     _print_summary(result, json_summary)
     raise typer.Exit(result.exit_code)
 

@@ -4,10 +4,12 @@ signal capture."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 from procctl.engine.signals import SignalCapture
 from procctl.engine.state import RunResult
@@ -29,8 +31,15 @@ def _use_pidfd_watcher() -> None:
         asyncio.get_event_loop_policy().set_child_watcher(asyncio.PidfdChildWatcher())
 
 
-def run_supervisor(supervisor: Supervisor, on_loop: Callable[[Supervisor], object] | None = None) -> RunResult:
-    """Run to the end; SIGINT/SIGTERM stop gracefully, a second one forces."""
+def run_supervisor(
+    supervisor: Supervisor,
+    services: Sequence[Callable[[], AbstractAsyncContextManager[object]]] = (),
+) -> RunResult:
+    """Run to the end; SIGINT/SIGTERM stop gracefully, a second one forces.
+
+    `services` (the control socket, a live view) are entered on the loop before
+    the first child starts and left after the last one ended; one that fails
+    to start means nothing starts."""
     _use_pidfd_watcher()
 
     async def main() -> RunResult:
@@ -38,9 +47,10 @@ def run_supervisor(supervisor: Supervisor, on_loop: Callable[[Supervisor], objec
             lambda signum: supervisor.request_stop("interrupted", interrupted=True),
             lambda signum: supervisor.force_stop(),
         )
-        with capture:
-            if on_loop is not None:
-                on_loop(supervisor)
-            return await supervisor.run()
+        async with contextlib.AsyncExitStack() as stack:
+            for service in services:
+                await stack.enter_async_context(service())
+            with capture:
+                return await supervisor.run()
 
     return asyncio.run(main())

@@ -47,6 +47,17 @@ class Instance:
         self.cancellable = False
         """True while waiting (dependencies, a slot, a backoff): nothing to stop yet."""
         self.log_fd = -1
+        self.paused = False
+        self.restart_requested = False
+        """Set by `restart`: the next run follows at once, without backoff."""
+        self.wake = asyncio.Event()
+        """Cuts a backoff wait short (restart, start)."""
+        self.timeout_handle: asyncio.TimerHandle | None = None
+        self.timeout_left_s: float | None = None
+        """While paused: what was left of the job's timeout."""
+        self.probe_task: asyncio.Task[None] | None = None
+        self.probe_env: dict[str, str] = {}
+        self.log_probe: LogProbe | None = None
 
     @property
     def name(self) -> str:
@@ -81,6 +92,8 @@ class Supervisor:
         self._guardian: Guardian | None = None
         self._base_env: dict[str, str] = {}
         self._first_failure: Instance | None = None
+        self._unheld: asyncio.Event | None = None
+        """Cleared while the queue is held (`pause --all`): nothing new starts."""
 
     # ----------------------------------------------------------------- run
 
@@ -91,7 +104,10 @@ class Supervisor:
         self._stop_requested = asyncio.Event()
         self._changed = asyncio.Event()
         self._pool = asyncio.Semaphore(self.plan.max_parallel)
+        self._unheld = asyncio.Event()
+        self._unheld.set()
         self.state_dir.prepare()
+        self.state_dir.pid_file.write_text(f"{os.getpid()}\n")
         self._raise_fd_limit()
         self._guardian = Guardian()
         self._base_env = dict(os.environ)
@@ -99,14 +115,8 @@ class Supervisor:
         timer = loop.call_later(self.run_timeout_s, self._on_run_timeout) if self.run_timeout_s else None
         try:
             for inst in self.instances:
-                inst.task = loop.create_task(self._run_instance(inst))
-            everything = asyncio.gather(*(inst.task for inst in self.instances if inst.task))
-            stop_waiter = loop.create_task(self._stop_requested.wait())
-            await asyncio.wait({everything, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if self._stop_requested.is_set() and not everything.done():
-                await self._shutdown()
-            await everything
-            stop_waiter.cancel()
+                self.launch(inst)
+            await self._supervise()
         finally:
             if timer is not None:
                 timer.cancel()
@@ -115,7 +125,44 @@ class Supervisor:
                     inst.child.kill()
             sweep(self._guardian.token, exclude=self._guardian.pid)
             self._guardian.close()
+            self.state_dir.pid_file.unlink(missing_ok=True)
         return self._result(time.monotonic() - began)
+
+    def add_instance(self, job: Job) -> Instance:
+        """A new instance (scale up) joins the run."""
+        inst = Instance(job, self.state_dir.log_path(job.log_name))
+        self.instances.append(inst)
+        self._by_process.setdefault(job.process, []).append(inst)
+        return inst
+
+    def launch(self, inst: Instance) -> None:
+        """Start the lifecycle of an instance (at the start, or a later `start`)."""
+        inst.task = asyncio.get_running_loop().create_task(self._run_instance(inst))
+
+    async def _supervise(self) -> None:
+        """Wait until no instance has anything left to do; a stop request
+        turns into the ordered shutdown. Instances may be added meanwhile
+        (start, scale), so the set of tasks is read afresh each time."""
+        assert self._stop_requested is not None
+        stop_waiter = asyncio.get_running_loop().create_task(self._stop_requested.wait())
+        shut_down = False
+        try:
+            while True:
+                tasks = {inst.task for inst in self.instances if inst.task is not None and not inst.task.done()}
+                if not tasks:
+                    break
+                waiting: set[asyncio.Future[object]] = set(tasks)
+                if not shut_down:
+                    waiting.add(stop_waiter)
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if stop_waiter.done() and not shut_down:
+                    shut_down = True
+                    await self._shutdown()
+        finally:
+            stop_waiter.cancel()
+        for inst in self.instances:
+            if inst.task is not None and not inst.task.cancelled() and inst.task.exception() is not None:
+                raise inst.task.exception()  # type: ignore[misc]
 
     def _raise_fd_limit(self) -> None:
         # Each running child costs about six descriptors here (three pipes,
@@ -251,7 +298,7 @@ class Supervisor:
             if self._stopping or inst.stop_requested:
                 raise asyncio.CancelledError
             inst.cancellable = True
-            await self._pool.acquire()
+            await self._acquire_slot()
             inst.cancellable = False
             try:
                 if self._stopping or inst.stop_requested:
@@ -259,6 +306,13 @@ class Supervisor:
                 state, run_s = await self._run_once(inst)
             finally:
                 self._pool.release()
+            if inst.restart_requested and not self._stopping:
+                inst.restart_requested = False
+                inst.stop_requested = False
+                inst.stop_reason = ""
+                inst.result.restarts += 1
+                self.bus.publish(events.Restarting(inst.job.process, inst.name, attempt=inst.result.restarts, delay_s=0.0))
+                continue
             if not self._should_restart(inst, state):
                 self._finish(inst, state)
                 return
@@ -268,8 +322,37 @@ class Supervisor:
             self._set_state(inst, State.BACKOFF, f"restart {inst.result.restarts} in {delay:g}s")
             self.bus.publish(events.Restarting(inst.job.process, inst.name, attempt=inst.result.restarts, delay_s=delay))
             inst.cancellable = True
-            await asyncio.sleep(delay)
+            inst.wake.clear()
+            try:
+                await asyncio.wait_for(inst.wake.wait(), delay)
+            except TimeoutError:
+                pass
             inst.cancellable = False
+
+    async def _acquire_slot(self) -> None:
+        assert self._pool is not None and self._unheld is not None
+        while True:
+            await self._unheld.wait()
+            await self._pool.acquire()
+            if self._unheld.is_set():
+                return
+            self._pool.release()
+
+    def hold_queue(self, held: bool) -> None:
+        """`pause --all` holds the queue: no new start until it is released."""
+        assert self._unheld is not None
+        if held:
+            self._unheld.clear()
+        else:
+            self._unheld.set()
+
+    @property
+    def queue_held(self) -> bool:
+        return self._unheld is not None and not self._unheld.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def _should_restart(self, inst: Instance, state: State) -> bool:
         if self._stopping or inst.stop_requested:
@@ -286,6 +369,7 @@ class Supervisor:
             # Whatever the exit looked like, it ended because we asked.
             state = State.STOPPED
         reason = inst.result.reason if state.failure else inst.stop_reason if state is State.STOPPED else ""
+        inst.result.reason = reason
         self._set_state(inst, state, reason)
         if state.failure and self._first_failure is None:
             self._first_failure = inst
@@ -378,19 +462,25 @@ class Supervisor:
         inst.started_once = True
         self.bus.publish(events.Started(job.process, inst.name, pid=pid, attempt=inst.result.restarts + 1))
         self._set_state(inst, State.RUNNING)
-        timer = loop.call_later(job.spec.timeout_s, self._on_job_timeout, inst) if job.spec.timeout_s else None
-        probe_task = None
+        inst.timeout_left_s = None
+        if job.spec.timeout_s:
+            inst.timeout_handle = loop.call_later(job.spec.timeout_s, self._on_job_timeout, inst)
+        inst.probe_env = env
+        inst.log_probe = log_probe
         if job.spec.ready is None:
             inst.ready_once = True
         else:
-            probe_task = loop.create_task(self._probe(inst, env, log_probe))
+            self.start_probe(inst)
         try:
             returncode = await child.wait()
         finally:
-            if timer is not None:
-                timer.cancel()
-            if probe_task is not None:
-                probe_task.cancel()
+            if inst.timeout_handle is not None:
+                inst.timeout_handle.cancel()
+                inst.timeout_handle = None
+            if inst.probe_task is not None:
+                inst.probe_task.cancel()
+                inst.probe_task = None
+            inst.paused = False
             self._guardian.forget(child.pgid)
         if inst.stop_task is not None:
             await inst.stop_task
@@ -440,10 +530,14 @@ class Supervisor:
         timeout = spec.stop_timeout_s if spec.stop_timeout_s is not None else self.plan.manifest.settings.stop_timeout_s
         inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout))
 
-    async def _probe(self, inst: Instance, env: dict[str, str], log_probe: LogProbe | None) -> None:
+    def start_probe(self, inst: Instance) -> None:
+        """(Re)start the readiness probe of the current run, with a full timeout."""
+        inst.probe_task = asyncio.get_running_loop().create_task(self._probe(inst))
+
+    async def _probe(self, inst: Instance) -> None:
         spec = inst.job.spec.ready
         assert spec is not None
-        passed = await poll_probe(spec, cwd=inst.job.cwd, env=env, log_probe=log_probe)
+        passed = await poll_probe(spec, cwd=inst.job.cwd, env=inst.probe_env, log_probe=inst.log_probe)
         if inst.child is None or not inst.child.running:
             return
         if passed:

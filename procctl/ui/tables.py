@@ -91,3 +91,30 @@ def summary_json(result: RunResult) -> dict[str, Any]:
         "first_failure": result.first_failure.name if result.first_failure else None,
         "instances": [instance_json(inst) for inst in result.instances],
     }
+
+
+def status_table(status: dict[str, Any]) -> Table:
+    """The `status` reply of a running supervisor as a table."""
+    from procctl.units import format_size
+
+    held = " — queue held" if status.get("queue_held") else ""
+    stopping = " — stopping" if status.get("stopping") else ""
+    table = Table(title=f"{status['manifest']} (pid {status['pid']}, pool {status['max_parallel']}){held}{stopping}", title_justify="left")
+    for column, justify in (("name", "left"), ("state", "left"), ("pid", "right"), ("uptime", "right"), ("restarts", "right"), ("exit", "right"), ("cpu time", "right"), ("rss", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in status["instances"]:
+        state = State(row["state"])
+        exit_text = "-" if row["exit_code"] is None else str(row["exit_code"])
+        if row["exit_code"] is None and row["signal"]:
+            exit_text = str(128 + row["signal"])
+        table.add_row(
+            row["name"],
+            Text(row["status"] if state.final else row["state"], style=STATE_STYLES.get(state, "")),
+            str(row["pid"] or "-"),
+            format_duration(row["uptime_s"]),
+            str(row["restarts"]),
+            exit_text,
+            format_duration(row["cpu_time_s"]) if row["cpu_time_s"] is not None else "-",
+            format_size(row["rss_bytes"]),
+        )
+    return table

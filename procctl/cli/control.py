@@ -1,0 +1,183 @@
+"""Control commands: talk to the supervisor of a manifest over its socket.
+
+They import neither the engine's loop nor rich unless they draw a table, so
+that `procctl status --json` answers about as fast as Python starts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from procctl.cli.app import FileOption, app
+from procctl.errors import UsageError
+
+
+def _socket(file: Path | None) -> tuple[Path, Path]:
+    """(socket path, manifest path) for the manifest named by -f or found here."""
+    from procctl.config.manifest import find_manifest
+    from procctl.control.address import socket_path
+    from procctl.engine.store import StateDir
+
+    manifest = find_manifest(file)
+    return socket_path(StateDir.beside(manifest)), manifest
+
+
+def call(file: Path | None, verb: str, args: dict[str, Any] | None = None, timeout_s: float = 30.0) -> Any:
+    from procctl.control.client import request
+
+    path, manifest = _socket(file)
+    return request(path, manifest, verb, args, timeout_s=timeout_s)
+
+
+def _emit(result: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    elif text:
+        typer.echo(text)
+
+
+NamesArg = Annotated[Optional[list[str]], typer.Argument(help="Processes (all their instances) or instances (web.2, thumb[7]).", show_default=False)]
+AllOption = Annotated[bool, typer.Option("--all", help="Every instance.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the reply as JSON.")]
+
+
+def _names(names: list[str] | None, everything: bool) -> list[str]:
+    if not names and not everything:
+        raise UsageError("name at least one process or instance (or use --all)")
+    return names or []
+
+
+@app.command()
+def status(file: FileOption = None, as_json: JsonOption = False) -> None:
+    """State, pid, uptime, restarts, CPU time and RSS of each process of the running supervisor."""
+    result = call(file, "status")
+    if as_json:
+        _emit(result, True, "")
+        return
+    from rich.console import Console
+
+    from procctl.ui.tables import status_table
+
+    Console().print(status_table(result))
+
+
+@app.command()
+def pause(names: NamesArg = None, everything: AllOption = False, file: FileOption = None, as_json: JsonOption = False) -> None:
+    """SIGSTOP each named process's whole tree; --all also holds the queue."""
+    result = call(file, "pause", {"names": _names(names, everything), "all": everything})
+    held = " (queue held)" if result["queue_held"] else ""
+    _emit(result, as_json, f"paused: {', '.join(result['paused']) or 'nothing'}{held}")
+
+
+@app.command()
+def resume(names: NamesArg = None, everything: AllOption = False, file: FileOption = None, as_json: JsonOption = False) -> None:
+    """SIGCONT each named process's tree; --all also releases the queue."""
+    result = call(file, "resume", {"names": _names(names, everything), "all": everything})
+    _emit(result, as_json, f"resumed: {', '.join(result['resumed']) or 'nothing'}")
+
+
+@app.command()
+def kill(
+    names: NamesArg = None,
+    signal_name: Annotated[
+        Optional[str], typer.Option("--signal", "-s", help="Just deliver this signal (TERM, HUP, USR1, 9...) to the group.", show_default=False)
+    ] = None,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop processes (graceful, then SIGKILL after stop_timeout) and do not restart them."""
+    args: dict[str, Any] = {"names": _names(names, False)}
+    if signal_name is not None:
+        args["signal"] = signal_name
+    result = call(file, "kill", args)
+    if "signalled" in result:
+        _emit(result, as_json, f"sent {result['signal']} to: {', '.join(result['signalled']) or 'nothing'}")
+    else:
+        _emit(result, as_json, f"stopping: {', '.join(result['stopping']) or 'nothing'}")
+
+
+@app.command()
+def restart(names: NamesArg = None, file: FileOption = None, as_json: JsonOption = False) -> None:
+    """Restart processes now (a stopped one starts again)."""
+    result = call(file, "restart", {"names": _names(names, False)})
+    _emit(result, as_json, f"restarting: {', '.join(result['restarting']) or 'nothing'}")
+
+
+@app.command()
+def start(names: NamesArg = None, file: FileOption = None, as_json: JsonOption = False) -> None:
+    """Start processes that have stopped or ended."""
+    result = call(file, "start", {"names": _names(names, False)})
+    text = f"starting: {', '.join(result['starting']) or 'nothing'}"
+    if result["already_running"]:
+        text += f"; already running: {', '.join(result['already_running'])}"
+    _emit(result, as_json, text)
+
+
+@app.command()
+def scale(
+    assignment: Annotated[str, typer.Argument(help="NAME=N: the number of replicas of process NAME.")],
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change the number of replicas of a process at run time."""
+    name, sep, count = assignment.partition("=")
+    if not sep or not name or not count.strip().isdigit():
+        raise UsageError(f"scale: expected NAME=N (e.g. web=3), got {assignment!r}")
+    result = call(file, "scale", {"process": name, "replicas": int(count)})
+    parts = [f"{result['process']}: {result['replicas']} replicas"]
+    if result["added"]:
+        parts.append(f"started {', '.join(result['added'])}")
+    if result["removed"]:
+        parts.append(f"stopping {', '.join(result['removed'])}")
+    _emit(result, as_json, "; ".join(parts))
+
+
+@app.command()
+def send(
+    arguments: Annotated[list[str], typer.Argument(help="NAME TEXT, or with --all just TEXT.")],
+    everything: Annotated[bool, typer.Option("--all", help="Send to every instance.")] = False,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a line of text to the stdin of processes."""
+    if everything:
+        names, text = [], " ".join(arguments)
+    elif len(arguments) < 2:
+        raise UsageError("send: expected NAME TEXT (or --all TEXT)")
+    else:
+        names, text = [arguments[0]], " ".join(arguments[1:])
+    result = call(file, "send", {"names": names, "all": everything, "text": text})
+    _emit(result, as_json, f"sent to: {', '.join(result['sent']) or 'nothing'}")
+
+
+@app.command()
+def top(
+    file: FileOption = None,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Draw the table once and exit.")] = False,
+) -> None:
+    """The live table of the running supervisor (Ctrl-C to leave)."""
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from procctl.ui.tables import status_table
+
+    console = Console()
+    result = call(file, "status")
+    if once or not console.is_terminal:
+        console.print(status_table(result))
+        return
+    with Live(status_table(result), console=console, auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(max(interval, 0.1))
+                live.update(status_table(call(file, "status")), refresh=True)
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,128 @@
+"""`procctl up -d` and `procctl down`: the supervisor in the background.
+
+`up -d` starts `procctl run` in its own session with its output in
+.procctl/supervisor.log and returns once every process has started (or, with
+--wait, is ready). `down` asks it to stop and returns when it is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Annotated, Any, Optional
+
+import typer
+
+from procctl.cli.app import FileOption, app, parse_duration_option
+from procctl.cli.control import call
+from procctl.errors import NoSupervisor, ProcctlError, UsageError
+
+_STARTED = {"running", "ready", "paused", "exited", "stopping"}
+_READY = {"ready", "exited"}
+
+
+def _settled(status: dict[str, Any], wait_ready: bool, has_probe: dict[str, bool]) -> tuple[bool, list[str]]:
+    """(every instance is where `up` waits for it, the names that failed)."""
+    failed, waiting = [], False
+    for row in status["instances"]:
+        state = row["state"]
+        if state in ("failed", "killed", "timed out", "limit exceeded", "skipped"):
+            failed.append(f"{row['name']} ({row['status']})")
+        elif wait_ready and has_probe.get(row["process"], False):
+            waiting |= state not in _READY
+        else:
+            waiting |= state not in _STARTED
+    return not waiting, failed
+
+
+@app.command()
+def up(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Only these processes (and what they depend on).", show_default=False)] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the supervisor in the background.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Return once every process with a probe is ready, not just started.")] = False,
+    wait_timeout: Annotated[str, typer.Option("--wait-timeout", help="Give up waiting after this long (exit 1).")] = "60s",
+    parallel: Annotated[Optional[int], typer.Option("--parallel", "-j", help="Pool size (overrides max_parallel).", show_default=False)] = None,
+    file: FileOption = None,
+) -> None:
+    """Start the supervisor; with -d in the background, returning once processes are up."""
+    from procctl.config.manifest import find_manifest, load_manifest
+    from procctl.engine.store import StateDir
+
+    manifest_path = find_manifest(file)
+    manifest = load_manifest(manifest_path)
+    args = [sys.executable, "-m", "procctl", "run", "--plain", "-f", str(manifest_path)]
+    if parallel is not None:
+        args += ["-j", str(parallel)]
+    args += list(names or [])
+    if not detach:
+        os.execv(sys.executable, args)
+    limit = parse_duration_option("--wait-timeout", wait_timeout) or 60.0
+    state = StateDir.beside(manifest_path)
+    state.prepare()
+    try:
+        call(manifest_path, "ping", timeout_s=5)
+        raise UsageError(f"a supervisor is already running for {manifest_path}")
+    except NoSupervisor:
+        pass
+    log = state.root / "supervisor.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=manifest_path.parent)
+    has_probe = {name: spec.ready is not None for name, spec in manifest.processes.items()}
+    deadline = time.monotonic() + limit
+    while True:
+        code = proc.poll()
+        if code == 0:
+            typer.echo(f"everything ran and ended well (see {state.logs})")
+            return
+        if code is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise ProcctlError(f"the supervisor exited with code {code}: {tail[0]} (see {log})")
+        try:
+            status = call(manifest_path, "status", timeout_s=5)
+        except NoSupervisor:
+            status = None
+        if status is not None:
+            settled, failed = _settled(status, wait, has_probe)
+            if failed:
+                raise ProcctlError(f"failed to come up: {', '.join(failed)} (see {state.logs})")
+            if settled:
+                break
+        if time.monotonic() > deadline:
+            raise ProcctlError(f"not {'ready' if wait else 'started'} after {limit:g}s (see {log})")
+        time.sleep(0.05)
+    typer.echo(f"supervisor {proc.pid} is up: {len(status['instances'])} instances {'ready' if wait else 'started'}; 'procctl down' stops it")
+
+
+@app.command()
+def down(
+    file: FileOption = None,
+    timeout: Annotated[str, typer.Option("--timeout", help="Longest wait for everything to stop.")] = "60s",
+) -> None:
+    """Stop the running supervisor gracefully; return when everything is gone."""
+    limit = parse_duration_option("--timeout", timeout) or 60.0
+    pid = call(file, "ping")["pid"]
+    call(file, "shutdown")
+    deadline = time.monotonic() + limit
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise ProcctlError(f"the supervisor (pid {pid}) is still stopping after {limit:g}s")
+        time.sleep(0.05)
+    typer.echo(f"supervisor {pid} stopped")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+

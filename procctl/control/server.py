@@ -1,0 +1,139 @@
+"""The control socket: a Unix socket (0600, in a 0700 directory) that answers
+only its owner's uid, one JSON line per request, one verb per Operations method.
+
+A malformed, oversized or unknown request gets an error reply and the
+supervisor runs on. Never renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from procctl.control.address import prepare_socket_dir
+from procctl.control.protocol import MAX_REQUEST_BYTES, ProtocolError, Reply, Request, decode_request
+from procctl.engine.operations import Operations
+from procctl.errors import ProcctlError
+
+_PEERCRED = struct.Struct("3i")
+"""struct ucred: pid, uid, gid."""
+
+
+class AlreadyRunning(ProcctlError):
+    exit_code = 2
+
+
+def _socket_answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    return _PEERCRED.unpack(creds)[1]
+
+
+class ControlServer:
+    def __init__(self, operations: Operations, path: Path, manifest: Path) -> None:
+        self.ops = operations
+        self.path = path
+        self.manifest = manifest
+        self._server: asyncio.AbstractServer | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "ping": lambda args: {"pong": True, "pid": os.getpid()},
+            "status": lambda args: operations.status(),
+            "pause": lambda args: operations.pause(args.get("names", []), args.get("all", False)),
+            "resume": lambda args: operations.resume(args.get("names", []), args.get("all", False)),
+            "kill": lambda args: operations.kill(args.get("names", []), args.get("signal")),
+            "restart": lambda args: operations.restart(args.get("names", [])),
+            "start": lambda args: operations.start(args.get("names", [])),
+            "scale": self._scale,
+            "send": lambda args: operations.send(args.get("names", []), args.get("text", ""), args.get("all", False)),
+            "shutdown": lambda args: operations.shutdown(),
+        }
+
+    def _scale(self, args: dict[str, Any]) -> Any:
+        if "process" not in args or "replicas" not in args:
+            raise ProtocolError("scale: needs 'process' and 'replicas'")
+        return self.ops.scale(args["process"], args["replicas"])
+
+    async def start(self) -> None:
+        prepare_socket_dir(self.path)
+        if self.path.exists() or self.path.is_symlink():
+            if _socket_answers(self.path):
+                raise AlreadyRunning(f"a supervisor is already running for {self.manifest} (socket {self.path})")
+            # A socket left by a supervisor that died: replace it.
+            self.path.unlink()
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES + 1)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            except TimeoutError:
+                pass
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def handle(self, request: Request) -> Reply:
+        try:
+            result = self._handlers[request.verb](request.args)
+        except ProtocolError as exc:
+            return Reply.failure(str(exc), 2, request.id)
+        except ProcctlError as exc:
+            return Reply.failure(str(exc), exc.exit_code, request.id)
+        return Reply(ok=True, result=result, id=request.id)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            sock = writer.get_extra_info("socket")
+            if sock is None or peer_uid(sock) != os.getuid():
+                writer.write(Reply.failure("permission denied: not the owner of this supervisor", 1).encode())
+                return
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError as exc:
+                    if exc.partial.strip():
+                        writer.write(Reply.failure("malformed request: no newline at the end").encode())
+                    return
+                except asyncio.LimitOverrunError:
+                    writer.write(Reply.failure(f"request too large (at most {MAX_REQUEST_BYTES} bytes)").encode())
+                    return
+                try:
+                    reply = self.handle(decode_request(line))
+                except ProtocolError as exc:
+                    reply = Reply.failure(str(exc))
+                writer.write(reply.encode())
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def serving(server: ControlServer) -> AsyncIterator[ControlServer]:
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()

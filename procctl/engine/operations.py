@@ -1,0 +1,297 @@
+"""What a second invocation can do to a running supervisor: pause, resume,
+kill, restart, start, scale, send, status. One method per control verb; each
+returns plain data (it goes back over the control socket as JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import psutil
+
+from procctl import events
+from procctl.config.plan import replica_job
+from procctl.engine.process import descendants
+from procctl.engine.state import State
+from procctl.engine.supervisor import Instance, Supervisor
+from procctl.errors import UsageError
+
+
+def parse_signal(value: str | int) -> int:
+    """'TERM', 'SIGTERM', 'hup' or 15 → the signal number."""
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        number = int(value)
+        try:
+            return int(signal.Signals(number))
+        except ValueError:
+            raise UsageError(f"unknown signal {value}") from None
+    name = value.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise UsageError(f"unknown signal {value!r} (e.g. TERM, HUP, USR1, 9)") from None
+
+
+class Operations:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
+
+    # ------------------------------------------------------------ naming
+
+    def resolve(self, names: Iterable[str], *, everything: bool = False) -> list[Instance]:
+        """Instances by process name (all of its instances) or instance name
+        (`web.2`, `thumb[7]`). An unknown name is a UsageError listing the known."""
+        if everything:
+            return list(self.sup.instances)
+        names = list(names)
+        if not names:
+            raise UsageError("name at least one process or instance (or use --all)")
+        found: list[Instance] = []
+        for name in names:
+            matches = self.sup.find([name])
+            if not matches:
+                processes = list(dict.fromkeys(inst.job.process for inst in self.sup.instances))
+                known = ", ".join(processes)
+                raise UsageError(f"unknown process or instance {name!r}; known processes: {known}")
+            found.extend(inst for inst in matches if inst not in found)
+        return found
+
+    def _refuse_while_stopping(self) -> None:
+        if self.sup.stopping:
+            raise UsageError("the supervisor is stopping")
+
+    # ------------------------------------------------------------ verbs
+
+    def pause(self, names: list[str], everything: bool = False) -> dict[str, Any]:
+        """SIGSTOP to each instance's whole tree; --all also holds the queue."""
+        self._refuse_while_stopping()
+        paused = []
+        for inst in self.resolve(names, everything=everything):
+            if self._pause(inst):
+                paused.append(inst.name)
+        if everything:
+            self.sup.hold_queue(True)
+        return {"paused": paused, "queue_held": self.sup.queue_held}
+
+    def _pause(self, inst: Instance) -> bool:
+        child = inst.child
+        if child is None or not child.running or inst.paused:
+            return False
+        loop = asyncio.get_running_loop()
+        if inst.timeout_handle is not None:
+            # The job's timeout does not run while it is paused.
+            inst.timeout_left_s = max(inst.timeout_handle.when() - loop.time(), 0.0)
+            inst.timeout_handle.cancel()
+            inst.timeout_handle = None
+        if inst.probe_task is not None:
+            # Nor does its readiness deadline: the probe starts afresh on resume.
+            inst.probe_task.cancel()
+            inst.probe_task = None
+        child.send_signal(signal.SIGSTOP)
+        for proc in descendants(child.pid):
+            try:
+                proc.suspend()
+            except psutil.Error:
+                pass
+        inst.paused = True
+        self.sup._set_state(inst, State.PAUSED)
+        self.sup.bus.publish(events.Paused(inst.job.process, inst.name))
+        return True
+
+    def resume(self, names: list[str], everything: bool = False) -> dict[str, Any]:
+        resumed = []
+        for inst in self.resolve(names, everything=everything):
+            if self._resume(inst):
+                resumed.append(inst.name)
+        if everything:
+            self.sup.hold_queue(False)
+        return {"resumed": resumed, "queue_held": self.sup.queue_held}
+
+    def _resume(self, inst: Instance) -> bool:
+        child = inst.child
+        if not inst.paused or child is None:
+            return False
+        for proc in descendants(child.pid):
+            try:
+                proc.resume()
+            except psutil.Error:
+                pass
+        child.send_signal(signal.SIGCONT)
+        inst.paused = False
+        loop = asyncio.get_running_loop()
+        if inst.timeout_left_s is not None and child.running:
+            inst.timeout_handle = loop.call_later(inst.timeout_left_s, self.sup._on_job_timeout, inst)
+            inst.timeout_left_s = None
+        ready_pending = inst.job.spec.ready is not None and not inst.ready_once
+        if child.running:
+            if ready_pending:
+                self.sup.start_probe(inst)
+            self.sup._set_state(inst, State.READY if inst.job.spec.ready and inst.ready_once else State.RUNNING)
+        self.sup.bus.publish(events.Resumed(inst.job.process, inst.name))
+        return True
+
+    def kill(self, names: list[str], sig: str | int | None = None) -> dict[str, Any]:
+        """Stop gracefully and do not restart; or with `sig`, deliver just it."""
+        targets = self.resolve(names)
+        if sig is not None:
+            number = parse_signal(sig)
+            sent = [inst.name for inst in targets if inst.child is not None and inst.child.send_signal(number)]
+            return {"signalled": sent, "signal": signal.Signals(number).name}
+        stopped = []
+        for inst in targets:
+            if inst.state.final:
+                continue
+            self.sup._stop_instance(inst, "killed on request")
+            stopped.append(inst.name)
+        return {"stopping": stopped}
+
+    def restart(self, names: list[str]) -> dict[str, Any]:
+        self._refuse_while_stopping()
+        restarted = []
+        for inst in self.resolve(names):
+            child = inst.child
+            if inst.state.final:
+                self._start(inst)
+            elif child is not None and child.running:
+                inst.restart_requested = True
+                self.sup._stop_instance_run(inst, "restart requested")
+                if inst.paused:
+                    self._resume(inst)
+            elif inst.state is State.BACKOFF:
+                inst.wake.set()
+            restarted.append(inst.name)
+        return {"restarting": restarted}
+
+    def start(self, names: list[str]) -> dict[str, Any]:
+        """Start instances that have ended (or were never started)."""
+        self._refuse_while_stopping()
+        started, already = [], []
+        for inst in self.resolve(names):
+            if inst.state.final:
+                self._start(inst)
+                started.append(inst.name)
+            else:
+                already.append(inst.name)
+        return {"starting": started, "already_running": already}
+
+    def _start(self, inst: Instance) -> None:
+        inst.stop_requested = False
+        inst.stop_reason = ""
+        inst.restart_requested = False
+        inst.state = State.PENDING
+        inst.result.state = State.PENDING
+        inst.result.reason = ""
+        self.sup.launch(inst)
+
+    def scale(self, process: str, replicas: int) -> dict[str, Any]:
+        self._refuse_while_stopping()
+        if replicas < 0:
+            raise UsageError("scale: the number of replicas cannot be negative")
+        spec = self.sup.plan.manifest.processes.get(process)
+        if spec is None:
+            known = ", ".join(self.sup.plan.manifest.processes)
+            raise UsageError(f"unknown process {process!r}; known processes: {known}")
+        if spec.each is not None:
+            raise UsageError(f"{process} runs one job per `each` item; it cannot be scaled")
+        current = [inst for inst in self.sup.instances if inst.job.process == process and not inst.state.final]
+        added, removed = [], []
+        if replicas > len(current):
+            # A lone instance (index 0) counts as replica 1: new ones are .2, .3...
+            taken = {max(inst.job.index, 1) for inst in self.sup.instances if inst.job.process == process}
+            index = 1
+            while len(current) + len(added) < replicas:
+                if index not in taken:
+                    job = replica_job(self.sup.plan.manifest, spec, index)
+                    inst = self.sup.add_instance(job)
+                    self.sup.launch(inst)
+                    added.append(inst.name)
+                    taken.add(index)
+                index += 1
+        else:
+            for inst in sorted(current, key=lambda i: i.job.index, reverse=True)[: len(current) - replicas]:
+                self.sup._stop_instance(inst, "scaled down")
+                removed.append(inst.name)
+        return {"process": process, "replicas": replicas, "added": added, "removed": removed}
+
+    def send(self, names: list[str], text: str, everything: bool = False) -> dict[str, Any]:
+        data = text.encode() if text.endswith("\n") else (text + "\n").encode()
+        sent = []
+        for inst in self.resolve(names, everything=everything):
+            if inst.child is not None and inst.child.write_stdin(data):
+                sent.append(inst.name)
+        return {"sent": sent}
+
+    def shutdown(self) -> dict[str, Any]:
+        self.sup.request_stop("shutdown requested")
+        return {"stopping": True}
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        usage = _tree_usage([inst.child.pid for inst in self.sup.instances if inst.child is not None and inst.child.running])
+        rows = []
+        for inst in self.sup.instances:
+            child = inst.child
+            running = child is not None and child.running
+            pid = child.pid if running and child is not None else None
+            cpu_s, rss = usage.get(pid, (None, None)) if pid else (None, None)
+            rows.append(
+                {
+                    "name": inst.name,
+                    "process": inst.job.process,
+                    "state": str(inst.state),
+                    "status": inst.result.status_text,
+                    "pid": pid,
+                    "uptime_s": now - child.started_at if running and child is not None else None,
+                    "restarts": inst.result.restarts,
+                    "exit_code": inst.result.exit_code,
+                    "signal": inst.result.signal,
+                    "cpu_time_s": cpu_s,
+                    "rss_bytes": rss,
+                    "reason": inst.result.reason,
+                }
+            )
+        return {
+            "manifest": str(self.sup.plan.manifest.path),
+            "pid": os.getpid(),
+            "max_parallel": self.sup.plan.max_parallel,
+            "queue_held": self.sup.queue_held,
+            "stopping": self.sup.stopping,
+            "instances": rows,
+        }
+
+
+def _tree_usage(roots: list[int]) -> dict[int, tuple[float, int]]:
+    """CPU seconds (user+sys) and RSS bytes of each root's whole tree, from one
+    pass over the process table rather than one per root."""
+    if not roots:
+        return {}
+    children: dict[int, list[psutil.Process]] = {}
+    procs: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        procs[proc.pid] = proc
+        children.setdefault(proc.info["ppid"], []).append(proc)
+    usage = {}
+    for root in roots:
+        cpu, rss = 0.0, 0
+        stack = [procs[root]] if root in procs else []
+        while stack:
+            proc = stack.pop()
+            try:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    cpu += times.user + times.system
+                    rss += proc.memory_info().rss
+            except psutil.Error:
+                pass
+            stack.extend(children.get(proc.pid, []))
+        usage[root] = (cpu, rss)
+    return usage

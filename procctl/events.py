@@ -112,6 +112,19 @@ class Skipped(Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LimitExceeded(Event):
+    limit: str
+    """The manifest key: 'memory', 'cpu_time', 'fsize'..."""
+    value: float
+    """What was measured (bytes, seconds); 0 when the kernel enforced it."""
+    maximum: float
+    """The limit in force, in the same unit."""
+    action: str
+    """What follows: 'kill' or 'restart'."""
+    kind = "limit_exceeded"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Paused(Event):
     kind = "paused"
 

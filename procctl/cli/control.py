@@ -181,3 +181,33 @@ def top(
                 live.update(status_table(call(file, "status")), refresh=True)
         except KeyboardInterrupt:
             pass
+
+
+@app.command()
+def limits(
+    names: NamesArg = None,
+    memory: Annotated[Optional[str], typer.Option("--memory", help="RSS of the whole tree (e.g. 256MiB); on_limit applies when exceeded.", show_default=False)] = None,
+    cpu_time: Annotated[Optional[str], typer.Option("--cpu-time", help="RLIMIT_CPU per process (e.g. 60s).", show_default=False)] = None,
+    nofile: Annotated[Optional[int], typer.Option("--nofile", help="RLIMIT_NOFILE: open files per process.", show_default=False)] = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", help="RLIMIT_NPROC: processes of the user.", show_default=False)] = None,
+    cpu_percent: Annotated[Optional[float], typer.Option("--cpu-percent", help="Share of one core for the tree (100 = a core).", show_default=False)] = None,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show each limit, its mechanism and current usage; with options, change them live and for restarts."""
+    changes: dict[str, Any] = {}
+    for key, value in (("memory", memory), ("cpu_time", cpu_time), ("nofile", nofile), ("nproc", nproc), ("cpu_percent", cpu_percent)):
+        if value is not None:
+            changes[key] = value
+    args: dict[str, Any] = {"names": _names(names, False)}
+    if changes:
+        args["set"] = changes
+    result = call(file, "limits", args)
+    if as_json:
+        _emit(result, True, "")
+        return
+    from rich.console import Console
+
+    from procctl.ui.tables import limits_table
+
+    Console().print(limits_table(result))

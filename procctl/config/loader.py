@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from procctl.config.envfile import parse_env, read_env_file
-from procctl.config.manifest import Manifest, ProcessSpec, ReadySpec, Settings
+from procctl.config.manifest import Limits, Manifest, ProcessSpec, ReadySpec, Settings
 from procctl.errors import ManifestError
-from procctl.units import parse_duration
+from procctl.units import parse_duration, parse_size
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 TOP_KEYS = ("settings", "env", "process")
@@ -28,6 +28,8 @@ PROCESS_KEYS = (
     "cmd", "cwd", "env", "env_file", "depends_on", "ready", "restart", "max_restarts", "backoff", "replicas",
     "port", "each", "timeout", "stop_signal", "stop_timeout", "limits", "on_limit", "nice",
 )  # fmt: skip
+LIMIT_KEYS = ("memory", "address_space", "cpu_time", "nofile", "nproc", "fsize", "core", "cpu_percent")
+ON_LIMIT = ("kill", "restart")
 READY_KINDS = ("log", "tcp", "http", "exec")
 READY_KEYS = (*READY_KINDS, "timeout", "interval")
 CONDITIONS = ("started", "ready", "succeeded")
@@ -82,6 +84,8 @@ class _Reader:
         self.path = path
         self.root = path.parent
         self.lines = KeyLines(text)
+        self.defaults = Settings()
+        """The [settings] in force: processes inherit its limits."""
 
     def error(self, message: str, *path: str, suggestion: str | None = None) -> ManifestError:
         return ManifestError(message, path=self.path.name, line=self.lines.line(*path), key=".".join(path), suggestion=suggestion)
@@ -153,18 +157,63 @@ class _Reader:
         if "env_file" in table:
             env = self.env_file(table["env_file"], "settings", "env_file")
             kwargs["env_file"] = self.root / table["env_file"]
-        self.reserved(table, "settings")
+        kwargs.update(self.limit_options(table, "settings"))
         return Settings(**kwargs), env
 
-    def reserved(self, table: Mapping[str, Any], *path: str) -> None:
-        # Accepted here so that manifests written for resource limits load;
-        # they are checked for shape only.
+    def limit_options(self, table: Mapping[str, Any], *path: str) -> dict[str, Any]:
+        """`limits`, `on_limit` and `nice` of [settings] or a process."""
+        options: dict[str, Any] = {}
         if "limits" in table:
-            self.table(table["limits"], *path, "limits")
-        if "on_limit" in table and table["on_limit"] not in ("kill", "restart"):
-            raise self.error(f"expected \"kill\" or \"restart\", got {_describe(table['on_limit'])}", *path, "on_limit")
+            options["limits"] = self.limits(table["limits"], *path, "limits")
+        if "on_limit" in table:
+            if table["on_limit"] not in ON_LIMIT:
+                raise self.error(
+                    f"expected \"kill\" or \"restart\", got {_describe(table['on_limit'])}",
+                    *path, "on_limit", suggestion=_nearest(str(table["on_limit"]), ON_LIMIT),
+                )  # fmt: skip
+            options["on_limit"] = table["on_limit"]
         if "nice" in table:
-            self.integer(table["nice"], *path, "nice", minimum=-20, maximum=19)
+            options["nice"] = self.integer(table["nice"], *path, "nice", minimum=-20, maximum=19)
+        return options
+
+    def limits(self, raw: object, *path: str) -> Limits:
+        table = self.table(raw, *path)
+        self.check_keys(table, LIMIT_KEYS, *path)
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key == "memory":
+                values[key] = self.size(value, *path, key)
+            elif key == "cpu_percent":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100 * (os.cpu_count() or 1):
+                    raise self.error(f"expected a percentage of one core, more than 0, got {_describe(value)}", *path, key)
+                values[key] = float(value)
+            else:
+                values[key] = self.soft_hard(value, key, *path, key)
+        return Limits(**values)
+
+    def size(self, value: object, *path: str) -> int:
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            raise self.error(str(exc), *path) from None
+
+    def soft_hard(self, value: object, key: str, *path: str) -> tuple[int, int]:
+        """An rlimit: one value (soft = hard) or [soft, hard]."""
+        pair = value if isinstance(value, list) else [value, value]
+        if len(pair) != 2:
+            raise self.error(f"expected a value or [soft, hard], got {_describe(value)}", *path)
+        converted = []
+        for item in pair:
+            if key == "cpu_time":
+                converted.append(max(int(self.duration(item, *path, positive=True)), 1))
+            elif key in ("address_space", "fsize", "core"):
+                converted.append(self.size(item, *path))
+            else:
+                converted.append(self.integer(item, *path, minimum=0, maximum=2**62))
+        soft, hard = converted
+        if soft > hard:
+            raise self.error(f"the soft limit ({pair[0]}) is above the hard limit ({pair[1]})", *path)
+        return soft, hard
 
     def ready(self, raw: object, name: str) -> ReadySpec:
         path = ("process", name, "ready")
@@ -276,7 +325,10 @@ class _Reader:
             kwargs["stop_signal"] = self.signal(table["stop_signal"], *path, "stop_signal")
         if "stop_timeout" in table:
             kwargs["stop_timeout_s"] = self.duration(table["stop_timeout"], *path, "stop_timeout")
-        self.reserved(table, *path)
+        options = self.limit_options(table, *path)
+        kwargs["limits"] = options.get("limits", Limits()).merged_over(self.defaults.limits)
+        kwargs["on_limit"] = options.get("on_limit", self.defaults.on_limit)
+        kwargs["nice"] = options.get("nice", self.defaults.nice)
         return ProcessSpec(name=name, cmd=cmd, cwd=cwd, env=env, depends_on=depends, line=self.lines.line(*path), **kwargs)
 
     def depends_on(self, raw: object, name: str, names: Iterable[str]) -> dict[str, str]:
@@ -356,6 +408,7 @@ def _load_toml(path: Path, text: str) -> Manifest:
     reader = _Reader(path, text)
     reader.check_keys(data, TOP_KEYS)
     settings, env = reader.settings(data.get("settings", {}))
+    reader.defaults = settings
     if "env" in data:
         env.update(reader.env_table(data["env"], "env"))
     raw_processes = reader.table(data.get("process", {}), "process")

@@ -36,6 +36,39 @@ class ReadySpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class Limits:
+    """Resource limits of one instance's tree. Kernel rlimits are (soft, hard)."""
+
+    memory: int | None = None
+    """Bytes of RSS, summed over the whole tree."""
+    address_space: tuple[int, int] | None = None
+    """RLIMIT_AS, bytes."""
+    cpu_time: tuple[int, int] | None = None
+    """RLIMIT_CPU, seconds (per process)."""
+    nofile: tuple[int, int] | None = None
+    nproc: tuple[int, int] | None = None
+    fsize: tuple[int, int] | None = None
+    """RLIMIT_FSIZE, bytes."""
+    core: tuple[int, int] | None = None
+    """RLIMIT_CORE, bytes."""
+    cpu_percent: float | None = None
+    """Share of one core the tree may use (100 = one full core)."""
+
+    def merged_over(self, default: Limits) -> Limits:
+        """These limits, with the settings' defaults where none is set."""
+        return Limits(
+            **{
+                field.name: getattr(self, field.name) if getattr(self, field.name) is not None else getattr(default, field.name)
+                for field in dataclasses.fields(self)
+            }
+        )
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, field.name) is None for field in dataclasses.fields(self))
+
+
+@dataclasses.dataclass(frozen=True)
 class ProcessSpec:
     """One `[process.NAME]` table (or one Procfile line)."""
 
@@ -61,6 +94,10 @@ class ProcessSpec:
     stop_signal: int = int(signal.SIGTERM)
     stop_timeout_s: float | None = None
     """None: the [settings] stop_timeout."""
+    limits: Limits = Limits()
+    """With the [settings] limits already merged in."""
+    on_limit: Literal["kill", "restart"] = "kill"
+    nice: int | None = None
     line: int = 0
     """Line of the manifest where this process is defined."""
 
@@ -72,6 +109,9 @@ class Settings:
     fail_fast: bool = True
     metrics_interval_s: float = 1.0
     env_file: Path | None = None
+    limits: Limits = Limits()
+    on_limit: Literal["kill", "restart"] = "kill"
+    nice: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

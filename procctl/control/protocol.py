@@ -24,6 +24,7 @@ VERBS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "start": {"names": list},
     "scale": {"process": str, "replicas": int},
     "send": {"names": list, "all": bool, "text": str},
+    "limits": {"names": list, "set": dict},
     "shutdown": {},
 }
 """Every verb and the type of each argument it takes (all optional unless the

@@ -62,6 +62,7 @@ class ControlServer:
             "start": lambda args: operations.start(args.get("names", [])),
             "scale": self._scale,
             "send": lambda args: operations.send(args.get("names", []), args.get("text", ""), args.get("all", False)),
+            "limits": lambda args: operations.limits(args.get("names", []), args.get("set")),
             "shutdown": lambda args: operations.shutdown(),
         }
 

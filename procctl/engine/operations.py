@@ -6,6 +6,7 @@ returns plain data (it goes back over the control socket as JSON).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -16,6 +17,7 @@ import psutil
 
 from procctl import events
 from procctl.config.plan import replica_job
+from procctl.engine import limits
 from procctl.engine.process import descendants
 from procctl.engine.state import State
 from procctl.engine.supervisor import Instance, Supervisor
@@ -232,6 +234,82 @@ class Operations:
         self.sup.request_stop("shutdown requested")
         return {"stopping": True}
 
+    # ------------------------------------------------------------ limits
+
+    def limits(self, names: list[str], changes: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Show limits, mechanisms and usage; with `changes`, apply them to the
+        live trees and to later runs first."""
+        targets = self.resolve(names)
+        if changes:
+            parsed = _parse_limit_changes(changes)
+            for inst in targets:
+                self._check_lowering(inst, parsed)
+            for inst in targets:
+                self._apply_limits(inst, parsed)
+        return {"instances": [self._limit_row(inst) for inst in targets]}
+
+    def _check_lowering(self, inst: Instance, changes: dict[str, Any]) -> None:
+        child = inst.child
+        if child is None or not child.running:
+            return
+        for key in ("nofile", "nproc"):
+            if key not in changes:
+                continue
+            tree = limits.tree(child.pid)
+            # Each process has its own table of open files; nproc counts processes.
+            used = max((_fds(proc) for proc in tree), default=0) if key == "nofile" else len(tree)
+            if changes[key] < used:
+                what = "files are open in one of its processes" if key == "nofile" else "processes run in its tree"
+                raise UsageError(f"{inst.name}: {used} {what}, more than the new {key} limit of {changes[key]}; refused")
+
+    def _apply_limits(self, inst: Instance, changes: dict[str, Any]) -> None:
+        updates: dict[str, Any] = {}
+        child = inst.child
+        running = child is not None and child.running
+        for key, value in changes.items():
+            if key in limits.RLIMITS:
+                updates[key] = (value, value)
+                if running and child is not None:
+                    limits.set_live_rlimit(child.pid, key, value, value)
+            else:
+                updates[key] = value
+        inst.limits = dataclasses.replace(inst.limits, **updates)
+        if running and child is not None:
+            self.sup.apply_live_limits(inst)
+            memory = inst.limits.memory
+            if "memory" in changes and memory is not None:
+                rss = limits.tree_rss(child.pid)
+                if rss > memory:
+                    self.sup.breach(inst, "memory", rss, memory)
+
+    def _limit_row(self, inst: Instance) -> dict[str, Any]:
+        child = inst.child
+        running = child is not None and child.running
+        row: dict[str, Any] = {"name": inst.name, "pid": child.pid if running and child else None, "limits": {}, "usage": None}
+        interval = self.sup.plan.manifest.settings.metrics_interval_s
+        for field in dataclasses.fields(inst.limits):
+            value = getattr(inst.limits, field.name)
+            if value is None:
+                continue
+            if field.name == "memory":
+                mechanism = f"watchdog on the tree's RSS every {interval:g}s"
+            elif field.name == "cpu_percent":
+                mechanism = "SIGSTOP/SIGCONT duty cycle of the process group"
+            else:
+                mechanism = "rlimit, set before exec (per process, inherited)"
+            shown = list(value) if isinstance(value, tuple) else value
+            row["limits"][field.name] = {"value": shown, "mechanism": mechanism}
+        if running and child is not None:
+            now = limits.usage(child.pid)
+            row["usage"] = {
+                "rss_bytes": now.rss_bytes,
+                "cpu_time_s": now.cpu_time_s,
+                "open_files": now.open_files,
+                "processes": now.processes,
+            }
+        row["on_limit"] = inst.job.spec.on_limit
+        return row
+
     # ------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
@@ -257,6 +335,7 @@ class Operations:
                     "cpu_time_s": cpu_s,
                     "rss_bytes": rss,
                     "reason": inst.result.reason,
+                    "limits": _mechanisms(inst),
                 }
             )
         return {
@@ -295,3 +374,54 @@ def _tree_usage(roots: list[int]) -> dict[int, tuple[float, int]]:
             stack.extend(children.get(proc.pid, []))
         usage[root] = (cpu, rss)
     return usage
+
+
+def _fds(proc: psutil.Process) -> int:
+    try:
+        return proc.num_fds()
+    except psutil.Error:
+        return 0
+
+
+def _mechanisms(inst: Instance) -> dict[str, str]:
+    """Which mechanism enforces each limit of an instance (for `status`)."""
+    found = {}
+    for field in dataclasses.fields(inst.limits):
+        if getattr(inst.limits, field.name) is not None:
+            found[field.name] = {"memory": "watchdog", "cpu_percent": "duty-cycle"}.get(field.name, "rlimit")
+    return found
+
+
+_LIMIT_PARSERS = {
+    "memory": "size",
+    "cpu_time": "duration",
+    "nofile": "count",
+    "nproc": "count",
+    "cpu_percent": "percent",
+}
+
+
+def _parse_limit_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    from procctl.units import parse_duration, parse_size
+
+    parsed: dict[str, Any] = {}
+    for key, raw in changes.items():
+        kind = _LIMIT_PARSERS.get(key)
+        if kind is None:
+            raise UsageError(f"limits: unknown limit {key!r}; known: {', '.join(_LIMIT_PARSERS)}")
+        try:
+            if kind == "size":
+                parsed[key] = parse_size(raw)
+            elif kind == "duration":
+                parsed[key] = max(int(parse_duration(raw)), 1)
+            elif kind == "count":
+                if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+                    raise ValueError(f"expected a whole number, got {raw!r}")
+                parsed[key] = raw
+            else:
+                if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw <= 0:
+                    raise ValueError(f"expected a percentage above 0, got {raw!r}")
+                parsed[key] = float(raw)
+        except ValueError as exc:
+            raise UsageError(f"limits: {key}: {exc}") from None
+    return parsed

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -144,7 +145,10 @@ class Child:
         env: Mapping[str, str],
         log_fd: int,
         on_output: OutputCallback,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
+        self.preexec_fn = preexec_fn
+        """Runs in the child between fork and exec (rlimits, nice)."""
         self.argv: tuple[str, ...] = ("/bin/sh", "-c", cmd) if isinstance(cmd, str) else tuple(cmd)
         self.cwd = cwd
         self.env = env
@@ -172,6 +176,7 @@ class Child:
                 cwd=self.cwd,
                 env=dict(self.env),
                 start_new_session=True,
+                preexec_fn=self.preexec_fn,
             )
         except FileNotFoundError as exc:
             missing = exc.filename or self.argv[0]
@@ -180,6 +185,9 @@ class Child:
             raise SpawnError(f"command not found: {missing}") from None
         except PermissionError as exc:
             raise SpawnError(f"cannot execute {exc.filename or self.argv[0]}: permission denied") from None
+        except subprocess.SubprocessError as exc:
+            # The pre-exec step failed in the child (e.g. a limit above the hard one).
+            raise SpawnError(f"cannot apply limits to {self.argv[0]}: {exc}") from None
         except OSError as exc:
             raise SpawnError(f"cannot start {self.argv[0]}: {exc.strerror or exc}") from None
         self._transport = transport

@@ -15,12 +15,15 @@ from collections.abc import Iterable
 
 from procctl import events
 from procctl.config.plan import Job, Plan
+from procctl.engine import limits
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
+from procctl.engine.limits import CpuThrottle
 from procctl.engine.probes import LogProbe, poll_probe
 from procctl.engine.process import Child
 from procctl.engine.state import InstanceResult, RunResult, State
 from procctl.engine.store import StateDir
 from procctl.errors import SpawnError
+from procctl.units import format_size
 
 MAX_BACKOFF_S = 30.0
 STABLE_RUN_S = 10.0
@@ -56,6 +59,13 @@ class Instance:
         self.timeout_left_s: float | None = None
         """While paused: what was left of the job's timeout."""
         self.probe_task: asyncio.Task[None] | None = None
+        self.limits = job.spec.limits
+        """In force for this instance; `procctl limits` changes it for the live
+        tree and for later runs."""
+        self.breach = ""
+        """Set when a limit was exceeded in the current run: what and by how much."""
+        self.throttle: CpuThrottle | None = None
+        self.watchdog: asyncio.Task[None] | None = None
         self.probe_env: dict[str, str] = {}
         self.log_probe: LogProbe | None = None
 
@@ -243,6 +253,10 @@ class Supervisor:
             inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout))
 
     async def _stop_child(self, inst: Instance, child: Child, sig: int, timeout_s: float) -> None:
+        if inst.throttle is not None:
+            # A throttled tree would sit stopped through its stop signal.
+            inst.throttle.stop()
+            inst.throttle = None
         await child.stop(sig, timeout_s)
         if child.killed_hard:
             self.bus.publish(
@@ -360,6 +374,8 @@ class Supervisor:
         spec = inst.job.spec
         if inst.result.restarts >= spec.max_restarts:
             return False
+        if state is State.LIMIT_EXCEEDED:
+            return spec.on_limit == "restart"
         if spec.restart == "always":
             return True
         return spec.restart == "on-failure" and state.failure
@@ -442,7 +458,14 @@ class Supervisor:
                 log_probe.feed(data)
 
         env = self._job_env(job)
-        child = Child(job.cmd, cwd=job.cwd, env=env, log_fd=self._open_log(inst), on_output=on_output)
+        child = Child(
+            job.cmd,
+            cwd=job.cwd,
+            env=env,
+            log_fd=self._open_log(inst),
+            on_output=on_output,
+            preexec_fn=limits.preexec(inst.limits, job.spec.nice),
+        )
         try:
             pid = await child.start()
         except SpawnError as exc:
@@ -453,6 +476,8 @@ class Supervisor:
         self._guardian.watch(child.pgid)
         inst.child = child
         inst.timed_out = inst.probe_failed = False
+        inst.breach = ""
+        self.apply_live_limits(inst)
         if inst.stop_requested or self._stopping:
             # A stop came while the child was being spawned.
             self._stop_instance(inst, inst.stop_reason or "stopped")
@@ -482,6 +507,7 @@ class Supervisor:
                 inst.probe_task = None
             inst.paused = False
             self._guardian.forget(child.pgid)
+            self._release_limits(inst)
         if inst.stop_task is not None:
             await inst.stop_task
             inst.stop_task = None
@@ -491,7 +517,18 @@ class Supervisor:
         result.duration_s = (result.duration_s or 0.0) + run_s
         result.exit_code = returncode if returncode >= 0 else None
         result.signal = -returncode if returncode < 0 else None
-        if inst.timed_out:
+        if inst.breach:
+            state = State.LIMIT_EXCEEDED
+            result.reason = inst.breach
+        elif returncode in (-signal.SIGXCPU, -signal.SIGXFSZ) or (
+            # At its hard RLIMIT_CPU the kernel sends SIGKILL; nothing of ours did.
+            returncode == -signal.SIGKILL and inst.limits.cpu_time is not None and not inst.stop_requested and not child.killed_hard
+        ):
+            state = State.LIMIT_EXCEEDED
+            which = "fsize" if returncode == -signal.SIGXFSZ else "cpu_time"
+            result.reason = f"{which} limit reached ({signal.Signals(-returncode).name})"
+            self.bus.publish(events.LimitExceeded(job.process, inst.name, limit=which, value=0, maximum=0, action=job.spec.on_limit))
+        elif inst.timed_out:
             state = State.TIMED_OUT
             result.reason = f"ran longer than its timeout of {job.spec.timeout_s:g}s"
         elif inst.probe_failed:
@@ -529,6 +566,54 @@ class Supervisor:
         spec = inst.job.spec
         timeout = spec.stop_timeout_s if spec.stop_timeout_s is not None else self.plan.manifest.settings.stop_timeout_s
         inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout))
+
+    # ------------------------------------------------------------- limits
+
+    def apply_live_limits(self, inst: Instance) -> None:
+        """Start (or restart, after a change) the memory watchdog and the CPU
+        throttle of the current run, as its limits say."""
+        child = inst.child
+        if child is None or not child.running:
+            return
+        if inst.limits.memory is not None and (inst.watchdog is None or inst.watchdog.done()):
+            inst.watchdog = asyncio.get_running_loop().create_task(self._watch_memory(inst, child))
+        if inst.throttle is not None and inst.limits.cpu_percent is None:
+            inst.throttle.stop()
+            inst.throttle = None
+        elif inst.limits.cpu_percent is not None:
+            if inst.throttle is None:
+                inst.throttle = CpuThrottle(child.pgid, inst.limits.cpu_percent, lambda: inst.paused)
+                inst.throttle.start()
+            inst.throttle.percent = inst.limits.cpu_percent
+
+    def _release_limits(self, inst: Instance) -> None:
+        if inst.watchdog is not None:
+            inst.watchdog.cancel()
+            inst.watchdog = None
+        if inst.throttle is not None:
+            inst.throttle.stop()
+            inst.throttle = None
+
+    async def _watch_memory(self, inst: Instance, child: Child) -> None:
+        interval = self.plan.manifest.settings.metrics_interval_s
+        while child.running and inst.limits.memory is not None:
+            if not inst.paused:
+                rss = limits.tree_rss(child.pid)
+                if rss > inst.limits.memory:
+                    self.breach(inst, "memory", rss, inst.limits.memory)
+                    return
+            await asyncio.sleep(interval)
+
+    def breach(self, inst: Instance, limit: str, value: float, maximum: float) -> None:
+        """A limit was exceeded: record it and stop the run; `on_limit` then
+        decides between the end and a restart."""
+        if inst.breach:
+            return
+        shown = format_size if limit == "memory" else (lambda v: f"{v:g}")
+        inst.breach = f"{limit} {shown(value)} > {shown(maximum)}"
+        action = inst.job.spec.on_limit
+        self.bus.publish(events.LimitExceeded(inst.job.process, inst.name, limit=limit, value=value, maximum=maximum, action=action))
+        self._stop_instance_run(inst, "limit exceeded")
 
     def start_probe(self, inst: Instance) -> None:
         """(Re)start the readiness probe of the current run, with a full timeout."""

@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from procctl import events
 from procctl.engine.state import signal_name
+from procctl.units import format_size
 
 # Cycled over process names, as foreman does; red is kept for errors.
 _PALETTE = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
@@ -96,6 +97,13 @@ def describe(event: events.Event) -> str | None:
         return f"{event.instance} restarting in {event.delay_s:g}s (restart {event.attempt})"
     if isinstance(event, events.Skipped):
         return f"{event.instance} skipped: {event.why}"
+    if isinstance(event, events.LimitExceeded):
+        if event.maximum:
+            shown = format_size if event.limit == "memory" else (lambda v: f"{v:g}")
+            figure = f" {shown(event.value)} > {shown(event.maximum)}"
+        else:
+            figure = " (enforced by the kernel)"
+        return f"{event.instance} limit exceeded: {event.limit}{figure}; on_limit = {event.action}"
     if isinstance(event, events.Notice):
         return event.message if event.instance == _SYSTEM else f"{event.instance}: {event.message}"
     return None

@@ -118,3 +118,32 @@ def status_table(status: dict[str, Any]) -> Table:
             format_size(row["rss_bytes"]),
         )
     return table
+
+
+def limits_table(reply: dict[str, Any]) -> Table:
+    """The `limits` reply: per instance, each limit, its mechanism, and usage."""
+    from procctl.units import format_size
+
+    table = Table(title="limits", title_justify="left")
+    for column in ("instance", "limit", "value", "mechanism", "usage"):
+        table.add_column(column, overflow="fold")
+    for row in reply["instances"]:
+        usage = row["usage"]
+        used = {
+            "memory": format_size(usage["rss_bytes"]) if usage else "-",
+            "cpu_time": format_duration(usage["cpu_time_s"]) if usage else "-",
+            "nofile": f"{usage['open_files']} open" if usage else "-",
+            "nproc": f"{usage['processes']} processes" if usage else "-",
+        }
+        if not row["limits"]:
+            table.add_row(row["name"], "-", "-", "no limits", used["memory"])
+        for key, info in row["limits"].items():
+            value = info["value"]
+            if key == "memory":
+                shown = format_size(value)
+            elif isinstance(value, list):
+                shown = str(value[0]) if value[0] == value[1] else f"{value[0]} (hard {value[1]})"
+            else:
+                shown = f"{value:g}%" if key == "cpu_percent" else str(value)
+            table.add_row(row["name"], key, shown, info["mechanism"], used.get(key, "-"))
+    return table

@@ -1,0 +1,163 @@
+"""Resource limits on process trees: kernel rlimits set between fork and exec,
+a memory watchdog over the whole tree, and CPU throttling by duty cycles.
+
+Reports breaches; the supervisor decides what follows (`on_limit`).
+
+Why a pre-exec function is safe here: it runs in the forked child before exec
+and only calls `setrlimit`/`setpriority` on values prepared in the parent. It
+imports nothing, takes no lock and logs nothing, so it cannot deadlock on a lock
+another thread held at fork time; the forking thread holds the GIL across it.
+The cost is that the child is forked rather than vforked, which is why it is
+only used for processes that have limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+
+from procctl.config.manifest import Limits
+
+RLIMITS = {
+    "address_space": resource.RLIMIT_AS,
+    "cpu_time": resource.RLIMIT_CPU,
+    "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC,
+    "fsize": resource.RLIMIT_FSIZE,
+    "core": resource.RLIMIT_CORE,
+}
+"""Manifest key → kernel resource."""
+
+THROTTLE_PERIOD_S = 0.1
+"""Length of one run/stop cycle of the CPU throttle."""
+
+
+def rlimit_pairs(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
+    pairs = []
+    for key, res in RLIMITS.items():
+        value = getattr(limits, key)
+        if value is not None:
+            pairs.append((res, (int(value[0]), int(value[1]))))
+    return pairs
+
+
+def preexec(limits: Limits, nice: int | None) -> Callable[[], None] | None:
+    """The function the child runs between fork and exec, or None if there is
+    nothing to set (then the fast vfork path stays in use)."""
+    pairs = rlimit_pairs(limits)
+    if not pairs and nice is None:
+        return None
+    setrlimit, setpriority, prio = resource.setrlimit, os.setpriority, os.PRIO_PROCESS
+
+    def apply() -> None:
+        for res, value in pairs:
+            setrlimit(res, value)
+        if nice is not None:
+            setpriority(prio, 0, nice)
+
+    return apply
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_rss(pid: int) -> int:
+    total = 0
+    for proc in tree(pid):
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+@dataclass(frozen=True)
+class Usage:
+    rss_bytes: int
+    cpu_time_s: float
+    open_files: int
+    processes: int
+
+
+def usage(pid: int) -> Usage:
+    rss, cpu, fds, count = 0, 0.0, 0, 0
+    for proc in tree(pid):
+        try:
+            with proc.oneshot():
+                rss += proc.memory_info().rss
+                times = proc.cpu_times()
+                cpu += times.user + times.system
+                fds += proc.num_fds()
+                count += 1
+        except psutil.Error:
+            pass
+    return Usage(rss, cpu, fds, count)
+
+
+def set_live_rlimit(pid: int, key: str, soft: int, hard: int) -> list[int]:
+    """Apply an rlimit to every process of a live tree (prlimit). Returns the pids changed."""
+    changed = []
+    for proc in tree(pid):
+        try:
+            proc.rlimit(RLIMITS[key], (soft, hard))
+            changed.append(proc.pid)
+        except psutil.Error:
+            pass
+    return changed
+
+
+class CpuThrottle:
+    """Keeps a tree near `percent` of one core by SIGSTOP/SIGCONT duty cycles
+    of its process group. Used where cgroups' cpu.max cannot be."""
+
+    def __init__(self, pgid: int, percent: float, is_paused: Callable[[], bool]) -> None:
+        self.pgid = pgid
+        self.percent = percent
+        self._is_paused = is_paused
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._cycle())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if not self._is_paused():
+            self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: int) -> bool:
+        try:
+            os.killpg(self.pgid, sig)
+            return True
+        except OSError:
+            return False
+
+    async def _cycle(self) -> None:
+        while True:
+            share = min(max(self.percent / 100.0, 0.01), 1.0)
+            if share >= 1.0:
+                await asyncio.sleep(THROTTLE_PERIOD_S)
+                continue
+            await asyncio.sleep(THROTTLE_PERIOD_S * share)
+            if self._is_paused():
+                await asyncio.sleep(THROTTLE_PERIOD_S)
+                continue
+            if not self._signal(signal.SIGSTOP):
+                return
+            await asyncio.sleep(THROTTLE_PERIOD_S * (1 - share))
+            if self._is_paused():
+                continue
+            if not self._signal(signal.SIGCONT):
+                return

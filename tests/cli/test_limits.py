@@ -1,0 +1,175 @@
+"""Resource limits with real children: rlimits before exec, the memory
+watchdog, the CPU duty cycle, and live changes through `procctl limits`."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from conftest import PY, Project, helper, wait_until
+
+
+def _limit(pid: int, label: str) -> str:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith(label):
+            return line[len(label) :].split()[0]
+    raise AssertionError(f"{label} not in /proc/{pid}/limits")
+
+
+def _start(project: Project) -> subprocess.Popen[bytes]:
+    proc = project.start("run")
+    wait_until(lambda: project.run("status", "--json").returncode == 0 or proc.poll() is not None, what="the supervisor")
+    return proc
+
+
+def _status(project: Project) -> dict[str, Any]:
+    return json.loads(project.run("status", "--json").stdout)
+
+
+def test_memory_watchdog_stops_a_growing_tree_and_reports_the_figure(project: Project) -> None:
+    project.write(f"""
+        [settings]
+        metrics_interval = "200ms"
+        [process.hog]
+        cmd = "{PY} {helper('grow.py')} 400 20 0.05; true"
+        limits = {{ memory = "100MiB" }}
+    """)
+    result = project.run("run", "--json")
+    assert result.returncode == 1
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    hog = summary["instances"][0]
+    assert hog["state"] == "limit exceeded"
+    match = re.match(r"memory ([\d.]+)MiB > 100\.0MiB", hog["reason"])
+    assert match, hog["reason"]
+    assert 100 < float(match.group(1)) < 400
+
+
+def test_memory_breach_with_on_limit_restart_restarts(project: Project) -> None:
+    project.write(f"""
+        [settings]
+        metrics_interval = "100ms"
+        [process.hog]
+        cmd = ["{PY}", "{helper('grow.py')}", "200", "20", "0.02"]
+        limits = {{ memory = "60MiB" }}
+        on_limit = "restart"
+        max_restarts = 2
+        backoff = "50ms"
+    """)
+    result = project.run("run")
+    assert result.returncode == 1
+    assert result.stdout.count("limit exceeded: memory") == 3
+    assert re.search(r"hog\s+│\s+limit exceeded\s+│.*│\s+2\s+│", result.stdout), result.stdout
+
+
+def test_nofile_is_set_before_exec(project: Project) -> None:
+    project.write(f"""
+        [process.files]
+        cmd = ["{PY}", "{helper('open_files.py')}"]
+        limits = {{ nofile = 16 }}
+    """)
+    result = project.run("run")
+    assert result.returncode == 0, result.stdout
+    assert "highest fd 15; then EMFILE" in result.stdout
+
+
+def test_cpu_time_ends_a_busy_loop(project: Project) -> None:
+    project.write(f"""
+        [process.spin]
+        cmd = ["{PY}", "{helper('busy.py')}"]
+        limits = {{ cpu_time = "1s" }}
+    """)
+    result = project.run("run", "--json", timeout=60)
+    assert result.returncode == 1
+    spin = json.loads(result.stdout[result.stdout.index("{") :])["instances"][0]
+    assert spin["state"] == "limit exceeded"
+    assert spin["signal"] in (signal.SIGXCPU, signal.SIGKILL)
+
+
+def test_limits_hold_in_a_grandchild(project: Project) -> None:
+    pids = project.root / "pids"
+    project.write(f"""
+        [process.tree]
+        cmd = ["{PY}", "{helper('tree.py')}", "{pids}"]
+        limits = {{ nofile = 48, fsize = "1MiB" }}
+    """)
+    proc = _start(project)
+    try:
+        wait_until(pids.exists)
+        for pid in map(int, pids.read_text().split()):
+            assert _limit(pid, "Max open files") == "48"
+            assert _limit(pid, "Max file size") == str(1 << 20)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_live_nofile_change_reaches_every_process_of_the_tree(project: Project) -> None:
+    pids = project.root / "pids"
+    project.write(f"""
+        [process.web]
+        cmd = ["{PY}", "{helper('tree.py')}", "{pids}"]
+    """)
+    proc = _start(project)
+    try:
+        wait_until(pids.exists)
+        tree = list(map(int, pids.read_text().split()))
+        result = project.run("limits", "web", "--nofile", "64")
+        assert result.returncode == 0, result.stderr
+        assert "nofile" in result.stdout and "rlimit" in result.stdout
+        for pid in tree:
+            assert _limit(pid, "Max open files") == "64"
+        shown = json.loads(project.run("limits", "web", "--json").stdout)["instances"][0]
+        assert shown["limits"]["nofile"]["value"] == [64, 64]
+        assert shown["usage"]["processes"] >= 2
+        assert _status(project)["instances"][0]["limits"] == {"nofile": "rlimit"}
+        refused = project.run("limits", "web", "--nofile", "2")
+        assert refused.returncode == 2
+        assert "refused" in refused.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_live_memory_limit_below_usage_applies_on_limit(project: Project) -> None:
+    project.write(f"""
+        [process.hog]
+        cmd = ["{PY}", "{helper('grow.py')}", "80", "80", "0"]
+    """)
+    proc = _start(project)
+    try:
+        wait_until(lambda: "holding 80 MiB" in (project.logs / "hog.log").read_text(), what="the allocation")
+        result = project.run("limits", "hog", "--memory", "20MiB")
+        assert result.returncode == 0, result.stderr
+        assert proc.wait(timeout=30) == 1
+        assert "limit exceeded: memory" in proc.out_path.read_text()  # type: ignore[attr-defined]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+
+
+def test_cpu_percent_throttles_a_busy_loop(project: Project) -> None:
+    project.write(f"""
+        [process.spin]
+        cmd = ["{PY}", "{helper('busy.py')}"]
+        limits = {{ cpu_percent = 25 }}
+    """)
+    proc = _start(project)
+    try:
+        pid = wait_until(lambda: _status(project)["instances"][0]["pid"], what="the pid")
+        spinner = psutil.Process(pid)  # type: ignore[arg-type]
+        first, began = spinner.cpu_times(), time.monotonic()
+        time.sleep(3)
+        second, ended = spinner.cpu_times(), time.monotonic()
+        share = ((second.user + second.system) - (first.user + first.system)) / (ended - began)
+        assert 0.08 < share < 0.45, share
+        assert _status(project)["instances"][0]["limits"] == {"cpu_percent": "duty-cycle"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130

@@ -1,0 +1,3 @@
+"""Spins a core until killed."""
+while True:
+    pass

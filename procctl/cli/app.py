@@ -18,6 +18,8 @@ import typer
 from procctl.errors import ProcctlError, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from procctl.config.manifest import Manifest
 
 app = typer.Typer(
@@ -75,6 +77,18 @@ def parse_duration_option(option: str, value: str | None) -> float | None:
     if seconds <= 0:
         raise UsageError(f"{option}: must be more than zero")
     return seconds
+
+
+def make_console() -> Console:
+    """A rich console for tables. Off a terminal (a pipe, a CI log) rich
+    assumes 80 columns and folds tables into unreadable strips; use a wide
+    page there unless COLUMNS says otherwise."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=160)
+    return console
 
 
 def color_wanted() -> bool:

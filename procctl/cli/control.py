@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from procctl.cli.app import FileOption, app
+from procctl.cli.app import FileOption, app, make_console
 from procctl.errors import UsageError
 
 
@@ -59,11 +59,9 @@ def status(file: FileOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         _emit(result, True, "")
         return
-    from rich.console import Console
-
     from procctl.ui.tables import status_table
 
-    Console().print(status_table(result))
+    make_console().print(status_table(result))
 
 
 @app.command()
@@ -164,12 +162,11 @@ def top(
     """The live table of the running supervisor (Ctrl-C to leave)."""
     import time
 
-    from rich.console import Console
     from rich.live import Live
 
     from procctl.ui.tables import status_table
 
-    console = Console()
+    console = make_console()
     result = call(file, "status")
     if once or not console.is_terminal:
         console.print(status_table(result))
@@ -206,8 +203,6 @@ def limits(
     if as_json:
         _emit(result, True, "")
         return
-    from rich.console import Console
-
     from procctl.ui.tables import limits_table
 
-    Console().print(limits_table(result))
+    make_console().print(limits_table(result))

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from procctl.cli.app import FileOption, app, color_wanted, load_manifest_option, parse_duration_option
+from procctl.cli.app import FileOption, app, color_wanted, load_manifest_option, make_console, parse_duration_option
 from procctl.errors import UsageError
 
 
@@ -72,9 +72,7 @@ def _print_summary(result: object, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(summary_json(result), indent=2) + "\n")  # type: ignore[arg-type]
         return
-    from rich.console import Console
-
-    console = Console(soft_wrap=False)
+    console = make_console()
     try:
         console.print(summary_table(result))  # type: ignore[arg-type]
         for line in summary_lines(result):  # type: ignore[arg-type]
@@ -99,9 +97,7 @@ def check(
     if as_json:
         sys.stdout.write(json.dumps(plan_json(plan), indent=2) + "\n")
         return
-    from rich.console import Console
-
-    console = Console()
+    console = make_console()
     console.print(plan_table(plan))
     console.print(
         f"{plan.manifest.path}: valid; {len(plan.order)} processes, {len(plan.jobs)} instances, pool of {plan.max_parallel}",

@@ -1,0 +1,93 @@
+"""The plan: expansion, substitution and order; and the manifests we write."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from procctl.config.manifest import load_manifest
+from procctl.config.plan import build_plan
+from procctl.config.writer import manifest_from_procfile, starter_manifest
+from procctl.errors import ManifestError, UsageError
+
+
+def _plan(tmp_path: Path, text: str, parallel: int | None = None):  # type: ignore[no-untyped-def]
+    path = tmp_path / "procfile.toml"
+    path.write_text(text)
+    return build_plan(load_manifest(path), parallel=parallel)
+
+
+def test_items_are_shell_quoted_and_other_braces_kept(tmp_path: Path) -> None:
+    plan = _plan(
+        tmp_path,
+        """
+[process.t]
+cmd = "printf '%s|' {item} {index}; awk 'BEGIN {print \\"x\\"}'; echo ${HOME:+home}"
+each = ["a b", "$(touch pwned)", "; rm -rf /", "it's"]
+""",
+    )
+    assert [job.name for job in plan.jobs] == ["t[1]", "t[2]", "t[3]", "t[4]"]
+    outputs = [subprocess.run(["sh", "-c", job.cmd], cwd=tmp_path, capture_output=True, text=True).stdout for job in plan.jobs]
+    assert outputs[0].startswith("a b|1|x\n")
+    assert outputs[1].startswith("$(touch pwned)|2|")
+    assert outputs[2].startswith("; rm -rf /|3|")
+    assert outputs[3].startswith("it's|4|")
+    assert not (tmp_path / "pwned").exists()
+    assert plan.jobs[0].env["PROCCTL_ITEM"] == "a b" and plan.jobs[0].log_name == "t.1.log"
+
+
+def test_list_commands_substitute_without_quoting(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, '[process.t]\ncmd = ["echo", "{item}", "{port}"]\neach = { range = [3, 4] }\nport = 80\n')
+    assert [job.cmd for job in plan.jobs] == [("echo", "3", "80"), ("echo", "4", "80")]
+
+
+def test_order_levels_and_pool(tmp_path: Path) -> None:
+    plan = _plan(
+        tmp_path,
+        """
+[settings]
+max_parallel = 3
+[process.web]
+cmd = "w"
+depends_on = ["api"]
+[process.api]
+cmd = "a"
+depends_on = { db = "ready" }
+[process.db]
+cmd = "d"
+[process.side]
+cmd = "s"
+""",
+    )
+    assert plan.order == ("db", "side", "api", "web")
+    assert dict(plan.levels) == {"db": 0, "side": 0, "api": 1, "web": 2}
+    assert plan.max_parallel == 3
+    assert _plan(tmp_path, '[process.a]\ncmd = "x"\n', parallel=7).max_parallel == 7
+    with pytest.raises(UsageError):
+        _plan(tmp_path, '[process.a]\ncmd = "x"\n', parallel=0)
+
+
+def test_starter_manifest_loads(tmp_path: Path) -> None:
+    path = tmp_path / "procfile.toml"
+    path.write_text(starter_manifest())
+    plan = build_plan(load_manifest(path))
+    assert {"server", "smoke", "jobs"} == set(plan.order)
+
+
+def test_procfile_import_round_trip(tmp_path: Path) -> None:
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("web: gunicorn app:app --bind 0.0.0.0:$PORT\nworker: celery -A tasks worker\n")
+    env = tmp_path / ".env"
+    env.write_text("SECRET='s p a c e'\nDEBUG=1\n")
+    out = tmp_path / "procfile.toml"
+    out.write_text(manifest_from_procfile(procfile, env))
+    manifest = load_manifest(out)
+    assert manifest.processes["web"].cmd == "gunicorn app:app --bind 0.0.0.0:$PORT"
+    assert manifest.processes["worker"].cmd == "celery -A tasks worker"
+    assert manifest.env == {"SECRET": "s p a c e", "DEBUG": "1"}
+    assert [p.port for p in manifest.processes.values()] == [5000, 5100]
+    procfile.write_text("no colon here\n")
+    with pytest.raises(ManifestError, match="Procfile:1: expected 'name: command'"):
+        manifest_from_procfile(procfile, None)

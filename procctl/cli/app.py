@@ -91,13 +91,17 @@ def make_console() -> Console:
     return console
 
 
-def color_wanted() -> bool:
-    from rich.console import Console
-
-    console = Console()
-    # rich keeps a color system under NO_COLOR (it strips colors at render
-    # time); our prefixes are raw escapes, so NO_COLOR is checked here.
-    return console.color_system is not None and not console.no_color
+def color_wanted(stream: object = None) -> bool:
+    """Colors for our own escape codes: NO_COLOR (non-empty) turns them off,
+    FORCE_COLOR on, else a terminal that is not 'dumb' gets them. The same
+    rules rich follows for its tables, without importing rich on this path."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    out = stream if stream is not None else sys.stdout
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty()) and os.environ.get("TERM", "") != "dumb"
 
 
 def main() -> NoReturn:

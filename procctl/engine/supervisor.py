@@ -103,6 +103,9 @@ class Supervisor:
         self._base_env: dict[str, str] = {}
         self._first_failure: Instance | None = None
         self._unheld: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        """Set when no instance task is left."""
+        self._live_tasks = 0
         """Cleared while the queue is held (`pause --all`): nothing new starts."""
 
     # ----------------------------------------------------------------- run
@@ -116,6 +119,9 @@ class Supervisor:
         self._pool = asyncio.Semaphore(self.plan.max_parallel)
         self._unheld = asyncio.Event()
         self._unheld.set()
+        self._idle = asyncio.Event()
+        if not self.instances:
+            self._idle.set()
         self.state_dir.prepare()
         self.state_dir.pid_file.write_text(f"{os.getpid()}\n")
         self._raise_fd_limit()
@@ -147,32 +153,37 @@ class Supervisor:
 
     def launch(self, inst: Instance) -> None:
         """Start the lifecycle of an instance (at the start, or a later `start`)."""
+        assert self._idle is not None
         inst.task = asyncio.get_running_loop().create_task(self._run_instance(inst))
+        self._live_tasks += 1
+        self._idle.clear()
+        inst.task.add_done_callback(self._task_done)
 
     async def _supervise(self) -> None:
         """Wait until no instance has anything left to do; a stop request
         turns into the ordered shutdown. Instances may be added meanwhile
-        (start, scale), so the set of tasks is read afresh each time."""
-        assert self._stop_requested is not None
-        stop_waiter = asyncio.get_running_loop().create_task(self._stop_requested.wait())
-        shut_down = False
+        (start, scale): `launch` counts them in."""
+        assert self._stop_requested is not None and self._idle is not None
+        loop = asyncio.get_running_loop()
+        stop_waiter = loop.create_task(self._stop_requested.wait())
+        idle_waiter = loop.create_task(self._idle.wait())
         try:
-            while True:
-                tasks = {inst.task for inst in self.instances if inst.task is not None and not inst.task.done()}
-                if not tasks:
-                    break
-                waiting: set[asyncio.Future[object]] = set(tasks)
-                if not shut_down:
-                    waiting.add(stop_waiter)
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if stop_waiter.done() and not shut_down:
-                    shut_down = True
-                    await self._shutdown()
+            await asyncio.wait({stop_waiter, idle_waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if stop_waiter.done() and not idle_waiter.done():
+                await self._shutdown()
+                await idle_waiter
         finally:
             stop_waiter.cancel()
+            idle_waiter.cancel()
         for inst in self.instances:
-            if inst.task is not None and not inst.task.cancelled() and inst.task.exception() is not None:
+            if inst.task is not None and inst.task.done() and not inst.task.cancelled() and inst.task.exception() is not None:
                 raise inst.task.exception()  # type: ignore[misc]
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        assert self._idle is not None
+        self._live_tasks -= 1
+        if self._live_tasks == 0:
+            self._idle.set()
 
     def _raise_fd_limit(self) -> None:
         # Each running child costs about six descriptors here (three pipes,

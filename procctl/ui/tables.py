@@ -33,6 +33,12 @@ def state_text(result: InstanceResult) -> Text:
     return Text(result.status_text, style=STATE_STYLES.get(result.state, ""))
 
 
+SUMMARY_ROWS = 40
+"""Past this many instances the summary folds each process into one row,
+keeping only the instances that did not exit 0 on rows of their own."""
+NOTABLE_ROWS = 10
+
+
 def summary_table(result: RunResult) -> Table:
     table = Table(title="procctl summary", title_justify="left", expand=False)
     table.add_column("name", no_wrap=True)
@@ -41,14 +47,38 @@ def summary_table(result: RunResult) -> Table:
     table.add_column("duration", justify="right")
     table.add_column("restarts", justify="right")
     table.add_column("note", overflow="fold")
+
+    def add(inst: InstanceResult) -> None:
+        table.add_row(inst.name, state_text(inst), inst.exit_text, format_duration(inst.duration_s), str(inst.restarts), inst.reason)
+
+    if len(result.instances) <= SUMMARY_ROWS:
+        for inst in result.instances:
+            add(inst)
+        return table
+    groups: dict[str, list[InstanceResult]] = {}
     for inst in result.instances:
+        groups.setdefault(inst.process, []).append(inst)
+    for process, group in groups.items():
+        if len(group) == 1:
+            add(group[0])
+            continue
+        notable = [inst for inst in group if not (inst.state is State.EXITED and inst.exit_code == 0)]
+        for inst in notable[:NOTABLE_ROWS]:
+            add(inst)
+        counts: dict[str, int] = {}
+        for inst in group:
+            counts[inst.status_text] = counts.get(inst.status_text, 0) + 1
+        durations = [inst.duration_s for inst in group if inst.duration_s is not None]
+        hidden = len(notable) - NOTABLE_ROWS
+        note = f"{hidden} more not exited 0: see --json" if hidden > 0 else ""
+        worst = State.FAILED if notable else State.EXITED
         table.add_row(
-            inst.name,
-            state_text(inst),
-            inst.exit_text,
-            format_duration(inst.duration_s),
-            str(inst.restarts),
-            inst.reason,
+            f"{process} ({len(group)} instances)",
+            Text(", ".join(f"{n} {status}" for status, n in counts.items()), style=STATE_STYLES[worst]),
+            "-",
+            f"{format_duration(sum(durations))} total" if durations else "-",
+            str(sum(inst.restarts for inst in group)),
+            note,
         )
     return table
 

@@ -144,6 +144,35 @@ class Notice(Event):
     kind = "notice"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sample(Event):
+    """Resource use of an instance's whole process tree (the process and every
+    descendant), sampled every `metrics_interval`, and once more when a run
+    ends (`final`)."""
+
+    pid: int
+    """Pid of the instance's process (the root of the tree)."""
+    cpu_percent: float
+    """CPU use since the previous sample; 100 = one core busy."""
+    cpu_time_s: float
+    """User + system CPU seconds of this run so far, descendants included
+    (also those already ended and reaped within the tree)."""
+    rss_bytes: int
+    """Resident memory, summed over the tree."""
+    peak_rss_bytes: int
+    """Highest `rss_bytes` of this run so far."""
+    read_bytes: int | None
+    """Bytes read from storage by the tree; None when the kernel denies it."""
+    write_bytes: int | None
+    threads: int
+    """Threads, summed over the tree."""
+    children: int
+    """Descendants of the root process now alive."""
+    final: bool = False
+    """True for the figures of a run that just ended (before its `Exited`)."""
+    kind = "metrics"
+
+
 Subscriber = Callable[[Event], None]
 
 

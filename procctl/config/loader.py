@@ -23,7 +23,11 @@ from procctl.units import parse_duration, parse_size
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 TOP_KEYS = ("settings", "env", "process")
-SETTINGS_KEYS = ("max_parallel", "stop_timeout", "fail_fast", "metrics_interval", "env_file", "limits", "on_limit", "nice")
+SETTINGS_KEYS = (
+    "max_parallel", "stop_timeout", "fail_fast", "metrics_interval", "env_file", "limits", "on_limit", "nice",
+    "schedule", "min_free_memory",
+)  # fmt: skip
+SCHEDULES = ("fifo", "longest-first")
 PROCESS_KEYS = (
     "cmd", "cwd", "env", "env_file", "depends_on", "ready", "restart", "max_restarts", "backoff", "replicas",
     "port", "each", "timeout", "stop_signal", "stop_timeout", "limits", "on_limit", "nice",
@@ -157,6 +161,15 @@ class _Reader:
         if "env_file" in table:
             env = self.env_file(table["env_file"], "settings", "env_file")
             kwargs["env_file"] = self.root / table["env_file"]
+        if "schedule" in table:
+            if table["schedule"] not in SCHEDULES:
+                raise self.error(
+                    f"expected \"fifo\" or \"longest-first\", got {_describe(table['schedule'])}",
+                    "settings", "schedule", suggestion=_nearest(str(table["schedule"]), SCHEDULES),
+                )  # fmt: skip
+            kwargs["schedule"] = table["schedule"]
+        if "min_free_memory" in table:
+            kwargs["min_free_memory"] = self.memory_amount(table["min_free_memory"], "settings", "min_free_memory")
         kwargs.update(self.limit_options(table, "settings"))
         return Settings(**kwargs), env
 
@@ -190,6 +203,18 @@ class _Reader:
             else:
                 values[key] = self.soft_hard(value, key, *path, key)
         return Limits(**values)
+
+    def memory_amount(self, value: object, *path: str) -> int:
+        """A size, or a share of the machine's RAM: "10%"."""
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                share = float(value.strip()[:-1])
+            except ValueError:
+                share = -1.0
+            if not 0 <= share <= 100:
+                raise self.error(f"expected a size or a percentage of RAM, got {_describe(value)}", *path)
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * share / 100)
+        return self.size(value, *path)
 
     def size(self, value: object, *path: str) -> int:
         try:

@@ -112,6 +112,9 @@ class Settings:
     limits: Limits = Limits()
     on_limit: Literal["kill", "restart"] = "kill"
     nice: int | None = None
+    schedule: Literal["fifo", "longest-first"] = "fifo"
+    min_free_memory: int | None = None
+    """Bytes to keep free when admitting jobs; None: 10 % of RAM."""
 
 
 @dataclasses.dataclass(frozen=True)

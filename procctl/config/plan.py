@@ -50,7 +50,15 @@ class Plan:
     jobs: tuple[Job, ...]
     """Every instance, processes in `order`, instances in index order."""
     max_parallel: int
-    """The pool size in force (after -j)."""
+    """The pool size to start with (after -j)."""
+    auto: bool = False
+    """max_parallel = "auto" (or -j auto): the pool adapts to the machine's load."""
+    parallel_cap: int = 0
+    """With auto: the most that may ever run at once (-j N, else 4 × CPUs)."""
+    schedule: str = "fifo"
+    """'fifo' (plan order) or 'longest-first' (by predicted duration)."""
+    min_free_bytes: int = 0
+    """Memory to leave free when admitting jobs (auto and predicted RSS)."""
 
     def jobs_of(self, process: str) -> tuple[Job, ...]:
         return tuple(job for job in self.jobs if job.process == process)
@@ -125,8 +133,12 @@ def _order(manifest: Manifest) -> tuple[tuple[str, ...], dict[str, int]]:
     return order, levels
 
 
-def build_plan(manifest: Manifest, *, parallel: int | None = None) -> Plan:
-    """Expand and order the manifest. `parallel` (from -j) overrides max_parallel.
+def build_plan(
+    manifest: Manifest, *, parallel: int | None = None, auto: bool | None = None, schedule: str | None = None
+) -> Plan:
+    """Expand and order the manifest. `parallel` (from -j N) overrides
+    max_parallel and is a hard cap under auto; `auto` (from -j auto) turns on
+    the adaptive pool; `schedule` overrides the manifest's.
 
     The manifest loader has already refused dependency cycles."""
     if parallel is not None and parallel < 1:
@@ -141,6 +153,32 @@ def build_plan(manifest: Manifest, *, parallel: int | None = None) -> Plan:
             jobs.extend(_job(manifest, spec, i, replicated=True) for i in range(1, spec.replicas + 1))
         else:
             jobs.append(_job(manifest, spec, 0, replicated=False))
-    setting = manifest.settings.max_parallel
-    pool = parallel if parallel is not None else setting if isinstance(setting, int) else (os.cpu_count() or 1)
-    return Plan(manifest=manifest, order=order, levels=levels, jobs=tuple(jobs), max_parallel=pool)
+    settings = manifest.settings
+    cpus = os.cpu_count() or 1
+    adaptive = auto if auto is not None else settings.max_parallel == "auto"
+    if adaptive:
+        cap = parallel if parallel is not None else 4 * cpus
+        pool = min(cpus, cap)
+    else:
+        cap = 0
+        pool = parallel if parallel is not None else settings.max_parallel if isinstance(settings.max_parallel, int) else cpus
+    total = _total_memory()
+    min_free = settings.min_free_memory if settings.min_free_memory is not None else total // 10
+    return Plan(
+        manifest=manifest,
+        order=order,
+        levels=levels,
+        jobs=tuple(jobs),
+        max_parallel=pool,
+        auto=adaptive,
+        parallel_cap=cap,
+        schedule=schedule or settings.schedule,
+        min_free_bytes=min_free,
+    )
+
+
+def _total_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0

@@ -70,6 +70,12 @@ class InstanceResult:
     reason: str = ""
     """Why it ended so: 'dependency db failed', 'not ready after 5s'."""
     log_path: Path | None = None
+    peak_rss_bytes: int | None = None
+    """Highest RSS of the whole process tree over every run; None if never measured."""
+    cpu_time_s: float | None = None
+    """User + system CPU seconds of the tree over every run, descendants included."""
+    mean_cpu_percent: float | None = None
+    """cpu_time_s over duration_s (100 = one core busy throughout)."""
 
     @property
     def status_text(self) -> str:

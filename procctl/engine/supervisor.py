@@ -103,10 +103,10 @@ class Supervisor:
         self._base_env: dict[str, str] = {}
         self._first_failure: Instance | None = None
         self._unheld: asyncio.Event | None = None
+        """Cleared while the queue is held (`pause --all`): nothing new starts."""
         self._idle: asyncio.Event | None = None
         """Set when no instance task is left."""
         self._live_tasks = 0
-        """Cleared while the queue is held (`pause --all`): nothing new starts."""
 
     # ----------------------------------------------------------------- run
 

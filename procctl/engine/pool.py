@@ -1,0 +1,178 @@
+"""The pool: who may start now.
+
+A bounded set of slots, like an asyncio.Semaphore, with three additions:
+waiters leave in priority order (FIFO, or longest predicted job first), a
+waiter may carry a predicted peak RSS that must fit in available memory
+(memory-aware admission), and in `auto` mode the number of slots follows the
+machine's CPU and memory headroom (never above the hard cap of -j).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psutil
+
+AUTO_TICK_S = 0.5
+"""How often `auto` looks at the machine's load."""
+CPU_HIGH_PERCENT = 90.0
+"""Above this system-wide CPU use, `auto` lets no new job start and shrinks."""
+CPU_ROOM_PERCENT = 75.0
+"""Below this, a saturated `auto` pool grows by one slot per tick."""
+
+
+def available_memory() -> int:
+    return psutil.virtual_memory().available
+
+
+def system_cpu_percent() -> float:
+    return psutil.cpu_percent(interval=None)
+
+
+@dataclass(order=True)
+class _Waiter:
+    priority: float
+    seq: int
+    future: asyncio.Future[None] = field(compare=False)
+    rss_bytes: int | None = field(compare=False, default=None)
+    name: str = field(compare=False, default="")
+
+
+class Pool:
+    def __init__(
+        self,
+        size: int,
+        *,
+        auto: bool = False,
+        cap: int | None = None,
+        min_free_bytes: int = 0,
+        memory_probe: Callable[[], int] = available_memory,
+        cpu_probe: Callable[[], float] = system_cpu_percent,
+        on_warning: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.auto = auto
+        self.cap = cap if cap is not None else size
+        """Hard limit: never more running than this, auto or not."""
+        self.limit = min(size, self.cap)
+        """Slots in force now (in auto mode it moves between 1 and cap)."""
+        self.min_free_bytes = min_free_bytes
+        self._memory = memory_probe
+        self._cpu = cpu_probe
+        self._warn = on_warning or (lambda name, message: None)
+        self.running = 0
+        self.held = False
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+        self._ticker: asyncio.Task[None] | None = None
+        self._reserved: dict[int, int] = {}
+        """Predicted RSS of jobs admitted but perhaps not yet grown to it."""
+        self._admitted_ids = itertools.count()
+
+    # ------------------------------------------------------------ waiting
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for w in self._waiters if not w.future.done())
+
+    async def acquire(self, *, priority: float = 0.0, rss_bytes: int | None = None, name: str = "") -> int:
+        """Wait for a slot. Lower priority values leave first; equal ones in
+        arrival order. Returns a ticket for `release`."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(priority, next(self._seq), future, rss_bytes, name)
+        heapq.heappush(self._waiters, waiter)
+        self._ensure_ticker()
+        self._dispatch()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                # Admitted just as we were cancelled: give the slot back.
+                self.running -= 1
+                self._dispatch()
+            raise
+        ticket = next(self._admitted_ids)
+        if rss_bytes:
+            self._reserved[ticket] = rss_bytes
+        return ticket
+
+    def release(self, ticket: int | None = None) -> None:
+        self.running -= 1
+        if ticket is not None:
+            self._reserved.pop(ticket, None)
+        self._dispatch()
+
+    def settled(self, ticket: int) -> None:
+        """The job has reached its size (or we stop reserving for it)."""
+        self._reserved.pop(ticket, None)
+
+    def hold(self, held: bool) -> None:
+        self.held = held
+        self._dispatch()
+
+    def resize(self, size: int) -> None:
+        self.cap = size
+        self.limit = min(self.limit, size) if self.auto else size
+        self._dispatch()
+
+    # ------------------------------------------------------------ admission
+
+    def _fits(self, waiter: _Waiter) -> bool:
+        if not waiter.rss_bytes:
+            return True
+        free = self._memory() - self.min_free_bytes - sum(self._reserved.values())
+        if waiter.rss_bytes <= free:
+            return True
+        if self.running == 0:
+            # Bigger than what is free even with nothing else running: let it
+            # run alone rather than wait forever.
+            self._warn(waiter.name, f"predicted peak RSS {waiter.rss_bytes >> 20} MiB exceeds available memory; running it alone")
+            return True
+        return False
+
+    def _dispatch(self) -> None:
+        while self._waiters and self._waiters[0].future.done():
+            heapq.heappop(self._waiters)
+        while not self.held and self._waiters and self.running < self.limit:
+            head = self._waiters[0]
+            if head.future.done():
+                heapq.heappop(self._waiters)
+                continue
+            if not self._fits(head):
+                # Later waiters wait too: letting small jobs pass would starve
+                # the big one indefinitely.
+                return
+            heapq.heappop(self._waiters)
+            self.running += 1
+            head.future.set_result(None)
+
+    # ------------------------------------------------------------ auto
+
+    def _ensure_ticker(self) -> None:
+        needs_ticks = self.auto or any(w.rss_bytes for w in self._waiters)
+        if needs_ticks and (self._ticker is None or self._ticker.done()):
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        self._cpu()  # the first reading only sets psutil's baseline
+        while self._waiters or self.running:
+            await asyncio.sleep(AUTO_TICK_S)
+            if self.auto:
+                self._adapt(self._cpu(), self._memory())
+            self._dispatch()
+
+    def _adapt(self, cpu_percent: float, available: int) -> None:
+        """Additive increase while there is room, decrease under pressure."""
+        pressure = cpu_percent > CPU_HIGH_PERCENT or available < self.min_free_bytes
+        if pressure:
+            self.limit = max(1, min(self.limit, self.running) - 1)
+        elif cpu_percent < CPU_ROOM_PERCENT and self.running >= self.limit and self.waiting:
+            self.limit = min(self.cap, self.limit + 1)
+
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None

@@ -1,0 +1,86 @@
+"""Predictions from run history: how long a job will take and how much
+memory it will need, for longest-first scheduling and memory-aware admission.
+
+A job is known by its process and its command (an `each` job's command holds
+its item, so each item has its own history). A job never seen gets the median
+of its siblings (the same process)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from procctl.config.plan import Job
+
+RECENT_RUNS = 5
+"""How many of a job's latest runs its prediction uses."""
+
+
+@dataclass(frozen=True)
+class PastRun:
+    """One recorded run, as much of it as predictions need."""
+
+    process: str
+    command: str
+    duration_s: float | None
+    peak_rss_bytes: int | None
+    ended_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    duration_s: float | None
+    """Median wall time of the job's recent runs."""
+    rss_bytes: int | None
+    """Median peak RSS of its recent runs (whole tree)."""
+    source: str
+    """'history' (this job's runs) or 'siblings' (its process's median)."""
+
+
+def command_key(job: Job) -> str:
+    return job.cmd if isinstance(job.cmd, str) else "\0".join(job.cmd)
+
+
+def _median(values: Sequence[float | int | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def predict(jobs: Iterable[Job], runs: Iterable[PastRun]) -> dict[str, Prediction]:
+    """A prediction for every job with history of its own or of its siblings."""
+    by_job: dict[tuple[str, str], list[PastRun]] = {}
+    for run in sorted(runs, key=lambda r: r.ended_at):
+        by_job.setdefault((run.process, run.command), []).append(run)
+    jobs = list(jobs)
+    own: dict[str, Prediction] = {}
+    per_process: dict[str, list[Prediction]] = {}
+    for job in jobs:
+        recent = by_job.get((job.process, command_key(job)), [])[-RECENT_RUNS:]
+        if not recent:
+            continue
+        rss = _median([r.peak_rss_bytes for r in recent])
+        prediction = Prediction(_median([r.duration_s for r in recent]), int(rss) if rss is not None else None, "history")
+        own[job.name] = prediction
+        per_process.setdefault(job.process, []).append(prediction)
+    predictions = dict(own)
+    for job in jobs:
+        if job.name in own or job.process not in per_process:
+            continue
+        siblings = per_process[job.process]
+        rss = _median([p.rss_bytes for p in siblings])
+        predictions[job.name] = Prediction(_median([p.duration_s for p in siblings]), int(rss) if rss is not None else None, "siblings")
+    return predictions
+
+
+def lpt_order(jobs: Iterable[Job], predictions: Mapping[str, Prediction]) -> list[Job]:
+    """Longest predicted first (jobs without a prediction keep plan order, after)."""
+    jobs = list(jobs)
+    position = {job.name: i for i, job in enumerate(jobs)}
+
+    def key(job: Job) -> tuple[float, int]:
+        prediction = predictions.get(job.name)
+        duration = prediction.duration_s if prediction and prediction.duration_s is not None else None
+        return (-duration if duration is not None else float("inf"), position[job.name])
+
+    return sorted(jobs, key=key)

@@ -26,9 +26,12 @@ def _use_pidfd_watcher() -> None:
         os.close(os.pidfd_open(os.getpid()))
     except OSError:
         return
+    from procctl.engine.metrics import RusageChildWatcher
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.get_event_loop_policy().set_child_watcher(asyncio.PidfdChildWatcher())
+        # It reaps with wait4 to keep each run's CPU time and peak RSS.
+        asyncio.get_event_loop_policy().set_child_watcher(RusageChildWatcher())
 
 
 def run_supervisor(

@@ -71,6 +71,7 @@ class Pool:
         self._reserved: dict[int, int] = {}
         """Predicted RSS of jobs admitted but perhaps not yet grown to it."""
         self._admitted_ids = itertools.count()
+        self._dispatch_pending = False
 
     # ------------------------------------------------------------ waiting
 
@@ -85,7 +86,7 @@ class Pool:
         waiter = _Waiter(priority, next(self._seq), future, rss_bytes, name)
         heapq.heappush(self._waiters, waiter)
         self._ensure_ticker()
-        self._dispatch()
+        self._dispatch_soon()
         try:
             await future
         except asyncio.CancelledError:
@@ -133,7 +134,15 @@ class Pool:
             return True
         return False
 
+    def _dispatch_soon(self) -> None:
+        # Jobs that queue up in the same turn of the loop (the start of a run)
+        # are ordered by priority before any of them is let in.
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+
     def _dispatch(self) -> None:
+        self._dispatch_pending = False
         while self._waiters and self._waiters[0].future.done():
             heapq.heappop(self._waiters)
         while not self.held and self._waiters and self.running < self.limit:

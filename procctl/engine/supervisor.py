@@ -11,13 +11,16 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from procctl import events
 from procctl.config.plan import Job, Plan
 from procctl.engine import limits
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
 from procctl.engine.limits import CpuThrottle
+from procctl.engine.metrics import Recorder
+from procctl.engine.pool import Pool
+from procctl.engine.predict import Prediction
 from procctl.engine.probes import LogProbe, poll_probe
 from procctl.engine.process import Child
 from procctl.engine.state import InstanceResult, RunResult, State
@@ -83,12 +86,15 @@ class Supervisor:
         *,
         fail_fast: bool | None = None,
         run_timeout_s: float | None = None,
+        predictions: Mapping[str, Prediction] | None = None,
     ) -> None:
         self.plan = plan
         self.bus = bus
         self.state_dir = state_dir
         self.fail_fast = plan.manifest.settings.fail_fast if fail_fast is None else fail_fast
         self.run_timeout_s = run_timeout_s
+        self.predictions: Mapping[str, Prediction] = predictions or {}
+        """Predicted duration and peak RSS per instance name, from history."""
         self.instances = [Instance(job, state_dir.log_path(job.log_name)) for job in plan.jobs]
         self._by_process: dict[str, list[Instance]] = {}
         for inst in self.instances:
@@ -98,15 +104,15 @@ class Supervisor:
         self._interrupted = False
         self._stop_requested: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
-        self._pool: asyncio.Semaphore | None = None
+        self._pool: Pool | None = None
         self._guardian: Guardian | None = None
         self._base_env: dict[str, str] = {}
         self._first_failure: Instance | None = None
-        self._unheld: asyncio.Event | None = None
-        """Cleared while the queue is held (`pause --all`): nothing new starts."""
         self._idle: asyncio.Event | None = None
         """Set when no instance task is left."""
         self._live_tasks = 0
+        self.recorder = Recorder(plan, bus, state_dir)
+        """Metrics of every run (Sample events, peaks) and the run history."""
 
     # ----------------------------------------------------------------- run
 
@@ -116,15 +122,14 @@ class Supervisor:
         began = time.monotonic()
         self._stop_requested = asyncio.Event()
         self._changed = asyncio.Event()
-        self._pool = asyncio.Semaphore(self.plan.max_parallel)
-        self._unheld = asyncio.Event()
-        self._unheld.set()
+        self._pool = self._make_pool()
         self._idle = asyncio.Event()
         if not self.instances:
             self._idle.set()
         self.state_dir.prepare()
         self.state_dir.pid_file.write_text(f"{os.getpid()}\n")
         self._raise_fd_limit()
+        self.recorder.start()
         self._guardian = Guardian()
         self._base_env = dict(os.environ)
         self._base_env[TOKEN_VAR] = self._guardian.token
@@ -139,8 +144,11 @@ class Supervisor:
             for inst in self.instances:
                 if inst.child is not None and inst.child.running:
                     inst.child.kill()
+            if self._pool is not None:
+                self._pool.close()
             sweep(self._guardian.token, exclude=self._guardian.pid)
             self._guardian.close()
+            self.recorder.close()
             self.state_dir.pid_file.unlink(missing_ok=True)
         return self._result(time.monotonic() - began)
 
@@ -323,14 +331,19 @@ class Supervisor:
             if self._stopping or inst.stop_requested:
                 raise asyncio.CancelledError
             inst.cancellable = True
-            await self._acquire_slot()
+            prediction = self.predictions.get(inst.name)
+            ticket = await self._pool.acquire(
+                priority=self._priority(inst),
+                rss_bytes=prediction.rss_bytes if prediction else None,
+                name=inst.name,
+            )
             inst.cancellable = False
             try:
                 if self._stopping or inst.stop_requested:
                     raise asyncio.CancelledError
                 state, run_s = await self._run_once(inst)
             finally:
-                self._pool.release()
+                self._pool.release(ticket)
             if inst.restart_requested and not self._stopping:
                 inst.restart_requested = False
                 inst.stop_requested = False
@@ -354,26 +367,37 @@ class Supervisor:
                 pass
             inst.cancellable = False
 
-    async def _acquire_slot(self) -> None:
-        assert self._pool is not None and self._unheld is not None
-        while True:
-            await self._unheld.wait()
-            await self._pool.acquire()
-            if self._unheld.is_set():
-                return
-            self._pool.release()
+    def _make_pool(self) -> Pool:
+        plan = self.plan
+        return Pool(
+            plan.max_parallel,
+            auto=plan.auto,
+            cap=plan.parallel_cap if plan.auto else plan.max_parallel,
+            min_free_bytes=plan.min_free_bytes,
+            on_warning=lambda name, message: self.bus.publish(events.Notice(name, name, message=message, level="warning")),
+        )
+
+    def _priority(self, inst: Instance) -> float:
+        """Lower leaves the queue first: plan order (FIFO), or the longest
+        predicted duration first when the schedule says so."""
+        if self.plan.schedule == "longest-first":
+            prediction = self.predictions.get(inst.name)
+            if prediction is not None and prediction.duration_s is not None:
+                return -prediction.duration_s
+        return 0.0
 
     def hold_queue(self, held: bool) -> None:
         """`pause --all` holds the queue: no new start until it is released."""
-        assert self._unheld is not None
-        if held:
-            self._unheld.clear()
-        else:
-            self._unheld.set()
+        assert self._pool is not None
+        self._pool.hold(held)
 
     @property
     def queue_held(self) -> bool:
-        return self._unheld is not None and not self._unheld.is_set()
+        return self._pool is not None and self._pool.held
+
+    @property
+    def pool(self) -> Pool | None:
+        return self._pool
 
     @property
     def stopping(self) -> bool:
@@ -486,6 +510,7 @@ class Supervisor:
             return State.FAILED, 0.0
         self._guardian.watch(child.pgid)
         inst.child = child
+        self.recorder.started(inst, child)
         inst.timed_out = inst.probe_failed = False
         inst.breach = ""
         self.apply_live_limits(inst)
@@ -551,6 +576,7 @@ class Supervisor:
             result.reason = ""
         else:
             state = State.KILLED
+        self.recorder.ended(inst, child, state, run_s)
         self.bus.publish(
             events.Exited(
                 job.process,

@@ -1,0 +1,467 @@
+"""Resource use of each instance's whole process tree, sampled every
+`metrics_interval`: CPU %, CPU time, RSS, I/O bytes, threads, descendants.
+
+One pass over the process table per interval serves every instance: the
+parent of every process is read once, each tree is walked from its root, and
+the figures of its members are summed. On Linux the pass reads
+`/proc/PID/stat` directly — one read gives the parent, CPU times, threads and
+RSS of a process — which costs a fifth of what the same figures cost through
+psutil's per-attribute reads; elsewhere psutil is used, with its `Process`
+objects cached across passes.
+
+A tree's CPU time counts its live members and, through each member's
+`cutime`/`cstime`, the descendants it has already waited for; CPU % is the
+change of that total over the interval, so short-lived children (a compiler
+under `make`) are counted too. When a run ends, the figures its reaping
+reported (`wait4`) complete what the last sample saw.
+
+`Recorder` ties the sampler to the supervisor: it tracks each run, publishes
+`Sample` events, folds each run's figures into its `InstanceResult` and hands
+one row per run to the history database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Protocol
+
+import psutil
+
+from procctl import events
+from procctl.engine.history import History, RunRow, command_text
+from procctl.engine.state import State
+
+if TYPE_CHECKING:
+    from procctl.config.plan import Plan
+    from procctl.engine.process import Child
+    from procctl.engine.store import StateDir
+    from procctl.engine.supervisor import Instance
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TreeUsage:
+    """What one pass saw of one tree."""
+
+    cpu_time_s: float
+    """User + system seconds of the live members and of the descendants they reaped."""
+    rss_bytes: int
+    read_bytes: int | None
+    """Storage bytes read by the tree; None when /proc/PID/io (or psutil) denies it."""
+    write_bytes: int | None
+    threads: int
+    children: int
+    """Live descendants of the root."""
+
+
+class ProcessTable(Protocol):
+    def sample(self, roots: Collection[int]) -> dict[int, TreeUsage]:
+        """Usage of each root's tree; a root that is gone is left out."""
+        ...
+
+
+# ------------------------------------------------------------------ Linux
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+class ProcTable:
+    """Linux: reads /proc directly; one `stat` read per process per pass, plus
+    one `io` read per member of a sampled tree."""
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self._proc = proc
+
+    @staticmethod
+    def available() -> bool:
+        return sys.platform.startswith("linux") and os.path.exists(f"/proc/{os.getpid()}/stat")
+
+    def sample(self, roots: Collection[int]) -> dict[int, TreeUsage]:
+        if not roots:
+            return {}
+        proc = self._proc
+        children: dict[int, list[int]] = {}
+        fields: dict[int, list[bytes]] = {}
+        for entry in os.listdir(proc):
+            if not entry.isdigit():
+                continue
+            data = _read(f"{proc}/{entry}/stat")
+            if not data:
+                continue
+            # The command name (field 2) may hold spaces and parentheses: cut
+            # after its last ')'. What follows starts at field 3 (state).
+            rest = data[data.rfind(b")") + 2 :].split()
+            if len(rest) < 22:
+                continue
+            pid = int(entry)
+            fields[pid] = rest
+            children.setdefault(int(rest[1]), []).append(pid)
+        usage: dict[int, TreeUsage] = {}
+        for root in roots:
+            if root not in fields:
+                continue
+            ticks = rss_pages = threads = members = 0
+            read: int | None = 0
+            write: int | None = 0
+            stack = [root]
+            while stack:
+                pid = stack.pop()
+                rest = fields.get(pid)
+                if rest is None:
+                    continue
+                members += 1
+                # utime, stime, cutime, cstime (fields 14-17), num_threads (20), rss (24).
+                ticks += int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
+                threads += int(rest[17])
+                rss_pages += int(rest[21])
+                if read is not None and write is not None:
+                    io = _read(f"{proc}/{pid}/io")
+                    counters = _parse_io(io) if io else None
+                    if counters is None:
+                        read = write = None
+                    else:
+                        read += counters[0]
+                        write += counters[1]
+                stack.extend(children.get(pid, ()))
+            usage[root] = TreeUsage(
+                cpu_time_s=ticks / _CLK_TCK,
+                rss_bytes=rss_pages * _PAGE,
+                read_bytes=read,
+                write_bytes=write,
+                threads=threads,
+                children=members - 1,
+            )
+        return usage
+
+
+def _parse_io(data: bytes) -> tuple[int, int] | None:
+    read = write = None
+    for line in data.splitlines():
+        if line.startswith(b"read_bytes:"):
+            read = int(line[11:])
+        elif line.startswith(b"write_bytes:"):
+            write = int(line[12:])
+    if read is None or write is None:
+        return None
+    return read, write
+
+
+# ------------------------------------------------------------------ psutil
+
+
+class PsutilTable:
+    """Any platform psutil supports: one `process_iter` pass for the parents,
+    then the members' figures. `process_iter` hands back the same `Process`
+    objects from one pass to the next (and new ones for reused pids)."""
+
+    def sample(self, roots: Collection[int]) -> dict[int, TreeUsage]:
+        if not roots:
+            return {}
+        children: dict[int, list[int]] = {}
+        procs: dict[int, psutil.Process] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            procs[proc.pid] = proc
+            ppid = proc.info.get("ppid")
+            if ppid is not None:
+                children.setdefault(ppid, []).append(proc.pid)
+        usage: dict[int, TreeUsage] = {}
+        for root in roots:
+            cpu = 0.0
+            rss = threads = members = 0
+            read: int | None = 0
+            write: int | None = 0
+            stack = [root] if root in procs else []
+            while stack:
+                proc = procs[stack.pop()]
+                try:
+                    with proc.oneshot():
+                        times = proc.cpu_times()
+                        cpu += times.user + times.system + getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
+                        rss += proc.memory_info().rss
+                        threads += proc.num_threads()
+                        if read is not None and write is not None:
+                            try:
+                                io = proc.io_counters()  # type: ignore[attr-defined]
+                                read += io.read_bytes
+                                write += io.write_bytes
+                            except (psutil.AccessDenied, AttributeError, NotImplementedError):
+                                read = write = None
+                except psutil.Error:
+                    continue
+                members += 1
+                stack.extend(pid for pid in children.get(proc.pid, ()) if pid in procs)
+            if members:
+                usage[root] = TreeUsage(cpu, rss, read, write, threads, members - 1)
+        return usage
+
+
+def default_table() -> ProcessTable:
+    return ProcTable() if ProcTable.available() else PsutilTable()
+
+
+# ------------------------------------------------------------- one run
+
+
+class RunMeter:
+    """Figures of one run of one instance, updated by every sample."""
+
+    __slots__ = ("process", "instance", "pid", "began", "last_cpu_s", "last_at", "cpu_time_s", "peak_rss_bytes", "last")
+
+    def __init__(self, process: str, instance: str, pid: int, began: float) -> None:
+        self.process = process
+        self.instance = instance
+        self.pid = pid
+        self.began = began
+        """Monotonic time of the start: the baseline of the first CPU %."""
+        self.last_cpu_s = 0.0
+        self.last_at = began
+        self.cpu_time_s = 0.0
+        self.peak_rss_bytes = 0
+        self.last: events.Sample | None = None
+
+    def fold(self, usage: TreeUsage, now: float) -> events.Sample:
+        # A member re-parented away from the tree takes its CPU time with it:
+        # the total may fall; the run's CPU time never does.
+        elapsed = now - self.last_at
+        delta = max(usage.cpu_time_s - self.last_cpu_s, 0.0)
+        percent = 100.0 * delta / elapsed if elapsed > 0 else 0.0
+        self.last_cpu_s = usage.cpu_time_s
+        self.last_at = now
+        self.cpu_time_s = max(self.cpu_time_s, usage.cpu_time_s)
+        self.peak_rss_bytes = max(self.peak_rss_bytes, usage.rss_bytes)
+        self.last = events.Sample(
+            self.process,
+            self.instance,
+            pid=self.pid,
+            cpu_percent=round(percent, 1),
+            cpu_time_s=round(self.cpu_time_s, 3),
+            rss_bytes=usage.rss_bytes,
+            peak_rss_bytes=self.peak_rss_bytes,
+            read_bytes=usage.read_bytes,
+            write_bytes=usage.write_bytes,
+            threads=usage.threads,
+            children=usage.children,
+        )
+        return self.last
+
+    def close(self, reaped: resource.struct_rusage | None) -> events.Sample:
+        """The final figures: the last sample completed by what the reaping
+        reported (the root's CPU time and that of every descendant it waited
+        for; its own peak RSS)."""
+        if reaped is not None:
+            self.cpu_time_s = max(self.cpu_time_s, reaped.ru_utime + reaped.ru_stime)
+            # ru_maxrss is in KiB on Linux, in bytes on macOS.
+            scale = 1 if sys.platform == "darwin" else 1024
+            self.peak_rss_bytes = max(self.peak_rss_bytes, reaped.ru_maxrss * scale)
+        last = self.last
+        return events.Sample(
+            self.process,
+            self.instance,
+            pid=self.pid,
+            cpu_percent=last.cpu_percent if last else 0.0,
+            cpu_time_s=round(self.cpu_time_s, 3),
+            rss_bytes=0,
+            peak_rss_bytes=self.peak_rss_bytes,
+            read_bytes=last.read_bytes if last else None,
+            write_bytes=last.write_bytes if last else None,
+            threads=0,
+            children=0,
+            final=True,
+        )
+
+
+class Sampler:
+    """Samples every tracked run each `interval_s` and publishes a `Sample` per run."""
+
+    def __init__(
+        self,
+        interval_s: float,
+        publish: Callable[[events.Event], None],
+        table: ProcessTable | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        self.interval_s = max(interval_s, 0.05)
+        self._publish = publish
+        self._table = table or default_table()
+        self._clock = clock
+        self._on_tick = on_tick
+        self._runs: dict[int, RunMeter] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def track(self, process: str, instance: str, pid: int) -> RunMeter:
+        meter = RunMeter(process, instance, pid, self._clock())
+        self._runs[pid] = meter
+        return meter
+
+    def untrack(self, meter: RunMeter) -> None:
+        if self._runs.get(meter.pid) is meter:
+            del self._runs[meter.pid]
+
+    def sample_now(self) -> list[events.Sample]:
+        runs = list(self._runs.values())
+        if not runs:
+            return []
+        usage = self._table.sample([meter.pid for meter in runs])
+        now = self._clock()
+        samples = []
+        for meter in runs:
+            seen = usage.get(meter.pid)
+            if seen is not None:
+                sample = meter.fold(seen, now)
+                samples.append(sample)
+                self._publish(sample)
+        return samples
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self.sample_now()
+            if self._on_tick is not None:
+                self._on_tick()
+
+
+# ------------------------------------------------------- reaping figures
+
+
+_REAPED: dict[int, resource.struct_rusage] = {}
+_REAPED_KEEP = 4096
+
+
+def reaped_usage(pid: int) -> resource.struct_rusage | None:
+    """What `wait4` reported when `pid` was reaped (once), if our watcher reaped it."""
+    return _REAPED.pop(pid, None)
+
+
+def _remember(pid: int, usage: resource.struct_rusage) -> None:
+    if len(_REAPED) >= _REAPED_KEEP:
+        # Pids nobody asked about (probes, helpers): forget the oldest.
+        for old in list(_REAPED)[: _REAPED_KEEP // 2]:
+            del _REAPED[old]
+    _REAPED[pid] = usage
+
+
+if sys.version_info < (3, 12) and hasattr(asyncio, "PidfdChildWatcher"):
+
+    class RusageChildWatcher(asyncio.PidfdChildWatcher):
+        """asyncio's pidfd watcher, reaping with `wait4` so that each child's
+        CPU time and peak RSS are kept (see `reaped_usage`). Python 3.11 only:
+        later versions choose their own watcher."""
+
+        def _do_wait(self, pid: int) -> None:  # type: ignore[override]
+            pidfd, callback, args = self._callbacks.pop(pid)  # type: ignore[attr-defined]
+            self._loop._remove_reader(pidfd)  # type: ignore[attr-defined]
+            try:
+                _, status, usage = os.wait4(pid, 0)
+            except ChildProcessError:
+                # Reaped elsewhere: asyncio reports 255 in that case too.
+                returncode = 255
+            else:
+                returncode = os.waitstatus_to_exitcode(status)
+                _remember(pid, usage)
+            os.close(pidfd)
+            callback(pid, returncode, *args)
+
+
+# ------------------------------------------------------------- recorder
+
+
+class Recorder:
+    """The supervisor's metrics and history: a sampler over every running
+    instance, the figures of each run folded into its result, and one
+    history row per run."""
+
+    def __init__(self, plan: Plan, bus: events.Bus, state_dir: StateDir, *, history: bool = True) -> None:
+        self._bus = bus
+        self._manifest = str(plan.manifest.path)
+        self.sampler = Sampler(plan.manifest.settings.metrics_interval_s, bus.publish, on_tick=self._flush)
+        self.history = History(state_dir.database, self._warn) if history else None
+        self._session = f"{int(time.time())}-{os.getpid()}"
+        self._meters: dict[Instance, RunMeter] = {}
+
+    def _warn(self, message: str) -> None:
+        self._bus.publish(events.Notice("procctl", "procctl", message=message, level="warning"))
+
+    def _flush(self) -> None:
+        if self.history is not None:
+            self.history.flush()
+
+    def start(self) -> None:
+        if self.history is not None:
+            self.history.open()
+        self.sampler.start()
+
+    def close(self) -> None:
+        self.sampler.stop()
+        if self.history is not None:
+            self.history.close()
+
+    def started(self, inst: Instance, child: Child) -> None:
+        self._meters[inst] = self.sampler.track(inst.job.process, inst.name, child.pid)
+
+    def ended(self, inst: Instance, child: Child, state: State, run_s: float) -> None:
+        """A run ended: its final `Sample`, its figures into the result, its history row."""
+        meter = self._meters.pop(inst, None)
+        if meter is None:
+            return
+        self.sampler.untrack(meter)
+        final = meter.close(reaped_usage(child.pid))
+        self._bus.publish(final)
+        result = inst.result
+        result.cpu_time_s = (result.cpu_time_s or 0.0) + meter.cpu_time_s
+        if meter.peak_rss_bytes:
+            result.peak_rss_bytes = max(result.peak_rss_bytes or 0, meter.peak_rss_bytes)
+        if result.duration_s:
+            result.mean_cpu_percent = 100.0 * result.cpu_time_s / result.duration_s
+        if self.history is not None:
+            if (inst.stop_requested or inst.restart_requested) and not inst.timed_out and state is not State.LIMIT_EXCEEDED:
+                # Cut short on request: its duration says nothing of the job's.
+                state = State.STOPPED
+            cmd = inst.job.cmd
+            self.history.add(
+                RunRow(
+                    manifest=self._manifest,
+                    process=inst.job.process,
+                    instance=inst.name,
+                    item=inst.job.item,
+                    command=command_text(cmd),
+                    session=self._session,
+                    started_at=child.started_at,
+                    ended_at=child.ended_at or time.time(),
+                    status=str(state),
+                    exit_code=result.exit_code,
+                    signal=result.signal,
+                    duration_s=run_s,
+                    peak_rss_bytes=meter.peak_rss_bytes or None,
+                    cpu_time_s=meter.cpu_time_s,
+                    restarts=result.restarts,
+                )
+            )

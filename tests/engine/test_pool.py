@@ -1,0 +1,178 @@
+"""The pool's order, admission and adaptive size. The machine's free memory and
+CPU load cannot be set by a test, so they come through the pool's probes; the
+jobs in the supervisor test are real children."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from conftest import helper
+
+from procctl import events
+from procctl.config.manifest import load_manifest
+from procctl.config.plan import build_plan
+from procctl.engine import pool as pool_module
+from procctl.engine.pool import Pool
+from procctl.engine.predict import PastRun, Prediction, command_key, lpt_order, predict
+from procctl.engine.store import StateDir
+from procctl.engine.supervisor import Supervisor
+
+MiB = 1 << 20
+
+
+def test_predictions_use_own_history_then_siblings(tmp_path: Path) -> None:
+    path = tmp_path / "procfile.toml"
+    path.write_text('[process.t]\ncmd = "sleep {item}"\neach = ["1", "2", "3"]\n')
+    plan = build_plan(load_manifest(path))
+    first, second, third = plan.jobs
+    runs = [
+        PastRun("t", command_key(first), 1.0, 10 * MiB, ended_at=1),
+        PastRun("t", command_key(first), 3.0, 30 * MiB, ended_at=2),
+        PastRun("t", command_key(first), 2.0, 20 * MiB, ended_at=3),
+        PastRun("t", command_key(second), 8.0, 80 * MiB, ended_at=4),
+    ]
+    predictions = predict(plan.jobs, runs)
+    assert predictions[first.name] == Prediction(2.0, 20 * MiB, "history")
+    assert predictions[second.name] == Prediction(8.0, 80 * MiB, "history")
+    assert predictions[third.name] == Prediction(5.0, 50 * MiB, "siblings")
+    assert [job.name for job in lpt_order(plan.jobs, predictions)] == [second.name, third.name, first.name]
+
+
+def test_waiters_leave_in_priority_order_then_arrival() -> None:
+    async def scenario() -> list[str]:
+        pool = Pool(1)
+        order: list[str] = []
+        first = await pool.acquire(name="running")
+
+        async def job(name: str, priority: float) -> None:
+            ticket = await pool.acquire(priority=priority, name=name)
+            order.append(name)
+            await asyncio.sleep(0)
+            pool.release(ticket)
+
+        tasks = [asyncio.ensure_future(job(n, p)) for n, p in (("short", -1), ("long", -9), ("unknown", 0), ("mid", -5), ("unknown2", 0))]
+        await asyncio.sleep(0.01)
+        pool.release(first)
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == ["long", "mid", "short", "unknown", "unknown2"]
+
+
+def test_admission_holds_a_job_that_does_not_fit_until_memory_frees() -> None:
+    free = {"bytes": 500 * MiB}
+
+    async def scenario() -> list[str]:
+        pool = Pool(4, memory_probe=lambda: free["bytes"])
+        log: list[str] = []
+        small = await pool.acquire(rss_bytes=300 * MiB, name="small")
+        log.append("small started")
+
+        async def big() -> None:
+            ticket = await pool.acquire(rss_bytes=400 * MiB, name="big")
+            log.append("big started")
+            pool.release(ticket)
+
+        task = asyncio.ensure_future(big())
+        await asyncio.sleep(0.05)
+        assert pool.running == 1  # big is held: 500 - 300 reserved < 400
+        log.append("small ends")
+        pool.release(small)
+        await asyncio.wait_for(task, 5)
+        return log
+
+    assert asyncio.run(scenario()) == ["small started", "small ends", "big started"]
+
+
+def test_admission_rechecks_the_machine_on_its_ticker(monkeypatch: object) -> None:
+    free = {"bytes": 100 * MiB}
+    monkeypatch.setattr(pool_module, "AUTO_TICK_S", 0.02)  # type: ignore[attr-defined]
+
+    async def scenario() -> bool:
+        pool = Pool(4, memory_probe=lambda: free["bytes"])
+        other = await pool.acquire(name="other")
+        waiter = asyncio.ensure_future(pool.acquire(rss_bytes=200 * MiB, name="big"))
+        await asyncio.sleep(0.1)
+        held = not waiter.done()
+        free["bytes"] = 1024 * MiB  # something outside procctl freed memory
+        await asyncio.wait_for(waiter, 5)
+        pool.release(other)
+        pool.close()
+        return held
+
+    assert asyncio.run(scenario())
+
+
+def test_a_job_bigger_than_the_machine_runs_alone() -> None:
+    warnings: list[str] = []
+
+    async def scenario() -> list[str]:
+        pool = Pool(4, memory_probe=lambda: 100 * MiB, on_warning=lambda name, message: warnings.append(f"{name}: {message}"))
+        log: list[str] = []
+        first = await pool.acquire(name="a")
+        huge = asyncio.ensure_future(pool.acquire(rss_bytes=10_000 * MiB, name="huge"))
+        await asyncio.sleep(0.02)
+        log.append(f"running {pool.running}, huge waiting {not huge.done()}")
+        pool.release(first)
+        ticket = await asyncio.wait_for(huge, 5)
+        log.append(f"running {pool.running}")
+        pool.release(ticket)
+        pool.close()
+        return log
+
+    assert asyncio.run(scenario()) == ["running 1, huge waiting True", "running 1"]
+    assert warnings and warnings[0].startswith("huge: predicted peak RSS 10000 MiB exceeds available memory")
+
+
+def test_auto_grows_with_room_shrinks_under_pressure_and_never_passes_the_cap() -> None:
+    pool = Pool(2, auto=True, cap=3, min_free_bytes=100 * MiB, memory_probe=lambda: 8192 * MiB, cpu_probe=lambda: 0.0)
+
+    async def scenario() -> list[int]:
+        seen = []
+        tickets = [await pool.acquire() for _ in range(2)]
+        waiters = [asyncio.ensure_future(pool.acquire()) for _ in range(5)]
+        await asyncio.sleep(0)
+        for _ in range(6):
+            pool._adapt(cpu_percent=10.0, available=8192 * MiB)
+            pool._dispatch()
+            await asyncio.sleep(0)
+            seen.append(pool.running)
+        pool._adapt(cpu_percent=99.0, available=8192 * MiB)
+        seen.append(pool.limit)
+        pool._adapt(cpu_percent=10.0, available=50 * MiB)
+        seen.append(pool.limit)
+        for w in waiters:
+            w.cancel()
+        for t in tickets:
+            pool.release(t)
+        pool.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert max(seen[:6]) == 3  # grew from 2 to the cap of 3, never beyond
+    assert seen[6] == 2 and seen[7] == 1
+
+
+def test_supervisor_starts_longest_predicted_first(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    path = tmp_path / "procfile.toml"
+    path.write_text(
+        f"""
+[settings]
+max_parallel = 1
+schedule = "longest-first"
+[process.job]
+cmd = ["{sys.executable}", "{helper('marker.py')}", "{marks}", "{{item}}", "0"]
+each = ["a", "b", "c", "d"]
+"""
+    )
+    plan = build_plan(load_manifest(path))
+    history = [PastRun("job", command_key(job), duration, None) for job, duration in zip(plan.jobs, (1.0, 4.0, 2.0, 3.0))]
+    supervisor = Supervisor(plan, events.Bus(), StateDir.beside(path), predictions=predict(plan.jobs, history))
+    result = asyncio.run(supervisor.run())
+    assert result.exit_code == 0
+    starts = {p.name: int(p.read_text().split()[0]) for p in marks.iterdir()}
+    assert sorted(starts, key=starts.__getitem__) == ["b", "d", "c", "a"]

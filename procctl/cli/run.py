@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from procctl.cli.app import FileOption, app, color_wanted, load_manifest_option, make_console, parse_duration_option
 from procctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from procctl.config.plan import Plan
+    from procctl.engine.predict import Prediction
+    from procctl.engine.store import StateDir
 
 
 @app.command()
@@ -18,7 +24,11 @@ def run(
     names: Annotated[Optional[list[str]], typer.Argument(help="Run only these processes (and what they depend on).", show_default=False)] = None,
     file: FileOption = None,
     parallel: Annotated[
-        Optional[int], typer.Option("--parallel", "-j", help="Pool size: processes running at once (overrides max_parallel).", show_default=False)
+        Optional[str],
+        typer.Option("--parallel", "-j", help="Pool size: N processes at once, or 'auto' (adapts to load; with -j N too, N is the cap).", show_default=False),
+    ] = None,
+    schedule: Annotated[
+        Optional[str], typer.Option("--schedule", help="Queue order: fifo, or longest-first (by durations in the run history).", show_default=False)
     ] = None,
     plain: Annotated[bool, typer.Option("--plain", help="Prefixed lines even on a terminal.")] = False,
     timeout: Annotated[
@@ -39,11 +49,9 @@ def run(
     from procctl.events import Bus
     from procctl.ui.plain import PlainPrinter
 
-    if parallel is not None and parallel < 1:
-        raise UsageError("--parallel: must be at least 1")
     run_timeout = parse_duration_option("--timeout", timeout)
     manifest = select_processes(load_manifest_option(file), names or [])
-    plan = build_plan(manifest, parallel=parallel)
+    plan = build_plan(manifest, **plan_options(parallel, schedule))
     bus = Bus()
     printer = PlainPrinter(
         sys.stdout.buffer,
@@ -59,11 +67,46 @@ def run(
         state_dir,
         fail_fast=False if keep_going else None,
         run_timeout_s=run_timeout,
+        predictions=load_predictions(plan, state_dir, lambda message: typer.echo(f"procctl: warning: {message}", err=True)),
     )
     server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path)
     result = run_supervisor(supervisor, services=[lambda: serving(server)])
     _print_summary(result, json_summary)
     raise typer.Exit(result.exit_code)
+
+
+def plan_options(parallel: str | None, schedule: str | None) -> dict[str, object]:
+    """-j N | -j auto and --schedule as build_plan's keywords."""
+    options: dict[str, object] = {}
+    if parallel is not None:
+        if parallel.strip().lower() == "auto":
+            options["auto"] = True
+        elif parallel.strip().isdigit() and int(parallel) >= 1:
+            options["parallel"] = int(parallel)
+        else:
+            raise UsageError(f"--parallel: expected a number of at least 1 or 'auto', got {parallel!r}")
+    if schedule is not None:
+        if schedule not in ("fifo", "longest-first"):
+            raise UsageError(f"--schedule: expected fifo or longest-first, got {schedule!r}")
+        options["schedule"] = schedule
+    return options
+
+
+def load_predictions(plan: Plan, state_dir: StateDir, warn: Callable[[str], None], *, always: bool = False) -> dict[str, Prediction]:
+    """Predictions from the run history, when the schedule or the adaptive
+    pool uses them (or `always`, for check). An unreadable history is a
+    warning, not an error."""
+    from procctl.engine.history import HistoryError
+    from procctl.engine.predict import past_runs, predict
+
+    if not always and plan.schedule != "longest-first" and not plan.auto:
+        return {}
+    try:
+        runs = past_runs(state_dir.database, plan.manifest.path)
+    except HistoryError as exc:
+        warn(f"no predictions: {exc}")
+        return {}
+    return predict(plan.jobs, runs)
 
 
 def _print_summary(result: object, as_json: bool) -> None:
@@ -84,23 +127,28 @@ def _print_summary(result: object, as_json: bool) -> None:
 @app.command()
 def check(
     file: FileOption = None,
-    parallel: Annotated[Optional[int], typer.Option("--parallel", "-j", help="Pool size to plan with.", show_default=False)] = None,
+    parallel: Annotated[Optional[str], typer.Option("--parallel", "-j", help="Pool size to plan with (N or auto).", show_default=False)] = None,
+    schedule: Annotated[Optional[str], typer.Option("--schedule", help="Queue order to plan with: fifo or longest-first.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
-    """Validate the manifest and print the plan: order, pool, instances."""
+    """Validate the manifest and print the plan: order, pool, instances, predictions."""
     from procctl.config.plan import build_plan
-    from procctl.ui.plan import plan_json, plan_table
+    from procctl.engine.store import StateDir
+    from procctl.ui.plan import plan_json, plan_table, predictions_table
 
-    if parallel is not None and parallel < 1:
-        raise UsageError("--parallel: must be at least 1")
-    plan = build_plan(load_manifest_option(file), parallel=parallel)
+    plan = build_plan(load_manifest_option(file), **plan_options(parallel, schedule))
+    state_dir = StateDir.beside(plan.manifest.path)
+    predictions = load_predictions(plan, state_dir, lambda message: typer.echo(f"procctl: warning: {message}", err=True), always=True)
     if as_json:
-        sys.stdout.write(json.dumps(plan_json(plan), indent=2) + "\n")
+        sys.stdout.write(json.dumps(plan_json(plan, predictions), indent=2) + "\n")
         return
     console = make_console()
     console.print(plan_table(plan))
+    if predictions:
+        console.print(predictions_table(plan, predictions))
+    pool = f"pool auto (up to {plan.parallel_cap})" if plan.auto else f"pool of {plan.max_parallel}"
     console.print(
-        f"{plan.manifest.path}: valid; {len(plan.order)} processes, {len(plan.jobs)} instances, pool of {plan.max_parallel}",
+        f"{plan.manifest.path}: valid; {len(plan.order)} processes, {len(plan.jobs)} instances, {pool}, schedule {plan.schedule}",
         highlight=False,
         markup=False,
     )

@@ -312,6 +312,20 @@ class Operations:
 
     # ------------------------------------------------------------ status
 
+    def _pool_status(self) -> dict[str, Any]:
+        pool = self.sup.pool
+        plan = self.sup.plan
+        if pool is None:
+            return {"size": plan.max_parallel, "cap": plan.max_parallel, "auto": plan.auto, "running": 0, "waiting": 0, "schedule": plan.schedule}
+        return {
+            "size": pool.limit,
+            "cap": pool.cap,
+            "auto": pool.auto,
+            "running": pool.running,
+            "waiting": pool.waiting,
+            "schedule": plan.schedule,
+        }
+
     def status(self) -> dict[str, Any]:
         now = time.time()
         usage = _tree_usage([inst.child.pid for inst in self.sup.instances if inst.child is not None and inst.child.running])
@@ -342,6 +356,7 @@ class Operations:
             "manifest": str(self.sup.plan.manifest.path),
             "pid": os.getpid(),
             "max_parallel": self.sup.plan.max_parallel,
+            "pool": self._pool_status(),
             "queue_held": self.sup.queue_held,
             "stopping": self.sup.stopping,
             "instances": rows,

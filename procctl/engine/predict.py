@@ -10,8 +10,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from procctl.config.plan import Job
+from procctl.engine.history import command_text, list_runs
 
 RECENT_RUNS = 5
 """How many of a job's latest runs its prediction uses."""
@@ -39,7 +41,15 @@ class Prediction:
 
 
 def command_key(job: Job) -> str:
-    return job.cmd if isinstance(job.cmd, str) else "\0".join(job.cmd)
+    """The job's command as the run history stores it."""
+    return command_text(job.cmd)
+
+
+def past_runs(db_path: Path, manifest: Path) -> list[PastRun]:
+    """Every recorded run of this manifest, or none if there is no history.
+    Raises HistoryError for a database that cannot be read."""
+    rows = list_runs(db_path, manifest, limit=None)
+    return [PastRun(row.process, row.command, row.duration_s, row.peak_rss_bytes, row.ended_at) for row in rows]
 
 
 def _median(values: Sequence[float | int | None]) -> float | None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shlex
 import signal
+from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
 
 from procctl.config.plan import Plan
+from procctl.engine.predict import Prediction
 from procctl.units import format_duration
 
 
@@ -48,7 +50,25 @@ def plan_table(plan: Plan) -> Table:
     return table
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
+def predictions_table(plan: Plan, predictions: Mapping[str, Prediction], max_rows: int = 40) -> Table:
+    """Predicted duration and peak RSS per instance, from the run history."""
+    from procctl.units import format_duration, format_size
+
+    table = Table(title="predictions from the run history", title_justify="left")
+    for column, justify in (("instance", "left"), ("duration", "right"), ("peak RSS", "right"), ("from", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    ordered = [job for job in plan.jobs if job.name in predictions]
+    if plan.schedule == "longest-first":
+        ordered.sort(key=lambda job: -(predictions[job.name].duration_s or 0.0))
+    for job in ordered[:max_rows]:
+        p = predictions[job.name]
+        table.add_row(job.name, format_duration(p.duration_s), format_size(p.rss_bytes), p.source)
+    if len(ordered) > max_rows:
+        table.add_row(f"… {len(ordered) - max_rows} more", "", "", "")
+    return table
+
+
+def plan_json(plan: Plan, predictions: Mapping[str, Prediction] | None = None) -> dict[str, Any]:
     settings = plan.manifest.settings
     processes = []
     for process in plan.order:
@@ -72,6 +92,14 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     return {
         "manifest": str(plan.manifest.path),
         "max_parallel": plan.max_parallel,
+        "auto": plan.auto,
+        "parallel_cap": plan.parallel_cap if plan.auto else plan.max_parallel,
+        "schedule": plan.schedule,
+        "min_free_bytes": plan.min_free_bytes,
+        "predictions": {
+            name: {"duration_s": p.duration_s, "peak_rss_bytes": p.rss_bytes, "source": p.source}
+            for name, p in (predictions or {}).items()
+        },
         "stop_timeout_s": settings.stop_timeout_s,
         "fail_fast": settings.fail_fast,
         "order": list(plan.order),

@@ -173,6 +173,21 @@ class Sample(Event):
     kind = "metrics"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolSample(Event):
+    """The pool's figures, published when its effective size moves (`-j
+    auto`) and once at the start of a run. Its name and instance are "pool"."""
+
+    pool_size: int
+    """Slots in force now."""
+    pool_cap: int
+    """The hard cap (`-j N`); equal to `pool_size` without auto."""
+    auto: bool
+    running: int
+    queued: int
+    kind = "metrics"
+
+
 Subscriber = Callable[[Event], None]
 
 

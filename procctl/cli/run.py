@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from procctl.config.plan import Plan
     from procctl.engine.predict import Prediction
     from procctl.engine.store import StateDir
+    from procctl.ui.live import LiveView
 
 
 @app.command()
@@ -31,6 +33,9 @@ def run(
         Optional[str], typer.Option("--schedule", help="Queue order: fifo, or longest-first (by durations in the run history).", show_default=False)
     ] = None,
     plain: Annotated[bool, typer.Option("--plain", help="Prefixed lines even on a terminal.")] = False,
+    tail: Annotated[
+        Optional[int], typer.Option("--tail", help="Lines of merged output under the live table (default: what fits).", min=0, show_default=False)
+    ] = None,
     timeout: Annotated[
         Optional[str], typer.Option("--timeout", help="Stop everything after this long (e.g. 10m) and exit 124.", show_default=False)
     ] = None,
@@ -53,14 +58,14 @@ def run(
     manifest = select_processes(load_manifest_option(file), names or [])
     plan = build_plan(manifest, **plan_options(parallel, schedule))
     bus = Bus()
-    printer = PlainPrinter(
-        sys.stdout.buffer,
-        color=color_wanted(),
-        names=[job.name for job in plan.jobs],
-        processes=plan.order,
-    )
-    bus.subscribe(printer)
     state_dir = StateDir.beside(manifest.path)
+    services: list[Callable[[], AbstractAsyncContextManager[object]]] = []
+    if not plain and sys.stdout.isatty():
+        view = live_view(plan, state_dir, tail)
+        bus.subscribe(view.queue)
+        services.append(view.session)
+    else:
+        bus.subscribe(PlainPrinter(sys.stdout.buffer, color=color_wanted(), names=[job.name for job in plan.jobs], processes=plan.order))
     supervisor = Supervisor(
         plan,
         bus,
@@ -70,9 +75,18 @@ def run(
         predictions=load_predictions(plan, state_dir, lambda message: typer.echo(f"procctl: warning: {message}", err=True)),
     )
     server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path)
-    result = run_supervisor(supervisor, services=[lambda: serving(server)])
+    services.insert(0, lambda: serving(server))
+    result = run_supervisor(supervisor, services=services)
     _print_summary(result, json_summary)
     raise typer.Exit(result.exit_code)
+
+
+def live_view(plan: Plan, state_dir: StateDir, tail: int | None) -> LiveView:
+    """The live table for a terminal: one row per planned instance."""
+    from procctl.ui.live import InstanceInfo, LiveView
+
+    infos = [InstanceInfo(job.name, job.process, str(state_dir.log_path(job.log_name)), each=job.item is not None) for job in plan.jobs]
+    return LiveView(make_console(), infos, max_parallel=plan.max_parallel, tail=tail)
 
 
 def plan_options(parallel: str | None, schedule: str | None) -> dict[str, object]:

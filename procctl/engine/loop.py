@@ -30,7 +30,7 @@ def _use_pidfd_watcher() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        # It reaps with wait4 to keep each run's CPU time and peak RSS.
+        # It reaps with wait4 to keep each run's CPU time to its very end.
         asyncio.get_event_loop_policy().set_child_watcher(RusageChildWatcher())
 
 

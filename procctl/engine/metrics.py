@@ -266,13 +266,14 @@ class RunMeter:
 
     def close(self, reaped: resource.struct_rusage | None) -> events.Sample:
         """The final figures: the last sample completed by what the reaping
-        reported (the root's CPU time and that of every descendant it waited
-        for; its own peak RSS)."""
+        reported (the CPU time of the root and of every descendant it waited
+        for, up to its very end).
+
+        The reaping's `ru_maxrss` is not used: a child forked from procctl
+        starts from procctl's own high-water mark, which exec does not reset,
+        so it would report procctl's size for every small job."""
         if reaped is not None:
             self.cpu_time_s = max(self.cpu_time_s, reaped.ru_utime + reaped.ru_stime)
-            # ru_maxrss is in KiB on Linux, in bytes on macOS.
-            scale = 1 if sys.platform == "darwin" else 1024
-            self.peak_rss_bytes = max(self.peak_rss_bytes, reaped.ru_maxrss * scale)
         last = self.last
         return events.Sample(
             self.process,
@@ -373,7 +374,7 @@ if sys.version_info < (3, 12) and hasattr(asyncio, "PidfdChildWatcher"):
 
     class RusageChildWatcher(asyncio.PidfdChildWatcher):
         """asyncio's pidfd watcher, reaping with `wait4` so that each child's
-        CPU time and peak RSS are kept (see `reaped_usage`). Python 3.11 only:
+        resource use is kept (see `reaped_usage`). Python 3.11 only:
         later versions choose their own watcher."""
 
         def _do_wait(self, pid: int) -> None:  # type: ignore[override]

@@ -53,6 +53,7 @@ class Pool:
         memory_probe: Callable[[], int] = available_memory,
         cpu_probe: Callable[[], float] = system_cpu_percent,
         on_warning: Callable[[str, str], None] | None = None,
+        on_resize: Callable[[], None] | None = None,
     ) -> None:
         self.auto = auto
         self.cap = cap if cap is not None else size
@@ -63,6 +64,7 @@ class Pool:
         self._memory = memory_probe
         self._cpu = cpu_probe
         self._warn = on_warning or (lambda name, message: None)
+        self._on_resize = on_resize or (lambda: None)
         self.running = 0
         self.held = False
         self._waiters: list[_Waiter] = []
@@ -117,6 +119,7 @@ class Pool:
     def resize(self, size: int) -> None:
         self.cap = size
         self.limit = min(self.limit, size) if self.auto else size
+        self._on_resize()
         self._dispatch()
 
     # ------------------------------------------------------------ admission
@@ -175,11 +178,14 @@ class Pool:
 
     def _adapt(self, cpu_percent: float, available: int) -> None:
         """Additive increase while there is room, decrease under pressure."""
+        before = self.limit
         pressure = cpu_percent > CPU_HIGH_PERCENT or available < self.min_free_bytes
         if pressure:
             self.limit = max(1, min(self.limit, self.running) - 1)
         elif cpu_percent < CPU_ROOM_PERCENT and self.running >= self.limit and self.waiting:
             self.limit = min(self.cap, self.limit + 1)
+        if self.limit != before:
+            self._on_resize()
 
     def close(self) -> None:
         if self._ticker is not None:

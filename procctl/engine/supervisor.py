@@ -123,6 +123,7 @@ class Supervisor:
         self._stop_requested = asyncio.Event()
         self._changed = asyncio.Event()
         self._pool = self._make_pool()
+        self._publish_pool()
         self._idle = asyncio.Event()
         if not self.instances:
             self._idle.set()
@@ -375,7 +376,15 @@ class Supervisor:
             cap=plan.parallel_cap if plan.auto else plan.max_parallel,
             min_free_bytes=plan.min_free_bytes,
             on_warning=lambda name, message: self.bus.publish(events.Notice(name, name, message=message, level="warning")),
+            on_resize=self._publish_pool,
         )
+
+    def _publish_pool(self) -> None:
+        pool = self._pool
+        if pool is not None:
+            self.bus.publish(
+                events.PoolSample("pool", "pool", pool_size=pool.limit, pool_cap=pool.cap, auto=pool.auto, running=pool.running, queued=pool.waiting)
+            )
 
     def _priority(self, inst: Instance) -> float:
         """Lower leaves the queue first: plan order (FIFO), or the longest

@@ -3,13 +3,18 @@ or plain dicts out."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
-from procctl.engine.state import InstanceResult, RunResult, State
-from procctl.units import format_duration
+from procctl.engine.state import InstanceResult, RunResult, State, signal_name
+from procctl.units import format_duration, format_size
+
+if TYPE_CHECKING:
+    from procctl.engine.history import RunRow
 
 STATE_STYLES = {
     State.PENDING: "dim",
@@ -46,10 +51,21 @@ def summary_table(result: RunResult) -> Table:
     table.add_column("exit", justify="right")
     table.add_column("duration", justify="right")
     table.add_column("restarts", justify="right")
+    table.add_column("peak rss", justify="right")
+    table.add_column("cpu time", justify="right")
+    table.add_column("cpu %", justify="right")
     table.add_column("note", overflow="fold")
 
     def add(inst: InstanceResult) -> None:
-        table.add_row(inst.name, state_text(inst), inst.exit_text, format_duration(inst.duration_s), str(inst.restarts), inst.reason)
+        table.add_row(
+            inst.name,
+            state_text(inst),
+            inst.exit_text,
+            format_duration(inst.duration_s),
+            str(inst.restarts),
+            *_figures(inst.peak_rss_bytes, inst.cpu_time_s, inst.mean_cpu_percent),
+            inst.reason,
+        )
 
     if len(result.instances) <= SUMMARY_ROWS:
         for inst in result.instances:
@@ -69,6 +85,8 @@ def summary_table(result: RunResult) -> Table:
         for inst in group:
             counts[inst.status_text] = counts.get(inst.status_text, 0) + 1
         durations = [inst.duration_s for inst in group if inst.duration_s is not None]
+        peaks = [inst.peak_rss_bytes for inst in group if inst.peak_rss_bytes is not None]
+        cpu = [inst.cpu_time_s for inst in group if inst.cpu_time_s is not None]
         hidden = len(notable) - NOTABLE_ROWS
         note = f"{hidden} more not exited 0: see --json" if hidden > 0 else ""
         worst = State.FAILED if notable else State.EXITED
@@ -78,9 +96,19 @@ def summary_table(result: RunResult) -> Table:
             "-",
             f"{format_duration(sum(durations))} total" if durations else "-",
             str(sum(inst.restarts for inst in group)),
+            *_figures(max(peaks) if peaks else None, sum(cpu) if cpu else None, 100.0 * sum(cpu) / sum(durations) if cpu and sum(durations) else None),
             note,
         )
     return table
+
+
+def _figures(peak_rss_bytes: int | None, cpu_time_s: float | None, mean_cpu_percent: float | None) -> tuple[str, str, str]:
+    """Peak RSS, CPU time and mean CPU % as the summary shows them."""
+    return (
+        format_size(peak_rss_bytes),
+        format_duration(cpu_time_s) if cpu_time_s is not None else "-",
+        f"{mean_cpu_percent:.0f}%" if mean_cpu_percent is not None else "-",
+    )
 
 
 def summary_lines(result: RunResult) -> list[str]:
@@ -108,6 +136,9 @@ def instance_json(inst: InstanceResult) -> dict[str, Any]:
         "duration_s": inst.duration_s,
         "restarts": inst.restarts,
         "pid": inst.pid,
+        "peak_rss_bytes": inst.peak_rss_bytes,
+        "cpu_time_s": inst.cpu_time_s,
+        "mean_cpu_percent": inst.mean_cpu_percent,
         "reason": inst.reason,
         "log": str(inst.log_path) if inst.log_path else None,
     }
@@ -146,6 +177,28 @@ def status_table(status: dict[str, Any]) -> Table:
             exit_text,
             format_duration(row["cpu_time_s"]) if row["cpu_time_s"] is not None else "-",
             format_size(row["rss_bytes"]),
+        )
+    return table
+
+
+def history_table(rows: Sequence[RunRow]) -> Table:
+    """Recorded runs, newest first."""
+    table = Table(title="history (newest first)", title_justify="left")
+    for column, justify in (("started", "left"), ("instance", "left"), ("status", "left"), ("exit", "right"), ("duration", "right"), ("peak rss", "right"), ("cpu time", "right"), ("restarts", "right"), ("command", "left")):
+        table.add_column(column, justify=justify, no_wrap=column != "command", overflow="fold" if column == "command" else "ellipsis")  # type: ignore[arg-type]
+    for row in rows:
+        exit_text = str(row.exit_code) if row.exit_code is not None else (signal_name(row.signal) if row.signal else "-")
+        state = State(row.status) if row.status in State._value2member_map_ else None
+        table.add_row(
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.started_at)),
+            row.instance,
+            Text(row.status, style=STATE_STYLES.get(state, "") if state else ""),
+            exit_text,
+            format_duration(row.duration_s),
+            format_size(row.peak_rss_bytes),
+            format_duration(row.cpu_time_s) if row.cpu_time_s is not None else "-",
+            str(row.restarts),
+            row.command,
         )
     return table
 

@@ -127,7 +127,9 @@ def test_a_job_bigger_than_the_machine_runs_alone() -> None:
 
 
 def test_auto_grows_with_room_shrinks_under_pressure_and_never_passes_the_cap() -> None:
-    pool = Pool(2, auto=True, cap=3, min_free_bytes=100 * MiB, memory_probe=lambda: 8192 * MiB, cpu_probe=lambda: 0.0)
+    sizes: list[int] = []
+    pool = Pool(2, auto=True, cap=3, min_free_bytes=100 * MiB, memory_probe=lambda: 8192 * MiB, cpu_probe=lambda: 0.0,
+                on_resize=lambda: sizes.append(pool.limit))
 
     async def scenario() -> list[int]:
         seen = []
@@ -153,6 +155,8 @@ def test_auto_grows_with_room_shrinks_under_pressure_and_never_passes_the_cap() 
     seen = asyncio.run(scenario())
     assert max(seen[:6]) == 3  # grew from 2 to the cap of 3, never beyond
     assert seen[6] == 2 and seen[7] == 1
+    # Every move of the effective size was announced (the live header, status, events).
+    assert sizes == [3, 2, 1]
 
 
 def test_supervisor_starts_longest_predicted_first(tmp_path: Path) -> None:

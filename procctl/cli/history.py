@@ -1,0 +1,49 @@
+"""`procctl history`: the runs recorded in `.procctl/state.db`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from procctl.cli.app import FileOption, app, make_console
+
+
+def state_database(file: Path | None) -> Path:
+    """The database beside the manifest; without one (and without -f), the
+    `.procctl/` of the current directory, where ad-hoc benchmarks record."""
+    from procctl.config.manifest import find_manifest
+    from procctl.engine.store import StateDir
+    from procctl.errors import ManifestError
+
+    try:
+        manifest = find_manifest(file)
+    except ManifestError:
+        if file is not None:
+            raise
+        return StateDir(Path.cwd() / ".procctl").database
+    return StateDir.beside(manifest).database
+
+
+@app.command()
+def history(
+    name: Annotated[Optional[str], typer.Argument(help="A process or an instance (default: all).", show_default=False)] = None,
+    file: FileOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs to show, newest first.", min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """The recorded runs: exit, duration, peak RSS and CPU time of each."""
+    from procctl.engine.history import list_runs
+    from procctl.ui.tables import history_table
+
+    rows = list_runs(state_database(file), name=name, limit=limit)
+    if as_json:
+        sys.stdout.write(json.dumps([row.to_dict() for row in rows], indent=2) + "\n")
+        return
+    if not rows:
+        typer.echo("no runs recorded yet" + (f" for {name}" if name else ""))
+        return
+    make_console().print(history_table(rows))

@@ -425,6 +425,11 @@ class Recorder:
         if self.history is not None:
             self.history.close()
 
+    def latest(self, inst: Instance) -> events.Sample | None:
+        """The last sample of the instance's current run, if it had one."""
+        meter = self._meters.get(inst)
+        return meter.last if meter is not None else None
+
     def started(self, inst: Instance, child: Child) -> None:
         self._meters[inst] = self.sampler.track(inst.job.process, inst.name, child.pid)
 

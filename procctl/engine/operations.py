@@ -328,13 +328,14 @@ class Operations:
 
     def status(self) -> dict[str, Any]:
         now = time.time()
-        usage = _tree_usage([inst.child.pid for inst in self.sup.instances if inst.child is not None and inst.child.running])
+        # The sampler's latest figures: a status request never walks the
+        # process table itself, however many instances run.
         rows = []
         for inst in self.sup.instances:
             child = inst.child
             running = child is not None and child.running
             pid = child.pid if running and child is not None else None
-            cpu_s, rss = usage.get(pid, (None, None)) if pid else (None, None)
+            sample = self.sup.recorder.latest(inst) if running else None
             rows.append(
                 {
                     "name": inst.name,
@@ -346,8 +347,10 @@ class Operations:
                     "restarts": inst.result.restarts,
                     "exit_code": inst.result.exit_code,
                     "signal": inst.result.signal,
-                    "cpu_time_s": cpu_s,
-                    "rss_bytes": rss,
+                    "cpu_time_s": sample.cpu_time_s if sample else None,
+                    "cpu_percent": sample.cpu_percent if sample else None,
+                    "rss_bytes": sample.rss_bytes if sample else None,
+                    "peak_rss_bytes": sample.peak_rss_bytes if sample else None,
                     "reason": inst.result.reason,
                     "limits": _mechanisms(inst),
                 }
@@ -361,34 +364,6 @@ class Operations:
             "stopping": self.sup.stopping,
             "instances": rows,
         }
-
-
-def _tree_usage(roots: list[int]) -> dict[int, tuple[float, int]]:
-    """CPU seconds (user+sys) and RSS bytes of each root's whole tree, from one
-    pass over the process table rather than one per root."""
-    if not roots:
-        return {}
-    children: dict[int, list[psutil.Process]] = {}
-    procs: dict[int, psutil.Process] = {}
-    for proc in psutil.process_iter(["ppid"]):
-        procs[proc.pid] = proc
-        children.setdefault(proc.info["ppid"], []).append(proc)
-    usage = {}
-    for root in roots:
-        cpu, rss = 0.0, 0
-        stack = [procs[root]] if root in procs else []
-        while stack:
-            proc = stack.pop()
-            try:
-                with proc.oneshot():
-                    times = proc.cpu_times()
-                    cpu += times.user + times.system
-                    rss += proc.memory_info().rss
-            except psutil.Error:
-                pass
-            stack.extend(children.get(proc.pid, []))
-        usage[root] = (cpu, rss)
-    return usage
 
 
 def _fds(proc: psutil.Process) -> int:

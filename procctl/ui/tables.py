@@ -160,8 +160,10 @@ def status_table(status: dict[str, Any]) -> Table:
 
     held = " — queue held" if status.get("queue_held") else ""
     stopping = " — stopping" if status.get("stopping") else ""
-    table = Table(title=f"{status['manifest']} (pid {status['pid']}, pool {status['max_parallel']}){held}{stopping}", title_justify="left")
-    for column, justify in (("name", "left"), ("state", "left"), ("pid", "right"), ("uptime", "right"), ("restarts", "right"), ("exit", "right"), ("cpu time", "right"), ("rss", "right")):
+    pool = status.get("pool") or {"size": status["max_parallel"], "cap": status["max_parallel"], "auto": False}
+    pool_text = f"pool {pool['size']}" + (f" (auto, up to {pool['cap']})" if pool["auto"] else "")
+    table = Table(title=f"{status['manifest']} (pid {status['pid']}, {pool_text}){held}{stopping}", title_justify="left")
+    for column, justify in (("name", "left"), ("state", "left"), ("pid", "right"), ("uptime", "right"), ("restarts", "right"), ("exit", "right"), ("cpu", "right"), ("cpu time", "right"), ("rss", "right")):
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in status["instances"]:
         state = State(row["state"])
@@ -175,6 +177,7 @@ def status_table(status: dict[str, Any]) -> Table:
             format_duration(row["uptime_s"]),
             str(row["restarts"]),
             exit_text,
+            f"{row['cpu_percent']:.0f}%" if row.get("cpu_percent") is not None else "-",
             format_duration(row["cpu_time_s"]) if row["cpu_time_s"] is not None else "-",
             format_size(row["rss_bytes"]),
         )

@@ -354,3 +354,24 @@ def test_control_verbs_need_names(project: Project, verb: str) -> None:
     result = project.run(verb)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_status_reports_the_sampled_tree_figures(project: Project) -> None:
+    project.write(f"""
+        [settings]
+        metrics_interval = "100ms"
+        [process.hold]
+        cmd = "{PY} {helper('grow.py')} 64 64 0; true"
+    """)
+    proc = _start(project)
+    try:
+        def holding() -> dict[str, Any] | None:
+            status = _status(project)
+            row = status["instances"][0] if status else None
+            return row if row and (row["rss_bytes"] or 0) >= 64 << 20 else None
+
+        row = wait_until(holding, what="status to show the 64 MiB of the grandchild")
+        assert row["peak_rss_bytes"] >= row["rss_bytes"]  # type: ignore[index]
+        assert row["cpu_percent"] is not None and row["cpu_time_s"] is not None  # type: ignore[index]
+    finally:
+        assert _stop(proc) == 130

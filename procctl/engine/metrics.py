@@ -400,13 +400,31 @@ class Recorder:
     instance, the figures of each run folded into its result, and one
     history row per run."""
 
-    def __init__(self, plan: Plan, bus: events.Bus, state_dir: StateDir, *, history: bool = True) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        bus: events.Bus,
+        state_dir: StateDir,
+        *,
+        history: bool = True,
+        on_sample: Callable[[Instance, events.Sample], None] | None = None,
+    ) -> None:
         self._bus = bus
         self._manifest = str(plan.manifest.path)
-        self.sampler = Sampler(plan.manifest.settings.metrics_interval_s, bus.publish, on_tick=self._flush)
+        self._on_sample = on_sample
+        """Called with each sample of a running instance (the memory watchdog)."""
+        self._by_pid: dict[int, Instance] = {}
+        self.sampler = Sampler(plan.manifest.settings.metrics_interval_s, self._publish, on_tick=self._flush)
         self.history = History(state_dir.database, self._warn) if history else None
         self._session = f"{int(time.time())}-{os.getpid()}"
         self._meters: dict[Instance, RunMeter] = {}
+
+    def _publish(self, sample: events.Event) -> None:
+        self._bus.publish(sample)
+        if self._on_sample is not None and isinstance(sample, events.Sample):
+            inst = self._by_pid.get(sample.pid)
+            if inst is not None:
+                self._on_sample(inst, sample)
 
     def _warn(self, message: str) -> None:
         self._bus.publish(events.Notice("procctl", "procctl", message=message, level="warning"))
@@ -432,12 +450,14 @@ class Recorder:
 
     def started(self, inst: Instance, child: Child) -> None:
         self._meters[inst] = self.sampler.track(inst.job.process, inst.name, child.pid)
+        self._by_pid[child.pid] = inst
 
     def ended(self, inst: Instance, child: Child, state: State, run_s: float) -> None:
         """A run ended: its final `Sample`, its figures into the result, its history row."""
         meter = self._meters.pop(inst, None)
         if meter is None:
             return
+        self._by_pid.pop(child.pid, None)
         self.sampler.untrack(meter)
         final = meter.close(reaped_usage(child.pid))
         self._bus.publish(final)

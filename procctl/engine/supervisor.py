@@ -68,7 +68,6 @@ class Instance:
         self.breach = ""
         """Set when a limit was exceeded in the current run: what and by how much."""
         self.throttle: CpuThrottle | None = None
-        self.watchdog: asyncio.Task[None] | None = None
         self.probe_env: dict[str, str] = {}
         self.log_probe: LogProbe | None = None
 
@@ -111,7 +110,7 @@ class Supervisor:
         self._idle: asyncio.Event | None = None
         """Set when no instance task is left."""
         self._live_tasks = 0
-        self.recorder = Recorder(plan, bus, state_dir)
+        self.recorder = Recorder(plan, bus, state_dir, on_sample=self._check_memory)
         """Metrics of every run (Sample events, peaks) and the run history."""
 
     # ----------------------------------------------------------------- run
@@ -616,13 +615,11 @@ class Supervisor:
     # ------------------------------------------------------------- limits
 
     def apply_live_limits(self, inst: Instance) -> None:
-        """Start (or restart, after a change) the memory watchdog and the CPU
-        throttle of the current run, as its limits say."""
+        """Start (or retune, after a change) the CPU throttle of the current
+        run, as its limits say. (The memory watchdog reads every sample.)"""
         child = inst.child
         if child is None or not child.running:
             return
-        if inst.limits.memory is not None and (inst.watchdog is None or inst.watchdog.done()):
-            inst.watchdog = asyncio.get_running_loop().create_task(self._watch_memory(inst, child))
         if inst.throttle is not None and inst.limits.cpu_percent is None:
             inst.throttle.stop()
             inst.throttle = None
@@ -633,22 +630,16 @@ class Supervisor:
             inst.throttle.percent = inst.limits.cpu_percent
 
     def _release_limits(self, inst: Instance) -> None:
-        if inst.watchdog is not None:
-            inst.watchdog.cancel()
-            inst.watchdog = None
         if inst.throttle is not None:
             inst.throttle.stop()
             inst.throttle = None
 
-    async def _watch_memory(self, inst: Instance, child: Child) -> None:
-        interval = self.plan.manifest.settings.metrics_interval_s
-        while child.running and inst.limits.memory is not None:
-            if not inst.paused:
-                rss = limits.tree_rss(child.pid)
-                if rss > inst.limits.memory:
-                    self.breach(inst, "memory", rss, inst.limits.memory)
-                    return
-            await asyncio.sleep(interval)
+    def _check_memory(self, inst: Instance, sample: events.Sample) -> None:
+        """The memory watchdog: every sample of the tree's RSS (each
+        `metrics_interval`) against the `memory` limit in force now."""
+        maximum = inst.limits.memory
+        if maximum is not None and not inst.paused and not sample.final and sample.rss_bytes > maximum:
+            self.breach(inst, "memory", sample.rss_bytes, maximum)
 
     def breach(self, inst: Instance, limit: str, value: float, maximum: float) -> None:
         """A limit was exceeded: record it and stop the run; `on_limit` then

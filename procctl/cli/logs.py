@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from procctl.cli.app import FileOption, app, load_manifest_option
+from procctl.cli.app import app, load_manifest_option
 from procctl.errors import UsageError
 
 

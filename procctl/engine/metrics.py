@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from procctl.config.plan import Plan
     from procctl.engine.process import Child
     from procctl.engine.store import StateDir
-    from procctl.engine.supervisor import Instance
+    from procctl.engine.instance import Instance
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

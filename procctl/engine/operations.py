@@ -20,7 +20,8 @@ from procctl.config.plan import replica_job
 from procctl.engine import limits
 from procctl.engine.process import descendants
 from procctl.engine.state import State
-from procctl.engine.supervisor import Instance, Supervisor
+from procctl.engine.instance import Instance
+from procctl.engine.supervisor import Supervisor
 from procctl.errors import UsageError
 
 

@@ -17,13 +17,14 @@ from procctl import events
 from procctl.config.plan import Job, Plan
 from procctl.engine import limits
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
+from procctl.engine.instance import Instance, run_verdict
 from procctl.engine.limits import CpuThrottle
 from procctl.engine.metrics import Recorder
 from procctl.engine.pool import Pool
 from procctl.engine.predict import Prediction
 from procctl.engine.probes import LogProbe, poll_probe
 from procctl.engine.process import Child
-from procctl.engine.state import InstanceResult, RunResult, State
+from procctl.engine.state import RunResult, State
 from procctl.engine.store import StateDir
 from procctl.errors import SpawnError
 from procctl.units import format_size
@@ -32,48 +33,6 @@ MAX_BACKOFF_S = 30.0
 STABLE_RUN_S = 10.0
 """A run that lasted this long resets the backoff delay to its first step."""
 TIMEOUT_EXIT = 124
-
-
-class Instance:
-    """The supervisor's live record of one job."""
-
-    def __init__(self, job: Job, log_path: os.PathLike[str]) -> None:
-        self.job = job
-        self.state = State.PENDING
-        self.child: Child | None = None
-        self.result = InstanceResult(name=job.name, process=job.process, state=State.PENDING, log_path=log_path)  # type: ignore[arg-type]
-        self.started_once = False
-        self.ready_once = False
-        self.stop_requested = False
-        self.stop_reason = ""
-        self.timed_out = False
-        self.probe_failed = False
-        self.stop_task: asyncio.Task[None] | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.cancellable = False
-        """True while waiting (dependencies, a slot, a backoff): nothing to stop yet."""
-        self.log_fd = -1
-        self.paused = False
-        self.restart_requested = False
-        """Set by `restart`: the next run follows at once, without backoff."""
-        self.wake = asyncio.Event()
-        """Cuts a backoff wait short (restart, start)."""
-        self.timeout_handle: asyncio.TimerHandle | None = None
-        self.timeout_left_s: float | None = None
-        """While paused: what was left of the job's timeout."""
-        self.probe_task: asyncio.Task[None] | None = None
-        self.limits = job.spec.limits
-        """In force for this instance; `procctl limits` changes it for the live
-        tree and for later runs."""
-        self.breach = ""
-        """Set when a limit was exceeded in the current run: what and by how much."""
-        self.throttle: CpuThrottle | None = None
-        self.probe_env: dict[str, str] = {}
-        self.log_probe: LogProbe | None = None
-
-    @property
-    def name(self) -> str:
-        return self.job.name
 
 
 class Supervisor:
@@ -561,29 +520,9 @@ class Supervisor:
         result.duration_s = (result.duration_s or 0.0) + run_s
         result.exit_code = returncode if returncode >= 0 else None
         result.signal = -returncode if returncode < 0 else None
-        if inst.breach:
-            state = State.LIMIT_EXCEEDED
-            result.reason = inst.breach
-        elif returncode in (-signal.SIGXCPU, -signal.SIGXFSZ) or (
-            # At its hard RLIMIT_CPU the kernel sends SIGKILL; nothing of ours did.
-            returncode == -signal.SIGKILL and inst.limits.cpu_time is not None and not inst.stop_requested and not child.killed_hard
-        ):
-            state = State.LIMIT_EXCEEDED
-            which = "fsize" if returncode == -signal.SIGXFSZ else "cpu_time"
-            result.reason = f"{which} limit reached ({signal.Signals(-returncode).name})"
-            self.bus.publish(events.LimitExceeded(job.process, inst.name, limit=which, value=0, maximum=0, action=job.spec.on_limit))
-        elif inst.timed_out:
-            state = State.TIMED_OUT
-            result.reason = f"ran longer than its timeout of {job.spec.timeout_s:g}s"
-        elif inst.probe_failed:
-            state = State.FAILED
-        elif returncode == 0:
-            state = State.EXITED
-        elif returncode > 0:
-            state = State.FAILED
-            result.reason = ""
-        else:
-            state = State.KILLED
+        state, limit_hit = run_verdict(inst, child, returncode)
+        if limit_hit:
+            self.bus.publish(events.LimitExceeded(job.process, inst.name, limit=limit_hit, value=0, maximum=0, action=job.spec.on_limit))
         self.recorder.ended(inst, child, state, run_s)
         self.bus.publish(
             events.Exited(

@@ -1,0 +1,153 @@
+"""A BenchmarkResult as JSON, Markdown or CSV text. Pure: result in, text out.
+
+- JSON: the options, the shell's start-up cost that was subtracted, and per
+  command its statistics and every run's figures.
+- Markdown: one row per command, as hyperfine's table, with median, p95, CPU,
+  peak RSS and throughput added.
+- CSV: one row per run of every command (the raw figures, for a spreadsheet).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from procctl import __version__
+from procctl.bench.result import BenchmarkResult, CommandResult, RunFigures
+
+CSV_FIELDS = (
+    "command",
+    "run",
+    "started_at",
+    "ended_at",
+    "time_wall_s",
+    "time_user_s",
+    "time_system_s",
+    "memory_peak_bytes",
+    "exit_code",
+    "signal",
+)
+
+
+def run_dict(run: RunFigures) -> dict[str, Any]:
+    return {
+        "index": run.index,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "time_wall_s": run.time_wall_s,
+        "time_user_s": run.time_user_s,
+        "time_system_s": run.time_system_s,
+        "memory_peak_bytes": run.memory_peak_bytes,
+        "exit_code": run.exit_code,
+        "signal": run.signal,
+    }
+
+
+def command_dict(result: CommandResult) -> dict[str, Any]:
+    wall = result.wall
+    command = result.command
+    relative = result.relative
+    return {
+        "command": command.text,
+        "name": command.name,
+        "process": command.process,
+        "argv": list(command.argv),
+        "runs": len(result.runs),
+        "mean_s": wall.mean if wall else None,
+        "stddev_s": wall.stddev if wall else None,
+        "min_s": wall.min if wall else None,
+        "median_s": wall.median if wall else None,
+        "p95_s": wall.p95 if wall else None,
+        "max_s": wall.max if wall else None,
+        "user_mean_s": result.user_mean_s,
+        "system_mean_s": result.system_mean_s,
+        "memory_peak_bytes": result.memory_peak_bytes,
+        "elapsed_s": result.elapsed_s,
+        "runs_per_s": result.runs_per_s,
+        "exit_codes": result.exit_codes,
+        "outliers": [result.runs[i].index for i in wall.outliers] if wall else [],
+        "relative": relative.ratio if relative else None,
+        "relative_stddev": relative.stddev if relative else None,
+        "run_list": [run_dict(run) for run in result.runs],
+    }
+
+
+def to_dict(result: BenchmarkResult) -> dict[str, Any]:
+    options = result.options
+    spawn = result.shell_spawn_s
+    return {
+        "procctl_version": __version__,
+        "started_at": result.started_at,
+        "parallel": options.parallel,
+        "warmup": options.warmup,
+        "shell": options.shell or "none",
+        "shell_spawn_s": None if spawn is None else {"wall": spawn[0], "user": spawn[1], "system": spawn[2]},
+        "failure": result.failure,
+        "results": [command_dict(r) for r in result.results],
+    }
+
+
+def to_json(result: BenchmarkResult) -> str:
+    return json.dumps(to_dict(result), indent=2) + "\n"
+
+
+def _unit(seconds: float) -> tuple[str, float, int]:
+    """The unit of a table (by its fastest mean), its scale and decimals."""
+    if seconds >= 1:
+        return "s", 1.0, 3
+    if seconds >= 1e-3:
+        return "ms", 1e3, 1
+    return "µs", 1e6, 1
+
+
+def _size(n_bytes: int | None) -> str:
+    return "-" if n_bytes is None else f"{n_bytes / 1024 / 1024:.1f}"
+
+
+def _md_name(name: str) -> str:
+    escaped = name.replace("|", "\\|")
+    return escaped if "`" in name else f"`{escaped}`"
+
+
+def to_markdown(result: BenchmarkResult) -> str:
+    done = [r for r in result.results if r.wall]
+    unit, scale, digits = _unit(min((r.wall.mean for r in done if r.wall), default=1.0))
+    header = (
+        f"| Command | Mean [{unit}] | Min [{unit}] | Median [{unit}] | p95 [{unit}] | Max [{unit}] "
+        f"| User [{unit}] | System [{unit}] | Peak RSS [MiB] | Runs/s | Relative |"
+    )
+    lines = [header, "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in done:
+        wall = r.wall
+        assert wall is not None
+        sd = f" ± {wall.stddev * scale:.{digits}f}" if wall.stddev is not None else ""
+        rel = r.relative
+        relative = "1.00" if rel is None or rel.fastest else f"{rel.ratio:.2f}" + (f" ± {rel.stddev:.2f}" if rel.stddev is not None else "")
+        cells = [
+            _md_name(r.command.name),
+            f"{wall.mean * scale:.{digits}f}{sd}",
+            f"{wall.min * scale:.{digits}f}",
+            f"{wall.median * scale:.{digits}f}",
+            f"{wall.p95 * scale:.{digits}f}",
+            f"{wall.max * scale:.{digits}f}",
+            "-" if r.user_mean_s is None else f"{r.user_mean_s * scale:.{digits}f}",
+            "-" if r.system_mean_s is None else f"{r.system_mean_s * scale:.{digits}f}",
+            _size(r.memory_peak_bytes),
+            "-" if r.runs_per_s is None else f"{r.runs_per_s:.2f}",
+            relative,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(result: BenchmarkResult) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for r in result.results:
+        for run in r.runs:
+            figures = run_dict(run)
+            writer.writerow([r.command.text, run.index, *("" if figures[f] is None else figures[f] for f in CSV_FIELDS[2:])])
+    return out.getvalue()

@@ -1,0 +1,364 @@
+"""Timing commands: warmup runs, then timed runs, up to `parallel` in flight.
+
+Each run is its own session and process group with stdin, stdout and stderr
+on /dev/null. Its wall time runs from just before the spawn to the moment its
+exit is seen (a pidfd turning readable); its user and system CPU time come
+from `wait4` of the child, which includes every descendant it waited for; the
+peak RSS of its whole tree comes from the engine's process table, sampled in
+a thread every `sample_interval_s` (a run shorter than that may have none).
+When the child has exited, whatever it left in its group is SIGKILLed, so that
+one run's leftovers never weigh on the next.
+
+A command run through a shell pays for the shell's own start. As hyperfine
+does, that cost is measured first (`SHELL -c ''`, many times) and its mean
+wall, user and system times are subtracted from every run of such a command
+(never below zero).
+
+The runner never prints: progress goes to a callback, results come back as
+data. A failing run (non-zero exit or a signal) stops the benchmark unless
+`ignore_failure`; the result then says why in `failure`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from procctl.bench import stats
+from procctl.bench.result import (
+    BenchmarkError,
+    BenchmarkResult,
+    Command,
+    CommandResult,
+    Interrupted,
+    Options,
+    Progress,
+    RunFigures,
+    command_result,
+    signal_name,
+)
+from procctl.engine.metrics import ProcessTable, default_table
+from procctl.engine.signals import SignalCapture
+from procctl.errors import SpawnError
+
+SHELL_PROBE_RUNS = 50
+"""Runs of `SHELL -c ''` whose mean is the shell's start-up cost."""
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@dataclasses.dataclass(slots=True)
+class _Raw:
+    began: float
+    ended: float
+    started_at: float
+    ended_at: float
+    status: int
+    user_s: float
+    system_s: float
+    peak: int | None
+
+
+class _Sampler:
+    """Peak RSS of every tracked tree, from a thread (the loop keeps timing)."""
+
+    def __init__(self, table: ProcessTable, interval_s: float) -> None:
+        self._table = table
+        self._interval_s = interval_s
+        self._peaks: dict[int, int | None] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def track(self, pid: int) -> None:
+        with self._lock:
+            self._peaks[pid] = None
+
+    def untrack(self, pid: int) -> int | None:
+        with self._lock:
+            return self._peaks.pop(pid, None)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            with self._lock:
+                pids = list(self._peaks)
+            if not pids:
+                continue
+            usage = self._table.sample(pids)
+            with self._lock:
+                for pid, seen in usage.items():
+                    if pid in self._peaks:
+                        self._peaks[pid] = max(self._peaks[pid] or 0, seen.rss_bytes)
+
+
+def _wait_exit(pid: int) -> float:
+    """Block until `pid` exits (without reaping it); when it was seen."""
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    return time.perf_counter()
+
+
+class _Bench:
+    def __init__(self, commands: Sequence[Command], options: Options, on_progress: Callable[[Progress], None] | None, table: ProcessTable | None) -> None:
+        self.commands = commands
+        self.options = options
+        self.on_progress = on_progress
+        self.sampler = _Sampler(table or default_table(), options.sample_interval_s)
+        self.failure: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._span = (0.0, 0.0)
+        """perf_counter of the first timed start and of the last end."""
+
+    async def main(self) -> BenchmarkResult:
+        """Under SIGINT/SIGTERM capture: a signal cancels the benchmark, whose
+        runs are then killed and reaped, and raises Interrupted."""
+        task = asyncio.current_task()
+        assert task is not None
+        capture = SignalCapture(lambda signum: task.cancel(), lambda signum: task.cancel())
+        try:
+            with capture:
+                return await self._main()
+        except asyncio.CancelledError:
+            if capture.received:
+                raise Interrupted(capture.received[0]) from None
+            raise
+
+    async def _main(self) -> BenchmarkResult:
+        started_at = time.time()
+        self.sampler.start()
+        try:
+            overhead = await self._shell_overhead()
+            results = []
+            for index, command in enumerate(self.commands):
+                results.append(await self._command(index, command, overhead))
+                if self.failure:
+                    break
+        finally:
+            self.sampler.stop()
+        if len(results) > 1 and not self.failure:
+            relative = stats.relative_speeds([(r.wall.mean, r.wall.stddev) if r.wall else (math.inf, None) for r in results])
+            results = [dataclasses.replace(r, relative=rel) for r, rel in zip(results, relative)]
+        return BenchmarkResult(tuple(results), self.options, overhead, started_at, self.failure)
+
+    # ------------------------------------------------------------ one run
+
+    async def _spawn_and_wait(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], *, sample: bool) -> _Raw:
+        loop = asyncio.get_running_loop()
+        started_at = time.time()
+        began = time.perf_counter()
+        try:
+            proc = subprocess.Popen(
+                list(argv), cwd=cwd, env=dict(env), start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            if not cwd.is_dir():
+                raise SpawnError(f"working directory {cwd} does not exist") from None
+            raise SpawnError(f"command not found: {exc.filename or argv[0]}") from None
+        except PermissionError as exc:
+            raise SpawnError(f"cannot execute {exc.filename or argv[0]}: permission denied") from None
+        except OSError as exc:
+            raise SpawnError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
+        pid = proc.pid
+        if sample:
+            self.sampler.track(pid)
+        try:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except (AttributeError, OSError):
+                ended = await loop.run_in_executor(None, _wait_exit, pid)
+            else:
+                seen: asyncio.Future[float] = loop.create_future()
+                loop.add_reader(pidfd, lambda: seen.done() or seen.set_result(time.perf_counter()))
+                try:
+                    ended = await seen
+                finally:
+                    loop.remove_reader(pidfd)
+                    os.close(pidfd)
+        except BaseException:
+            _kill_group(pid)
+            os.wait4(pid, 0)
+            proc.returncode = -signal.SIGKILL
+            self.sampler.untrack(pid)
+            raise
+        ended_at = time.time()
+        # The child is a zombie until reaped: its pid (the group id) cannot be reused yet.
+        _kill_group(pid)
+        _, status, usage = os.wait4(pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak = self.sampler.untrack(pid) if sample else None
+        return _Raw(began, ended, started_at, ended_at, status, usage.ru_utime, usage.ru_stime, peak)
+
+    async def _shell_overhead(self) -> tuple[float, float, float] | None:
+        shelled = [c for c in self.commands if c.via_shell]
+        if not shelled:
+            return None
+        first = shelled[0]
+        argv = (*first.argv[:-1], "")
+        raws = []
+        for _ in range(SHELL_PROBE_RUNS):
+            raw = await self._spawn_and_wait(argv, first.cwd, first.env, sample=False)
+            if os.waitstatus_to_exitcode(raw.status) != 0:
+                raise BenchmarkError(f"the shell {argv[0]} fails to run an empty command (exit {os.waitstatus_to_exitcode(raw.status)})")
+            raws.append(raw)
+        return (stats.mean([r.ended - r.began for r in raws]), stats.mean([r.user_s for r in raws]), stats.mean([r.system_s for r in raws]))
+
+    # --------------------------------------------------------- one command
+
+    async def _command(self, index: int, command: Command, overhead: tuple[float, float, float] | None) -> CommandResult:
+        opts = self.options
+        if opts.warmup:
+            await self._dispatch(index, command, "warmup", lambda launched, first: launched < opts.warmup, [], overhead)
+        runs: list[RunFigures] = []
+        if not self.failure:
+            if opts.runs is not None:
+                fixed = opts.runs
+                more: Callable[[int, float | None], bool] = lambda launched, first: launched < fixed
+            else:
+                more = lambda launched, first: launched < opts.min_runs or first is None or time.perf_counter() - first < opts.max_time_s
+            await self._dispatch(index, command, "runs", more, runs, overhead)
+        runs.sort(key=lambda r: r.index)
+        return command_result(command, runs, self._span)
+
+    async def _dispatch(
+        self,
+        index: int,
+        command: Command,
+        phase: str,
+        more: Callable[[int, float | None], bool],
+        runs: list[RunFigures],
+        overhead: tuple[float, float, float] | None,
+    ) -> None:
+        opts = self.options
+        slots = asyncio.Semaphore(max(opts.parallel, 1))
+        tasks: set[asyncio.Task[None]] = set()
+        done: list[float] = []
+        first: list[float] = []
+        ends: list[float] = []
+        launched = 0
+        timed = phase == "runs"
+        correction = overhead if command.via_shell and overhead else (0.0, 0.0, 0.0)
+
+        def estimate() -> int:
+            if opts.runs is not None or phase == "warmup":
+                return opts.runs if phase == "runs" and opts.runs is not None else opts.warmup
+            if not done:
+                return opts.min_runs
+            per_run = max(stats.mean(done), 1e-6) / max(opts.parallel, 1)
+            return max(opts.min_runs, launched, math.ceil(opts.max_time_s / per_run))
+
+        async def one(number: int) -> None:
+            try:
+                if opts.prepare:
+                    prep = await self._spawn_and_wait(opts.prepare, command.cwd, command.env, sample=False)
+                    code = os.waitstatus_to_exitcode(prep.status)
+                    if code != 0:
+                        self._fail(f"the --prepare command {_code_text(code)} (before run {number} of {command.name!r})")
+                        return
+                raw = await self._spawn_and_wait(command.argv, command.cwd, command.env, sample=timed)
+            finally:
+                slots.release()
+            code = os.waitstatus_to_exitcode(raw.status)
+            wall = max(raw.ended - raw.began - correction[0], 0.0)
+            done.append(wall)
+            ends.append(raw.ended)
+            if timed:
+                runs.append(
+                    RunFigures(
+                        index=number,
+                        started_at=raw.started_at,
+                        ended_at=raw.ended_at,
+                        time_wall_s=wall,
+                        time_user_s=max(raw.user_s - correction[1], 0.0),
+                        time_system_s=max(raw.system_s - correction[2], 0.0),
+                        memory_peak_bytes=raw.peak,
+                        exit_code=code if code >= 0 else None,
+                        signal=-code if code < 0 else None,
+                    )
+                )
+            if code != 0 and not opts.ignore_failure:
+                hint = " (command not found?)" if code == 127 else ""
+                which = "warmup run" if phase == "warmup" else "run"
+                self._fail(f"{command.name!r} {_code_text(code)}{hint} in {which} {number}; use --ignore-failure to time it anyway")
+            if self.on_progress is not None:
+                self.on_progress(Progress(index, command.name, phase, len(done), estimate(), stats.mean(done)))
+
+        errors: list[BaseException] = []
+
+        def finished(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                errors.append(task.exception())  # type: ignore[arg-type]
+                self._stop_runs()
+
+        self._tasks = tasks
+        if self.on_progress is not None:
+            self.on_progress(Progress(index, command.name, phase, 0, estimate(), None))
+        loop = asyncio.get_running_loop()
+        try:
+            while not self.failure and not errors and more(launched, first[0] if first else None):
+                await slots.acquire()
+                if self.failure or errors or not more(launched, first[0] if first else None):
+                    slots.release()
+                    break
+                launched += 1
+                if not first:
+                    first.append(time.perf_counter())
+                task = loop.create_task(one(launched))
+                tasks.add(task)
+                task.add_done_callback(finished)
+        except BaseException:
+            self._stop_runs()
+            raise
+        finally:
+            # Runs cancelled (after a failure, an error or Ctrl-C) are killed and reaped.
+            while tasks:
+                await asyncio.wait(set(tasks))
+        if errors:
+            raise errors[0]
+        self._span = (first[0] if first else 0.0, max(ends) if ends else 0.0)
+
+    def _stop_runs(self) -> None:
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+
+    def _fail(self, message: str) -> None:
+        if self.failure is None:
+            self.failure = message
+            self._stop_runs()
+
+
+def _code_text(code: int) -> str:
+    return f"exited with code {code}" if code >= 0 else f"was killed by {signal_name(-code)}"
+
+
+def run_benchmark(
+    commands: Sequence[Command],
+    options: Options,
+    on_progress: Callable[[Progress], None] | None = None,
+    table: ProcessTable | None = None,
+) -> BenchmarkResult:
+    """Time every command, one after the other. Raises SpawnError when a
+    command cannot start at all; a failing run is reported in `failure`."""
+    return asyncio.run(_Bench(commands, options, on_progress, table).main())

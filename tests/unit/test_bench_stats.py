@@ -1,0 +1,76 @@
+"""Benchmark statistics on fixed samples, against figures worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from procctl.bench import stats
+
+
+def test_mean_and_sample_standard_deviation() -> None:
+    values = [2, 4, 4, 4, 5, 5, 7, 9]
+    assert stats.mean(values) == 5
+    # Squared deviations 9+1+1+1+0+0+4+16 = 32; divisor n − 1 = 7.
+    assert stats.stddev(values) == pytest.approx(math.sqrt(32 / 7))
+    assert stats.stddev([3.0]) is None
+
+
+def test_median_and_p95_interpolate_between_closest_ranks() -> None:
+    values = [10, 1, 9, 2, 8, 3, 7, 4, 6, 5]
+    assert stats.median(values) == 5.5
+    # h = (10 − 1) × 0.95 = 8.55 → x[8] + 0.55 × (x[9] − x[8]) = 9 + 0.55.
+    assert stats.percentile(values, 0.95) == pytest.approx(9.55)
+    assert stats.percentile(values, 0.0) == 1
+    assert stats.percentile(values, 1.0) == 10
+    assert stats.median([1, 2, 3]) == 2
+    with pytest.raises(ValueError):
+        stats.percentile([], 0.5)
+
+
+def test_summary_of_a_series_with_an_outlier() -> None:
+    values = [4.0, 100.0, 1.0, 3.0, 2.0]
+    summary = stats.summarize(values)
+    assert summary.count == 5
+    assert summary.mean == 22
+    # Deviations −18, 78, −21, −19, −20: squares sum to 7610, over 4.
+    assert summary.stddev == pytest.approx(math.sqrt(7610 / 4))
+    assert (summary.min, summary.median, summary.max) == (1, 3, 100)
+    # h = 4 × 0.95 = 3.8 → 4 + 0.8 × (100 − 4) = 80.8.
+    assert summary.p95 == pytest.approx(80.8)
+    # |x − 3| = 1, 97, 2, 0, 1 → MAD 1; M(100) = 0.6745 × 97 = 65.4 > 3.5;
+    # M(1) = −1.349. The index is the sample's place as given.
+    assert summary.outliers == (1,)
+    assert stats.modified_z_scores(values)[1] == pytest.approx(0.6745 * 97)
+
+
+def test_outliers_when_most_samples_are_equal() -> None:
+    # MAD = 0: the mean absolute deviation (9/7) scaled by 1.253314 stands in.
+    values = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 10.0]
+    assert stats.modified_z_scores(values)[6] == pytest.approx(9 / (1.253314 * 9 / 7))
+    assert stats.outliers(values) == (6,)
+    assert stats.outliers([2.0] * 5) == ()
+    # Nothing stands out in an even spread.
+    assert stats.outliers([1.0, 2.0, 3.0, 4.0, 5.0]) == ()
+
+
+def test_jitter_within_one_percent_of_the_median_is_no_outlier() -> None:
+    # Runs of 101.6 to 102.2 ms: the mean deviation gives 102.2 a score near 4,
+    # but half a millisecond on a tenth of a second is noise.
+    values = [0.1017, 0.1016, 0.1022, 0.1017, 0.1017, 0.1016, 0.1017]
+    assert max(abs(z) for z in stats.modified_z_scores(values)) > 3.5
+    assert stats.outliers(values) == ()
+    assert stats.outliers(values + [0.1300]) == (7,)
+
+
+def test_relative_speed_with_propagated_uncertainty() -> None:
+    slow, fast = (2.0, 0.1), (1.0, 0.05)
+    relative = stats.relative_speeds([slow, fast])
+    assert relative[1] == stats.Relative(1.0, None, True)
+    assert relative[0].ratio == 2.0 and not relative[0].fastest
+    # 2 × √((0.1/2)² + (0.05/1)²) = 2 × √0.005.
+    assert relative[0].stddev == pytest.approx(2 * math.sqrt(0.005))
+    # Without a standard deviation (one run) there is no uncertainty.
+    assert stats.relative_speeds([(3.0, None), (1.5, 0.1)])[0] == stats.Relative(2.0, None, False)
+    assert stats.relative_speeds([]) == []

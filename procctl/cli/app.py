@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional, TextIO
 
 import typer
 
@@ -79,15 +79,15 @@ def parse_duration_option(option: str, value: str | None) -> float | None:
     return seconds
 
 
-def make_console() -> Console:
-    """A rich console for tables. Off a terminal (a pipe, a CI log) rich
-    assumes 80 columns and folds tables into unreadable strips; use a wide
-    page there unless COLUMNS says otherwise."""
+def make_console(file: TextIO | None = None) -> Console:
+    """A rich console for tables (on stdout, or `file`). Off a terminal (a
+    pipe, a CI log) rich assumes 80 columns and folds tables into unreadable
+    strips; use a wide page there unless COLUMNS says otherwise."""
     from rich.console import Console
 
-    console = Console()
+    console = Console(file=file)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=160)
+        console = Console(file=file, width=160)
     return console
 
 

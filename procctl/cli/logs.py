@@ -5,7 +5,6 @@ Works with or without a running supervisor: the logs are plain files.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from procctl.cli.app import app, load_manifest_option
+from procctl.engine.store import tail_of
 from procctl.errors import UsageError
 
 
@@ -47,23 +47,6 @@ def log_files(file: Path | None, names: list[str]) -> list[tuple[str, Path]]:
     return [(n, p) for n, p in chosen if p.exists()]
 
 
-def _tail(path: Path, lines: int) -> tuple[bytes, int]:
-    """The last `lines` lines of a file and the offset its end is at."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        end = f.tell()
-        if lines <= 0:
-            return b"", end
-        block, data, pos = 65536, b"", end
-        while pos > 0 and data.count(b"\n") <= lines:
-            step = min(block, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-        kept = data.splitlines(keepends=True)[-lines:]
-        return b"".join(kept), end
-
-
 def _prefixed(name: str, width: int, data: bytes, many: bool) -> bytes:
     if not many or not data:
         return data
@@ -89,7 +72,7 @@ def logs(
     offsets: dict[Path, int] = {}
     pending: dict[Path, bytes] = {}
     for name, path in files:
-        data, offsets[path] = _tail(path, lines)
+        data, offsets[path] = tail_of(path, lines)
         out.write(_prefixed(name, width, data if data.endswith(b"\n") or not data else data + b"\n", many))
     out.flush()
     if not follow:

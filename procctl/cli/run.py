@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
@@ -16,6 +16,8 @@ from procctl.errors import UsageError
 
 if TYPE_CHECKING:
     from procctl.config.plan import Plan
+    from procctl.engine.state import RunResult
+    from procctl.ui.sinks import EventStream
     from procctl.engine.predict import Prediction
     from procctl.engine.store import StateDir
     from procctl.ui.live import LiveView
@@ -32,7 +34,7 @@ def run(
     schedule: Annotated[
         Optional[str], typer.Option("--schedule", help="Queue order: fifo, or longest-first (by durations in the run history).", show_default=False)
     ] = None,
-    plain: Annotated[bool, typer.Option("--plain", help="Prefixed lines even on a terminal.")] = False,
+    plain_output: Annotated[bool, typer.Option("--plain", help="Prefixed lines even on a terminal.")] = False,
     tail: Annotated[
         Optional[int], typer.Option("--tail", help="Lines of merged output under the live table (default: what fits).", min=0, show_default=False)
     ] = None,
@@ -40,6 +42,20 @@ def run(
         Optional[str], typer.Option("--timeout", help="Stop everything after this long (e.g. 10m) and exit 124.", show_default=False)
     ] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="A failure does not stop the rest (overrides fail_fast).")] = False,
+    only: Annotated[
+        Optional[list[str]], typer.Option("--only", help="Run only these processes (comma-separated, repeatable) and what they depend on.", show_default=False)
+    ] = None,
+    exclude: Annotated[
+        Optional[list[str]], typer.Option("--except", help="Leave these processes out (comma-separated, repeatable), even when others depend on them.", show_default=False)
+    ] = None,
+    no_deps: Annotated[bool, typer.Option("--no-deps", help="Do not bring in the dependencies of the picked processes.")] = False,
+    output: Annotated[
+        str, typer.Option("--output", help="interleaved: prefixed lines as they come; grouped: each run's output as one block when it ends.")
+    ] = "interleaved",
+    events_to: Annotated[
+        Optional[str], typer.Option("--events", help="Write every event as JSON lines to FILE ('-': stdout, and the human output goes to stderr).", show_default=False)
+    ] = None,
+    junit: Annotated[Optional[str], typer.Option("--junit", help="Write a JUnit XML report to FILE when the run ends.", show_default=False)] = None,
     json_summary: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON instead of a table.")] = False,
 ) -> None:
     """Run the manifest's processes in the foreground until they end or Ctrl-C."""
@@ -52,20 +68,41 @@ def run(
     from procctl.engine.store import StateDir
     from procctl.engine.supervisor import Supervisor
     from procctl.events import Bus
-    from procctl.ui.plain import PlainPrinter
+    from procctl.ui import plain
 
+    if output not in ("interleaved", "grouped"):
+        raise UsageError(f"--output: expected interleaved or grouped, got {output!r}")
+    if events_to == "-" and (json_summary or junit == "-"):
+        raise UsageError("--events - takes stdout: write the other report to a file")
     run_timeout = parse_duration_option("--timeout", timeout)
-    manifest = select_processes(load_manifest_option(file), names or [])
+    manifest = select_processes(
+        load_manifest_option(file),
+        [*(names or []), *_name_list(only)],
+        exclude=_name_list(exclude),
+        with_dependencies=not no_deps,
+    )
     plan = build_plan(manifest, **plan_options(parallel, schedule))
+    stream = _open_event_stream(events_to)
+    if junit is not None:
+        _check_writable("--junit", junit)
+    # With the event stream on stdout, people read stderr.
+    human = sys.stderr if events_to == "-" else sys.stdout
     bus = Bus()
     state_dir = StateDir.beside(manifest.path)
     services: list[Callable[[], AbstractAsyncContextManager[object]]] = []
-    if not plain and sys.stdout.isatty():
+    grouped: plain.GroupedPrinter | None = None
+    if stream is not None:
+        bus.subscribe(stream)
+    github = plain.github_actions()
+    if output == "grouped":
+        grouped = plain.GroupedPrinter(human.buffer, color=color_wanted(human), github=github)
+        bus.subscribe(grouped)
+    elif not plain_output and human.isatty():
         view = live_view(plan, state_dir, tail)
         bus.subscribe(view.queue)
         services.append(view.session)
     else:
-        bus.subscribe(PlainPrinter(sys.stdout.buffer, color=color_wanted(), names=[job.name for job in plan.jobs], processes=plan.order))
+        bus.subscribe(plain.PlainPrinter(human.buffer, color=color_wanted(human), names=[job.name for job in plan.jobs], processes=plan.order))
     supervisor = Supervisor(
         plan,
         bus,
@@ -76,9 +113,57 @@ def run(
     )
     server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path)
     services.insert(0, lambda: serving(server))
-    result = run_supervisor(supervisor, services=services)
-    _print_summary(result, json_summary)
+    try:
+        result = run_supervisor(supervisor, services=services)
+    finally:
+        if stream is not None:
+            stream.close()
+    if grouped is not None:
+        grouped.finish(result)
+    if github:
+        for line in plain.github_annotations(result):
+            human.write(line + "\n")
+        human.flush()
+    if junit is not None:
+        _write_junit(result, manifest.path, junit)
+    _print_summary(result, json_summary, human)
     raise typer.Exit(result.exit_code)
+
+
+def _name_list(values: list[str] | None) -> list[str]:
+    """`--only a,b --only c` → [a, b, c]."""
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
+def _open_event_stream(target: str | None) -> EventStream | None:
+    from procctl.ui.sinks import EventStream
+
+    if target is None:
+        return None
+    try:
+        return EventStream.open(target)
+    except OSError as exc:
+        raise UsageError(f"--events {target}: {exc.strerror or exc}") from None
+
+
+def _check_writable(flag: str, target: str) -> None:
+    """Create the report file now, so that a bad path fails before anything runs."""
+    if target == "-":
+        return
+    try:
+        with open(target, "ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {target}: {exc.strerror or exc}") from None
+
+
+def _write_junit(result: RunResult, manifest_path: Path, target: str) -> None:
+    from procctl.ui.sinks import write_junit
+
+    try:
+        write_junit(result, manifest_path.parent.name or str(manifest_path), target)
+    except OSError as exc:
+        typer.echo(f"procctl: warning: --junit {target}: {exc.strerror or exc}", err=True)
 
 
 def live_view(plan: Plan, state_dir: StateDir, tail: int | None) -> LiveView:
@@ -123,13 +208,13 @@ def load_predictions(plan: Plan, state_dir: StateDir, warn: Callable[[str], None
     return predict(plan.jobs, runs)
 
 
-def _print_summary(result: object, as_json: bool) -> None:
+def _print_summary(result: RunResult, as_json: bool, out: TextIO) -> None:
     from procctl.ui.tables import summary_json, summary_lines, summary_table
 
     if as_json:
-        sys.stdout.write(json.dumps(summary_json(result), indent=2) + "\n")  # type: ignore[arg-type]
+        out.write(json.dumps(summary_json(result), indent=2) + "\n")
         return
-    console = make_console()
+    console = make_console(out)
     try:
         console.print(summary_table(result))  # type: ignore[arg-type]
         for line in summary_lines(result):  # type: ignore[arg-type]

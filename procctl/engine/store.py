@@ -40,3 +40,21 @@ class StateDir:
         self.root.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.root, 0o700)
         self.logs.mkdir(exist_ok=True)
+
+
+def tail_of(path: Path, lines: int, *, max_bytes: int | None = None) -> tuple[bytes, int]:
+    """The last `lines` lines of a file and the offset its end is at. With
+    `max_bytes`, never more than that many bytes (the end of a huge line)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        end = f.tell()
+        if lines <= 0:
+            return b"", end
+        block, data, pos = 65536, b"", end
+        while pos > 0 and data.count(b"\n") <= lines and (max_bytes is None or len(data) < max_bytes):
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+        kept = b"".join(data.splitlines(keepends=True)[-lines:])
+        return (kept[-max_bytes:] if max_bytes is not None else kept), end

@@ -1,15 +1,19 @@
-"""Foreman-style lines: `HH:MM:SS name | text`, the name colored when the
-terminal allows. Fast path for output: one prefix per chunk of lines and one
-`bytes.replace`; no per-line Python work."""
+"""Output for a log, not a screen. `PlainPrinter`: foreman-style lines
+`HH:MM:SS name | text`, the name colored when the terminal allows (fast path:
+one prefix per chunk of lines and one `bytes.replace`; no per-line Python
+work). `GroupedPrinter`: each run's output as one block when it ends."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import tempfile
 import time
 from collections.abc import Iterable
 from typing import BinaryIO
 
 from procctl import events
-from procctl.engine.state import signal_name
+from procctl.engine.state import RunResult, signal_name
 from procctl.units import format_size
 
 # Cycled over process names, as foreman does; red is kept for errors.
@@ -107,3 +111,129 @@ def describe(event: events.Event) -> str | None:
     if isinstance(event, events.Notice):
         return event.message if event.instance == _SYSTEM else f"{event.instance}: {event.message}"
     return None
+
+
+_FAILED_STATUSES = {"failed", "killed", "timed out", "limit exceeded"}
+_SPOOL_BYTES = 1 << 20
+"""Output of one run held in memory before it spills to a temporary file."""
+
+
+class GroupedPrinter:
+    """A bus subscriber printing each run's output as one block when the run
+    ends (GNU parallel's --group), headed by the instance, its status and its
+    duration, so parallel jobs never interleave in a CI log.
+
+    A run's output waits in a spooled temporary file (memory up to 1 MiB,
+    disk beyond), so a job that writes gigabytes costs disk, not memory, and
+    nothing is lost. Under GitHub Actions each block is folded in
+    `::group::`/`::endgroup::`, and the child's own lines are fenced with
+    `::stop-commands::` so that what a job prints is never taken for a
+    workflow command.
+    """
+
+    def __init__(self, out: BinaryIO, *, color: bool, github: bool) -> None:
+        self._out = out
+        self._color = color
+        self._github = github
+        self._runs: dict[str, tuple[str, tempfile.SpooledTemporaryFile[bytes]]] = {}
+        self.broken = False
+
+    def _write(self, data: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            self._out.write(data)
+            self._out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self.broken = True
+
+    def _spool(self, process: str, instance: str) -> tempfile.SpooledTemporaryFile[bytes]:
+        run = self._runs.get(instance)
+        if run is None:
+            run = (process, tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES))
+            self._runs[instance] = run
+        return run[1]
+
+    def __call__(self, event: events.Event) -> None:
+        if isinstance(event, events.Output):
+            data = event.data if event.data.isascii() else event.data.decode("utf-8", "replace").encode()
+            self._spool(event.name, event.instance).write(data)
+            return
+        if isinstance(event, events.Exited):
+            self._flush(event.name, event.instance, describe(event) or event.instance, failed=event.status in _FAILED_STATUSES)
+            return
+        if isinstance(event, events.Skipped):
+            self._write(self._header(describe(event) or event.instance, failed=False) + b"\n")
+            return
+        if isinstance(event, (events.Started, events.Ready, events.PoolSample)):
+            return  # The header says how the run went; these would only be noise.
+        message = describe(event)
+        if message is None:
+            return
+        line = f"[{_SYSTEM}] {message}\n".encode()
+        if event.instance == _SYSTEM:
+            self._write(line)  # About the run as a whole: no block to wait for.
+        else:
+            self._spool(event.name, event.instance).write(line)
+
+    def _header(self, text: str, *, failed: bool) -> bytes:
+        line = f"=== {text}"
+        if self._color:
+            line = f"\x1b[1;{31 if failed else 32}m{line}\x1b[0m"
+        return line.encode()
+
+    def _flush(self, process: str, instance: str, headline: str, *, failed: bool) -> None:
+        run = self._runs.pop(instance, None)
+        if self._github:
+            token = secrets.token_hex(8)
+            self._write(f"::group::{_github_escape(headline)}\n::stop-commands::{token}\n".encode())
+        else:
+            self._write(self._header(headline, failed=failed) + b"\n")
+        if run is not None:
+            spool = run[1]
+            spool.seek(0)
+            tail = b"\n"
+            while chunk := spool.read(1 << 16):
+                self._write(chunk)
+                tail = chunk[-1:]
+            if tail != b"\n":
+                self._write(b"\n")
+            spool.close()
+        if self._github:
+            self._write(f"::{token}::\n::endgroup::\n".encode())
+
+    def finish(self, result: RunResult) -> None:
+        """Print what is still held: instances whose run never ended in an
+        exit (a command that could not be started), with their final status."""
+        by_name = {inst.name: inst for inst in result.instances}
+        for instance in list(self._runs):
+            inst = by_name.get(instance)
+            status = f"{instance} {inst.status_text}" if inst is not None else instance
+            self._flush(self._runs[instance][0], instance, status, failed=inst is not None and inst.state.failure)
+
+
+def _github_escape(text: str, *, property_value: bool = False) -> str:
+    """A workflow command's data (or property) as GitHub's runner unescapes it."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if property_value:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def github_annotations(result: RunResult) -> list[str]:
+    """One `::error::` line per failed instance, naming it, its status and its
+    log, for the GitHub Actions job summary."""
+    lines = []
+    for inst in result.instances:
+        if not inst.state.failure:
+            continue
+        where = f"; log: {inst.log_path}" if inst.log_path else ""
+        why = f" ({inst.reason})" if inst.reason else ""
+        title = _github_escape(f"{inst.name} {inst.status_text}", property_value=True)
+        lines.append(f"::error title={title}::{_github_escape(f'{inst.name} {inst.status_text}{why}{where}')}")
+    return lines
+
+
+def github_actions() -> bool:
+    """True when running as a GitHub Actions step (the runner sets this)."""
+    return os.environ.get("GITHUB_ACTIONS") == "true"

@@ -1,0 +1,186 @@
+"""Machine-readable records of a run: the `--events` JSON-lines stream (a bus
+subscriber) and the `--junit` XML file (from the RunResult).
+
+The stream's schema is docs/events.md; `event_records` is the one place that
+maps an engine event onto it. Output is one record per line, so a reader
+never has to split; units are in the field names where they are not obvious
+(`duration` and `delay` are seconds, as JUnit's `time` is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import socket
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from procctl import events
+from procctl.engine.state import InstanceResult, RunResult, State, signal_name
+from procctl.engine.store import tail_of
+
+JUNIT_LOG_LINES = 100
+"""Lines of a failed instance's log quoted in its <failure>."""
+JUNIT_LOG_BYTES = 64 << 10
+"""...and never more bytes than this (a log may end in one huge line)."""
+
+
+def event_records(event: events.Event) -> Iterator[dict[str, Any]]:
+    """The stream's records for one event: one, or one per line of output."""
+    base = {"ts": round(event.ts, 6), "event": event.kind, "name": event.name, "instance": event.instance}
+    if isinstance(event, events.Output):
+        for line in event.data.decode("utf-8", "replace").split("\n")[:-1]:
+            yield {**base, "stream": event.stream, "line": line.removesuffix("\r")}
+        return
+    if isinstance(event, events.Exited):
+        yield {
+            **base,
+            "status": event.status,
+            "code": event.code,
+            "signal": signal_name(event.signal) or None,
+            "duration": round(event.duration_s, 6),
+        }
+        return
+    if isinstance(event, events.Restarting):
+        yield {**base, "attempt": event.attempt, "delay": event.delay_s}
+        return
+    record = dict(base)
+    for field in dataclasses.fields(event):
+        if field.name not in record and field.name != "ts":
+            record[field.name] = getattr(event, field.name)
+    yield record
+
+
+class EventStream:
+    """A bus subscriber writing `event_records` as JSON lines.
+
+    Each event's records are written and flushed together, so a reader
+    following the file (`tail -f`) sees whole lines as they happen. When the
+    reader goes away (a closed pipe) the stream stops; the run goes on.
+    """
+
+    def __init__(self, out: BinaryIO, *, close: bool) -> None:
+        self._out = out
+        self._close = close
+        self.broken = False
+
+    @classmethod
+    def open(cls, target: str) -> EventStream:
+        """'-' is stdout; anything else a file, created (or truncated) now so
+        that a bad path fails before anything starts. Raises OSError."""
+        if target == "-":
+            import sys
+
+            return cls(sys.stdout.buffer, close=False)
+        return cls(open(target, "wb"), close=True)
+
+    def __call__(self, event: events.Event) -> None:
+        if self.broken:
+            return
+        data = b"".join(json.dumps(record, ensure_ascii=False).encode() + b"\n" for record in event_records(event))
+        try:
+            self._out.write(data)
+            self._out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self.broken = True
+
+    def close(self) -> None:
+        if self._close:
+            try:
+                self._out.close()
+            except OSError:
+                pass
+
+
+# XML 1.0 forbids most control characters, even escaped; a log may hold any byte.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(data: bytes | str) -> str:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value or 0.0:.3f}"
+
+
+def _failure_message(inst: InstanceResult) -> str:
+    if inst.signal is not None:
+        how = f"signal {signal_name(inst.signal)}"
+    elif inst.exit_code is not None:
+        how = f"exit code {inst.exit_code}"
+    else:
+        how = "no exit status"
+    why = f": {inst.reason}" if inst.reason else ""
+    return f"{inst.name} {inst.state} ({how}){why}"
+
+
+def junit_tree(result: RunResult, suite: str) -> ET.ElementTree:
+    """One <testsuite> named `suite`, one <testcase> per instance: classname
+    the process, time the summed run time; a failure carries the exit status
+    and the last lines of the log; a skipped instance is <skipped>."""
+    failures = sum(1 for inst in result.instances if inst.state.failure)
+    skipped = sum(1 for inst in result.instances if inst.state is State.SKIPPED)
+    started = min((inst.started_at for inst in result.instances if inst.started_at), default=time.time())
+    counts = {
+        "tests": str(len(result.instances)),
+        "failures": str(failures),
+        "errors": "0",
+        "skipped": str(skipped),
+        "time": _seconds(result.duration_s),
+    }
+    root = ET.Element("testsuites", {"name": "procctl", **counts})
+    testsuite = ET.SubElement(
+        root,
+        "testsuite",
+        {
+            "name": _xml_text(suite),
+            **counts,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "hostname": _xml_text(socket.gethostname()),
+        },
+    )
+    for inst in result.instances:
+        case = ET.SubElement(testsuite, "testcase", {"name": _xml_text(inst.name), "classname": _xml_text(inst.process), "time": _seconds(inst.duration_s)})
+        if inst.state.failure:
+            failure = ET.SubElement(case, "failure", {"message": _xml_text(_failure_message(inst)), "type": str(inst.state)})
+            failure.text = _xml_text(_log_tail(inst.log_path))
+        elif inst.state is State.SKIPPED:
+            ET.SubElement(case, "skipped", {"message": _xml_text(inst.reason or "skipped")})
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def _log_tail(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        data, _ = tail_of(path, JUNIT_LOG_LINES, max_bytes=JUNIT_LOG_BYTES)
+    except OSError as exc:
+        return f"(log {path} unreadable: {exc.strerror or exc})"
+    return f"last {JUNIT_LOG_LINES} lines of {path}:\n" + data.decode("utf-8", "replace")
+
+
+def write_junit(result: RunResult, suite: str, target: str) -> None:
+    """Write the JUnit XML to `target` ('-' is stdout) in one go, through a
+    temporary file so that a reader never sees half a file. Raises OSError."""
+    tree = junit_tree(result, suite)
+    if target == "-":
+        import sys
+
+        tree.write(sys.stdout.buffer, encoding="utf-8", xml_declaration=True)
+        sys.stdout.buffer.write(b"\n")
+        return
+    partial = f"{target}.partial-{os.getpid()}"
+    try:
+        tree.write(partial, encoding="utf-8", xml_declaration=True)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)

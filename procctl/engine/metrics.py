@@ -44,6 +44,12 @@ if TYPE_CHECKING:
     from procctl.engine.instance import Instance
 
 
+MEAN_CPU_MIN_S = 0.05
+"""Below this much wall time, CPU time over wall time is noise (the clock
+starts after the spawn, the rusage counts the spawn): a 0.2 ms job showed
+616 %. No mean CPU % for such runs."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class TreeUsage:
     """What one pass saw of one tree."""
@@ -465,7 +471,7 @@ class Recorder:
         result.cpu_time_s = (result.cpu_time_s or 0.0) + meter.cpu_time_s
         if meter.peak_rss_bytes:
             result.peak_rss_bytes = max(result.peak_rss_bytes or 0, meter.peak_rss_bytes)
-        if result.duration_s:
+        if result.duration_s and result.duration_s >= MEAN_CPU_MIN_S:
             result.mean_cpu_percent = 100.0 * result.cpu_time_s / result.duration_s
         if self.history is not None:
             if (inst.stop_requested or inst.restart_requested) and not inst.timed_out and state is not State.LIMIT_EXCEEDED:

@@ -87,7 +87,7 @@ class Pool:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(priority, next(self._seq), future, rss_bytes, name)
         heapq.heappush(self._waiters, waiter)
-        self._ensure_ticker()
+        self._ensure_ticker(rss_bytes)
         self._dispatch_soon()
         try:
             await future
@@ -163,8 +163,11 @@ class Pool:
 
     # ------------------------------------------------------------ auto
 
-    def _ensure_ticker(self) -> None:
-        needs_ticks = self.auto or any(w.rss_bytes for w in self._waiters)
+    def _ensure_ticker(self, rss_bytes: int | None) -> None:
+        # Only the new waiter needs checking: the ticker runs while any
+        # waiter is left, so earlier memory-bound ones already started it.
+        # (Scanning every waiter here cost O(n²) for a queue of 2000 jobs.)
+        needs_ticks = self.auto or bool(rss_bytes)
         if needs_ticks and (self._ticker is None or self._ticker.done()):
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
 

@@ -524,11 +524,14 @@ class Supervisor:
         if limit_hit:
             self.bus.publish(events.LimitExceeded(job.process, inst.name, limit=limit_hit, value=0, maximum=0, action=job.spec.on_limit))
         self.recorder.ended(inst, child, state, run_s)
+        # As _finish will say: a run that ended because we asked was stopped,
+        # whatever signal ended it.
+        shown = State.STOPPED if inst.stop_requested and not inst.timed_out else state
         self.bus.publish(
             events.Exited(
                 job.process,
                 inst.name,
-                status=str(state),
+                status=str(shown),
                 code=result.exit_code,
                 signal=result.signal,
                 duration_s=run_s,

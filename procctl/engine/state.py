@@ -47,6 +47,26 @@ def signal_name(signum: int | None) -> str:
         return f"SIG{signum}"
 
 
+def status_text(state: State, exit_code: int | None, signum: int | None) -> str:
+    """The state with how it ended: `exited 0`, `failed 3`, `killed SIGTERM`."""
+    if state is State.EXITED:
+        return f"exited {exit_code}" if exit_code is not None else "exited"
+    if state is State.FAILED:
+        return f"failed {exit_code}" if exit_code is not None else "failed"
+    if state is State.KILLED:
+        return f"killed {signal_name(signum)}"
+    return str(state)
+
+
+def exit_text(exit_code: int | None, signum: int | None) -> str:
+    """The exit status as a shell reports it: the code, or 128+N for signal N."""
+    if exit_code is not None:
+        return str(exit_code)
+    if signum is not None:
+        return str(128 + signum)
+    return "-"
+
+
 @dataclasses.dataclass
 class InstanceResult:
     """What one instance did over the whole run."""
@@ -79,22 +99,11 @@ class InstanceResult:
 
     @property
     def status_text(self) -> str:
-        if self.state is State.EXITED:
-            return f"exited {self.exit_code}"
-        if self.state is State.FAILED:
-            return f"failed {self.exit_code}"
-        if self.state is State.KILLED:
-            return f"killed {signal_name(self.signal)}"
-        return str(self.state)
+        return status_text(self.state, self.exit_code, self.signal)
 
     @property
     def exit_text(self) -> str:
-        """The exit status as a shell reports it: the code, or 128+N for signal N."""
-        if self.exit_code is not None:
-            return str(self.exit_code)
-        if self.signal is not None:
-            return str(128 + self.signal)
-        return "-"
+        return exit_text(self.exit_code, self.signal)
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from procctl import events
-from procctl.engine.state import State, signal_name
+from procctl.engine.state import State, exit_text, status_text
 from procctl.ui.plain import describe
 
 HISTORY = 12
@@ -70,21 +70,11 @@ class Row:
 
     @property
     def status_text(self) -> str:
-        if self.state is State.EXITED:
-            return f"exited {self.exit_code}" if self.exit_code is not None else "exited"
-        if self.state is State.FAILED:
-            return f"failed {self.exit_code}" if self.exit_code is not None else "failed"
-        if self.state is State.KILLED:
-            return f"killed {signal_name(self.signal)}"
-        return str(self.state)
+        return status_text(self.state, self.exit_code, self.signal)
 
     @property
     def exit_text(self) -> str:
-        if self.exit_code is not None:
-            return str(self.exit_code)
-        if self.signal is not None:
-            return str(128 + self.signal)
-        return "-"
+        return exit_text(self.exit_code, self.signal)
 
     def interest(self) -> tuple[int, float]:
         """Sort key: failing first, then restarting, then the busiest running,

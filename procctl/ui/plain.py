@@ -21,6 +21,24 @@ _PALETTE = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
 _SYSTEM = "procctl"
 
 
+class SafeWriter:
+    """Blocking writes to a binary stream that stop, without an error, once
+    the reader is gone (a closed pipe): the run goes on, the logs stay complete."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.broken = False
+
+    def __call__(self, data: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            self._out.write(data)
+            self._out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self.broken = True
+
+
 class PlainPrinter:
     """A bus subscriber writing prefixed lines to a binary stream.
 
@@ -29,7 +47,7 @@ class PlainPrinter:
     """
 
     def __init__(self, out: BinaryIO, *, color: bool, names: Iterable[str], processes: Iterable[str] = ()) -> None:
-        self._out = out
+        self._write = SafeWriter(out)
         self._color = color
         names = list(names)
         self._width = max([len(n) for n in names] + [len(_SYSTEM)])
@@ -39,8 +57,6 @@ class PlainPrinter:
         self._prefixes: dict[tuple[str, str, bool], bytes] = {}
         self._clock_second = -1
         self._clock_text = ""
-        self.broken = False
-        """Set when stdout went away (a closed pipe); nothing more is written."""
 
     def _clock(self, ts: float) -> str:
         second = int(ts)
@@ -61,14 +77,10 @@ class PlainPrinter:
             self._prefixes[key] = name_part
         return self._clock(ts).encode() + name_part
 
-    def _write(self, data: bytes) -> None:
-        if self.broken:
-            return
-        try:
-            self._out.write(data)
-            self._out.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            self.broken = True
+    @property
+    def broken(self) -> bool:
+        """True once stdout went away (a closed pipe); nothing more is written."""
+        return self._write.broken
 
     def system(self, ts: float, text: str, *, error: bool = False) -> None:
         self._write(self._prefix(ts, _SYSTEM, _SYSTEM, error) + text.encode() + b"\n")
@@ -132,20 +144,10 @@ class GroupedPrinter:
     """
 
     def __init__(self, out: BinaryIO, *, color: bool, github: bool) -> None:
-        self._out = out
+        self._write = SafeWriter(out)
         self._color = color
         self._github = github
         self._runs: dict[str, tuple[str, tempfile.SpooledTemporaryFile[bytes]]] = {}
-        self.broken = False
-
-    def _write(self, data: bytes) -> None:
-        if self.broken:
-            return
-        try:
-            self._out.write(data)
-            self._out.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            self.broken = True
 
     def _spool(self, process: str, instance: str) -> tempfile.SpooledTemporaryFile[bytes]:
         run = self._runs.get(instance)

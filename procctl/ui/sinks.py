@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 from procctl import events
 from procctl.engine.state import InstanceResult, RunResult, State, signal_name
 from procctl.engine.store import tail_of
+from procctl.ui.plain import SafeWriter
 
 JUNIT_LOG_LINES = 100
 """Lines of a failed instance's log quoted in its <failure>."""
@@ -66,8 +67,8 @@ class EventStream:
 
     def __init__(self, out: BinaryIO, *, close: bool) -> None:
         self._out = out
+        self._write = SafeWriter(out)
         self._close = close
-        self.broken = False
 
     @classmethod
     def open(cls, target: str) -> EventStream:
@@ -80,14 +81,8 @@ class EventStream:
         return cls(open(target, "wb"), close=True)
 
     def __call__(self, event: events.Event) -> None:
-        if self.broken:
-            return
-        data = b"".join(json.dumps(record, ensure_ascii=False).encode() + b"\n" for record in event_records(event))
-        try:
-            self._out.write(data)
-            self._out.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            self.broken = True
+        if not self._write.broken:
+            self._write(b"".join(json.dumps(record, ensure_ascii=False).encode() + b"\n" for record in event_records(event)))
 
     def close(self) -> None:
         if self._close:

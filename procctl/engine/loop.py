@@ -17,21 +17,19 @@ from procctl.engine.supervisor import Supervisor
 
 
 def _use_pidfd_watcher() -> None:
-    # Python 3.11's default child watcher parks one thread per child in
-    # waitpid(); a pidfd per child is watched by the loop itself and spawns
-    # noticeably faster. 3.12+ picks pidfd on its own (and deprecates this API).
+    # For the few children spawned through asyncio (exec probes; the jobs
+    # themselves are watched by `Child`): Python 3.11's default watcher parks
+    # one thread per child in waitpid(), a pidfd is watched by the loop
+    # itself. 3.12+ picks pidfd on its own (and deprecates this API).
     if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
         return
     try:
         os.close(os.pidfd_open(os.getpid()))
     except OSError:
         return
-    from procctl.engine.metrics import RusageChildWatcher
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        # It reaps with wait4 to keep each run's CPU time to its very end.
-        asyncio.get_event_loop_policy().set_child_watcher(RusageChildWatcher())
+        asyncio.get_event_loop_policy().set_child_watcher(asyncio.PidfdChildWatcher())
 
 
 def run_supervisor(

@@ -356,48 +356,6 @@ class Sampler:
                 self._on_tick()
 
 
-# ------------------------------------------------------- reaping figures
-
-
-_REAPED: dict[int, resource.struct_rusage] = {}
-_REAPED_KEEP = 4096
-
-
-def reaped_usage(pid: int) -> resource.struct_rusage | None:
-    """What `wait4` reported when `pid` was reaped (once), if our watcher reaped it."""
-    return _REAPED.pop(pid, None)
-
-
-def _remember(pid: int, usage: resource.struct_rusage) -> None:
-    if len(_REAPED) >= _REAPED_KEEP:
-        # Pids nobody asked about (probes, helpers): forget the oldest.
-        for old in list(_REAPED)[: _REAPED_KEEP // 2]:
-            del _REAPED[old]
-    _REAPED[pid] = usage
-
-
-if sys.version_info < (3, 12) and hasattr(asyncio, "PidfdChildWatcher"):
-
-    class RusageChildWatcher(asyncio.PidfdChildWatcher):
-        """asyncio's pidfd watcher, reaping with `wait4` so that each child's
-        resource use is kept (see `reaped_usage`). Python 3.11 only:
-        later versions choose their own watcher."""
-
-        def _do_wait(self, pid: int) -> None:  # type: ignore[override]
-            pidfd, callback, args = self._callbacks.pop(pid)  # type: ignore[attr-defined]
-            self._loop._remove_reader(pidfd)  # type: ignore[attr-defined]
-            try:
-                _, status, usage = os.wait4(pid, 0)
-            except ChildProcessError:
-                # Reaped elsewhere: asyncio reports 255 in that case too.
-                returncode = 255
-            else:
-                returncode = os.waitstatus_to_exitcode(status)
-                _remember(pid, usage)
-            os.close(pidfd)
-            callback(pid, returncode, *args)
-
-
 # ------------------------------------------------------------- recorder
 
 
@@ -465,7 +423,7 @@ class Recorder:
             return
         self._by_pid.pop(child.pid, None)
         self.sampler.untrack(meter)
-        final = meter.close(reaped_usage(child.pid))
+        final = meter.close(child.usage)
         self._bus.publish(final)
         result = inst.result
         result.cpu_time_s = (result.cpu_time_s or 0.0) + meter.cpu_time_s

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -19,6 +20,12 @@ from pathlib import Path
 import psutil
 
 from procctl.errors import SpawnError
+
+READ_CHUNK_BYTES = 256 * 1024
+"""Bytes read from a pipe per wake-up (asyncio's pipe transports read as much)."""
+
+EXIT_POLL_S = 0.05
+"""How often a child's exit is polled where the kernel has no pidfd (< 5.3)."""
 
 MAX_LINE_BYTES = 64 * 1024
 """A line longer than this is shown in pieces; the log keeps it whole."""
@@ -72,36 +79,101 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-class _ChildProtocol(asyncio.SubprocessProtocol):
-    def __init__(self, log_fd: int, on_output: OutputCallback) -> None:
+class _Output:
+    """The child's stdout and stderr, read straight from the pipes with the
+    loop's own readers: each chunk to the log file first, then whole lines to
+    the callback."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fds: dict[int, int], log_fd: int, on_output: OutputCallback) -> None:
+        self._loop = loop
         self._log_fd = log_fd
         self._on_output = on_output
-        self._splitters = {1: LineSplitter(), 2: LineSplitter()}
-        loop = asyncio.get_running_loop()
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.pipes_closed: asyncio.Future[None] = loop.create_future()
-        self._open_pipes = {1, 2}
+        self._fds = dict(fds)
+        """Our read end → the child's fd it feeds (1 or 2)."""
+        self._splitters = {fd: LineSplitter() for fd in fds}
+        self.closed: asyncio.Future[None] = loop.create_future()
+        for fd in fds:
+            os.set_blocking(fd, False)
+            loop.add_reader(fd, self._read, fd)
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
+    def _read(self, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_CHUNK_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(fd)
+            return
         # The log file first: whatever happens next, the bytes are on disk.
         _write_all(self._log_fd, data)
         lines = self._splitters[fd].feed(data)
         if lines:
-            self._on_output(_STREAMS[fd], lines)
+            self._on_output(_STREAMS[self._fds[fd]], lines)
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd not in self._open_pipes:
+    def _close(self, fd: int) -> None:
+        stream = self._fds.pop(fd, None)
+        if stream is None:
             return
-        self._open_pipes.discard(fd)
+        self._loop.remove_reader(fd)
+        os.close(fd)
         rest = self._splitters[fd].flush()
         if rest:
-            self._on_output(_STREAMS[fd], rest)
-        if not self._open_pipes and not self.pipes_closed.done():
-            self.pipes_closed.set_result(None)
+            self._on_output(_STREAMS[stream], rest)
+        if not self._fds and not self.closed.done():
+            self.closed.set_result(None)
 
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
+    def close(self) -> None:
+        """Stop reading (an escaped descendant may hold a pipe open for ever)."""
+        for fd in list(self._fds):
+            self._close(fd)
+
+
+class _Input:
+    """The child's stdin: what `send` writes, buffered when the pipe is full."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._loop = loop
+        self._fd: int | None = fd
+        self._pending = bytearray()
+        os.set_blocking(fd, False)
+
+    def write(self, data: bytes) -> bool:
+        if self._fd is None:
+            return False
+        if not self._pending:
+            try:
+                data = data[os.write(self._fd, data) :]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.close()
+                return False
+            if data:
+                self._loop.add_writer(self._fd, self._flush)
+        self._pending += data
+        return True
+
+    def _flush(self) -> None:
+        assert self._fd is not None
+        try:
+            del self._pending[: os.write(self._fd, self._pending)]
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close()
+            return
+        if not self._pending:
+            self._loop.remove_writer(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            if self._pending:
+                self._loop.remove_writer(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            self._pending.clear()
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
@@ -154,47 +226,108 @@ class Child:
         self.env = env
         self._log_fd = log_fd
         self._on_output = on_output
-        self._transport: asyncio.SubprocessTransport | None = None
-        self._protocol: _ChildProtocol | None = None
+        self._output: _Output | None = None
+        self._input: _Input | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._exited: asyncio.Future[None] | None = None
         self.pid = 0
         self.started_at = 0.0
         self.ended_at: float | None = None
         self.returncode: int | None = None
+        self.usage: resource.struct_rusage | None = None
+        """The rusage `wait4` reported when the child was reaped: its CPU
+        time and that of every descendant it waited for."""
         self.killed_hard = False
         """True when a stop had to end with SIGKILL."""
 
     async def start(self) -> int:
+        """Spawn the child. Popen with plain pipes rather than asyncio's
+        subprocess transports: the loop watches the pipes and a pidfd itself,
+        which costs a third less CPU per spawn (measured: 2000 × /bin/true at
+        8 at once, 0.73 s → 0.46 s of the supervisor's CPU)."""
         loop = asyncio.get_running_loop()
-        protocol = _ChildProtocol(self._log_fd, self._on_output)
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+        stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        ours, theirs = (stdin_w, stdout_r, stderr_r), (stdin_r, stdout_w, stderr_w)
         try:
-            transport, _ = await loop.subprocess_exec(
-                lambda: protocol,
-                *self.argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            popen = subprocess.Popen(
+                self.argv,
+                stdin=stdin_r,
+                stdout=stdout_w,
+                stderr=stderr_w,
                 cwd=self.cwd,
                 env=dict(self.env),
                 start_new_session=True,
                 preexec_fn=self.preexec_fn,
             )
-        except FileNotFoundError as exc:
-            missing = exc.filename or self.argv[0]
-            if not self.cwd.is_dir():
-                raise SpawnError(f"working directory {self.cwd} does not exist") from None
-            raise SpawnError(f"command not found: {missing}") from None
-        except PermissionError as exc:
-            raise SpawnError(f"cannot execute {exc.filename or self.argv[0]}: permission denied") from None
-        except subprocess.SubprocessError as exc:
-            # The pre-exec step failed in the child (e.g. a limit above the hard one).
-            raise SpawnError(f"cannot apply limits to {self.argv[0]}: {exc}") from None
-        except OSError as exc:
-            raise SpawnError(f"cannot start {self.argv[0]}: {exc.strerror or exc}") from None
-        self._transport = transport
-        self._protocol = protocol
-        self.pid = transport.get_pid()
+        except BaseException as exc:
+            for fd in ours:
+                os.close(fd)
+            raise self._spawn_error(exc) from None
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        self._popen = popen
+        self.pid = popen.pid
         self.started_at = time.time()
+        self._exited = loop.create_future()
+        self._output = _Output(loop, {stdout_r: 1, stderr_r: 2}, self._log_fd, self._on_output)
+        self._input = _Input(loop, stdin_w)
+        self._watch_exit(loop)
         return self.pid
+
+    def _spawn_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, FileNotFoundError):
+            if not self.cwd.is_dir():
+                return SpawnError(f"working directory {self.cwd} does not exist")
+            return SpawnError(f"command not found: {exc.filename or self.argv[0]}")
+        if isinstance(exc, PermissionError):
+            return SpawnError(f"cannot execute {exc.filename or self.argv[0]}: permission denied")
+        if isinstance(exc, subprocess.SubprocessError):
+            # The pre-exec step failed in the child (e.g. a limit above the hard one).
+            return SpawnError(f"cannot apply limits to {self.argv[0]}: {exc}")
+        if isinstance(exc, OSError):
+            return SpawnError(f"cannot start {self.argv[0]}: {exc.strerror or exc}")
+        return exc
+
+    def _watch_exit(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            loop.call_later(EXIT_POLL_S, self._poll_exit, loop)
+            return
+
+        def on_exit() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            self._reap(0)
+
+        loop.add_reader(pidfd, on_exit)
+
+    def _poll_exit(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._reap(os.WNOHANG):
+            loop.call_later(EXIT_POLL_S, self._poll_exit, loop)
+
+    def _reap(self, flags: int) -> bool:
+        """wait4 the child (keeping its rusage); True once it is reaped."""
+        assert self._popen is not None and self._exited is not None
+        try:
+            pid, status, usage = os.wait4(self.pid, flags)
+        except ChildProcessError:
+            returncode = 255  # Reaped elsewhere; asyncio reports the same.
+        else:
+            if pid == 0:
+                return False
+            returncode = os.waitstatus_to_exitcode(status)
+            self.usage = usage
+        # Popen must not reap (or report) it again, nor keep it for later.
+        self._popen.returncode = returncode
+        self.returncode = returncode
+        self.ended_at = time.time()
+        if not self._exited.done():
+            self._exited.set_result(None)
+        return True
 
     @property
     def pgid(self) -> int:
@@ -203,44 +336,40 @@ class Child:
 
     @property
     def running(self) -> bool:
-        return self.returncode is None and self._protocol is not None and not self._protocol.exited.done()
+        return self.returncode is None and self._exited is not None and not self._exited.done()
 
     def send_signal(self, sig: int) -> bool:
         """Deliver `sig` to the whole group (pause, resume, --signal)."""
         return self.returncode is None and _signal_group(self.pgid, sig)
 
     def write_stdin(self, data: bytes) -> bool:
-        if self._transport is None or self.returncode is not None:
+        if self._input is None or self.returncode is not None:
             return False
-        pipe = self._transport.get_pipe_transport(0)
-        if pipe is None or pipe.is_closing():
-            return False
-        pipe.write(data)  # type: ignore[attr-defined]
-        return True
+        return self._input.write(data)
 
     async def wait(self) -> int:
         """Wait for the child to exit, for its group to empty and for its last
-        bytes to reach the log. Returns asyncio's returncode (-N for signal N)."""
-        assert self._transport is not None and self._protocol is not None
-        await self._protocol.exited
-        returncode = self._transport.get_returncode()
+        bytes to reach the log. Returns the exit code, or -N for signal N (as
+        subprocess reports it)."""
+        assert self._exited is not None and self._output is not None and self._input is not None
+        await self._exited
+        returncode = self.returncode
         assert returncode is not None
-        self.returncode = returncode
-        self.ended_at = time.time()
         # Processes the child left behind in its group would otherwise be orphans.
         if group_alive(self.pgid):
             _signal_group(self.pgid, signal.SIGKILL)
         try:
-            await asyncio.wait_for(asyncio.shield(self._protocol.pipes_closed), PIPE_DRAIN_GRACE_S)
+            await asyncio.wait_for(asyncio.shield(self._output.closed), PIPE_DRAIN_GRACE_S)
         except TimeoutError:
             pass
-        self._transport.close()
+        self._output.close()
+        self._input.close()
         return returncode
 
     async def stop(self, stop_signal: int, timeout_s: float) -> None:
         """Graceful stop of the whole tree: `stop_signal` to the group, then after
         `timeout_s` SIGKILL to the group and to descendants that left it."""
-        if self._protocol is None or self._protocol.exited.done():
+        if self._exited is None or self._output is None or self._exited.done():
             return
         tree = descendants(self.pid)
         _signal_group(self.pgid, stop_signal)
@@ -249,7 +378,7 @@ class Child:
         # Done when the child has exited and every holder of its pipes is gone:
         # both are events, so no polling of the group (whose dead members may
         # linger as zombies until init reaps them).
-        everything = asyncio.gather(asyncio.shield(self._protocol.exited), asyncio.shield(self._protocol.pipes_closed))
+        everything = asyncio.gather(asyncio.shield(self._exited), asyncio.shield(self._output.closed))
         try:
             await asyncio.wait_for(everything, timeout_s)
         except TimeoutError:

@@ -120,3 +120,32 @@ def test_missing_command_is_a_spawn_error(tmp_path: Path) -> None:
         return ""
 
     assert asyncio.run(scenario()) == "command not found: definitely-not-a-command-xyz"
+
+
+def test_stdin_larger_than_the_pipe_arrives_whole_and_rusage_is_kept(tmp_path: Path) -> None:
+    # 1 MiB is 16 pipe buffers: the writes must wait for the child to read,
+    # without blocking the loop, and nothing may be lost.
+    payload = os.urandom(1 << 20).hex().encode()[: 1 << 20]
+    lines: list[tuple[str, bytes]] = []
+    reader = f"import sys, time, hashlib; time.sleep(0.3); print(hashlib.sha256(sys.stdin.buffer.read({len(payload)})).hexdigest())"
+
+    async def scenario() -> tuple[int, Child, float]:
+        child, log_fd = _child(tmp_path, (sys.executable, "-c", reader), lines)
+        try:
+            await child.start()
+            began = time.monotonic()
+            assert child.write_stdin(payload)
+            # The write returned before the child read a byte (it sleeps first).
+            returned_after = time.monotonic() - began
+            return await child.wait(), child, returned_after
+        finally:
+            child.kill()
+            os.close(log_fd)
+
+    import hashlib
+
+    code, child, returned_after = asyncio.run(scenario())
+    assert code == 0
+    assert lines == [("stdout", hashlib.sha256(payload).hexdigest().encode() + b"\n")]
+    assert returned_after < 0.3  # not a timing bound: the child sleeps 0.3 s before it reads anything
+    assert child.usage is not None and child.usage.ru_utime + child.usage.ru_stime > 0

@@ -18,7 +18,7 @@ import psutil
 from procctl import events
 from procctl.config.plan import replica_job
 from procctl.engine import limits
-from procctl.engine.process import descendants
+from procctl.engine.process import ProcessTree
 from procctl.engine.state import State
 from procctl.engine.instance import Instance
 from procctl.engine.supervisor import Supervisor
@@ -76,14 +76,15 @@ class Operations:
         """SIGSTOP to each instance's whole tree; --all also holds the queue."""
         self._refuse_while_stopping()
         paused = []
+        known = ProcessTree()
         for inst in self.resolve(names, everything=everything):
-            if self._pause(inst):
+            if self._pause(inst, known):
                 paused.append(inst.name)
         if everything:
             self.sup.hold_queue(True)
         return {"paused": paused, "queue_held": self.sup.queue_held}
 
-    def _pause(self, inst: Instance) -> bool:
+    def _pause(self, inst: Instance, known: ProcessTree) -> bool:
         child = inst.child
         if child is None or not child.running or inst.paused:
             return False
@@ -98,7 +99,7 @@ class Operations:
             inst.probe_task.cancel()
             inst.probe_task = None
         child.send_signal(signal.SIGSTOP)
-        for proc in descendants(child.pid):
+        for proc in known.descendants(child.pid):
             try:
                 proc.suspend()
             except psutil.Error:
@@ -110,18 +111,19 @@ class Operations:
 
     def resume(self, names: list[str], everything: bool = False) -> dict[str, Any]:
         resumed = []
+        known = ProcessTree()
         for inst in self.resolve(names, everything=everything):
-            if self._resume(inst):
+            if self._resume(inst, known):
                 resumed.append(inst.name)
         if everything:
             self.sup.hold_queue(False)
         return {"resumed": resumed, "queue_held": self.sup.queue_held}
 
-    def _resume(self, inst: Instance) -> bool:
+    def _resume(self, inst: Instance, known: ProcessTree) -> bool:
         child = inst.child
         if not inst.paused or child is None:
             return False
-        for proc in descendants(child.pid):
+        for proc in known.descendants(child.pid):
             try:
                 proc.resume()
             except psutil.Error:
@@ -166,7 +168,7 @@ class Operations:
                 inst.restart_requested = True
                 self.sup._stop_instance_run(inst, "restart requested")
                 if inst.paused:
-                    self._resume(inst)
+                    self._resume(inst, ProcessTree())
             elif inst.state is State.BACKOFF:
                 inst.wake.set()
             restarted.append(inst.name)

@@ -199,6 +199,31 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+class ProcessTree:
+    """Who is whose parent, from one pass over every process.
+
+    psutil's `children(recursive=True)` reads every process of the system on
+    each call: stopping 200 instances at once that way read /proc 200 times
+    (0.6 s of the supervisor's time at Ctrl-C). Take one of these instead when
+    acting on many trees at the same moment."""
+
+    def __init__(self) -> None:
+        self._children: dict[int, list[psutil.Process]] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            ppid = proc.info["ppid"]
+            if ppid is not None:
+                self._children.setdefault(ppid, []).append(proc)
+
+    def descendants(self, pid: int) -> list[psutil.Process]:
+        found: list[psutil.Process] = []
+        todo = [pid]
+        while todo:
+            for child in self._children.get(todo.pop(), ()):
+                found.append(child)
+                todo.append(child.pid)
+        return found
+
+
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -366,12 +391,13 @@ class Child:
         self._input.close()
         return returncode
 
-    async def stop(self, stop_signal: int, timeout_s: float) -> None:
+    async def stop(self, stop_signal: int, timeout_s: float, known: ProcessTree | None = None) -> None:
         """Graceful stop of the whole tree: `stop_signal` to the group, then after
-        `timeout_s` SIGKILL to the group and to descendants that left it."""
+        `timeout_s` SIGKILL to the group and to descendants that left it
+        (found in `known`, when the caller took one for many stops)."""
         if self._exited is None or self._output is None or self._exited.done():
             return
-        tree = descendants(self.pid)
+        tree = known.descendants(self.pid) if known is not None else descendants(self.pid)
         _signal_group(self.pgid, stop_signal)
         # A stopped (paused) group would never act on the signal.
         _signal_group(self.pgid, signal.SIGCONT)
@@ -391,10 +417,10 @@ class Child:
             except psutil.Error:
                 pass
 
-    def kill(self) -> None:
+    def kill(self, known: ProcessTree | None = None) -> None:
         """SIGKILL the group and its known descendants at once (second Ctrl-C)."""
         if self.pid:
-            tree = descendants(self.pid)
+            tree = known.descendants(self.pid) if known is not None else descendants(self.pid)
             _signal_group(self.pgid, signal.SIGKILL)
             for proc in tree:
                 try:

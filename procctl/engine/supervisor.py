@@ -23,7 +23,7 @@ from procctl.engine.metrics import Recorder
 from procctl.engine.pool import Pool
 from procctl.engine.predict import Prediction
 from procctl.engine.probes import LogProbe, poll_probe
-from procctl.engine.process import Child
+from procctl.engine.process import Child, ProcessTree
 from procctl.engine.state import RunResult, State
 from procctl.engine.store import StateDir
 from procctl.errors import SpawnError
@@ -100,9 +100,10 @@ class Supervisor:
         finally:
             if timer is not None:
                 timer.cancel()
-            for inst in self.instances:
-                if inst.child is not None and inst.child.running:
-                    inst.child.kill()
+            running = [inst.child for inst in self.instances if inst.child is not None and inst.child.running]
+            known = ProcessTree() if running else None
+            for child in running:
+                child.kill(known)
             if self._pool is not None:
                 self._pool.close()
             sweep(self._guardian.token, exclude=self._guardian.pid)
@@ -190,10 +191,11 @@ class Supervisor:
         """SIGKILL every running tree now (a second Ctrl-C)."""
         self._stopping = True
         self.bus.publish(events.Notice("procctl", "procctl", message="forced stop: SIGKILL to everything", level="warning"))
+        known = ProcessTree()
         for inst in self.instances:
             inst.stop_requested = True
             if inst.child is not None and inst.child.running:
-                inst.child.kill()
+                inst.child.kill(known)
             elif inst.cancellable and inst.task is not None:
                 inst.task.cancel()
 
@@ -212,11 +214,12 @@ class Supervisor:
             by_level.setdefault(self.plan.levels.get(inst.job.process, 0), []).append(inst)
         for level in sorted(by_level, reverse=True):
             group = by_level[level]
+            known = ProcessTree()  # per level: the ones before may have forked meanwhile
             for inst in group:
-                self._stop_instance(inst, "stopped")
+                self._stop_instance(inst, "stopped", known)
             await asyncio.gather(*(inst.task for inst in group if inst.task), return_exceptions=True)
 
-    def _stop_instance(self, inst: Instance, reason: str) -> None:
+    def _stop_instance(self, inst: Instance, reason: str, known: ProcessTree | None = None) -> None:
         inst.stop_requested = True
         inst.stop_reason = inst.stop_reason or reason
         child = inst.child
@@ -228,14 +231,14 @@ class Supervisor:
             self._set_state(inst, State.STOPPING, reason)
             spec = inst.job.spec
             timeout = spec.stop_timeout_s if spec.stop_timeout_s is not None else self.plan.manifest.settings.stop_timeout_s
-            inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout))
+            inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout, known))
 
-    async def _stop_child(self, inst: Instance, child: Child, sig: int, timeout_s: float) -> None:
+    async def _stop_child(self, inst: Instance, child: Child, sig: int, timeout_s: float, known: ProcessTree | None = None) -> None:
         if inst.throttle is not None:
             # A throttled tree would sit stopped through its stop signal.
             inst.throttle.stop()
             inst.throttle = None
-        await child.stop(sig, timeout_s)
+        await child.stop(sig, timeout_s, known)
         if child.killed_hard:
             self.bus.publish(
                 events.Notice(

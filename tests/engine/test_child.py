@@ -9,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import alive, helper
 
-from procctl.engine.process import Child
+from procctl.engine.process import Child, ProcessTree
 
 
 def _child(tmp_path: Path, cmd: str | tuple[str, ...], lines: list[tuple[str, bytes]]) -> tuple[Child, int]:
@@ -80,7 +82,10 @@ def test_graceful_stop_does_not_escalate(tmp_path: Path) -> None:
     assert child.returncode == -signal.SIGTERM
 
 
-def test_stop_kills_a_setsid_grandchild(tmp_path: Path) -> None:
+@pytest.mark.parametrize("snapshot", [False, True], ids=["own-walk", "shared-snapshot"])
+def test_stop_kills_a_setsid_grandchild(tmp_path: Path, snapshot: bool) -> None:
+    # With a ProcessTree taken once for many stops (Ctrl-C of a whole run),
+    # the escaped grandchild must be found just as by the child's own walk.
     pids_file = tmp_path / "pids"
 
     async def scenario() -> list[int]:
@@ -90,8 +95,11 @@ def test_stop_kills_a_setsid_grandchild(tmp_path: Path) -> None:
             while not pids_file.exists():
                 await asyncio.sleep(0.02)
             pids = [int(p) for p in pids_file.read_text().split()]
+            known = ProcessTree() if snapshot else None
+            if known is not None:
+                assert {p.pid for p in known.descendants(child.pid)} == set(pids[1:])
             waiter = asyncio.ensure_future(child.wait())
-            await child.stop(signal.SIGTERM, 5)
+            await child.stop(signal.SIGTERM, 5, known)
             await waiter
             return pids
         finally:

@@ -1,3 +1,3 @@
-from procctl.cli import main
+from procctl.entry import main
 
 main()

@@ -1,9 +1,9 @@
-"""The Typer app, its shared options, and the one place errors become exits.
+"""The Typer app and its shared options.
 
-`main` is the only code that calls sys.exit or turns a ProcctlError into one
-line on stderr and its exit code. Commands live in sibling modules, one per
-group; heavy modules are imported inside the commands that need them, so that
-quick commands start quickly.
+Commands live in sibling modules, one per group; heavy modules are imported
+inside the commands that need them, so that quick commands start quickly.
+Errors leave as ProcctlError; `procctl.entry.main` turns them into one line
+and an exit code.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
-from procctl.errors import ProcctlError, UsageError
+from procctl.errors import UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -60,7 +60,8 @@ def _root(
 
 
 def load_manifest_option(file: Path | None) -> Manifest:
-    from procctl.config.manifest import find_manifest, load_manifest
+    from procctl.config.locate import find_manifest
+    from procctl.config.manifest import load_manifest
 
     return load_manifest(find_manifest(file))
 
@@ -102,24 +103,3 @@ def color_wanted(stream: object = None) -> bool:
     out = stream if stream is not None else sys.stdout
     isatty = getattr(out, "isatty", None)
     return bool(isatty and isatty()) and os.environ.get("TERM", "") != "dumb"
-
-
-def main() -> NoReturn:
-    """Entry point: run the app; a ProcctlError becomes one line and its exit code."""
-    try:
-        app()
-    except ProcctlError as exc:
-        _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except BrokenPipeError:
-        # Our stdout was closed early (`procctl ... | head`): not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    sys.exit(0)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"procctl: {message}\n")
-    sys.stderr.flush()
-    sys.exit(code)

@@ -19,7 +19,7 @@ from procctl.errors import UsageError
 
 def _socket(file: Path | None) -> tuple[Path, Path]:
     """(socket path, manifest path) for the manifest named by -f or found here."""
-    from procctl.config.manifest import find_manifest
+    from procctl.config.locate import find_manifest
     from procctl.control.address import socket_path
     from procctl.engine.store import StateDir
 

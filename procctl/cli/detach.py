@@ -47,7 +47,8 @@ def up(
     file: FileOption = None,
 ) -> None:
     """Start the supervisor; with -d in the background, returning once processes are up."""
-    from procctl.config.manifest import find_manifest, load_manifest
+    from procctl.config.locate import find_manifest
+    from procctl.config.manifest import load_manifest
     from procctl.engine.store import StateDir
 
     manifest_path = find_manifest(file)

@@ -15,7 +15,7 @@ from procctl.cli.app import FileOption, app, make_console
 def state_database(file: Path | None) -> Path:
     """The database beside the manifest; without one (and without -f), the
     `.procctl/` of the current directory, where ad-hoc benchmarks record."""
-    from procctl.config.manifest import find_manifest
+    from procctl.config.locate import find_manifest
     from procctl.engine.store import StateDir
     from procctl.errors import ManifestError
 

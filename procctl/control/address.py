@@ -8,7 +8,6 @@ every invocation for the same manifest finds the same socket.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -22,6 +21,8 @@ def socket_path(state_dir: StateDir) -> Path:
     preferred = state_dir.socket
     if len(os.fsencode(preferred)) <= MAX_SOCKET_PATH:
         return preferred
+    import hashlib  # only for the rare long path; the fast path skips it
+
     digest = hashlib.sha256(os.fsencode(state_dir.root.resolve())).hexdigest()[:16]
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) if runtime and Path(runtime).is_dir() else Path("/tmp") / f"procctl-{os.getuid()}"

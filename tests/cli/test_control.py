@@ -375,3 +375,33 @@ def test_status_reports_the_sampled_tree_figures(project: Project) -> None:
         assert row["cpu_percent"] is not None and row["cpu_time_s"] is not None  # type: ignore[index]
     finally:
         assert _stop(proc) == 130
+
+
+def _imported(project: Project, *args: str) -> tuple[int, str, set[str]]:
+    """(exit code, stdout, the top-level packages it imported) of `procctl ARGS`."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "procctl", *args],
+        cwd=project.root,
+        env=project.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    modules = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if line.startswith("import time:")}
+    return done.returncode, done.stdout, modules
+
+
+def test_status_json_answers_without_loading_the_app(project: Project) -> None:
+    project.write('[process.a]\ncmd = "sleep 30"\n')
+    code, _, modules = _imported(project, "status", "--json")
+    assert code == 3 and "typer" not in modules
+    proc = _start(project)
+    try:
+        code, out, modules = _imported(project, "status", "--json", "-f", str(project.manifest))
+        assert code == 0 and [row["name"] for row in json.loads(out)["instances"]] == ["a"]
+        assert not {"typer", "rich", "asyncio", "psutil"} & modules, modules
+        # A form the fast path does not take goes to the app, with the same reply.
+        code, table, modules = _imported(project, "status")
+        assert code == 0 and "typer" in modules and " a " in table
+    finally:
+        assert _stop(proc) == 130

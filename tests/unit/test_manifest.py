@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from procctl.config.manifest import find_manifest, load_manifest
+from procctl.config.locate import find_manifest
+from procctl.config.manifest import load_manifest
 from procctl.config.plan import build_plan
 from procctl.errors import ManifestError
 

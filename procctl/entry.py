@@ -1,0 +1,84 @@
+"""The console script, and the one place errors become exits: a ProcctlError
+is one line on stderr and its exit code, never a traceback.
+
+`procctl status --json`, the command scripts and CI poll, is answered here
+without loading the Typer app (typer, rich and every command module: 75 ms of
+imports, three times what this path needs); every other command line goes to
+the app unchanged.
+
+The fast path takes only the exact forms it knows — `status --json` with an
+optional `-f FILE`, `--file FILE` or `--file=FILE` — so that help, errors and
+anything new stay the app's. Its replies and errors are the same bytes the
+app would print.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+
+def _fast_status_file(argv: list[str]) -> tuple[bool, str | None]:
+    """(is this `status --json [-f FILE]`?, the FILE if one was given)."""
+    if not argv or argv[0] != "status":
+        return False, None
+    rest = argv[1:]
+    file: str | None = None
+    seen_json = False
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--json" and not seen_json:
+            seen_json = True
+        elif arg in ("-f", "--file") and file is None and i + 1 < len(rest):
+            file = rest[i + 1]
+            i += 1
+        elif arg.startswith("--file=") and file is None:
+            file = arg.removeprefix("--file=")
+        else:
+            return False, None
+        i += 1
+    return seen_json, file
+
+
+def _status_json(file: str | None) -> None:
+    import json
+
+    from procctl.config.locate import find_manifest
+    from procctl.control.address import socket_path
+    from procctl.control.client import request
+    from procctl.engine.store import StateDir
+
+    manifest = find_manifest(file)
+    result = request(socket_path(StateDir.beside(manifest)), manifest, "status", None, timeout_s=30.0)
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+
+
+def main() -> NoReturn:
+    """Run the command line; a ProcctlError becomes one line and its exit code."""
+    from procctl.errors import ProcctlError
+
+    try:
+        fast, file = _fast_status_file(sys.argv[1:])
+        if fast:
+            _status_json(file)
+        else:
+            from procctl.cli import app
+
+            app()
+    except ProcctlError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        # Our stdout was closed early (`procctl ... | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    sys.exit(0)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    sys.stderr.write(f"procctl: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)

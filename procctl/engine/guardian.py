@@ -11,6 +11,7 @@ and only while the thread that forked them lives; this reaches whole trees.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -92,14 +93,34 @@ class Guardian:
         )
         assert self._proc.stdin is not None
         self._fd = self._proc.stdin.fileno()
+        self._pending = bytearray()
+        self._flush_scheduled = False
 
     @property
     def pid(self) -> int:
         return self._proc.pid
 
     def _tell(self, message: bytes) -> None:
+        # Batched per turn of the loop: one write (and one wake-up of the
+        # watcher) for all the groups started and ended in it, instead of two
+        # per job. Until the write, the token in the environment still marks
+        # the new group's processes for the watcher's sweep.
+        self._pending += message
+        if self._flush_scheduled:
+            return
         try:
-            os.write(self._fd, message)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data, self._pending = bytes(self._pending), bytearray()
+        try:
+            os.write(self._fd, data)
         except OSError:
             pass
 
@@ -111,6 +132,8 @@ class Guardian:
 
     def close(self) -> None:
         """The run ended cleanly: let the watcher sweep and exit."""
+        if self._pending:
+            self._flush()
         assert self._proc.stdin is not None
         try:
             self._proc.stdin.close()

@@ -36,6 +36,8 @@ class Instance:
         """True while waiting (dependencies, a slot, a backoff): nothing to stop yet."""
         self.log_fd = -1
         self.paused = False
+        self.pool_ticket: int | None = None
+        """The pool slot of the current run, while it holds one."""
         self.restart_requested = False
         """Set by `restart`: the next run follows at once, without backoff."""
         self.wake = asyncio.Event()

@@ -40,6 +40,8 @@ class _Waiter:
     future: asyncio.Future[None] = field(compare=False)
     rss_bytes: int | None = field(compare=False, default=None)
     name: str = field(compare=False, default="")
+    ticket: int = field(compare=False, default=-1)
+    """Set when admitted."""
 
 
 class Pool:
@@ -71,7 +73,11 @@ class Pool:
         self._seq = itertools.count()
         self._ticker: asyncio.Task[None] | None = None
         self._reserved: dict[int, int] = {}
-        """Predicted RSS of jobs admitted but perhaps not yet grown to it."""
+        """Per admitted job with a predicted peak RSS: the part of it not yet
+        in use (so not yet missing from available memory). Taken at
+        admission, before the job's task even resumes: jobs admitted in the
+        same dispatch must see each other's share."""
+        self._predicted: dict[int, int] = {}
         self._admitted_ids = itertools.count()
         self._dispatch_pending = False
 
@@ -94,23 +100,24 @@ class Pool:
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 # Admitted just as we were cancelled: give the slot back.
-                self.running -= 1
-                self._dispatch()
+                self.release(waiter.ticket)
             raise
-        ticket = next(self._admitted_ids)
-        if rss_bytes:
-            self._reserved[ticket] = rss_bytes
-        return ticket
+        return waiter.ticket
 
     def release(self, ticket: int | None = None) -> None:
         self.running -= 1
         if ticket is not None:
             self._reserved.pop(ticket, None)
+            self._predicted.pop(ticket, None)
         self._dispatch()
 
-    def settled(self, ticket: int) -> None:
-        """The job has reached its size (or we stop reserving for it)."""
-        self._reserved.pop(ticket, None)
+    def grown(self, ticket: int, rss_bytes: int) -> None:
+        """The job's tree now holds `rss_bytes`: only the rest of its
+        predicted peak stays reserved (what it holds is already missing from
+        available memory, and must not count twice)."""
+        predicted = self._predicted.get(ticket)
+        if predicted is not None:
+            self._reserved[ticket] = max(predicted - rss_bytes, 0)
 
     def hold(self, held: bool) -> None:
         self.held = held
@@ -159,6 +166,9 @@ class Pool:
                 return
             heapq.heappop(self._waiters)
             self.running += 1
+            head.ticket = next(self._admitted_ids)
+            if head.rss_bytes:
+                self._reserved[head.ticket] = self._predicted[head.ticket] = head.rss_bytes
             head.future.set_result(None)
 
     # ------------------------------------------------------------ auto

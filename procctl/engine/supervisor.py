@@ -69,7 +69,7 @@ class Supervisor:
         self._idle: asyncio.Event | None = None
         """Set when no instance task is left."""
         self._live_tasks = 0
-        self.recorder = Recorder(plan, bus, state_dir, on_sample=self._check_memory)
+        self.recorder = Recorder(plan, bus, state_dir, on_sample=self._on_sample)
         """Metrics of every run (Sample events, peaks) and the run history."""
 
     # ----------------------------------------------------------------- run
@@ -300,11 +300,13 @@ class Supervisor:
                 name=inst.name,
             )
             inst.cancellable = False
+            inst.pool_ticket = ticket
             try:
                 if self._stopping or inst.stop_requested:
                     raise asyncio.CancelledError
                 state, run_s = await self._run_once(inst)
             finally:
+                inst.pool_ticket = None
                 self._pool.release(ticket)
             if inst.restart_requested and not self._stopping:
                 inst.restart_requested = False
@@ -579,9 +581,12 @@ class Supervisor:
             inst.throttle.stop()
             inst.throttle = None
 
-    def _check_memory(self, inst: Instance, sample: events.Sample) -> None:
-        """The memory watchdog: every sample of the tree's RSS (each
-        `metrics_interval`) against the `memory` limit in force now."""
+    def _on_sample(self, inst: Instance, sample: events.Sample) -> None:
+        """Each sample of a running tree (every `metrics_interval`): the pool
+        learns how much of its predicted peak the job already holds, and the
+        memory watchdog checks the `memory` limit in force now."""
+        if self._pool is not None and inst.pool_ticket is not None and not sample.final:
+            self._pool.grown(inst.pool_ticket, sample.rss_bytes)
         maximum = inst.limits.memory
         if maximum is not None and not inst.paused and not sample.final and sample.rss_bytes > maximum:
             self.breach(inst, "memory", sample.rss_bytes, maximum)

@@ -86,6 +86,50 @@ def test_admission_holds_a_job_that_does_not_fit_until_memory_frees() -> None:
     assert asyncio.run(scenario()) == ["small started", "small ends", "big started"]
 
 
+def test_jobs_queued_together_see_each_others_reservation() -> None:
+    # Eight 256 MiB jobs queued in the same turn with room for three: the
+    # dispatch that admits them must count the ones it just let in (before
+    # their tasks even resume), or all eight start at once.
+    async def scenario() -> tuple[int, int]:
+        pool = Pool(8, memory_probe=lambda: 800 * MiB)
+        tasks = [asyncio.ensure_future(pool.acquire(rss_bytes=256 * MiB, name=f"j{i}")) for i in range(8)]
+        await asyncio.sleep(0.05)
+        admitted = sum(task.done() for task in tasks)
+        running = pool.running
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return admitted, running
+
+    assert asyncio.run(scenario()) == (3, 3)
+
+
+def test_a_grown_job_is_not_counted_twice() -> None:
+    # Available memory already lacks what a running job holds; its
+    # reservation must shrink by as much, or the pool admits ever fewer.
+    free = {"bytes": 1200 * MiB}
+
+    async def scenario() -> tuple[bool, bool]:
+        pool = Pool(4, memory_probe=lambda: free["bytes"])
+        first = await pool.acquire(rss_bytes=500 * MiB, name="first")
+        free["bytes"] = 700 * MiB  # the first job now holds its 500 MiB
+        before = asyncio.ensure_future(pool.acquire(rss_bytes=600 * MiB, name="second"))
+        await asyncio.sleep(0.05)
+        held_before = not before.done()  # 700 − 500 still reserved < 600
+        pool.grown(first, 500 * MiB)
+        pool._dispatch()  # as the next release or tick would
+        await asyncio.sleep(0.05)
+        admitted_after = before.done()  # 700 − 0 ≥ 600
+        pool.release(first)
+        if before.done():
+            pool.release(before.result())
+        else:
+            before.cancel()
+        return held_before, admitted_after
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
 def test_admission_rechecks_the_machine_on_its_ticker(monkeypatch: object) -> None:
     free = {"bytes": 100 * MiB}
     monkeypatch.setattr(pool_module, "AUTO_TICK_S", 0.02)  # type: ignore[attr-defined]

@@ -1,0 +1,264 @@
+"""procctl against the tools its users would pick instead, in one run.
+
+    python3 benchmarks/run.py [--rounds 3] [--quick] [--only spawn,output] [--write-docs]
+
+Each measurement runs procctl and its reference back to back, `--rounds`
+times, and reports medians with min and max; the figure that counts is the
+ratio of the two medians, measured on the same machine in the same minute.
+`--write-docs` rewrites docs/benchmarks.md with the results.
+
+Measurements (SPEC "Performance targets"): spawn, output, bringup, idle,
+control, scale, shutdown, benchmark (procctl benchmark vs hyperfine), pool
+(longest-first vs FIFO) and memory (memory-aware `-j auto`). Missing peers
+(honcho, supervisor, GNU parallel, hyperfine) are installed first when
+possible; a row whose peer cannot be had is skipped with a message. A
+measurement that fails prints one error line and the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+# The sibling modules (harness, fleet, …), also when this file is loaded from elsewhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import accuracy
+import fleet
+import psutil
+import scheduling
+import throughput
+from harness import (
+    ROOT,
+    BenchError,
+    Measurement,
+    become_subreaper,
+    fmt,
+    procctl,
+    progress,
+    reap_orphans,
+    tool,
+)
+
+MEASUREMENTS: dict[str, Callable[[int, bool], Measurement]] = {
+    "spawn": throughput.spawn,
+    "output": throughput.output,
+    "bringup": fleet.bringup,
+    "idle": fleet.idle,
+    "control": fleet.control,
+    "scale": fleet.scale,
+    "shutdown": fleet.shutdown,
+    "benchmark": accuracy.benchmark,
+    "pool": scheduling.smart_pool,
+    "memory": scheduling.memory_pool,
+}
+
+PEERS = {
+    # the command that must exist: (how to install it, package)
+    "honcho": ("pip", "honcho"),
+    "supervisord": ("pip", "supervisor"),
+    "supervisorctl": ("pip", "supervisor"),
+    "parallel": ("apt", "parallel"),
+    "hyperfine": ("apt", "hyperfine"),
+}
+INSTALL_TIMEOUT_S = 300
+LOAD_AT_START = "?"
+"""Other work on the machine skews every figure: the report says how busy it was."""
+
+
+# --------------------------------------------------------------------- peers
+
+
+def _quietly(argv: list[str], env: dict[str, str] | None = None) -> bool:
+    try:
+        return subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env, timeout=INSTALL_TIMEOUT_S).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def ensure_peers() -> None:
+    """Install the peers that are missing; never fail (their rows are skipped)."""
+    missing = [name for name in PEERS if not tool(name)]
+    pip = sorted({PEERS[n][1] for n in missing if PEERS[n][0] == "pip"})
+    apt = sorted({PEERS[n][1] for n in missing if PEERS[n][0] == "apt"})
+    if pip:
+        progress(f"installing {', '.join(pip)} with pip …")
+        _quietly([sys.executable, "-m", "pip", "install", "-q", *pip])
+    if apt:
+        if os.geteuid() == 0 and tool("apt-get"):
+            progress(f"installing {', '.join(apt)} with apt-get …")
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            if not _quietly(["apt-get", "install", "-y", "-q", *apt], env):
+                _quietly(["apt-get", "update", "-q"], env) and _quietly(["apt-get", "install", "-y", "-q", *apt], env)
+        else:
+            progress(f"cannot install {', '.join(apt)} (needs root and apt-get)")
+    for name in PEERS:
+        if not tool(name):
+            progress(f"{name} is not available: the rows that need it are skipped")
+
+
+# --------------------------------------------------------------------- report
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    lines = (done.stdout or done.stderr).decode(errors="replace").strip().splitlines()
+    return lines[0].strip() if lines else "?"
+
+
+def _revision() -> str:
+    """The commit measured, and whether procctl's source differed from it."""
+    commit = _first_line(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"])
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "procctl", "pyproject.toml"], capture_output=True, check=False).stdout
+    return f"{commit}" + (" (with uncommitted changes to procctl/ or pyproject.toml)" if dirty.strip() else "")
+
+
+def machine() -> list[tuple[str, str]]:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    system = platform.platform()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                system = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    rows = [
+        ("procctl source", _revision()),
+        ("CPU", model),
+        ("cores", f"{os.cpu_count()} logical, {psutil.cpu_count(logical=False) or '?'} physical"),
+        ("RAM", f"{psutil.virtual_memory().total / 2**30:.1f} GiB"),
+        ("kernel", f"Linux {platform.release()} ({system})"),
+        ("Python", f"{platform.python_version()} ({sys.executable})"),
+        ("load average", f"{LOAD_AT_START} at the start, {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end (1, 5, 15 min)"),
+    ]
+    versions = {
+        "procctl": [*procctl(), "--version"],
+        "xargs": [tool("xargs") or "xargs", "--version"],
+        "GNU parallel": [tool("parallel") or "parallel", "--version"],
+        "hyperfine": [tool("hyperfine") or "hyperfine", "--version"],
+        "honcho": [tool("honcho") or "honcho", "--version"],
+        "supervisord": [tool("supervisord") or "supervisord", "--version"],
+    }
+    rows.append(("tools", "; ".join(f"{name} {_first_line(argv)}" for name, argv in versions.items())))
+    return rows
+
+
+def md(text: str) -> str:
+    """A table cell: a `|` in it would end the cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _met(value: bool | None) -> str:
+    return "-" if value is None else ("**met**" if value else "**not met**")
+
+
+def render(results: list[Measurement], failures: list[tuple[str, str]], command: str, took_s: float) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} in {took_s / 60:.1f} minutes, with",
+        "",
+        f"    {command}",
+        "",
+        "run from the repository's root. Every measurement runs procctl and its reference back to back, round after round; "
+        "figures are medians of the rounds (or of every call, for latencies), with min and max. Ratios are procctl ÷ reference "
+        "of the medians, both measured in the same run: quote them, not the absolute figures, which depend on the machine. "
+        "The targets are those of SPEC.md, \"Performance targets\".",
+        "",
+        "Where a target was missed, what the profiles showed, what was fixed (before and after) and why the rest still "
+        "misses: [profiling.md](profiling.md).",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {md(key)} | {md(value)} |" for key, value in machine()]
+    lines += ["", "## Summary", "", "| what | procctl | reference | ratio procctl ÷ reference | target | met? |", "| --- | --- | --- | --- | --- | --- |"]
+    for result in results:
+        ratio = f"{result.ratio:.2f}" if result.ratio is not None else "-"
+        lines.append(f"| {md(result.name)} | {md(result.ours)} | {md(result.reference)} | {ratio} | {md(result.target)} | {_met(result.met)} |")
+    for name, error in failures:
+        lines.append(f"| {md(name)} | failed: {md(error)} | - | - | - | - |")
+    for result in results:
+        ratio = f"{result.ratio:.2f} ({result.ratio_of})" if result.ratio is not None else "-"
+        lines += ["", f"## {result.name}: {result.what}", "", f"Target: {result.target}. Ratio: {ratio}. {_met(result.met)}.", ""]
+        lines += ["| tool | figure | median | min | max | procctl ÷ this |", "| --- | --- | --- | --- | --- | --- |"]
+        for figure in result.figures:
+            ours = next((f for f in result.figures if f.ours and f.quantity == figure.quantity), None)
+            versus = f"{ours.median / figure.median:.2f}" if ours is not None and not figure.ours and figure.median else "-"
+            lines.append(
+                f"| {md(figure.tool)} | {md(figure.quantity)} | {fmt(figure.median)} | {fmt(min(figure.values))} | {fmt(max(figure.values))} | {versus} |"
+            )
+        lines += [""] + [f"- {note}" for note in result.notes]
+    if failures:
+        lines += ["", "## Failed measurements", ""] + [f"- {name}: {md(error)}" for name, error in failures]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per measurement (default 3)")
+    parser.add_argument("--quick", action="store_true", help="smaller workloads (200 jobs, 128 MiB, shorter windows)")
+    parser.add_argument("--only", default=",".join(MEASUREMENTS), help=f"comma-separated, of: {', '.join(MEASUREMENTS)}")
+    parser.add_argument("--write-docs", action="store_true", help="write the results to docs/benchmarks.md")
+    args = parser.parse_args()
+    wanted = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in MEASUREMENTS]
+    if unknown or args.rounds < 1:
+        parser.error(f"unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS)}" if unknown else "--rounds must be at least 1")
+    global LOAD_AT_START
+    LOAD_AT_START = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    become_subreaper()
+    ensure_peers()
+    began = time.perf_counter()
+    results: list[Measurement] = []
+    failures: list[tuple[str, str]] = []
+    for name in wanted:
+        progress(f"{name} …")
+        try:
+            result = MEASUREMENTS[name](args.rounds, args.quick)
+            results.append(result)
+            progress(f"{name}: {result.ours} vs {result.reference}: {'met' if result.met else 'NOT met'}")
+        except (BenchError, OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
+            failures.append((name, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__))
+            progress(f"error: {name}: {exc}")
+        except Exception as exc:  # a bug of this suite: show where, and go on with the rest
+            failures.append((name, f"{type(exc).__name__}: {exc}"))
+            progress(f"error: {name}: {traceback.format_exc()}")
+        finally:
+            left = reap_orphans()
+            if left:
+                progress(f"warning: {name} left {len(left)} process(es) behind, now killed: {', '.join(left[:3])}")
+    command = "python3 benchmarks/run.py " + shlex.join(sys.argv[1:])
+    text = render(results, failures, command.strip(), time.perf_counter() - began)
+    print(text)
+    if args.write_docs:
+        (ROOT / "docs" / "benchmarks.md").write_text(text + "\n")
+        progress(f"wrote {ROOT / 'docs' / 'benchmarks.md'}")
+
+
+if __name__ == "__main__":
+    main()

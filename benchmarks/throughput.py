@@ -1,0 +1,162 @@
+"""Spawn throughput (2000 × /bin/true) and output throughput (1 GiB of lines)."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import (
+    BenchError,
+    Figure,
+    Measurement,
+    fmt,
+    procctl,
+    ratio_of,
+    rounds_of,
+    timed,
+    tool,
+)
+
+# --------------------------------------------------------------------- spawn
+
+
+def spawn(rounds: int, quick: bool) -> Measurement:
+    jobs = 200 if quick else 2000
+    with tempfile.TemporaryDirectory(prefix="procctl-bench-") as tmp:
+        root = Path(tmp)
+        (root / "procfile.toml").write_text(
+            textwrap.dedent(f"""
+                [settings]
+                max_parallel = 8
+                fail_fast = false
+                [process.t]
+                cmd = ["/bin/true"]
+                each = {{ range = [1, {jobs}] }}
+            """)
+        )
+        runners: dict[str, Callable[[], float]] = {
+            "procctl run -j 8": lambda: jobs / timed([*procctl(), "run", "--plain"], cwd=root),
+            "xargs -P 8": lambda: jobs / timed(f"seq {jobs} | xargs -P 8 -n 1 /bin/true", cwd=root, shell=True),
+        }
+        notes = []
+        parallel = tool("parallel")
+        if parallel:
+            runners["GNU parallel -j 8"] = lambda: jobs / timed([parallel, "-j", "8", "/bin/true", ":::", *map(str, range(1, jobs + 1))], cwd=root)
+        else:
+            notes.append("GNU parallel is not installed here: its row is skipped")
+        values = rounds_of(rounds, runners)
+    figures = [Figure(name, "jobs/s", v, ours=name.startswith("procctl")) for name, v in values.items()]
+    ours, xargs = figures[0], figures[1]
+    ratio = ratio_of(ours, xargs)
+    notes.append(f"the whole `procctl run` is timed, interpreter start-up included: median {jobs / ours.median:.2f} s against {jobs / xargs.median:.2f} s for xargs")
+    return Measurement(
+        "spawn", f"{jobs} × /bin/true at -j 8, whole `procctl run --plain`", "≥ 1.0 × xargs -P 8 (jobs/s)", figures,
+        f"{fmt(ours.median)} jobs/s", f"{fmt(xargs.median)} jobs/s (xargs -P 8)", ratio, "jobs/s of procctl ÷ jobs/s of xargs -P 8",
+        ratio is not None and ratio >= 1.0, notes,
+    )
+
+
+# --------------------------------------------------------------------- output
+
+GENERATOR = """
+import sys
+line = b"x" * 99 + b"\\n"
+block = line * ((1 << 20) // 100)
+left = int(sys.argv[1])
+out = sys.stdout.buffer
+while left > 0:
+    chunk = block if left >= len(block) else block[:left]
+    out.write(chunk)
+    left -= len(chunk)
+out.flush()
+"""
+
+
+def _run_with_peak(argv: list[str], cwd: Path) -> tuple[float, int]:
+    """Run argv to the end, stdout to /dev/null; its wall time and its own peak
+    RSS: the kernel's high-water mark (VmHWM), read until it exits, so that a
+    short spike between two readings is not missed."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            try:
+                with open(f"/proc/{proc.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]) * 1024)
+            except (OSError, ValueError):
+                return
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        _, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stop.set()
+        sampler.join()
+    took = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise BenchError(f"procctl failed in the output benchmark: {err.decode(errors='replace')[-1500:]}")
+    return took, peak
+
+
+def output(rounds: int, quick: bool) -> Measurement:
+    size = (128 << 20) if quick else (1 << 30)
+    honcho_size = (8 << 20) if quick else (32 << 20)
+    mib = 1 << 20
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="procctl-bench-") as tmp:
+        root = Path(tmp)
+        (root / "gen.py").write_text(GENERATOR)
+        (root / "procfile.toml").write_text(f'[process.gen]\ncmd = ["{sys.executable}", "gen.py", "{size}"]\n')
+        peaks: list[int] = []
+
+        def ours() -> float:
+            took, peak = _run_with_peak([*procctl(), "run", "--plain"], root)
+            peaks.append(peak)
+            logged = (root / ".procctl" / "logs" / "gen.log").stat().st_size
+            if logged != size:
+                raise BenchError(f"the log holds {logged} bytes, not {size}")
+            return size / mib / took
+
+        runners = {
+            "procctl run --plain (logged, prefixed)": ours,
+            "generator | cat": lambda: size / mib / timed(f"{sys.executable} gen.py {size} | cat > /dev/null", cwd=root, shell=True),
+        }
+        honcho = tool("honcho")
+        if honcho:
+            (root / "Procfile").write_text(f"gen: {sys.executable} gen.py {honcho_size}\n")
+            runners[f"honcho start ({honcho_size // mib} MiB)"] = lambda: honcho_size / mib / timed([honcho, "start", "-f", "Procfile"], cwd=root)
+            notes.append(f"honcho is given {honcho_size // mib} MiB only (it relays line by line, at a few MiB/s); its rate is compared per byte")
+        else:
+            notes.append("honcho is not installed here: its row is skipped")
+        values = rounds_of(rounds, runners)
+    figures = [Figure(name, "MiB/s", v, ours=name.startswith("procctl")) for name, v in values.items()]
+    figures.append(Figure("procctl run --plain (logged, prefixed)", "peak RSS MiB", [p / mib for p in peaks], ours=True))
+    ours_fig, cat = figures[0], figures[1]
+    ratio = ratio_of(ours_fig, cat)
+    label = f"{size / 2**30:g} GiB" if size >= 2**30 else f"{size / mib:g} MiB"
+    notes.append(f"procctl's own peak RSS while relaying {label}: median {statistics.median(peaks) / mib:.1f} MiB, max {max(peaks) / mib:.1f} MiB (kernel high-water mark of the supervisor process)")
+    notes.append("procctl's time includes its start-up and the summary; every byte is also checked to have reached the log file")
+    return Measurement(
+        "output", f"one child writing {label} of 100-byte lines, logged and prefixed, stdout to /dev/null", "≥ 0.6 × cat through a pipe", figures,
+        f"{fmt(ours_fig.median)} MiB/s", f"{fmt(cat.median)} MiB/s (cat)", ratio, "MiB/s of procctl ÷ MiB/s of generator | cat",
+        ratio is not None and ratio >= 0.6, notes,
+    )
+

@@ -23,18 +23,28 @@ _STARTED = {"running", "ready", "paused", "exited", "stopping"}
 _READY = {"ready", "exited"}
 
 
-def _settled(status: dict[str, Any], wait_ready: bool, has_probe: dict[str, bool]) -> tuple[bool, list[str]]:
-    """(every instance is where `up` waits for it, the names that failed)."""
-    failed, waiting = [], False
+def _settled(status: dict[str, Any], wait_ready: bool, has_probe: dict[str, bool]) -> tuple[bool, list[str], list[str]]:
+    """(every instance is where `up` waits for it, the names that failed, the
+    names queued behind a full pool). An instance that waits for a slot while
+    every slot is held and nothing is starting cannot start until something
+    ends — with services, maybe never — so `up` does not wait for it."""
+    failed, pending, waiting = [], [], False
     for row in status["instances"]:
         state = row["state"]
         if state in ("failed", "killed", "timed out", "limit exceeded", "skipped"):
             failed.append(f"{row['name']} ({row['status']})")
+        elif state == "pending":
+            pending.append(row["name"])
         elif wait_ready and has_probe.get(row["process"], False):
             waiting |= state not in _READY
         else:
             waiting |= state not in _STARTED
-    return not waiting, failed
+    pool = status.get("pool") or {}
+    full = pool.get("running", 0) >= pool.get("size", 1) and pool.get("waiting", 0) > 0
+    starting = any(row["state"] == "starting" for row in status["instances"])
+    if pending and not (full and not starting):
+        waiting = True
+    return not waiting, failed, pending if not waiting else []
 
 
 @app.command()
@@ -85,15 +95,21 @@ def up(
         except NoSupervisor:
             status = None
         if status is not None:
-            settled, failed = _settled(status, wait, has_probe)
+            settled, failed, queued = _settled(status, wait, has_probe)
             if failed:
-                raise ProcctlError(f"failed to come up: {', '.join(failed)} (see {state.logs})")
+                raise ProcctlError(f"failed to come up: {', '.join(failed)} (see {state.logs}; the supervisor runs on: 'procctl down' stops it)")
             if settled:
                 break
         if time.monotonic() > deadline:
-            raise ProcctlError(f"not {'ready' if wait else 'started'} after {limit:g}s (see {log})")
+            raise ProcctlError(f"not {'ready' if wait else 'started'} after {limit:g}s (see {log}; the supervisor runs on: 'procctl down' stops it)")
         time.sleep(0.05)
-    typer.echo(f"supervisor {proc.pid} is up: {len(status['instances'])} instances {'ready' if wait else 'started'}; 'procctl down' stops it")
+    up_count = len(status["instances"]) - len(queued)
+    typer.echo(f"supervisor {proc.pid} is up: {up_count} instances {'ready' if wait else 'started'}; 'procctl down' stops it")
+    if queued:
+        size = status["pool"]["size"]
+        typer.echo(
+            f"queued behind a full pool of {size}: {', '.join(queued)} (they start when a slot frees; raise -j or max_parallel to run them now)"
+        )
 
 
 @app.command()

@@ -348,6 +348,29 @@ def test_up_detached_then_down_leaves_nothing(project: Project) -> None:
     assert project.run("down").returncode == 3
 
 
+def test_up_returns_when_the_rest_waits_behind_a_full_pool(project: Project) -> None:
+    # Three services in a pool of two: the third cannot start until one
+    # ends. `up -d` says so and returns instead of waiting out its timeout.
+    project.write("""
+        [settings]
+        max_parallel = 2
+        [process.svc]
+        cmd = "sleep 120"
+        replicas = 3
+    """)
+    up = project.run("up", "-d", "--wait-timeout", "30s", timeout=60)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "2 instances started" in up.stdout
+        assert "queued behind a full pool of 2: svc.3" in up.stdout
+        status = _status(project)
+        assert status is not None
+        assert sorted(r["state"] for r in status["instances"]) == ["pending", "running", "running"]
+    finally:
+        assert project.run("down").returncode == 0
+    wait_until(lambda: not marked_pids(project.marker), what="every process to be gone")
+
+
 @pytest.mark.parametrize("verb", ["pause", "resume", "kill", "restart", "start", "send"])
 def test_control_verbs_need_names(project: Project, verb: str) -> None:
     project.write('[process.a]\ncmd = "sleep 60"\n')

@@ -174,6 +174,20 @@ def _watched_run(root: Path, args: list[str], floor: int) -> tuple[_Watch, float
         return watch, exited
 
 
+def _settle_memory(timeout_s: float = 15.0) -> None:
+    """Wait until available memory moves by less than 16 MiB over half a
+    second: on some machines (VMs) memory freed by a finished job comes back
+    to `available` only gradually, which would look like room to the pool."""
+    deadline = time.monotonic() + timeout_s
+    before = psutil.virtual_memory().available
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = psutil.virtual_memory().available
+        if abs(now - before) < 16 * MIB:
+            return
+        before = now
+
+
 def _burst_check() -> tuple[bool, str]:
     """Memory-aware admission when several jobs are admitted in the same
     instant (the start of a run, or when several end at once): 8 jobs of
@@ -187,7 +201,8 @@ def _burst_check() -> tuple[bool, str]:
 
         def manifest() -> int:
             # Available memory drifts (the kernel is still giving back what earlier runs freed):
-            # set min_free_memory just before each run, from what is available then.
+            # wait for it to settle, and set min_free_memory just before each run from what is available then.
+            _settle_memory()
             min_free = psutil.virtual_memory().available - room * MIB
             _hog_manifest(root, per_job_mib=per_job, hold_s=1.0, jobs=jobs, min_free=min_free, max_parallel="8")
             return min_free
@@ -227,6 +242,7 @@ def memory_pool(rounds: int, quick: bool) -> Measurement:
         _hog_manifest(root, per_job_mib=per_job, hold_s=hold_s, jobs=jobs, min_free=min_free, max_parallel='"auto"')
 
         def run(args: list[str]) -> tuple[_Watch, float]:
+            _settle_memory()
             return _watched_run(root, args, floor)
 
         progress("  first run at -j 2, for the history")

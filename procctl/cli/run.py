@@ -98,7 +98,7 @@ def run(
         grouped = plain.GroupedPrinter(human.buffer, color=color_wanted(human), github=github)
         bus.subscribe(grouped)
     elif not plain_output and human.isatty():
-        view = live_view(plan, state_dir, tail)
+        view = live_view(plan, state_dir, tail, human)
         bus.subscribe(view.queue)
         services.append(view.session)
     else:
@@ -166,12 +166,13 @@ def _write_junit(result: RunResult, manifest_path: Path, target: str) -> None:
         typer.echo(f"procctl: warning: --junit {target}: {exc.strerror or exc}", err=True)
 
 
-def live_view(plan: Plan, state_dir: StateDir, tail: int | None) -> LiveView:
-    """The live table for a terminal: one row per planned instance."""
+def live_view(plan: Plan, state_dir: StateDir, tail: int | None, out: TextIO) -> LiveView:
+    """The live table for a terminal (`out`: stderr when stdout carries the
+    event stream): one row per planned instance."""
     from procctl.ui.live import InstanceInfo, LiveView
 
     infos = [InstanceInfo(job.name, job.process, str(state_dir.log_path(job.log_name)), each=job.item is not None) for job in plan.jobs]
-    return LiveView(make_console(), infos, max_parallel=plan.max_parallel, tail=tail)
+    return LiveView(make_console(out), infos, max_parallel=plan.max_parallel, tail=tail)
 
 
 def plan_options(parallel: str | None, schedule: str | None) -> dict[str, object]:

@@ -3,6 +3,7 @@ after it on every way out."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -23,15 +24,18 @@ _ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 class Terminal:
     """procctl with its stdout on a pty; what it drew, escape codes removed."""
 
-    def __init__(self, project: Project, *args: str) -> None:
+    def __init__(self, project: Project, *args: str, stdout_file: str | None = None) -> None:
         self.master, slave = pty.openpty()
         env = project.env({"TERM": "xterm-256color", "COLUMNS": "150", "LINES": "40"})
         env.pop("NO_COLOR", None)
+        stdout = open(stdout_file, "wb") if stdout_file else None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "procctl", *args],
-            cwd=project.root, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            cwd=project.root, env=env, stdin=slave, stdout=stdout or slave, stderr=slave, start_new_session=True,
         )
         os.close(slave)
+        if stdout:
+            stdout.close()
         self.raw = b""
 
     def pump(self, timeout: float = 0.1) -> None:
@@ -133,3 +137,22 @@ def test_plain_forces_lines_on_a_terminal(project: Project, terminal: list[Termi
     assert term.finish() == 0
     assert re.search(r"\d\d:\d\d:\d\d a\s+\| hello", term.text)
     assert "last line" not in term.text
+
+
+def test_events_on_stdout_leave_the_live_view_to_the_terminal_on_stderr(project: Project, terminal: list[Terminal]) -> None:
+    # `procctl run --events - | jq`: stdout is a pipe for the stream; the
+    # terminal is stderr, and the live view must be drawn there, not into the stream.
+    project.write("""
+        [process.web]
+        cmd = "for i in 1 2 3 4; do echo tick $i; sleep 0.25; done"
+    """)
+    stream = project.root / "events.jsonl"
+    term = Terminal(project, "run", "--events", "-", stdout_file=str(stream))
+    terminal.append(term)
+    assert term.finish() == 0
+    records = [json.loads(line) for line in stream.read_text().splitlines()]
+    assert any(r["event"] == "output" and r["line"] == "tick 4" for r in records)
+    text = term.text
+    assert re.search(r"running \d/\d", text) and "last line" in text  # the live table's header and columns
+    assert not re.search(r"\d\d:\d\d:\d\d web\s+\| tick", text)
+    assert "procctl summary" in text

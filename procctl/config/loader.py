@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import glob
+import json
 import os
 import re
 import signal
@@ -64,7 +65,15 @@ class KeyLines:
     @staticmethod
     def _split(dotted: str) -> tuple[str, ...]:
         parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([A-Za-z0-9_-]+)', dotted)
-        return tuple(a or b or c for a, b, c in parts)
+        return tuple(KeyLines._unescape(a) if a else b or c for a, b, c in parts)
+
+    @staticmethod
+    def _unescape(basic: str) -> str:
+        """A double-quoted key as TOML reads it (escapes such as \\n decoded)."""
+        try:
+            return str(tomllib.loads(f'k = "{basic}"')["k"])
+        except tomllib.TOMLDecodeError:
+            return basic
 
     def line(self, *path: str) -> int:
         for depth in range(len(path), 0, -1):
@@ -76,6 +85,15 @@ class KeyLines:
 def _nearest(word: str, choices: Iterable[str]) -> str | None:
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def dotted(path: Iterable[str]) -> str:
+    """A key path as TOML writes it: bare keys plain, any other key quoted
+    (so that a key holding a newline cannot split a one-line error)."""
+    return ".".join(key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False) for key in path)
 
 
 def _describe(value: object) -> str:
@@ -92,7 +110,7 @@ class _Reader:
         """The [settings] in force: processes inherit its limits."""
 
     def error(self, message: str, *path: str, suggestion: str | None = None) -> ManifestError:
-        return ManifestError(message, path=self.path.name, line=self.lines.line(*path), key=".".join(path), suggestion=suggestion)
+        return ManifestError(message, path=self.path.name, line=self.lines.line(*path), key=dotted(path), suggestion=suggestion)
 
     def check_keys(self, table: Mapping[str, Any], allowed: Iterable[str], *path: str) -> None:
         allowed = tuple(allowed)
@@ -138,7 +156,7 @@ class _Reader:
 
     def env_file(self, value: object, *path: str) -> dict[str, str]:
         name = self.string(value, *path)
-        return read_env_file(self.root / name, manifest=self.path, key=".".join(path), line=self.lines.line(*path))
+        return read_env_file(self.root / name, manifest=self.path, key=dotted(path), line=self.lines.line(*path))
 
     # ------------------------------------------------------------------
 

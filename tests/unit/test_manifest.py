@@ -142,7 +142,7 @@ def test_every_process_key(tmp_path: Path) -> None:
         ("[settings]\n", "procfile.toml:1: no processes defined"),
         ("[process.web]\nrestart = 'no'\n", "procfile.toml:1: process.web: missing key: cmd"),
         ("[process.web]\ncmd = []\n", "process.web.cmd: a list command needs one or more strings"),
-        ("[process.'bad name']\ncmd = 'x'\n", "process.bad name: a process name is letters, digits"),
+        ("[process.'bad name']\ncmd = 'x'\n", 'process."bad name": a process name is letters, digits'),
         ("[process.web]\ncmd = 'x'\neach = { range = [1] }\n", "process.web.each.range: expected [first, last] integers"),
         ("[process.web]\ncmd = 'x'\neach = [1]\nreplicas = 2\n", "process.web.each: each and replicas cannot go together"),
         ("[process.web]\ncmd = 'x'\nlimits = { nofile = [64, 16] }\n", "process.web.limits.nofile: the soft limit (64) is above the hard limit (16)"),
@@ -150,6 +150,8 @@ def test_every_process_key(tmp_path: Path) -> None:
         ("[process.web]\ncmd = 'x'\nlimits = { memory = '1XB' }\n", "process.web.limits.memory: not a size"),
         ("[process.web]\ncmd = 'x'\non_limit = 'explode'\n", "process.web.on_limit: expected \"kill\" or \"restart\""),
         ("[env]\nA = [1]\n[process.web]\ncmd = 'x'\n", "procfile.toml:2: env.A: expected a string"),
+        # A key with a newline is quoted, so the error stays on one line.
+        ("[env]\n\"A\\nB\" = []\n[process.web]\ncmd = 'x'\n", 'procfile.toml:2: env."A\\nB": expected a string'),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:

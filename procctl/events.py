@@ -121,6 +121,8 @@ class LimitExceeded(Event):
     """The limit in force, in the same unit."""
     action: str
     """What follows: 'kill' or 'restart'."""
+    mechanism: str = "rlimit"
+    """What caught it: 'rlimit', 'watchdog', 'cgroup v1' or 'cgroup v2'."""
     kind = "limit_exceeded"
 
 

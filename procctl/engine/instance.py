@@ -7,11 +7,11 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
+from procctl.engine.enforcer import Enforcement
 from procctl.engine.state import InstanceResult, State
 
 if TYPE_CHECKING:
     from procctl.config.plan import Job
-    from procctl.engine.limits import CpuThrottle
     from procctl.engine.probes import LogProbe
     from procctl.engine.process import Child
 
@@ -51,7 +51,8 @@ class Instance:
         tree and for later runs."""
         self.breach = ""
         """Set when a limit was exceeded in the current run: what and by how much."""
-        self.throttle: CpuThrottle | None = None
+        self.enforcement = Enforcement()
+        """How the current run is held to its memory and CPU limits."""
         self.probe_env: dict[str, str] = {}
         self.log_probe: LogProbe | None = None
 

@@ -1,10 +1,11 @@
-"""Resource limits on process trees: kernel rlimits set between fork and exec,
-a memory watchdog over the whole tree, and CPU throttling by duty cycles.
-
-Reports breaches; the supervisor decides what follows (`on_limit`).
+"""Resource limits on process trees: kernel rlimits set between fork and exec
+(with the child's entry into its cgroup), the usage of a whole tree, and CPU
+throttling by duty cycles where no cgroup can hold the tree (`enforcer`
+decides which).
 
 Why a pre-exec function is safe here: it runs in the forked child before exec
-and only calls `setrlimit`/`setpriority` on values prepared in the parent. It
+and only calls `setrlimit`/`setpriority` and writes `0` to cgroup files the
+parent opened, all on values prepared in the parent. It
 imports nothing, takes no lock and logs nothing, so it cannot deadlock on a lock
 another thread held at fork time; the forking thread holds the GIL across it.
 The cost is that the child is forked rather than vforked, which is why it is
@@ -47,15 +48,19 @@ def rlimit_pairs(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
     return pairs
 
 
-def preexec(limits: Limits, nice: int | None) -> Callable[[], None] | None:
+def preexec(limits: Limits, nice: int | None, join_fds: list[int] | None = None) -> Callable[[], None] | None:
     """The function the child runs between fork and exec, or None if there is
-    nothing to set (then the fast vfork path stays in use)."""
+    nothing to set (then the fast vfork path stays in use). `join_fds` are
+    `cgroup.procs` files the child joins by writing `0` (itself)."""
     pairs = rlimit_pairs(limits)
-    if not pairs and nice is None:
+    fds = tuple(join_fds or ())
+    if not pairs and nice is None and not fds:
         return None
-    setrlimit, setpriority, prio = resource.setrlimit, os.setpriority, os.PRIO_PROCESS
+    setrlimit, setpriority, prio, write = resource.setrlimit, os.setpriority, os.PRIO_PROCESS, os.write
 
     def apply() -> None:
+        for fd in fds:
+            write(fd, b"0")
         for res, value in pairs:
             setrlimit(res, value)
         if nice is not None:

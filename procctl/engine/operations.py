@@ -277,31 +277,19 @@ class Operations:
             else:
                 updates[key] = value
         inst.limits = dataclasses.replace(inst.limits, **updates)
-        if running and child is not None:
-            self.sup.apply_live_limits(inst)
-            memory = inst.limits.memory
-            if "memory" in changes and memory is not None:
-                rss = limits.tree_rss(child.pid)
-                if rss > memory:
-                    self.sup.breach(inst, "memory", rss, memory)
+        if running:
+            self.sup.enforcer.apply(inst, set(changes))
 
     def _limit_row(self, inst: Instance) -> dict[str, Any]:
         child = inst.child
         running = child is not None and child.running
         row: dict[str, Any] = {"name": inst.name, "pid": child.pid if running and child else None, "limits": {}, "usage": None}
-        interval = self.sup.plan.manifest.settings.metrics_interval_s
         for field in dataclasses.fields(inst.limits):
             value = getattr(inst.limits, field.name)
             if value is None:
                 continue
-            if field.name == "memory":
-                mechanism = f"watchdog on the tree's RSS every {interval:g}s"
-            elif field.name == "cpu_percent":
-                mechanism = "SIGSTOP/SIGCONT duty cycle of the process group"
-            else:
-                mechanism = "rlimit, set before exec (per process, inherited)"
             shown = list(value) if isinstance(value, tuple) else value
-            row["limits"][field.name] = {"value": shown, "mechanism": mechanism}
+            row["limits"][field.name] = {"value": shown, "mechanism": self.sup.enforcer.describe(inst, field.name)}
         if running and child is not None:
             now = limits.usage(child.pid)
             row["usage"] = {
@@ -327,6 +315,14 @@ class Operations:
             "running": pool.running,
             "waiting": pool.waiting,
             "schedule": plan.schedule,
+        }
+
+    def _mechanisms(self, inst: Instance) -> dict[str, str]:
+        """Which mechanism enforces each limit of an instance (for `status`)."""
+        return {
+            field.name: self.sup.enforcer.mechanism(inst, field.name)
+            for field in dataclasses.fields(inst.limits)
+            if getattr(inst.limits, field.name) is not None
         }
 
     def status(self) -> dict[str, Any]:
@@ -355,7 +351,7 @@ class Operations:
                     "rss_bytes": sample.rss_bytes if sample else None,
                     "peak_rss_bytes": sample.peak_rss_bytes if sample else None,
                     "reason": inst.result.reason,
-                    "limits": _mechanisms(inst),
+                    "limits": self._mechanisms(inst),
                 }
             )
         return {
@@ -374,15 +370,6 @@ def _fds(proc: psutil.Process) -> int:
         return proc.num_fds()
     except psutil.Error:
         return 0
-
-
-def _mechanisms(inst: Instance) -> dict[str, str]:
-    """Which mechanism enforces each limit of an instance (for `status`)."""
-    found = {}
-    for field in dataclasses.fields(inst.limits):
-        if getattr(inst.limits, field.name) is not None:
-            found[field.name] = {"memory": "watchdog", "cpu_percent": "duty-cycle"}.get(field.name, "rlimit")
-    return found
 
 
 _LIMIT_PARSERS = {

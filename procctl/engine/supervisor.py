@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping
 from procctl import events
 from procctl.config.plan import Job, Plan
 from procctl.engine import limits
+from procctl.engine.enforcer import Enforcer, close_fds
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
 from procctl.engine.instance import Instance, run_verdict
-from procctl.engine.limits import CpuThrottle
 from procctl.engine.metrics import Recorder
 from procctl.engine.pool import Pool
 from procctl.engine.predict import Prediction
@@ -27,7 +27,6 @@ from procctl.engine.process import Child, ProcessTree
 from procctl.engine.state import RunResult, State
 from procctl.engine.store import StateDir
 from procctl.errors import SpawnError
-from procctl.units import format_size
 
 MAX_BACKOFF_S = 30.0
 STABLE_RUN_S = 10.0
@@ -71,6 +70,8 @@ class Supervisor:
         self._live_tasks = 0
         self.recorder = Recorder(plan, bus, state_dir, on_sample=self._on_sample)
         """Metrics of every run (Sample events, peaks) and the run history."""
+        self.enforcer = Enforcer(plan.manifest.settings.metrics_interval_s, self._on_breach, self._on_limit_notice)
+        """Holds each run to its `memory` and `cpu_percent` limits."""
 
     # ----------------------------------------------------------------- run
 
@@ -108,6 +109,7 @@ class Supervisor:
                 self._pool.close()
             sweep(self._guardian.token, exclude=self._guardian.pid)
             self._guardian.close()
+            self.enforcer.close()
             self.recorder.close()
             self.state_dir.pid_file.unlink(missing_ok=True)
         return self._result(time.monotonic() - began)
@@ -234,10 +236,7 @@ class Supervisor:
             inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout, known))
 
     async def _stop_child(self, inst: Instance, child: Child, sig: int, timeout_s: float, known: ProcessTree | None = None) -> None:
-        if inst.throttle is not None:
-            # A throttled tree would sit stopped through its stop signal.
-            inst.throttle.stop()
-            inst.throttle = None
+        self.enforcer.stopping(inst)
         await child.stop(sig, timeout_s, known)
         if child.killed_hard:
             self.bus.publish(
@@ -465,13 +464,14 @@ class Supervisor:
                 log_probe.feed(data)
 
         env = self._job_env(job)
+        join_fds = self.enforcer.join_fds(inst)
         child = Child(
             job.cmd,
             cwd=job.cwd,
             env=env,
             log_fd=self._open_log(inst),
             on_output=on_output,
-            preexec_fn=limits.preexec(inst.limits, job.spec.nice),
+            preexec_fn=limits.preexec(inst.limits, job.spec.nice, join_fds),
         )
         try:
             pid = await child.start()
@@ -480,12 +480,14 @@ class Supervisor:
             inst.result.exit_code = 127
             self.bus.publish(events.Notice(job.process, inst.name, message=str(exc), level="error"))
             return State.FAILED, 0.0
+        finally:
+            close_fds(join_fds)
         self._guardian.watch(child.pgid)
         inst.child = child
         self.recorder.started(inst, child)
         inst.timed_out = inst.probe_failed = False
         inst.breach = ""
-        self.apply_live_limits(inst)
+        self.enforcer.apply(inst)
         if inst.stop_requested or self._stopping:
             # A stop came while the child was being spawned.
             self._stop_instance(inst, inst.stop_reason or "stopped")
@@ -515,7 +517,7 @@ class Supervisor:
                 inst.probe_task = None
             inst.paused = False
             self._guardian.forget(child.pgid)
-            self._release_limits(inst)
+            self.enforcer.ended(inst)
         if inst.stop_task is not None:
             await inst.stop_task
             inst.stop_task = None
@@ -561,46 +563,28 @@ class Supervisor:
 
     # ------------------------------------------------------------- limits
 
-    def apply_live_limits(self, inst: Instance) -> None:
-        """Start (or retune, after a change) the CPU throttle of the current
-        run, as its limits say. (The memory watchdog reads every sample.)"""
-        child = inst.child
-        if child is None or not child.running:
-            return
-        if inst.throttle is not None and inst.limits.cpu_percent is None:
-            inst.throttle.stop()
-            inst.throttle = None
-        elif inst.limits.cpu_percent is not None:
-            if inst.throttle is None:
-                inst.throttle = CpuThrottle(child.pgid, inst.limits.cpu_percent, lambda: inst.paused)
-                inst.throttle.start()
-            inst.throttle.percent = inst.limits.cpu_percent
-
-    def _release_limits(self, inst: Instance) -> None:
-        if inst.throttle is not None:
-            inst.throttle.stop()
-            inst.throttle = None
-
     def _on_sample(self, inst: Instance, sample: events.Sample) -> None:
         """Each sample of a running tree (every `metrics_interval`): the pool
         learns how much of its predicted peak the job already holds, and the
-        memory watchdog checks the `memory` limit in force now."""
+        enforcer checks the `memory` limit in force now."""
         if self._pool is not None and inst.pool_ticket is not None and not sample.final:
             self._pool.grown(inst.pool_ticket, sample.rss_bytes)
-        maximum = inst.limits.memory
-        if maximum is not None and not inst.paused and not sample.final and sample.rss_bytes > maximum:
-            self.breach(inst, "memory", sample.rss_bytes, maximum)
+        self.enforcer.sampled(inst, sample)
 
-    def breach(self, inst: Instance, limit: str, value: float, maximum: float) -> None:
+    def _on_breach(self, inst: Instance, limit: str, value: float, maximum: float, mechanism: str, reason: str) -> None:
         """A limit was exceeded: record it and stop the run; `on_limit` then
         decides between the end and a restart."""
         if inst.breach:
             return
-        shown = format_size if limit == "memory" else (lambda v: f"{v:g}")
-        inst.breach = f"{limit} {shown(value)} > {shown(maximum)}"
+        inst.breach = reason
         action = inst.job.spec.on_limit
-        self.bus.publish(events.LimitExceeded(inst.job.process, inst.name, limit=limit, value=value, maximum=maximum, action=action))
+        self.bus.publish(
+            events.LimitExceeded(inst.job.process, inst.name, limit=limit, value=value, maximum=maximum, action=action, mechanism=mechanism)
+        )
         self._stop_instance_run(inst, "limit exceeded")
+
+    def _on_limit_notice(self, inst: Instance, message: str) -> None:
+        self.bus.publish(events.Notice(inst.job.process, inst.name, message=message, level="warning"))
 
     def start_probe(self, inst: Instance) -> None:
         """(Re)start the readiness probe of the current run, with a full timeout."""

@@ -114,8 +114,10 @@ def describe(event: events.Event) -> str | None:
     if isinstance(event, events.Skipped):
         return f"{event.instance} skipped: {event.why}"
     if isinstance(event, events.LimitExceeded):
-        if event.maximum:
-            shown = format_size if event.limit == "memory" else (lambda v: f"{v:g}")
+        shown = format_size if event.limit == "memory" else (lambda v: f"{v:g}")
+        if event.mechanism.startswith("cgroup"):
+            figure = f" reached {shown(event.maximum)} ({event.mechanism})"
+        elif event.maximum:
             figure = f" {shown(event.value)} > {shown(event.maximum)}"
         else:
             figure = " (enforced by the kernel)"

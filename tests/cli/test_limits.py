@@ -1,5 +1,6 @@
 """Resource limits with real children: rlimits before exec, the memory
-watchdog, the CPU duty cycle, and live changes through `procctl limits`."""
+watchdog and the CPU duty cycle (forced with PROCCTL_CGROUPS=off), their
+cgroup counterparts, and live changes through `procctl limits`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from conftest import PY, Project, helper, wait_until
+
+from procctl.engine import cgroups
+
+FALLBACK = {cgroups.DISABLE_VAR: "off"}
+"""The watchdog and the duty cycle, even where a cgroup could be had."""
 
 
 def _limit(pid: int, label: str) -> str:
@@ -22,8 +29,8 @@ def _limit(pid: int, label: str) -> str:
     raise AssertionError(f"{label} not in /proc/{pid}/limits")
 
 
-def _start(project: Project) -> subprocess.Popen[bytes]:
-    proc = project.start("run")
+def _start(project: Project, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    proc = project.start("run", env=env)
     wait_until(lambda: project.run("status", "--json").returncode == 0 or proc.poll() is not None, what="the supervisor")
     return proc
 
@@ -40,7 +47,7 @@ def test_memory_watchdog_stops_a_growing_tree_and_reports_the_figure(project: Pr
         cmd = "{PY} {helper('grow.py')} 400 20 0.05; true"
         limits = {{ memory = "100MiB" }}
     """)
-    result = project.run("run", "--json")
+    result = project.run("run", "--json", env=FALLBACK)
     assert result.returncode == 1
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     hog = summary["instances"][0]
@@ -50,7 +57,8 @@ def test_memory_watchdog_stops_a_growing_tree_and_reports_the_figure(project: Pr
     assert 100 < float(match.group(1)) < 400
 
 
-def test_memory_breach_with_on_limit_restart_restarts(project: Project) -> None:
+@pytest.mark.parametrize("env", [FALLBACK, {}], ids=["watchdog", "cgroup-if-any"])
+def test_memory_breach_with_on_limit_restart_restarts(project: Project, env: dict[str, str]) -> None:
     project.write(f"""
         [settings]
         metrics_interval = "100ms"
@@ -61,7 +69,7 @@ def test_memory_breach_with_on_limit_restart_restarts(project: Project) -> None:
         max_restarts = 2
         backoff = "50ms"
     """)
-    result = project.run("run")
+    result = project.run("run", env=env)
     assert result.returncode == 1
     assert result.stdout.count("limit exceeded: memory") == 3
     assert re.search(r"hog\s+│\s+limit exceeded\s+│.*│\s+2\s+│", result.stdout), result.stdout
@@ -141,7 +149,7 @@ def test_live_memory_limit_below_usage_applies_on_limit(project: Project) -> Non
         [process.hog]
         cmd = ["{PY}", "{helper('grow.py')}", "80", "80", "0"]
     """)
-    proc = _start(project)
+    proc = _start(project, env=FALLBACK)
     try:
         wait_until(lambda: "holding 80 MiB" in (project.logs / "hog.log").read_text(), what="the allocation")
         result = project.run("limits", "hog", "--memory", "20MiB")
@@ -154,7 +162,101 @@ def test_live_memory_limit_below_usage_applies_on_limit(project: Project) -> Non
             proc.wait(timeout=30)
 
 
+def _cpu_share(pid: int, seconds: float = 3.0) -> float:
+    """Share of one core the process used over `seconds`."""
+    process = psutil.Process(pid)
+    first, began = process.cpu_times(), time.monotonic()
+    time.sleep(seconds)
+    second, ended = process.cpu_times(), time.monotonic()
+    return ((second.user + second.system) - (first.user + first.system)) / (ended - began)
+
+
 def test_cpu_percent_throttles_a_busy_loop(project: Project) -> None:
+    project.write(f"""
+        [process.spin]
+        cmd = ["{PY}", "{helper('busy.py')}"]
+        limits = {{ cpu_percent = 25 }}
+    """)
+    proc = _start(project, env=FALLBACK)
+    try:
+        pid = wait_until(lambda: _status(project)["instances"][0]["pid"], what="the pid")
+        share = _cpu_share(pid)  # type: ignore[arg-type]
+        assert 0.08 < share < 0.45, share
+        assert _status(project)["instances"][0]["limits"] == {"cpu_percent": "duty-cycle"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+
+
+# ---------------------------------------------------------------- cgroups
+
+
+@pytest.fixture
+def kernel_limits() -> str:
+    """The cgroup version procctl gets on this machine ('cgroup v1' or 'cgroup v2')."""
+    host = cgroups.Host.create()
+    if host is None:
+        pytest.skip("this machine gives no cgroup with the memory and cpu controllers")
+    host.close()
+    return f"cgroup v{host.version}"
+
+
+def _memory_file(label: str) -> str:
+    return "memory.max" if label == "cgroup v2" else "memory.limit_in_bytes"
+
+
+def test_memory_cgroup_holds_the_tree_to_its_limit(project: Project, kernel_limits: str) -> None:
+    events_file = project.root / "events.jsonl"
+    project.write(f"""
+        [process.hog]
+        cmd = "{PY} {helper('grow.py')} 400 20 0.05; true"
+        limits = {{ memory = "100MiB" }}
+    """)
+    result = project.run("run", "--json", "--events", str(events_file))
+    assert result.returncode == 1
+    hog = json.loads(result.stdout[result.stdout.index("{") :])["instances"][0]
+    assert hog["state"] == "limit exceeded"
+    pattern = rf"memory [\d.]+MiB reached the 100\.0MiB limit \({kernel_limits}: the kernel ended \d+ process"
+    assert re.match(pattern, hog["reason"]), hog["reason"]
+    records = [json.loads(line) for line in events_file.read_text().splitlines()]
+    over = [r for r in records if r["event"] == "limit_exceeded"]
+    assert [(r["limit"], r["mechanism"], r["action"]) for r in over] == [("memory", kernel_limits, "kill")]
+    # The kernel never let the tree hold more than its limit: the peak is the figure.
+    assert 0 < over[0]["value"] <= over[0]["maximum"] == 100 << 20
+
+
+def test_the_whole_tree_lives_in_its_cgroup_and_takes_live_changes(project: Project, kernel_limits: str) -> None:
+    pids = project.root / "pids"
+    project.write(f"""
+        [process.web]
+        cmd = ["{PY}", "{helper('tree.py')}", "{pids}"]
+        limits = {{ memory = "200MiB", cpu_percent = 50 }}
+    """)
+    proc = _start(project)
+    try:
+        wait_until(pids.exists)
+        tree = list(map(int, pids.read_text().split()))
+        # Every process, the grandchild that left the session too, in one group.
+        groups = {cgroups.locate(("memory",), proc=Path(f"/proc/{pid}"))["memory"].own for pid in tree}
+        assert len(groups) == 1, groups
+        group = groups.pop()
+        status = _status(project)
+        assert group.parent.name == f"procctl.{status['pid']}"
+        assert status["instances"][0]["limits"] == {"memory": kernel_limits, "cpu_percent": kernel_limits}
+        assert int((group / _memory_file(kernel_limits)).read_text()) == 200 << 20
+        result = project.run("limits", "web", "--memory", "300MiB", "--json")
+        assert result.returncode == 0, result.stderr
+        assert int((group / _memory_file(kernel_limits)).read_text()) == 300 << 20
+        shown = json.loads(result.stdout)["instances"][0]["limits"]
+        assert shown["memory"]["value"] == 300 << 20
+        assert shown["memory"]["mechanism"].startswith(kernel_limits)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    assert not group.parent.exists(), "the supervisor left its cgroup behind"
+
+
+def test_cpu_percent_by_cgroup_holds_a_busy_loop_near_its_share(project: Project, kernel_limits: str) -> None:
     project.write(f"""
         [process.spin]
         cmd = ["{PY}", "{helper('busy.py')}"]
@@ -163,13 +265,9 @@ def test_cpu_percent_throttles_a_busy_loop(project: Project) -> None:
     proc = _start(project)
     try:
         pid = wait_until(lambda: _status(project)["instances"][0]["pid"], what="the pid")
-        spinner = psutil.Process(pid)  # type: ignore[arg-type]
-        first, began = spinner.cpu_times(), time.monotonic()
-        time.sleep(3)
-        second, ended = spinner.cpu_times(), time.monotonic()
-        share = ((second.user + second.system) - (first.user + first.system)) / (ended - began)
-        assert 0.08 < share < 0.45, share
-        assert _status(project)["instances"][0]["limits"] == {"cpu_percent": "duty-cycle"}
+        assert _status(project)["instances"][0]["limits"] == {"cpu_percent": kernel_limits}
+        share = _cpu_share(pid)  # type: ignore[arg-type]
+        assert 0.10 < share < 0.40, share
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130

@@ -169,7 +169,7 @@ def test_event_stream_of_a_real_run_validates_against_the_schema(project: Projec
         cmd = ["{PY}", "-c", "import time; b = bytearray(b'x' * (200 << 20)); time.sleep(30)"]
         limits = {{ memory = "64MiB" }}
         [process.sleeper]
-        cmd = "sleep 2"
+        cmd = "while [ ! -e released ]; do sleep 0.05; done"
     """)
     events_file = project.root / "run.jsonl"
     proc = project.start("run", "--events", str(events_file))
@@ -183,6 +183,8 @@ def test_event_stream_of_a_real_run_validates_against_the_schema(project: Projec
     wait_until(sleeper_started, timeout=30, what="sleeper to start")
     assert project.run("pause", "sleeper").returncode == 0
     assert project.run("resume", "sleeper").returncode == 0
+    # Held until paused and resumed, however slow the machine.
+    (project.root / "released").touch()
     assert proc.wait(timeout=60) == 1
     schema = _schema()
     records = [json.loads(line) for line in events_file.read_text().splitlines()]

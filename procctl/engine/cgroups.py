@@ -228,16 +228,19 @@ class Host:
     """This supervisor's own group (`procctl.PID`) in each hierarchy it uses,
     and the instance groups made under it."""
 
-    def __init__(self, version: int, bases: dict[str, Path]) -> None:
+    def __init__(self, version: int, bases: dict[str, Path], delegation: Delegation | None = None) -> None:
         self.version = version
         self.bases = bases
         """Controller → this supervisor's group that holds the instance groups."""
+        self._delegation = delegation
         self._groups: list[Group] = []
         self._serial = 0
 
     @classmethod
-    def create(cls, controllers: tuple[str, ...] = WANTED) -> Host | None:
-        """A host for `controllers` (those that can be had), or None."""
+    def create(cls, controllers: tuple[str, ...] = WANTED, companions: tuple[int, ...] = ()) -> Host | None:
+        """A host for `controllers` (those that can be had), or None.
+        `companions` are helper processes of this supervisor that share its
+        group (the guardian): under v2 they move with it."""
         if os.environ.get(DISABLE_VAR, "").lower() in ("0", "off", "no", "false"):
             return None
         places = locate(controllers)
@@ -249,7 +252,7 @@ class Host:
         places = {name: place for name, place in places.items() if place.version == version}
         _sweep_stale({place.own for place in places.values()})
         try:
-            return _create_v2(places) if version == 2 else _create_v1(places)
+            return _create_v2(places, companions) if version == 2 else _create_v1(places)
         except OSError:
             return None
 
@@ -287,6 +290,9 @@ class Host:
                 path.rmdir()
             except OSError:
                 pass
+        if self._delegation is not None:
+            self._delegation.undo()
+            self._delegation = None
 
 
 def _sweep_stale(parents: set[Path]) -> None:
@@ -335,40 +341,78 @@ def _create_v1(places: dict[str, Hierarchy]) -> Host:
     return Host(1, bases)
 
 
-def _create_v2(places: dict[str, Hierarchy]) -> Host:
+@dataclass(frozen=True)
+class Delegation:
     """Under v2 a group holding processes cannot hand controllers down (the
-    root excepted). The supervisor's group can be delegated when the
-    supervisor is alone in it: it then moves into a leaf of its own
-    (`procctl.PID.supervisor`, removed by a later supervisor's sweep)."""
+    root excepted). When the supervisor and its helpers are alone in their
+    group, they move into a leaf of their own (`procctl.PID.supervisor`) and
+    the controllers are enabled in the group they left; `undo` puts
+    everything back as it was."""
+
+    group: Path
+    leaf: Path
+    controllers: tuple[str, ...]
+    pids: tuple[int, ...]
+
+    @classmethod
+    def make(cls, group: Path, controllers: tuple[str, ...], pids: tuple[int, ...]) -> Delegation:
+        leaf = group / f"{GROUP_PREFIX}{os.getpid()}.supervisor"
+        leaf.mkdir(exist_ok=True)
+        delegation = cls(group, leaf, controllers, pids)
+        try:
+            for pid in pids:
+                _write(leaf / "cgroup.procs", str(pid))
+            _write(group / "cgroup.subtree_control", " ".join(f"+{name}" for name in controllers))
+        except OSError:
+            delegation.undo()
+            raise
+        return delegation
+
+    def undo(self) -> None:
+        # Best effort: a step the kernel refuses leaves an empty leaf, which
+        # a later supervisor's sweep removes.
+        try:
+            _write(self.group / "cgroup.subtree_control", " ".join(f"-{name}" for name in self.controllers))
+            for pid in self.pids:
+                try:
+                    _write(self.group / "cgroup.procs", str(pid))
+                except ProcessLookupError:
+                    pass
+            self.leaf.rmdir()
+        except OSError:
+            pass
+
+
+def _create_v2(places: dict[str, Hierarchy], companions: tuple[int, ...]) -> Host:
     own = next(iter(places.values())).own
-    wanted = sorted(places)
+    wanted = tuple(sorted(places))
     enable = " ".join(f"+{name}" for name in wanted)
-    base = own / f"{GROUP_PREFIX}{os.getpid()}"
+    delegation: Delegation | None = None
     try:
         _write(own / "cgroup.subtree_control", enable)
     except OSError as exc:
-        if exc.errno != errno.EBUSY or not _alone_in(own):
+        ours = (os.getpid(), *companions)
+        if exc.errno != errno.EBUSY or not _only(own, ours):
             raise
-        leaf = own / f"{GROUP_PREFIX}{os.getpid()}.supervisor"
-        leaf.mkdir(exist_ok=True)
-        _write(leaf / "cgroup.procs", "0")
-        try:
-            _write(own / "cgroup.subtree_control", enable)
-        except OSError:
-            _write(own / "cgroup.procs", "0")
-            leaf.rmdir()
-            raise
-    base.mkdir(exist_ok=True)
+        delegation = Delegation.make(own, wanted, ours)
+    base = own / f"{GROUP_PREFIX}{os.getpid()}"
     try:
+        base.mkdir(exist_ok=True)
         _write(base / "cgroup.subtree_control", enable)
     except OSError:
-        base.rmdir()
+        try:
+            base.rmdir()
+        except OSError:
+            pass
+        if delegation is not None:
+            delegation.undo()
         raise
-    return Host(2, {name: base for name in wanted})
+    return Host(2, {name: base for name in wanted}, delegation)
 
 
-def _alone_in(group: Path) -> bool:
+def _only(group: Path, pids: tuple[int, ...]) -> bool:
+    """True when the group holds these processes and no other."""
     try:
-        return _read(group / "cgroup.procs").split() == [str(os.getpid())]
-    except OSError:
+        return {int(pid) for pid in _read(group / "cgroup.procs").split()} <= set(pids)
+    except (OSError, ValueError):
         return False

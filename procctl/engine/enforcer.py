@@ -49,13 +49,19 @@ class Enforcer:
         self._on_notice = on_notice
         self._host: Host | None = None
         self._looked = False
+        self._companions: tuple[int, ...] = ()
+
+    def open(self, companions: tuple[int, ...]) -> None:
+        """The run begins; `companions` are the supervisor's helper processes
+        (they share its cgroup, and move with it where v2 requires)."""
+        self._companions = companions
 
     def _cgroups(self) -> Host | None:
         """This supervisor's cgroups, made when a run first needs them (most
         manifests set no memory or CPU limit, and then none are made)."""
         if not self._looked:
             self._looked = True
-            self._host = Host.create()
+            self._host = Host.create(companions=self._companions)
         return self._host
 
     def close(self) -> None:

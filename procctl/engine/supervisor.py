@@ -93,6 +93,7 @@ class Supervisor:
         self._guardian = Guardian()
         self._base_env = dict(os.environ)
         self._base_env[TOKEN_VAR] = self._guardian.token
+        self.enforcer.open((self._guardian.pid,))
         timer = loop.call_later(self.run_timeout_s, self._on_run_timeout) if self.run_timeout_s else None
         try:
             for inst in self.instances:

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 CPU_PERIOD_US = 100_000
 """The period of the CPU quota: `cpu_percent` of one core per 100 ms."""
 
@@ -304,7 +306,7 @@ def _sweep_stale(parents: set[Path]) -> None:
             continue
         for entry in entries:
             match = re.fullmatch(re.escape(GROUP_PREFIX) + r"(\d+)(\.supervisor)?", entry.name)
-            if match is None or not entry.is_dir() or _alive(int(match.group(1))):
+            if match is None or not entry.is_dir() or psutil.pid_exists(int(match.group(1))):
                 continue
             for child in entry.iterdir():
                 if child.is_dir():
@@ -316,16 +318,6 @@ def _sweep_stale(parents: set[Path]) -> None:
                 entry.rmdir()
             except OSError:
                 pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _create_v1(places: dict[str, Hierarchy]) -> Host:

@@ -196,16 +196,6 @@ class Group:
                 continue
         return 0
 
-    def members(self) -> list[int]:
-        """Every process in the group, wherever in the tree it went."""
-        pids: set[int] = set()
-        for path in self.dirs.values():
-            try:
-                pids.update(int(pid) for pid in _read(path / "cgroup.procs").split())
-            except (OSError, ValueError):
-                continue
-        return sorted(pids)
-
     def remove(self) -> bool:
         """Remove the group's directories; False while a process is still in one."""
         gone = True

@@ -9,7 +9,7 @@ supervisor, which applies `on_limit`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -144,7 +144,7 @@ class Enforcer:
 
     # ------------------------------------------------------ live changes
 
-    def apply(self, inst: Instance, changed: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def apply(self, inst: Instance, changed: Collection[str] = ()) -> None:
         """Bring the running tree in line with the limits in force now (after
         its start, or after `procctl limits` changed `changed`)."""
         child = inst.child
@@ -154,10 +154,11 @@ class Enforcer:
         if "memory" in changed:
             self._apply_memory(inst)
         percent = inst.limits.cpu_percent
-        if "cpu_percent" in run.by_cgroup:
+        if "cpu_percent" in run.by_cgroup and "cpu_percent" in changed:
+            # (At a start, join_fds has written the quota already.)
             self._write(inst, "cpu_percent", lambda group: group.set_cpu(percent))
-            if "cpu_percent" in run.by_cgroup:
-                return
+        if "cpu_percent" in run.by_cgroup:
+            return
         if run.throttle is not None and percent is None:
             run.throttle.stop()
             run.throttle = None

@@ -205,6 +205,13 @@ def _memory_file(label: str) -> str:
     return "memory.max" if label == "cgroup v2" else "memory.limit_in_bytes"
 
 
+def _cpu_quota(group: Path, label: str) -> int:
+    """The group's CPU quota in µs per 100 ms period."""
+    if label == "cgroup v2":
+        return int((group / "cpu.max").read_text().split()[0])
+    return int((group / "cpu.cfs_quota_us").read_text())
+
+
 def test_memory_cgroup_holds_the_tree_to_its_limit(project: Project, kernel_limits: str) -> None:
     events_file = project.root / "events.jsonl"
     project.write(f"""
@@ -244,9 +251,12 @@ def test_the_whole_tree_lives_in_its_cgroup_and_takes_live_changes(project: Proj
         assert group.parent.name == f"procctl.{status['pid']}"
         assert status["instances"][0]["limits"] == {"memory": kernel_limits, "cpu_percent": kernel_limits}
         assert int((group / _memory_file(kernel_limits)).read_text()) == 200 << 20
-        result = project.run("limits", "web", "--memory", "300MiB", "--json")
+        cpu_group = cgroups.locate(("cpu",), proc=Path(f"/proc/{tree[0]}"))["cpu"].own
+        assert _cpu_quota(cpu_group, kernel_limits) == 50_000
+        result = project.run("limits", "web", "--memory", "300MiB", "--cpu-percent", "20", "--json")
         assert result.returncode == 0, result.stderr
         assert int((group / _memory_file(kernel_limits)).read_text()) == 300 << 20
+        assert _cpu_quota(cpu_group, kernel_limits) == 20_000
         shown = json.loads(result.stdout)["instances"][0]["limits"]
         assert shown["memory"]["value"] == 300 << 20
         assert shown["memory"]["mechanism"].startswith(kernel_limits)

@@ -124,7 +124,11 @@ def to_markdown(result: BenchmarkResult) -> str:
         assert wall is not None
         sd = f" ± {wall.stddev * scale:.{digits}f}" if wall.stddev is not None else ""
         rel = r.relative
-        relative = "1.00" if rel is None or rel.fastest else f"{rel.ratio:.2f}" + (f" ± {rel.stddev:.2f}" if rel.stddev is not None else "")
+        if rel is None:
+            # Alone, a command is its own reference; among others, no ratio was computable.
+            relative = "1.00" if len(done) == 1 else "-"
+        else:
+            relative = "1.00" if rel.fastest else f"{rel.ratio:.2f}" + (f" ± {rel.stddev:.2f}" if rel.stddev is not None else "")
         cells = [
             _md_name(r.command.name),
             f"{wall.mean * scale:.{digits}f}{sd}",

@@ -117,6 +117,15 @@ def _wait_exit(pid: int) -> float:
     return time.perf_counter()
 
 
+def _relative_to_fastest(results: list[CommandResult]) -> list[CommandResult]:
+    """Each result with its speed relative to the fastest; unchanged when the
+    fastest took no measurable time (no ratio to zero means anything)."""
+    relative = stats.relative_speeds([(r.wall.mean, r.wall.stddev) if r.wall else (math.inf, None) for r in results])
+    if relative is None:
+        return results
+    return [dataclasses.replace(r, relative=rel) for r, rel in zip(results, relative)]
+
+
 class _Bench:
     def __init__(self, commands: Sequence[Command], options: Options, on_progress: Callable[[Progress], None] | None, table: ProcessTable | None) -> None:
         self.commands = commands
@@ -155,8 +164,7 @@ class _Bench:
         finally:
             self.sampler.stop()
         if len(results) > 1 and not self.failure:
-            relative = stats.relative_speeds([(r.wall.mean, r.wall.stddev) if r.wall else (math.inf, None) for r in results])
-            results = [dataclasses.replace(r, relative=rel) for r, rel in zip(results, relative)]
+            results = _relative_to_fastest(results)
         return BenchmarkResult(tuple(results), self.options, overhead, started_at, self.failure)
 
     # ------------------------------------------------------------ one run

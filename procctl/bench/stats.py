@@ -15,7 +15,10 @@
   millisecond, MAD is so small that scheduler jitter alone would score high.
 - relative speed of each command to the fastest (lowest mean), with the
   uncertainty propagated from both standard deviations as hyperfine does:
-  r = m / m₀ and σᵣ = r · √((σ/m)² + (σ₀/m₀)²).
+  r = m / m₀ and σᵣ = r · √((σ/m)² + (σ₀/m₀)²). When the fastest mean is
+  zero (a command that took no measurable time once the shell's start-up was
+  subtracted) there is no ratio to give: the comparison is left out, as
+  hyperfine leaves it out, rather than called infinite.
 """
 
 from __future__ import annotations
@@ -140,19 +143,19 @@ class Relative:
     fastest: bool
 
 
-def relative_speeds(series: Sequence[tuple[float, float | None]]) -> list[Relative]:
-    """(mean, stddev) of each series → its speed relative to the fastest."""
+def relative_speeds(series: Sequence[tuple[float, float | None]]) -> list[Relative] | None:
+    """(mean, stddev) of each series → its speed relative to the fastest;
+    None when the fastest mean is zero (or below), where no ratio means anything."""
     if not series:
         return []
     best = min(range(len(series)), key=lambda i: series[i][0])
     best_mean, best_sd = series[best]
+    if best_mean <= 0:
+        return None
     out = []
     for i, (m, sd) in enumerate(series):
         if i == best:
             out.append(Relative(1.0, None, True))
-            continue
-        if best_mean <= 0:
-            out.append(Relative(math.inf, None, False))
             continue
         ratio = m / best_mean
         if sd is None or best_sd is None or m <= 0:

@@ -92,7 +92,9 @@ def _mean_sd(result: CommandResult) -> str:
 
 def relative_text(result: CommandResult) -> str:
     rel = result.relative
-    if rel is None or rel.fastest:
+    if rel is None:
+        return "-"
+    if rel.fastest:
         return "1.00"
     return f"{rel.ratio:.2f}" + (f" ± {rel.stddev:.2f}" if rel.stddev is not None else "")
 
@@ -146,6 +148,13 @@ def warning_lines(result: BenchmarkResult) -> list[str]:
         failed = sum(1 for run in r.runs if run.failed)
         if failed:
             lines.append(f"warning: {name}: {failed} of {len(r.runs)} runs failed (kept by --ignore-failure)")
+    done = [r for r in result.results if r.wall is not None]
+    if len(done) > 1 and not result.failure and all(r.relative is None for r in done):
+        zero = ", ".join(f"{r.command.name!r}" for r in done if r.wall is not None and r.wall.mean <= 0)
+        lines.append(
+            f"warning: no relative speeds: {zero} took no measurable time once the shell's start-up was subtracted "
+            "(too fast to compare this way: try --shell none, or more work per run)"
+        )
     return lines
 
 

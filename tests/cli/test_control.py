@@ -242,10 +242,11 @@ def test_logs_tail_and_follow(project: Project) -> None:
         wait_until(lambda: (project.logs / "talk.log").exists() and "line 3" in (project.logs / "talk.log").read_text())
         tail = project.run("logs", "talk", "-n", "2")
         assert tail.stdout == "line 2\nline 3\n"
-        follower = project.start("logs", "talk", "-f", "-n", "0")
-        time.sleep(0.3)
+        follower = project.start("logs", "talk", "-f", "-n", "1")
+        # Once the tail is out, the follower knows where the file ends: what comes later is new.
+        wait_until(lambda: follower.out_path.read_text() == "line 3\n", what="logs -f to print the tail")  # type: ignore[attr-defined]
         (project.root / "go").touch()
-        wait_until(lambda: "late" in follower.out_path.read_text(), what="logs -f to show the new line")  # type: ignore[attr-defined]
+        wait_until(lambda: follower.out_path.read_text() == "line 3\nlate\n", what="logs -f to show the new line")  # type: ignore[attr-defined]
         follower.send_signal(signal.SIGINT)
         follower.wait(timeout=10)
         assert project.run("logs", "nope").returncode == 2

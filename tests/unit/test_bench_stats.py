@@ -74,3 +74,42 @@ def test_relative_speed_with_propagated_uncertainty() -> None:
     # Without a standard deviation (one run) there is no uncertainty.
     assert stats.relative_speeds([(3.0, None), (1.5, 0.1)])[0] == stats.Relative(2.0, None, False)
     assert stats.relative_speeds([]) == []
+
+
+def test_no_ratio_to_a_command_that_took_no_time() -> None:
+    # A command within the shell's start-up noise measures 0 s once that is
+    # subtracted: a ratio to it is no number, so none is given.
+    assert stats.relative_speeds([(0.05, 0.001), (0.0, 0.0)]) is None
+    assert stats.relative_speeds([(0.0, None)]) is None
+
+
+def _zero_time_benchmark() -> object:
+    from pathlib import Path
+
+    from procctl.bench.result import BenchmarkResult, Command, Options, RunFigures, command_result
+    from procctl.bench.runner import _relative_to_fastest
+
+    def runs(wall: float) -> list[RunFigures]:
+        return [RunFigures(i, 0.0, 0.0, wall, 0.0, 0.0, None, 0, None) for i in (1, 2, 3)]
+
+    results = [
+        command_result(Command(text, ("sh", "-c", text), Path("."), {}, True, text), runs(wall), (0.0, 1.0))
+        for text, wall in (("sleep 0.05", 0.05), ("true", 0.0))
+    ]
+    return BenchmarkResult(tuple(_relative_to_fastest(results)), Options(runs=3), (0.001, 0.0, 0.0), 0.0)
+
+
+def test_a_zero_time_command_is_reported_without_an_infinite_ratio() -> None:
+    """1. 'true' measured 0 s after the shell's start-up was subtracted.
+    2. No comparison line, no 'inf' in the table or the exports; a warning says why."""
+    from procctl.bench import export
+    from procctl.ui.bench import comparison_lines, relative_text, warning_lines
+
+    result = _zero_time_benchmark()
+    assert comparison_lines(result) == []  # type: ignore[arg-type]
+    assert [relative_text(r) for r in result.results] == ["-", "-"]  # type: ignore[attr-defined]
+    (warning,) = warning_lines(result)  # type: ignore[arg-type]
+    assert "no relative speeds: 'true' took no measurable time" in warning
+    for text in (export.to_json(result), export.to_markdown(result)):  # type: ignore[arg-type]
+        assert "inf" not in text.lower().replace("info", "")
+    assert export.to_markdown(result).splitlines()[3].endswith("| - |")  # type: ignore[arg-type]

@@ -1,10 +1,11 @@
 """Statistics of a benchmark's samples. Pure: numbers in, numbers out.
 
-- mean and the *sample* standard deviation (divisor n − 1), as hyperfine and
-  every statistics package report it; None for a single sample.
-- median and p95 by linear interpolation between the closest ranks (the
-  method numpy and R call "linear", type 7): for the q-quantile of n sorted
-  values, h = (n − 1)·q, and the result is x[⌊h⌋] + (h − ⌊h⌋)·(x[⌊h⌋+1] − x[⌊h⌋]).
+- mean, the *sample* standard deviation (divisor n − 1, as hyperfine and
+  every statistics package report it; None for a single sample), the median
+  and p95 come from the standard library's `statistics`. Quantiles are its
+  "inclusive" method: linear interpolation between the closest ranks (what
+  numpy and R call "linear", type 7), so p95 of n sorted values x is
+  x[⌊h⌋] + (h − ⌊h⌋)·(x[⌊h⌋+1] − x[⌊h⌋]) with h = 0.95·(n − 1).
 - outliers by the modified Z-score of Iglewicz and Hoaglin:
   M = 0.6745 · (x − median) / MAD, where MAD is the median absolute deviation;
   a sample with |M| > 3.5 is an outlier. When more than half the samples are
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Sequence
 
 OUTLIER_THRESHOLD = 3.5
@@ -58,32 +60,36 @@ class Summary:
 def mean(values: Sequence[float]) -> float:
     if not values:
         raise ValueError("mean of no values")
-    return math.fsum(values) / len(values)
+    return statistics.fmean(values)
 
 
 def stddev(values: Sequence[float]) -> float | None:
     """Sample standard deviation (divisor n − 1); None for fewer than two values."""
-    if len(values) < 2:
-        return None
-    m = mean(values)
-    return math.sqrt(math.fsum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return statistics.stdev(values) if len(values) >= 2 else None
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0 ≤ q ≤ 1), linear interpolation between closest ranks."""
+    """The q-quantile for a whole percent q (0, 0.01, …, 0.95, 1): the
+    "inclusive" method of `statistics.quantiles`."""
     if not values:
         raise ValueError("percentile of no values")
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"quantile must be within [0, 1], got {q}")
-    ordered = sorted(values)
-    h = (len(ordered) - 1) * q
-    low = math.floor(h)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (h - low) * (ordered[high] - ordered[low])
+    percent = round(q * 100)
+    if not 0 <= percent <= 100 or abs(percent - q * 100) > 1e-9:
+        raise ValueError(f"quantile must be a whole percent within [0, 1], got {q}")
+    if percent == 0:
+        return min(values)
+    if percent == 100 or len(values) == 1:
+        return max(values)
+    # quantiles() weighs two neighbours in floating point, which can land one
+    # ulp outside them (p95 of [x, x] > x): keep it between min and max.
+    cut = statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
+    return min(max(cut, min(values)), max(values))
 
 
 def median(values: Sequence[float]) -> float:
-    return percentile(values, 0.5)
+    if not values:
+        raise ValueError("median of no values")
+    return statistics.median(values)
 
 
 def modified_z_scores(values: Sequence[float]) -> list[float]:

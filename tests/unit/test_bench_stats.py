@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from procctl.bench import stats
 
@@ -27,6 +30,34 @@ def test_median_and_p95_interpolate_between_closest_ranks() -> None:
     assert stats.median([1, 2, 3]) == 2
     with pytest.raises(ValueError):
         stats.percentile([], 0.5)
+    with pytest.raises(ValueError, match="whole percent"):
+        stats.percentile(values, 0.955)
+    assert stats.percentile([7.0], 0.95) == 7.0
+    # statistics.quantiles gives 164.31971212222362 here, past the maximum.
+    assert stats.percentile([164.3197121222236] * 2, 0.95) == 164.3197121222236
+
+
+def test_figures_are_those_of_the_statistics_module() -> None:
+    # Pinned: p95 is quantiles(method="inclusive"), not the default "exclusive"
+    # (which would give 10.45 here, beyond the largest sample).
+    values = [10, 1, 9, 2, 8, 3, 7, 4, 6, 5]
+    assert stats.percentile(values, 0.95) == statistics.quantiles(values, n=20, method="inclusive")[-1] == 9.55
+    assert statistics.quantiles(values, n=20)[-1] == pytest.approx(10.45)
+    assert stats.stddev(values) == statistics.stdev(values)
+    assert stats.median(values) == statistics.median(values) == 5.5
+
+
+_samples = st.lists(st.floats(min_value=1e-6, max_value=1e3, allow_nan=False), min_size=2, max_size=60)
+
+
+@given(_samples)
+def test_summary_agrees_with_statistics_on_any_series(values: list[float]) -> None:
+    summary = stats.summarize(values)
+    assert summary.mean == pytest.approx(statistics.mean(values), rel=1e-12)
+    assert summary.stddev == pytest.approx(statistics.stdev(values), rel=1e-9, abs=1e-12)
+    assert summary.median == statistics.median(values)
+    assert summary.p95 == pytest.approx(statistics.quantiles(values, n=100, method="inclusive")[94], rel=1e-12)
+    assert summary.min <= summary.median <= summary.p95 <= summary.max
 
 
 def test_summary_of_a_series_with_an_outlier() -> None:

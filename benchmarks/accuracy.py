@@ -44,7 +44,7 @@ def benchmark(rounds: int, quick: bool) -> Measurement:
                 theirs, ours = run_theirs(), run_ours()
             else:
                 ours, theirs = run_ours(), run_theirs()
-            m1, s1 = ours["results"][0]["mean_s"] * 1000, ours["results"][0]["stddev_s"] * 1000
+            m1, s1 = ours["results"][0]["mean"] * 1000, ours["results"][0]["stddev"] * 1000
             m2, s2 = theirs["results"][0]["mean"] * 1000, theirs["results"][0]["stddev"] * 1000
             means["procctl benchmark"].append(m1)
             means["hyperfine"].append(m2)

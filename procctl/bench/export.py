@@ -1,10 +1,21 @@
 """A BenchmarkResult as JSON, Markdown or CSV text. Pure: result in, text out.
 
-- JSON: the options, the shell's start-up cost that was subtracted, and per
-  command its statistics and every run's figures.
+JSON and CSV are hyperfine's layouts, so that what reads hyperfine's exports
+(its plotting and statistics scripts, `jq .results[0].mean`, a spreadsheet)
+reads ours; procctl's own figures stand beside hyperfine's fields:
+
+- JSON: `{"results": [...]}`, one object per command with hyperfine's keys —
+  `command`, `mean`, `stddev`, `median`, `user`, `system`, `min`, `max` in
+  seconds, `times` (each run's wall time), `memory_usage_byte` (each run's
+  peak RSS) and `exit_codes` (each run's, 128 + N for signal N) — then
+  procctl's: `p95`, `runs`, `outliers`, `peak_rss_bytes`, `elapsed_s`,
+  `runs_per_s`, `relative`, `relative_stddev`, `name`, `process`, `argv`
+  and `run_figures` (every run's start, end and figures). Beside `results`:
+  the options and the shell's start-up cost that was subtracted.
+- CSV: one row per command, hyperfine's columns
+  `command,mean,stddev,median,user,system,min,max` first, procctl's after.
 - Markdown: one row per command, as hyperfine's table, with median, p95, CPU,
   peak RSS and throughput added.
-- CSV: one row per run of every command (the raw figures, for a spreadsheet).
 """
 
 from __future__ import annotations
@@ -17,18 +28,9 @@ from typing import Any
 from procctl import __version__
 from procctl.bench.result import BenchmarkResult, CommandResult, RunFigures
 
-CSV_FIELDS = (
-    "command",
-    "run",
-    "started_at",
-    "ended_at",
-    "time_wall_s",
-    "time_user_s",
-    "time_system_s",
-    "memory_peak_bytes",
-    "exit_code",
-    "signal",
-)
+HYPERFINE_CSV_FIELDS = ("command", "mean", "stddev", "median", "user", "system", "min", "max")
+"""hyperfine's CSV header, in its order."""
+CSV_FIELDS = (*HYPERFINE_CSV_FIELDS, "p95", "runs", "runs_per_s", "peak_rss_bytes", "relative", "relative_stddev", "outliers")
 
 
 def run_dict(run: RunFigures) -> dict[str, Any]:
@@ -45,32 +47,41 @@ def run_dict(run: RunFigures) -> dict[str, Any]:
     }
 
 
+def _exit_code(run: RunFigures) -> int:
+    """As hyperfine reports it: the exit code, or 128 + N for signal N."""
+    return run.exit_code if run.exit_code is not None else 128 + (run.signal or 0)
+
+
 def command_dict(result: CommandResult) -> dict[str, Any]:
     wall = result.wall
     command = result.command
     relative = result.relative
     return {
+        # hyperfine's fields, in its order.
         "command": command.text,
+        "mean": wall.mean if wall else None,
+        "stddev": wall.stddev if wall else None,
+        "median": wall.median if wall else None,
+        "user": result.user_mean_s,
+        "system": result.system_mean_s,
+        "min": wall.min if wall else None,
+        "max": wall.max if wall else None,
+        "times": [run.time_wall_s for run in result.runs],
+        "memory_usage_byte": [run.memory_peak_bytes for run in result.runs],
+        "exit_codes": [_exit_code(run) for run in result.runs],
+        # procctl's.
+        "p95": wall.p95 if wall else None,
+        "runs": len(result.runs),
+        "outliers": [result.runs[i].index for i in wall.outliers] if wall else [],
+        "peak_rss_bytes": result.memory_peak_bytes,
+        "elapsed_s": result.elapsed_s,
+        "runs_per_s": result.runs_per_s,
+        "relative": relative.ratio if relative else None,
+        "relative_stddev": relative.stddev if relative else None,
         "name": command.name,
         "process": command.process,
         "argv": list(command.argv),
-        "runs": len(result.runs),
-        "mean_s": wall.mean if wall else None,
-        "stddev_s": wall.stddev if wall else None,
-        "min_s": wall.min if wall else None,
-        "median_s": wall.median if wall else None,
-        "p95_s": wall.p95 if wall else None,
-        "max_s": wall.max if wall else None,
-        "user_mean_s": result.user_mean_s,
-        "system_mean_s": result.system_mean_s,
-        "memory_peak_bytes": result.memory_peak_bytes,
-        "elapsed_s": result.elapsed_s,
-        "runs_per_s": result.runs_per_s,
-        "exit_codes": result.exit_codes,
-        "outliers": [result.runs[i].index for i in wall.outliers] if wall else [],
-        "relative": relative.ratio if relative else None,
-        "relative_stddev": relative.stddev if relative else None,
-        "run_list": [run_dict(run) for run in result.runs],
+        "run_figures": [run_dict(run) for run in result.runs],
     }
 
 
@@ -78,6 +89,7 @@ def to_dict(result: BenchmarkResult) -> dict[str, Any]:
     options = result.options
     spawn = result.shell_spawn_s
     return {
+        "results": [command_dict(r) for r in result.results],
         "procctl_version": __version__,
         "started_at": result.started_at,
         "parallel": options.parallel,
@@ -85,7 +97,6 @@ def to_dict(result: BenchmarkResult) -> dict[str, Any]:
         "shell": options.shell or "none",
         "shell_spawn_s": None if spawn is None else {"wall": spawn[0], "user": spawn[1], "system": spawn[2]},
         "failure": result.failure,
-        "results": [command_dict(r) for r in result.results],
     }
 
 
@@ -146,12 +157,21 @@ def to_markdown(result: BenchmarkResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""  # hyperfine leaves a figure it does not have empty
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return value
+
+
 def to_csv(result: BenchmarkResult) -> str:
+    """One row per command: hyperfine's columns, then procctl's (`outliers`
+    holds the outlying runs' numbers, separated by spaces)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
     for r in result.results:
-        for run in r.runs:
-            figures = run_dict(run)
-            writer.writerow([r.command.text, run.index, *("" if figures[f] is None else figures[f] for f in CSV_FIELDS[2:])])
+        figures = command_dict(r)
+        writer.writerow([_csv_cell(figures[field]) for field in CSV_FIELDS])
     return out.getvalue()

@@ -106,7 +106,7 @@ class CommandResult:
     """Speed relative to the fastest command (two commands or more)."""
 
     @property
-    def exit_codes(self) -> dict[str, int]:
+    def exit_code_counts(self) -> dict[str, int]:
         """'0' → how many runs exited 0; a signal shows as 'SIGKILL'."""
         counts: dict[str, int] = {}
         for run in self.runs:

@@ -100,7 +100,7 @@ def relative_text(result: CommandResult) -> str:
 
 
 def _exit_text(result: CommandResult) -> str:
-    return ", ".join(f"{code} ×{count}" for code, count in result.exit_codes.items()) or "-"
+    return ", ".join(f"{code} ×{count}" for code, count in result.exit_code_counts.items()) or "-"
 
 
 def results_table(result: BenchmarkResult) -> Table:

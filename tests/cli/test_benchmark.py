@@ -11,9 +11,9 @@ from conftest import Project
 
 RUN_FIELDS = {"index", "started_at", "ended_at", "time_wall_s", "time_user_s", "time_system_s", "memory_peak_bytes", "exit_code", "signal"}
 COMMAND_FIELDS = {
-    "command", "name", "process", "argv", "runs", "mean_s", "stddev_s", "min_s", "median_s", "p95_s", "max_s",
-    "user_mean_s", "system_mean_s", "memory_peak_bytes", "elapsed_s", "runs_per_s", "exit_codes", "outliers",
-    "relative", "relative_stddev", "run_list",
+    "command", "mean", "stddev", "median", "user", "system", "min", "max", "times", "memory_usage_byte", "exit_codes",
+    "p95", "runs", "outliers", "peak_rss_bytes", "elapsed_s", "runs_per_s", "relative", "relative_stddev",
+    "name", "process", "argv", "run_figures",
 }  # fmt: skip
 
 
@@ -34,7 +34,7 @@ def test_exports_hold_every_field_of_every_run(project: Project) -> None:
     data = json.loads((project.root / "out.json").read_text())
     # `true` can take no measurable time once the shell's start-up is
     # subtracted: then there is no ratio to give, and a warning says so.
-    zero_time = data["results"][1]["mean_s"] == 0
+    zero_time = data["results"][1]["mean"] == 0
     assert "inf" not in result.stdout
     if zero_time:
         assert "times faster" not in result.stdout and "no relative speeds: 'true'" in result.stderr
@@ -46,25 +46,27 @@ def test_exports_hold_every_field_of_every_run(project: Project) -> None:
     assert [r["command"] for r in data["results"]] == ["sleep 0.05", "true"]
     for entry in data["results"]:
         assert set(entry) == COMMAND_FIELDS
-        assert entry["runs"] == 3 and len(entry["run_list"]) == 3
-        assert entry["min_s"] <= entry["median_s"] <= entry["p95_s"] <= entry["max_s"]
-        assert entry["min_s"] <= entry["mean_s"] <= entry["max_s"]
-        assert entry["stddev_s"] is not None and entry["runs_per_s"] > 0
-        assert entry["exit_codes"] == {"0": 3}
-        for run in entry["run_list"]:
+        assert entry["runs"] == 3 and len(entry["run_figures"]) == 3 and len(entry["times"]) == 3
+        assert entry["min"] <= entry["median"] <= entry["p95"] <= entry["max"]
+        assert entry["min"] <= entry["mean"] <= entry["max"]
+        assert entry["stddev"] is not None and entry["runs_per_s"] > 0
+        assert entry["exit_codes"] == [0, 0, 0]
+        assert entry["times"] == [run["time_wall_s"] for run in entry["run_figures"]]
+        assert entry["memory_usage_byte"] == [run["memory_peak_bytes"] for run in entry["run_figures"]]
+        for run in entry["run_figures"]:
             assert set(run) == RUN_FIELDS
             assert run["exit_code"] == 0 and run["signal"] is None
             assert run["ended_at"] >= run["started_at"] and run["time_wall_s"] >= 0
             assert run["time_user_s"] is not None and run["time_system_s"] is not None
     sleep, true = data["results"]
-    assert sleep["mean_s"] >= 0.05
+    assert sleep["mean"] >= 0.05
     if zero_time:
         assert sleep["relative"] is None and true["relative"] is None
     else:
         assert sleep["relative"] > 1 and sleep["relative_stddev"] is not None
         assert true["relative"] == 1.0 and true["relative_stddev"] is None
     # A run of 50 ms outlives a 50 ms sampling interval at least once in three.
-    assert sleep["memory_peak_bytes"] is not None and sleep["memory_peak_bytes"] > 0
+    assert sleep["peak_rss_bytes"] is not None and sleep["peak_rss_bytes"] > 0
 
     markdown = (project.root / "out.md").read_text().splitlines()
     assert markdown[0].startswith("| Command | Mean [") and len(markdown) == 4
@@ -73,9 +75,11 @@ def test_exports_hold_every_field_of_every_run(project: Project) -> None:
 
     with (project.root / "out.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 6 and {row["command"] for row in rows} == {"sleep 0.05", "true"}
-    for row in rows:
-        assert float(row["time_wall_s"]) >= 0 and row["exit_code"] == "0" and row["run"] in ("1", "2", "3")
+    assert [row["command"] for row in rows] == ["sleep 0.05", "true"]
+    for row, entry in zip(rows, data["results"]):
+        for field in ("mean", "stddev", "median", "user", "system", "min", "max", "p95", "runs_per_s"):
+            assert float(row[field]) == entry[field], field
+        assert row["runs"] == "3" and int(row["peak_rss_bytes"] or 0) == (entry["peak_rss_bytes"] or 0)
 
 
 def test_a_failing_command_fails_the_benchmark(project: Project) -> None:
@@ -95,7 +99,7 @@ def test_a_failing_command_fails_the_benchmark(project: Project) -> None:
     kept = project.run("benchmark", "--runs", "3", "--ignore-failure", "--json", "sh -c 'exit 3'")
     _ok(kept)
     entry = json.loads(kept.stdout)["results"][0]
-    assert entry["exit_codes"] == {"3": 3} and entry["runs"] == 3
+    assert entry["exit_codes"] == [3, 3, 3] and entry["runs"] == 3
     assert "3 of 3 runs failed" in kept.stderr
 
 
@@ -107,7 +111,7 @@ def test_four_in_flight_make_two_waves(project: Project) -> None:
     result = project.run("benchmark", "--runs", "8", "-j", "4", "--export-json", "out.json", "sleep 0.2")
     _ok(result)
     entry = json.loads((project.root / "out.json").read_text())["results"][0]
-    runs = sorted(entry["run_list"], key=lambda run: run["started_at"])
+    runs = sorted(entry["run_figures"], key=lambda run: run["started_at"])
     assert len(runs) == 8
     first_wave, second_wave = runs[:4], runs[4:]
     first_end = min(run["ended_at"] for run in first_wave)

@@ -80,10 +80,12 @@ def percentile(values: Sequence[float], q: float) -> float:
         return min(values)
     if percent == 100 or len(values) == 1:
         return max(values)
-    # quantiles() weighs two neighbours in floating point, which can land one
-    # ulp outside them (p95 of [x, x] > x): keep it between min and max.
+    # quantiles() weighs the two closest ranks in floating point, which can
+    # land one ulp outside them (p95 of [x, x] > x): keep it between them.
     cut = statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
-    return min(max(cut, min(values)), max(values))
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * percent / 100
+    return min(max(cut, ordered[math.floor(rank)]), ordered[math.ceil(rank)])
 
 
 def median(values: Sequence[float]) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,13 +16,27 @@ from procctl.errors import UsageError
 @app.command()
 def init(
     file: Annotated[Path, typer.Option("--file", "-f", help="Where to write the manifest.")] = Path("procfile.toml"),
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    example: Annotated[
+        bool, typer.Option("--example", help="Write the demo instead: its manifest and the small Python scripts it runs, beside the manifest.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
-    """Write a starter procfile.toml."""
-    from procctl.config.writer import starter_manifest
+    """Write a starter procfile.toml, or the demo with --example."""
+    from procctl.config.writer import EXAMPLE_MANIFEST, example_files, starter_manifest
 
-    _write_new(file, starter_manifest(), force)
-    typer.echo(f"wrote {file}; run it with: procctl run -f {file}")
+    if not example:
+        _write_new(file, starter_manifest(), force)
+        typer.echo(f"wrote {file}; run it with: procctl run -f {file}")
+        return
+    files = example_files()
+    targets = {name: file if name == EXAMPLE_MANIFEST else file.parent / name for name in files}
+    existing = [str(path) for path in targets.values() if path.exists() or path.is_symlink()]
+    if existing and not force:
+        raise UsageError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; use --force to overwrite")
+    for name, path in targets.items():
+        _write_new(path, files[name].decode("utf-8"), True)
+    scripts = ", ".join(str(path) for name, path in targets.items() if name != EXAMPLE_MANIFEST)
+    typer.echo(f"wrote {file} and {scripts}; run the demo with: procctl run -f {file}")
 
 
 @app.command("import")
@@ -47,11 +63,14 @@ def import_procfile(
 
 
 def _write_new(path: Path, text: str, force: bool) -> None:
-    if path.exists() and not force:
+    if (path.exists() or path.is_symlink()) and not force:
         raise UsageError(f"{path} exists; use --force to overwrite it")
+    # Never through a symlink, --force or not: in a directory others can
+    # write, one could point a manifest at a file of ours.
     try:
-        path.write_text(text)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
+        why = "it is a symlink" if exc.errno == errno.ELOOP else exc.strerror or exc
+        raise UsageError(f"cannot write {path}: {why}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)

@@ -1,8 +1,11 @@
-"""Writing manifests: the starter `procctl init` writes, and the TOML that
-`procctl import` makes from a Procfile and its .env. TOML is written by tomli-w."""
+"""Writing manifests: the starter `procctl init` writes, the demo that
+`procctl init --example` copies out, and the TOML that `procctl import` makes
+from a Procfile and its .env (written by tomli-w)."""
 
 from __future__ import annotations
 
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -12,45 +15,75 @@ from procctl.config.envfile import read_env_file
 from procctl.config.loader import NAME
 from procctl.errors import ManifestError
 
-_STARTER_HEADER = """\
-# procctl manifest: `procctl run` runs it, `procctl check` validates it.
-# Reference: docs/manifest.md. Durations: "500ms", "10s", "2m"; sizes: "256MiB".
-#
-# [settings]  max_parallel: processes running at once (default: CPU count)
-#             stop_timeout: SIGTERM, then SIGKILL after this long
-#             fail_fast: a failure that will not restart stops the rest
-# [process.NAME]  cmd (a string runs through /bin/sh, a list is exec'd),
-#             depends_on, ready (log/tcp/http/exec), restart, replicas, port,
-#             each, timeout, limits...
+REPOSITORY = "https://github.com/procctl/procctl"
+"""Where the docs that written manifests point to live."""
 
-"""
+# Written as text, not through tomli-w: a starter is read by people, and its
+# comments are the point (tomli-w writes no comments, and sub-tables where the
+# docs use one-line inline tables). A test loads it with the manifest loader.
+STARTER = """\
+# procctl manifest: `procctl run` runs it, `procctl check` validates it.
+# Reference: REPOSITORY/blob/main/docs/manifest.md
+# Durations: "500ms", "10s", "2m"; sizes: "256MiB", "1GiB".
+
+[settings]
+max_parallel = 4          # jobs running at once, or "auto" (default: CPU count)
+stop_timeout = "5s"       # SIGTERM to the process group, then SIGKILL
+fail_fast = true          # a failure that will not restart stops the rest
+
+# For every process.
+[env]
+PYTHONUNBUFFERED = "1"
+
+# A service: it keeps running, and others may wait until it is ready.
+[process.server]
+cmd = ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+port = 8000                                          # {port} in cmd, and $PORT
+ready = { http = "http://127.0.0.1:{port}/", timeout = "10s" }   # or log / tcp / exec
+restart = "on-failure"                               # "no" | "on-failure" | "always"
+
+# A job that starts once the server is ready.
+[process.smoke]
+cmd = ["python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/').status)"]
+depends_on = { server = "ready" }                    # "started" | "ready" | "succeeded"
+
+# A pool of jobs, one per item; {item} is shell-quoted.
+[process.jobs]
+cmd = "echo processing {item}; sleep 0.2"
+each = { range = [1, 5] }                            # or a list, or { glob = "images/*.jpg" }
+timeout = "1m"                                       # longest a job may take
+""".replace("REPOSITORY", REPOSITORY)
 
 
 def starter_manifest() -> str:
     """A runnable starter: a service with a readiness probe, a job that waits
     for it, and a small pool of `each` jobs. Needs nothing but sh and Python."""
-    document: dict[str, Any] = {
-        "settings": {"max_parallel": 4, "stop_timeout": "5s", "fail_fast": True},
-        "env": {"PYTHONUNBUFFERED": "1"},
-        "process": {
-            "server": {
-                "cmd": ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
-                "port": 8000,
-                "ready": {"http": "http://127.0.0.1:{port}/", "timeout": "10s"},
-                "restart": "on-failure",
-            },
-            "smoke": {
-                "cmd": "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/').status)\"",
-                "depends_on": {"server": "ready"},
-            },
-            "jobs": {
-                "cmd": "echo processing {item}; sleep 0.2",
-                "each": {"range": [1, 5]},
-                "timeout": "1m",
-            },
-        },
-    }
-    return _STARTER_HEADER + tomli_w.dumps(document)
+    return STARTER
+
+
+EXAMPLE_MANIFEST = "procfile.toml"
+"""The demo's manifest; its scripts are the .py files beside it."""
+
+
+def _examples_dir() -> Traversable:
+    """The demo as installed: `procctl/examples/` inside the wheel. In a
+    source checkout (an editable install) it is the repository's `examples/`,
+    which the wheel build copies in."""
+    packaged = resources.files("procctl").joinpath("examples")
+    if packaged.joinpath(EXAMPLE_MANIFEST).is_file():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "examples"
+    if (checkout / EXAMPLE_MANIFEST).is_file():
+        return checkout
+    raise ManifestError("the example files are not installed with this copy of procctl")
+
+
+def example_files() -> dict[str, bytes]:
+    """The demo manifest and its scripts: file name → contents, the
+    manifest first."""
+    directory = _examples_dir()
+    scripts = sorted(entry.name for entry in directory.iterdir() if entry.name.endswith(".py") and entry.is_file())
+    return {name: directory.joinpath(name).read_bytes() for name in (EXAMPLE_MANIFEST, *scripts)}
 
 
 def manifest_from_procfile(procfile: Path, env_file: Path | None) -> str:

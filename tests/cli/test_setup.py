@@ -54,14 +54,6 @@ def test_check_prints_the_plan(project: Project) -> None:
     assert project.run("check", "-j", "9", "--json").stdout.count('"max_parallel": 9') == 1
 
 
-def test_init_writes_a_runnable_manifest_once(project: Project) -> None:
-    assert project.run("init").returncode == 0
-    assert project.run("check").returncode == 0
-    again = project.run("init")
-    assert again.returncode == 2 and "exists; use --force" in again.stderr
-    assert project.run("init", "--force").returncode == 0
-
-
 def test_import_converts_procfile_and_env(project: Project) -> None:
     (project.root / "Procfile").write_text("web: echo web $PORT $GREETING\n")
     (project.root / ".env").write_text("GREETING=hi\n")

@@ -18,7 +18,7 @@ def frame_times(rows: int, frames: int, *, width: int, height: int) -> list[floa
     from rich.console import Console
 
     from procctl import events
-    from procctl.engine.state import State
+    from procctl.states import State
     from procctl.ui.live import InstanceInfo, LiveModel, Renderer
 
     now = [1_000_000.0]
@@ -27,7 +27,7 @@ def frame_times(rows: int, frames: int, *, width: int, height: int) -> list[floa
     model = LiveModel([InstanceInfo(instance, process) for process, instance in names], max_parallel=rows, clock=lambda: now[0])
     start: list[events.Event] = []
     for number, (process, instance) in enumerate(names):
-        start.append(events.StateChanged(process, instance, state=str(State.RUNNING), reason="", ts=now[0] - 60))
+        start.append(events.StateChanged(process, instance, state=State.RUNNING, reason="", ts=now[0] - 60))
         start.append(events.Started(process, instance, pid=10_000 + number, ts=now[0] - 60))
         start.append(events.Output(process, instance, stream="stdout", data=f"{instance} listening on port {8000 + number}\n".encode()))
     model.fold(start)

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from procctl.states import State
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:
@@ -80,8 +82,9 @@ class Ready(Event):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Exited(Event):
-    status: str
-    """The final state of this run: 'exited', 'failed', 'killed', 'timed out'."""
+    status: State
+    """How this run ended (`outcome.judge`): exited, failed, killed, timed
+    out, limit exceeded, or stopped (on request)."""
     code: int | None
     """Exit code, or None when a signal ended it."""
     signal: int | None
@@ -92,8 +95,7 @@ class Exited(Event):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StateChanged(Event):
-    state: str
-    """One of procctl.engine.state.State's values."""
+    state: State
     reason: str = ""
     kind = "state"
 

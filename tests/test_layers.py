@@ -13,6 +13,7 @@ FORBIDDEN = {
     "engine": ("procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "rich", "typer"),
     "ui": ("procctl.engine.process", "procctl.engine.supervisor", "procctl.cli", "typer", "subprocess"),
     "events.py": ("procctl.engine", "procctl.ui", "rich", "typer"),
+    "states.py": ("procctl.engine", "procctl.ui", "procctl.config", "procctl.events", "rich", "typer"),
     "errors.py": ("procctl.engine", "procctl.ui", "rich", "typer"),
     "units.py": ("procctl.engine", "procctl.ui", "rich", "typer"),
 }

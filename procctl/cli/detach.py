@@ -18,9 +18,10 @@ import typer
 from procctl.cli.app import FileOption, app, parse_duration_option
 from procctl.cli.control import call
 from procctl.errors import NoSupervisor, ProcctlError, UsageError
+from procctl.states import State
 
-_STARTED = {"running", "ready", "paused", "exited", "stopping"}
-_READY = {"ready", "exited"}
+_STARTED = {State.RUNNING, State.READY, State.PAUSED, State.EXITED, State.STOPPING}
+_READY = {State.READY, State.EXITED}
 
 
 def _settled(status: dict[str, Any], wait_ready: bool, has_probe: dict[str, bool]) -> tuple[bool, list[str], list[str]]:
@@ -30,10 +31,10 @@ def _settled(status: dict[str, Any], wait_ready: bool, has_probe: dict[str, bool
     ends — with services, maybe never — so `up` does not wait for it."""
     failed, pending, waiting = [], [], False
     for row in status["instances"]:
-        state = row["state"]
-        if state in ("failed", "killed", "timed out", "limit exceeded", "skipped"):
+        state = State(row["state"])
+        if state.failure or state is State.SKIPPED:
             failed.append(f"{row['name']} ({row['status']})")
-        elif state == "pending":
+        elif state is State.PENDING:
             pending.append(row["name"])
         elif wait_ready and has_probe.get(row["process"], False):
             waiting |= state not in _READY
@@ -41,7 +42,7 @@ def _settled(status: dict[str, Any], wait_ready: bool, has_probe: dict[str, bool
             waiting |= state not in _STARTED
     pool = status.get("pool") or {}
     full = pool.get("running", 0) >= pool.get("size", 1) and pool.get("waiting", 0) > 0
-    starting = any(row["state"] == "starting" for row in status["instances"])
+    starting = any(row["state"] == State.STARTING for row in status["instances"])
     if pending and not (full and not starting):
         waiting = True
     return not waiting, failed, pending if not waiting else []

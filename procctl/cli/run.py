@@ -16,7 +16,7 @@ from procctl.errors import UsageError
 
 if TYPE_CHECKING:
     from procctl.config.plan import Plan
-    from procctl.engine.state import RunResult
+    from procctl.engine.outcome import RunResult
     from procctl.ui.sinks import EventStream
     from procctl.engine.predict import Prediction
     from procctl.engine.store import StateDir

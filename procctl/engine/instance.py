@@ -1,14 +1,16 @@
-"""The supervisor's record of one instance, and how one of its runs ended."""
+"""The supervisor's record of one instance, and the one writer of its state."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from procctl import events
 from procctl.engine.enforcer import Enforcement
-from procctl.engine.state import InstanceResult, State
+from procctl.engine.outcome import Cut, InstanceResult, Totals
+from procctl.states import IllegalTransition, State, may_follow
 
 if TYPE_CHECKING:
     from procctl.config.plan import Job
@@ -19,17 +21,21 @@ if TYPE_CHECKING:
 class Instance:
     """The supervisor's live record of one job."""
 
-    def __init__(self, job: Job, log_path: os.PathLike[str]) -> None:
+    def __init__(self, job: Job, log_path: os.PathLike[str], publish: Callable[[events.Event], None], changed: Callable[[], None]) -> None:
         self.job = job
         self.state = State.PENDING
+        self.log_path = log_path
+        self._publish = publish
+        self._changed = changed
         self.child: Child | None = None
-        self.result = InstanceResult(name=job.name, process=job.process, state=State.PENDING, log_path=log_path)  # type: ignore[arg-type]
+        self.totals = Totals()
         self.started_once = False
         self.ready_once = False
         self.stop_requested = False
         self.stop_reason = ""
-        self.timed_out = False
-        self.probe_failed = False
+        self.cut: Cut | None = None
+        """Why procctl is ending the current run, if it is (the first reason wins)."""
+        self.cut_reason = ""
         self.stop_task: asyncio.Task[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.cancellable = False
@@ -49,8 +55,6 @@ class Instance:
         self.limits = job.spec.limits
         """In force for this instance; `procctl limits` changes it for the live
         tree and for later runs."""
-        self.breach = ""
-        """Set when a limit was exceeded in the current run: what and by how much."""
         self.enforcement = Enforcement()
         """How the current run is held to its memory and CPU limits."""
         self.probe_env: dict[str, str] = {}
@@ -60,31 +64,21 @@ class Instance:
     def name(self) -> str:
         return self.job.name
 
+    def may(self, state: State) -> bool:
+        """Whether `state` may follow the current one."""
+        return may_follow(self.state, state)
 
-def run_verdict(inst: Instance, child: Child, returncode: int) -> tuple[State, str | None]:
-    """The state a run ended in, from its return code and what happened to it
-    (a limit, its timeout, a failed probe); sets the result's reason. The
-    second value names a limit the kernel enforced (`cpu_time`, `fsize`)."""
-    result = inst.result
-    spec = inst.job.spec
-    if inst.breach:
-        result.reason = inst.breach
-        return State.LIMIT_EXCEEDED, None
-    if returncode in (-signal.SIGXCPU, -signal.SIGXFSZ) or (
-        # At its hard RLIMIT_CPU the kernel sends SIGKILL; nothing of ours did.
-        returncode == -signal.SIGKILL and inst.limits.cpu_time is not None and not inst.stop_requested and not child.killed_hard
-    ):
-        which = "fsize" if returncode == -signal.SIGXFSZ else "cpu_time"
-        result.reason = f"{which} limit reached ({signal.Signals(-returncode).name})"
-        return State.LIMIT_EXCEEDED, which
-    if inst.timed_out:
-        result.reason = f"ran longer than its timeout of {spec.timeout_s:g}s"
-        return State.TIMED_OUT, None
-    if inst.probe_failed:
-        return State.FAILED, None
-    if returncode == 0:
-        return State.EXITED, None
-    if returncode > 0:
-        result.reason = ""
-        return State.FAILED, None
-    return State.KILLED, None
+    def transition(self, state: State, reason: str = "") -> None:
+        """The only change of an instance's state: refused unless the table
+        allows it; published as a `state` event."""
+        if not may_follow(self.state, state):
+            raise IllegalTransition(self.name, self.state, state)
+        self.state = state
+        if reason:
+            self.totals.reason = reason
+        self._publish(events.StateChanged(self.job.process, self.name, state=state, reason=reason))
+        self._changed()
+
+    def result(self) -> InstanceResult:
+        """Its totals and its state now, together."""
+        return InstanceResult(**vars(self.totals), name=self.name, process=self.job.process, state=self.state, log_path=self.log_path)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from procctl.engine.signals import SignalCapture
-from procctl.engine.state import RunResult
+from procctl.engine.outcome import RunResult
 from procctl.engine.supervisor import Supervisor
 
 

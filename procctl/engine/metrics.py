@@ -35,7 +35,7 @@ import psutil
 
 from procctl import events
 from procctl.engine.history import History, RunRow, command_text
-from procctl.engine.state import State
+from procctl.states import State
 
 if TYPE_CHECKING:
     from procctl.config.plan import Plan
@@ -417,7 +417,8 @@ class Recorder:
         self._by_pid[child.pid] = inst
 
     def ended(self, inst: Instance, child: Child, state: State, run_s: float) -> None:
-        """A run ended: its final `Sample`, its figures into the result, its history row."""
+        """A run ended (`state`: as `outcome.judge` said): its final `Sample`,
+        its figures into the totals, its history row."""
         meter = self._meters.pop(inst, None)
         if meter is None:
             return
@@ -425,16 +426,13 @@ class Recorder:
         self.sampler.untrack(meter)
         final = meter.close(child.usage)
         self._bus.publish(final)
-        result = inst.result
+        result = inst.totals
         result.cpu_time_s = (result.cpu_time_s or 0.0) + meter.cpu_time_s
         if meter.peak_rss_bytes:
             result.peak_rss_bytes = max(result.peak_rss_bytes or 0, meter.peak_rss_bytes)
         if result.duration_s and result.duration_s >= MEAN_CPU_MIN_S:
             result.mean_cpu_percent = 100.0 * result.cpu_time_s / result.duration_s
         if self.history is not None:
-            if (inst.stop_requested or inst.restart_requested) and not inst.timed_out and state is not State.LIMIT_EXCEEDED:
-                # Cut short on request: its duration says nothing of the job's.
-                state = State.STOPPED
             cmd = inst.job.cmd
             self.history.add(
                 RunRow(

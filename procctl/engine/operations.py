@@ -18,8 +18,9 @@ import psutil
 from procctl import events
 from procctl.config.plan import replica_job
 from procctl.engine import limits
-from procctl.engine.process import ProcessTree
-from procctl.engine.state import State
+from procctl.engine.process import Child, ProcessTree
+from procctl.engine.outcome import Cut
+from procctl.states import State
 from procctl.engine.instance import Instance
 from procctl.engine.supervisor import Supervisor
 from procctl.errors import UsageError
@@ -86,7 +87,7 @@ class Operations:
 
     def _pause(self, inst: Instance, known: ProcessTree) -> bool:
         child = inst.child
-        if child is None or not child.running or inst.paused:
+        if child is None or not child.running or inst.paused or not inst.may(State.PAUSED):
             return False
         loop = asyncio.get_running_loop()
         if inst.timeout_handle is not None:
@@ -105,7 +106,7 @@ class Operations:
             except psutil.Error:
                 pass
         inst.paused = True
-        self.sup._set_state(inst, State.PAUSED)
+        inst.transition(State.PAUSED)
         self.sup.bus.publish(events.Paused(inst.job.process, inst.name))
         return True
 
@@ -120,16 +121,9 @@ class Operations:
         return {"resumed": resumed, "queue_held": self.sup.queue_held}
 
     def _resume(self, inst: Instance, known: ProcessTree) -> bool:
-        child = inst.child
-        if not inst.paused or child is None:
+        if not inst.paused or inst.child is None or inst.state is not State.PAUSED:
             return False
-        for proc in known.descendants(child.pid):
-            try:
-                proc.resume()
-            except psutil.Error:
-                pass
-        child.send_signal(signal.SIGCONT)
-        inst.paused = False
+        child = self._continue(inst, known)
         loop = asyncio.get_running_loop()
         if inst.timeout_left_s is not None and child.running:
             inst.timeout_handle = loop.call_later(inst.timeout_left_s, self.sup._on_job_timeout, inst)
@@ -138,9 +132,22 @@ class Operations:
         if child.running:
             if ready_pending:
                 self.sup.start_probe(inst)
-            self.sup._set_state(inst, State.READY if inst.job.spec.ready and inst.ready_once else State.RUNNING)
+            inst.transition(State.READY if inst.job.spec.ready and inst.ready_once else State.RUNNING)
         self.sup.bus.publish(events.Resumed(inst.job.process, inst.name))
         return True
+
+    def _continue(self, inst: Instance, known: ProcessTree) -> Child:
+        """SIGCONT to the paused tree."""
+        child = inst.child
+        assert child is not None
+        for proc in known.descendants(child.pid):
+            try:
+                proc.resume()
+            except psutil.Error:
+                pass
+        child.send_signal(signal.SIGCONT)
+        inst.paused = False
+        return child
 
     def kill(self, names: list[str], sig: str | int | None = None) -> dict[str, Any]:
         """Stop gracefully and do not restart; or with `sig`, deliver just it."""
@@ -166,9 +173,9 @@ class Operations:
                 self._start(inst)
             elif child is not None and child.running:
                 inst.restart_requested = True
-                self.sup._stop_instance_run(inst, "restart requested")
+                self.sup._cut(inst, Cut.RESTART, "restart requested", "restart requested")
                 if inst.paused:
-                    self._resume(inst, ProcessTree())
+                    self._continue(inst, ProcessTree())
             elif inst.state is State.BACKOFF:
                 inst.wake.set()
             restarted.append(inst.name)
@@ -190,9 +197,8 @@ class Operations:
         inst.stop_requested = False
         inst.stop_reason = ""
         inst.restart_requested = False
-        inst.state = State.PENDING
-        inst.result.state = State.PENDING
-        inst.result.reason = ""
+        inst.totals.reason = ""
+        inst.transition(State.PENDING)
         self.sup.launch(inst)
 
     def scale(self, process: str, replicas: int) -> dict[str, Any]:
@@ -340,17 +346,17 @@ class Operations:
                     "name": inst.name,
                     "process": inst.job.process,
                     "state": str(inst.state),
-                    "status": inst.result.status_text,
+                    "status": inst.result().status_text,
                     "pid": pid,
                     "uptime_s": now - child.started_at if running and child is not None else None,
-                    "restarts": inst.result.restarts,
-                    "exit_code": inst.result.exit_code,
-                    "signal": inst.result.signal,
+                    "restarts": inst.totals.restarts,
+                    "exit_code": inst.totals.exit_code,
+                    "signal": inst.totals.signal,
                     "cpu_time_s": sample.cpu_time_s if sample else None,
                     "cpu_percent": sample.cpu_percent if sample else None,
                     "rss_bytes": sample.rss_bytes if sample else None,
                     "peak_rss_bytes": sample.peak_rss_bytes if sample else None,
-                    "reason": inst.result.reason,
+                    "reason": inst.totals.reason,
                     "limits": self._mechanisms(inst),
                 }
             )

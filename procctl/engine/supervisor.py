@@ -18,15 +18,16 @@ from procctl.config.plan import Job, Plan
 from procctl.engine import limits
 from procctl.engine.enforcer import Enforcer, close_fds
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
-from procctl.engine.instance import Instance, run_verdict
+from procctl.engine.instance import Instance
 from procctl.engine.metrics import Recorder
 from procctl.engine.pool import Pool
 from procctl.engine.predict import Prediction
 from procctl.engine.probes import LogProbe, poll_probe
 from procctl.engine.process import Child, ProcessTree
-from procctl.engine.state import RunResult, State
+from procctl.engine.outcome import Cut, Ending, RunResult, judge
 from procctl.engine.store import StateDir
 from procctl.errors import SpawnError
+from procctl.states import State
 
 MAX_BACKOFF_S = 30.0
 STABLE_RUN_S = 10.0
@@ -52,7 +53,7 @@ class Supervisor:
         self.run_timeout_s = run_timeout_s
         self.predictions: Mapping[str, Prediction] = predictions or {}
         """Predicted duration and peak RSS per instance name, from history."""
-        self.instances = [Instance(job, state_dir.log_path(job.log_name)) for job in plan.jobs]
+        self.instances = [self._instance(job) for job in plan.jobs]
         self._by_process: dict[str, list[Instance]] = {}
         for inst in self.instances:
             self._by_process.setdefault(inst.job.process, []).append(inst)
@@ -115,9 +116,12 @@ class Supervisor:
             self.state_dir.pid_file.unlink(missing_ok=True)
         return self._result(time.monotonic() - began)
 
+    def _instance(self, job: Job) -> Instance:
+        return Instance(job, self.state_dir.log_path(job.log_name), self.bus.publish, self._notify)
+
     def add_instance(self, job: Job) -> Instance:
         """A new instance (scale up) joins the run."""
-        inst = Instance(job, self.state_dir.log_path(job.log_name))
+        inst = self._instance(job)
         self.instances.append(inst)
         self._by_process.setdefault(job.process, []).append(inst)
         return inst
@@ -168,7 +172,7 @@ class Supervisor:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
     def _result(self, duration_s: float) -> RunResult:
-        results = [inst.result for inst in self.instances]
+        results = [inst.result() for inst in self.instances]
         if self._interrupted:
             code = 130
         elif self._exit_override is not None:
@@ -177,7 +181,7 @@ class Supervisor:
             code = 1
         else:
             code = 0
-        first = self._first_failure.result if self._first_failure else None
+        first = results[self.instances.index(self._first_failure)] if self._first_failure else None
         return RunResult(results, code, interrupted=self._interrupted, first_failure=first, duration_s=duration_s)
 
     # ------------------------------------------------------------ requests
@@ -197,7 +201,9 @@ class Supervisor:
         known = ProcessTree()
         for inst in self.instances:
             inst.stop_requested = True
+            inst.stop_reason = inst.stop_reason or "stopped"
             if inst.child is not None and inst.child.running:
+                self._cut(inst, Cut.REQUEST, inst.stop_reason, inst.stop_reason)
                 inst.child.kill(known)
             elif inst.cancellable and inst.task is not None:
                 inst.task.cancel()
@@ -230,11 +236,7 @@ class Supervisor:
             if inst.cancellable and inst.task is not None:
                 inst.task.cancel()
             return
-        if inst.stop_task is None or inst.stop_task.done():
-            self._set_state(inst, State.STOPPING, reason)
-            spec = inst.job.spec
-            timeout = spec.stop_timeout_s if spec.stop_timeout_s is not None else self.plan.manifest.settings.stop_timeout_s
-            inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout, known))
+        self._cut(inst, Cut.REQUEST, reason, inst.stop_reason, known)
 
     async def _stop_child(self, inst: Instance, child: Child, sig: int, timeout_s: float, known: ProcessTree | None = None) -> None:
         self.enforcer.stopping(inst)
@@ -256,21 +258,13 @@ class Supervisor:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _set_state(self, inst: Instance, state: State, reason: str = "") -> None:
-        inst.state = state
-        inst.result.state = state
-        if reason:
-            inst.result.reason = reason
-        self.bus.publish(events.StateChanged(inst.job.process, inst.name, state=str(state), reason=reason))
-        self._notify()
-
     async def _run_instance(self, inst: Instance) -> None:
         try:
             await self._lifecycle(inst)
         except asyncio.CancelledError:
             if not inst.state.final:
                 why = inst.stop_reason or "stopped before it started"
-                self._set_state(inst, State.SKIPPED if not inst.started_once else State.STOPPED, why)
+                inst.transition(State.SKIPPED if not inst.started_once else State.STOPPED, why)
                 if not inst.started_once:
                     self.bus.publish(events.Skipped(inst.job.process, inst.name, why=why))
         finally:
@@ -285,7 +279,7 @@ class Supervisor:
         blocked = await self._wait_for_dependencies(inst)
         inst.cancellable = False
         if blocked:
-            self._set_state(inst, State.SKIPPED, blocked)
+            inst.transition(State.SKIPPED, blocked)
             self.bus.publish(events.Skipped(inst.job.process, inst.name, why=blocked))
             return
         consecutive_failures = 0
@@ -304,7 +298,7 @@ class Supervisor:
             try:
                 if self._stopping or inst.stop_requested:
                     raise asyncio.CancelledError
-                state, run_s = await self._run_once(inst)
+                ending, run_s = await self._run_once(inst)
             finally:
                 inst.pool_ticket = None
                 self._pool.release(ticket)
@@ -312,17 +306,17 @@ class Supervisor:
                 inst.restart_requested = False
                 inst.stop_requested = False
                 inst.stop_reason = ""
-                inst.result.restarts += 1
-                self.bus.publish(events.Restarting(inst.job.process, inst.name, attempt=inst.result.restarts, delay_s=0.0))
+                inst.totals.restarts += 1
+                self.bus.publish(events.Restarting(inst.job.process, inst.name, attempt=inst.totals.restarts, delay_s=0.0))
                 continue
-            if not self._should_restart(inst, state):
-                self._finish(inst, state)
+            if not self._should_restart(inst, ending.state):
+                self._finish(inst, ending)
                 return
             consecutive_failures = 0 if run_s >= STABLE_RUN_S else consecutive_failures + 1
             delay = min(inst.job.spec.backoff_s * 2 ** max(consecutive_failures - 1, 0), MAX_BACKOFF_S)
-            inst.result.restarts += 1
-            self._set_state(inst, State.BACKOFF, f"restart {inst.result.restarts} in {delay:g}s")
-            self.bus.publish(events.Restarting(inst.job.process, inst.name, attempt=inst.result.restarts, delay_s=delay))
+            inst.totals.restarts += 1
+            inst.transition(State.BACKOFF, f"restart {inst.totals.restarts} in {delay:g}s")
+            self.bus.publish(events.Restarting(inst.job.process, inst.name, attempt=inst.totals.restarts, delay_s=delay))
             inst.cancellable = True
             inst.wake.clear()
             try:
@@ -379,7 +373,7 @@ class Supervisor:
         if self._stopping or inst.stop_requested:
             return False
         spec = inst.job.spec
-        if inst.result.restarts >= spec.max_restarts:
+        if inst.totals.restarts >= spec.max_restarts:
             return False
         if state is State.LIMIT_EXCEEDED:
             return spec.on_limit == "restart"
@@ -387,17 +381,14 @@ class Supervisor:
             return True
         return spec.restart == "on-failure" and state.failure
 
-    def _finish(self, inst: Instance, state: State) -> None:
-        if inst.stop_requested and not inst.timed_out:
-            # Whatever the exit looked like, it ended because we asked.
-            state = State.STOPPED
-        reason = inst.result.reason if state.failure else inst.stop_reason if state is State.STOPPED else ""
-        inst.result.reason = reason
-        self._set_state(inst, state, reason)
+    def _finish(self, inst: Instance, ending: Ending) -> None:
+        state = ending.state
+        inst.totals.reason = ending.reason
+        inst.transition(state, ending.reason)
         if state.failure and self._first_failure is None:
             self._first_failure = inst
         if state.failure and self.fail_fast:
-            self.request_stop(f"{inst.name} {inst.result.status_text} (fail_fast)")
+            self.request_stop(f"{inst.name} {inst.result().status_text} (fail_fast)")
 
     async def _wait_for_dependencies(self, inst: Instance) -> str:
         """Wait until every dependency holds. Returns '' or why it never will."""
@@ -430,7 +421,7 @@ class Supervisor:
             if holds:
                 continue
             if dep.state.final:
-                return f"dependency {dep.name} {dep.result.status_text}, not {condition}"
+                return f"dependency {dep.name} {dep.result().status_text}, not {condition}"
             undecided = True
         return None if undecided else ""
 
@@ -447,15 +438,15 @@ class Supervisor:
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
             if not inst.started_once:
                 flags |= os.O_TRUNC
-            inst.log_fd = os.open(inst.result.log_path or os.devnull, flags, 0o644)
+            inst.log_fd = os.open(inst.log_path or os.devnull, flags, 0o644)
         return inst.log_fd
 
-    async def _run_once(self, inst: Instance) -> tuple[State, float]:
-        """Spawn, probe and wait for one run. Returns its final state and length."""
+    async def _run_once(self, inst: Instance) -> tuple[Ending, float]:
+        """Spawn, probe and wait for one run. Returns how it ended and its length."""
         assert self._guardian is not None
         job = inst.job
         loop = asyncio.get_running_loop()
-        self._set_state(inst, State.STARTING)
+        inst.transition(State.STARTING)
         log_probe = LogProbe(job.spec.ready.target) if job.spec.ready and job.spec.ready.kind == "log" else None
         process_name, instance_name, publish = job.process, job.name, self.bus.publish
 
@@ -477,27 +468,25 @@ class Supervisor:
         try:
             pid = await child.start()
         except SpawnError as exc:
-            inst.result.reason = str(exc)
-            inst.result.exit_code = 127
+            inst.totals.exit_code = 127
             self.bus.publish(events.Notice(job.process, inst.name, message=str(exc), level="error"))
-            return State.FAILED, 0.0
+            return Ending(State.FAILED, str(exc)), 0.0
         finally:
             close_fds(join_fds)
         self._guardian.watch(child.pgid)
         inst.child = child
+        inst.cut, inst.cut_reason = None, ""
         self.recorder.started(inst, child)
-        inst.timed_out = inst.probe_failed = False
-        inst.breach = ""
         self.enforcer.apply(inst)
+        inst.totals.pid = pid
+        if inst.totals.started_at is None:
+            inst.totals.started_at = child.started_at
+        inst.started_once = True
+        self.bus.publish(events.Started(job.process, inst.name, pid=pid, attempt=inst.totals.restarts + 1))
+        inst.transition(State.RUNNING)
         if inst.stop_requested or self._stopping:
             # A stop came while the child was being spawned.
             self._stop_instance(inst, inst.stop_reason or "stopped")
-        inst.result.pid = pid
-        if inst.result.started_at is None:
-            inst.result.started_at = child.started_at
-        inst.started_once = True
-        self.bus.publish(events.Started(job.process, inst.name, pid=pid, attempt=inst.result.restarts + 1))
-        self._set_state(inst, State.RUNNING)
         inst.timeout_left_s = None
         if job.spec.timeout_s:
             inst.timeout_handle = loop.call_later(job.spec.timeout_s, self._on_job_timeout, inst)
@@ -523,44 +512,40 @@ class Supervisor:
             await inst.stop_task
             inst.stop_task = None
         run_s = (child.ended_at or time.time()) - child.started_at
-        result = inst.result
-        result.ended_at = child.ended_at
-        result.duration_s = (result.duration_s or 0.0) + run_s
-        result.exit_code = returncode if returncode >= 0 else None
-        result.signal = -returncode if returncode < 0 else None
-        state, limit_hit = run_verdict(inst, child, returncode)
-        if limit_hit:
-            self.bus.publish(events.LimitExceeded(job.process, inst.name, limit=limit_hit, value=0, maximum=0, action=job.spec.on_limit))
-        self.recorder.ended(inst, child, state, run_s)
-        # As _finish will say: a run that ended because we asked was stopped,
-        # whatever signal ended it.
-        shown = State.STOPPED if inst.stop_requested and not inst.timed_out else state
-        self.bus.publish(
-            events.Exited(
-                job.process,
-                inst.name,
-                status=str(shown),
-                code=result.exit_code,
-                signal=result.signal,
-                duration_s=run_s,
-            )
-        )
-        return state, run_s
+        totals = inst.totals
+        totals.ended_at = child.ended_at
+        totals.duration_s = (totals.duration_s or 0.0) + run_s
+        totals.exit_code = returncode if returncode >= 0 else None
+        totals.signal = -returncode if returncode < 0 else None
+        ending = judge(returncode, inst.cut, inst.cut_reason, cpu_time_limited=inst.limits.cpu_time is not None)
+        if ending.kernel_limit:
+            self.bus.publish(events.LimitExceeded(job.process, inst.name, limit=ending.kernel_limit, value=0, maximum=0, action=job.spec.on_limit))
+        self.recorder.ended(inst, child, ending.state, run_s)
+        self.bus.publish(events.Exited(job.process, inst.name, status=ending.state, code=totals.exit_code, signal=totals.signal, duration_s=run_s))
+        return ending, run_s
 
     def _on_job_timeout(self, inst: Instance) -> None:
-        inst.timed_out = True
         self.bus.publish(events.Notice(inst.job.process, inst.name, message=f"timeout of {inst.job.spec.timeout_s:g}s reached", level="warning"))
-        self._stop_instance_run(inst, "timed out")
+        self._cut(inst, Cut.TIMEOUT, "timed out", f"ran longer than its timeout of {inst.job.spec.timeout_s:g}s")
 
-    def _stop_instance_run(self, inst: Instance, reason: str) -> None:
-        """Stop the current run only; the restart policy then decides."""
+    def _cut(self, inst: Instance, cut: Cut, label: str, reason: str, known: ProcessTree | None = None) -> None:
+        """Stop the current run for `cut` (`label` goes with the stopping state,
+        `reason` with the verdict). The first cut of a run decides its verdict;
+        what follows then depends on the restart policy."""
         child = inst.child
-        if child is None or not child.running or (inst.stop_task and not inst.stop_task.done()):
+        if child is None or inst.cut is not None:
             return
-        self._set_state(inst, State.STOPPING, reason)
+        if not child.running:
+            # It ended already: only a limit the kernel enforced (an OOM kill
+            # seen after the exit) can still say why.
+            if cut is Cut.LIMIT:
+                inst.cut, inst.cut_reason = cut, reason
+            return
+        inst.cut, inst.cut_reason = cut, reason
+        inst.transition(State.STOPPING, label)
         spec = inst.job.spec
         timeout = spec.stop_timeout_s if spec.stop_timeout_s is not None else self.plan.manifest.settings.stop_timeout_s
-        inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout))
+        inst.stop_task = asyncio.get_running_loop().create_task(self._stop_child(inst, child, spec.stop_signal, timeout, known))
 
     # ------------------------------------------------------------- limits
 
@@ -575,14 +560,13 @@ class Supervisor:
     def _on_breach(self, inst: Instance, limit: str, value: float, maximum: float, mechanism: str, reason: str) -> None:
         """A limit was exceeded: record it and stop the run; `on_limit` then
         decides between the end and a restart."""
-        if inst.breach:
-            return
-        inst.breach = reason
+        if inst.cut is not None:
+            return  # Its run is being ended already; the first reason stands.
         action = inst.job.spec.on_limit
         self.bus.publish(
             events.LimitExceeded(inst.job.process, inst.name, limit=limit, value=value, maximum=maximum, action=action, mechanism=mechanism)
         )
-        self._stop_instance_run(inst, "limit exceeded")
+        self._cut(inst, Cut.LIMIT, "limit exceeded", reason)
 
     def _on_limit_notice(self, inst: Instance, message: str) -> None:
         self.bus.publish(events.Notice(inst.job.process, inst.name, message=message, level="warning"))
@@ -598,14 +582,14 @@ class Supervisor:
         if inst.child is None or not inst.child.running:
             return
         if passed:
-            inst.ready_once = True
-            self._set_state(inst, State.READY)
-            self.bus.publish(events.Ready(inst.job.process, inst.name, probe=spec.kind))
+            if inst.may(State.READY):
+                inst.ready_once = True
+                inst.transition(State.READY)
+                self.bus.publish(events.Ready(inst.job.process, inst.name, probe=spec.kind))
         else:
-            inst.probe_failed = True
-            inst.result.reason = f"not ready after {spec.timeout_s:g}s ({spec.kind} probe)"
-            self.bus.publish(events.Notice(inst.job.process, inst.name, message=inst.result.reason, level="error"))
-            self._stop_instance_run(inst, "not ready")
+            why = f"not ready after {spec.timeout_s:g}s ({spec.kind} probe)"
+            self.bus.publish(events.Notice(inst.job.process, inst.name, message=why, level="error"))
+            self._cut(inst, Cut.PROBE, "not ready", why)
 
     # ------------------------------------------------------------ queries
 

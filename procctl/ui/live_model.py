@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from procctl import events
-from procctl.engine.state import State, exit_text, status_text
+from procctl.states import State, exit_text, status_text
 from procctl.ui.plain import describe
 
 HISTORY = 12
@@ -139,10 +139,7 @@ class LiveModel:
                 self._sample(event)
             elif isinstance(event, events.StateChanged):
                 row = self._row(event)
-                try:
-                    row.state = State(event.state)
-                except ValueError:
-                    continue
+                row.state = event.state
                 if event.reason:
                     row.reason = event.reason
             elif isinstance(event, events.Started):
@@ -158,7 +155,7 @@ class LiveModel:
                 row.last_duration_s = event.duration_s
                 row.started_ts = None
                 row.cpu_percent = row.rss_bytes = None
-                if event.status != str(State.EXITED):
+                if event.status is not State.EXITED:
                     self._note(event)
             elif isinstance(event, events.Restarting):
                 self._row(event).restarts = event.attempt

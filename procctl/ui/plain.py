@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from typing import BinaryIO
 
 from procctl import events
-from procctl.engine.state import RunResult, signal_name
+from procctl.engine.outcome import RunResult
+from procctl.states import signal_name
 from procctl.units import format_size
 
 # Cycled over process names, as foreman does; red is kept for errors.
@@ -127,7 +128,6 @@ def describe(event: events.Event) -> str | None:
     return None
 
 
-_FAILED_STATUSES = {"failed", "killed", "timed out", "limit exceeded"}
 _SPOOL_BYTES = 1 << 20
 """Output of one run held in memory before it spills to a temporary file."""
 
@@ -164,7 +164,7 @@ class GroupedPrinter:
             self._spool(event.name, event.instance).write(data)
             return
         if isinstance(event, events.Exited):
-            self._flush(event.name, event.instance, describe(event) or event.instance, failed=event.status in _FAILED_STATUSES)
+            self._flush(event.name, event.instance, describe(event) or event.instance, failed=event.status.failure)
             return
         if isinstance(event, events.Skipped):
             self._write(self._header(describe(event) or event.instance, failed=False) + b"\n")

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from procctl import events
-from procctl.engine.state import InstanceResult, RunResult, State, signal_name
+from procctl.engine.outcome import InstanceResult, RunResult
+from procctl.states import State, signal_name
 from procctl.engine.store import tail_of
 from procctl.ui.plain import SafeWriter
 

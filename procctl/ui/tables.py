@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from procctl.engine.state import InstanceResult, RunResult, State, signal_name
+from procctl.engine.outcome import InstanceResult, RunResult
+from procctl.states import State, exit_text, signal_name
 from procctl.units import format_duration, format_size
 
 if TYPE_CHECKING:
@@ -167,16 +168,13 @@ def status_table(status: dict[str, Any]) -> Table:
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in status["instances"]:
         state = State(row["state"])
-        exit_text = "-" if row["exit_code"] is None else str(row["exit_code"])
-        if row["exit_code"] is None and row["signal"]:
-            exit_text = str(128 + row["signal"])
         table.add_row(
             row["name"],
             Text(row["status"] if state.final else row["state"], style=STATE_STYLES.get(state, "")),
             str(row["pid"] or "-"),
             format_duration(row["uptime_s"]),
             str(row["restarts"]),
-            exit_text,
+            exit_text(row["exit_code"], row["signal"]),
             f"{row['cpu_percent']:.0f}%" if row.get("cpu_percent") is not None else "-",
             format_duration(row["cpu_time_s"]) if row["cpu_time_s"] is not None else "-",
             format_size(row["rss_bytes"]),

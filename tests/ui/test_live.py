@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from procctl import events
-from procctl.engine.state import State
+from procctl.states import State
 from procctl.ui.live import InstanceInfo, LiveModel, Renderer
 
 CLOCK = 1_000.0
@@ -26,7 +26,7 @@ def _text(model: LiveModel, width: int = 160, height: int = 40, tail: int | None
 
 def _run(model: LiveModel, instance: str, process: str, pid: int) -> None:
     model.fold([
-        events.StateChanged(process, instance, state=str(State.RUNNING), reason="", ts=CLOCK - 5),
+        events.StateChanged(process, instance, state=State.RUNNING, reason="", ts=CLOCK - 5),
         events.Started(process, instance, pid=pid, ts=CLOCK - 5),
     ])
 
@@ -38,8 +38,8 @@ def test_rows_show_state_pid_metrics_and_last_line() -> None:
         events.Output("web", "web.1", stream="stdout", data=b"listening on 8000\n"),
         events.Sample("web", "web.1", pid=4242, cpu_percent=37.0, cpu_time_s=1.5, rss_bytes=50 << 20, peak_rss_bytes=60 << 20,
                       read_bytes=0, write_bytes=4096, threads=3, children=1),
-        events.StateChanged("web", "web.2", state=str(State.FAILED), reason="exit 3"),
-        events.Exited("web", "web.2", code=3, signal=None, duration_s=1.2, status=str(State.FAILED)),
+        events.StateChanged("web", "web.2", state=State.FAILED, reason="exit 3"),
+        events.Exited("web", "web.2", code=3, signal=None, duration_s=1.2, status=State.FAILED),
     ])
     text = _text(model)
     header = next(line for line in text.splitlines() if "name" in line and "state" in line)
@@ -82,8 +82,8 @@ def test_many_rows_show_the_interesting_first_and_count_the_hidden() -> None:
     for i in range(1, 9):
         _run(model, f"web.{i}", "web", 1000 + i)
     model.fold([
-        events.StateChanged("web", "web.777", state=str(State.FAILED), reason="exit 1"),
-        events.Exited("web", "web.777", code=1, signal=None, duration_s=0.5, status=str(State.FAILED)),
+        events.StateChanged("web", "web.777", state=State.FAILED, reason="exit 1"),
+        events.Exited("web", "web.777", code=1, signal=None, duration_s=0.5, status=State.FAILED),
     ])
     text = _text(model, height=30)
     lines = text.splitlines()
@@ -98,8 +98,8 @@ def test_each_jobs_get_a_progress_bar_and_the_auto_pool_its_size() -> None:
     model = _model(20, max_parallel=4, each=True)
     for i in range(1, 6):
         model.fold([
-            events.StateChanged("job", f"job[{i}]", state=str(State.EXITED), reason=""),
-            events.Exited("job", f"job[{i}]", code=0, signal=None, duration_s=0.1, status=str(State.EXITED)),
+            events.StateChanged("job", f"job[{i}]", state=State.EXITED, reason=""),
+            events.Exited("job", f"job[{i}]", code=0, signal=None, duration_s=0.1, status=State.EXITED),
         ])
     model.fold([events.PoolSample("pool", "pool", pool_size=3, pool_cap=8, auto=True, running=0, queued=15)])
     text = _text(model)

@@ -1,0 +1,120 @@
+"""How runs end: the verdict on one run (`judge`), and what each instance and
+the whole run did (`InstanceResult`, `RunResult`, data the UI renders).
+
+`judge` is the one place that decides how a run ended: the summary, the
+`exited` event and the run history all take its answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import signal
+from pathlib import Path
+
+from procctl.states import State, exit_text, status_text
+
+
+class Cut(enum.Enum):
+    """Why procctl ended a run, when it did. The first cut of a run decides its
+    verdict: a run being stopped for its timeout stays timed out, whatever
+    else is asked of it meanwhile."""
+
+    TIMEOUT = "timeout"
+    PROBE = "probe"
+    """Its readiness probe did not pass in time."""
+    LIMIT = "limit"
+    """A limit the watchdog or a cgroup enforces was exceeded."""
+    REQUEST = "request"
+    """Asked to stop: kill, Ctrl-C, shutdown, fail_fast, scale down."""
+    RESTART = "restart"
+    """Asked to restart: this run stops, the next follows at once."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ending:
+    state: State
+    reason: str = ""
+    """Why it ended so: 'ran longer than its timeout of 5s', 'killed on request'."""
+    kernel_limit: str | None = None
+    """The limit the kernel enforced by ending the run (`cpu_time`, `fsize`)."""
+
+
+def judge(returncode: int, cut: Cut | None, why: str, *, cpu_time_limited: bool) -> Ending:
+    """How a run ended, from its return code (-N: signal N) and the cut, if
+    procctl ended it (`why`: the cut's reason)."""
+    if cut is Cut.REQUEST or cut is Cut.RESTART:
+        # Whatever the exit looked like, it ended because we asked.
+        return Ending(State.STOPPED, why)
+    if cut is Cut.LIMIT:
+        return Ending(State.LIMIT_EXCEEDED, why)
+    if cut is Cut.TIMEOUT:
+        return Ending(State.TIMED_OUT, why)
+    if cut is Cut.PROBE:
+        return Ending(State.FAILED, why)
+    if returncode in (-signal.SIGXCPU, -signal.SIGXFSZ) or (returncode == -signal.SIGKILL and cpu_time_limited):
+        # At its hard RLIMIT_CPU the kernel sends SIGKILL; nothing of ours did (no cut).
+        which = "fsize" if returncode == -signal.SIGXFSZ else "cpu_time"
+        return Ending(State.LIMIT_EXCEEDED, f"{which} limit reached ({signal.Signals(-returncode).name})", which)
+    if returncode == 0:
+        return Ending(State.EXITED)
+    if returncode > 0:
+        return Ending(State.FAILED)
+    return Ending(State.KILLED)
+
+
+@dataclasses.dataclass
+class Totals:
+    """What an instance's runs add up to; the supervisor updates it as they go."""
+
+    exit_code: int | None = None
+    """Exit code of the last run; None if it never ran or a signal ended it."""
+    signal: int | None = None
+    """Signal that ended the last run, if any."""
+    started_at: float | None = None
+    """Epoch seconds of the first start."""
+    ended_at: float | None = None
+    duration_s: float | None = None
+    """Sum of the wall time of every run."""
+    restarts: int = 0
+    pid: int | None = None
+    """Pid of the last run."""
+    reason: str = ""
+    """Why it ended so: 'dependency db failed', 'not ready after 5s'."""
+    peak_rss_bytes: int | None = None
+    """Highest RSS of the whole process tree over every run; None if never measured."""
+    cpu_time_s: float | None = None
+    """User + system CPU seconds of the tree over every run, descendants included."""
+    mean_cpu_percent: float | None = None
+    """cpu_time_s over duration_s (100 = one core busy throughout)."""
+
+
+@dataclasses.dataclass(kw_only=True)
+class InstanceResult(Totals):
+    """What one instance did over the whole run: its totals and the state it
+    is in, taken together at one moment."""
+
+    name: str
+    """Instance name (`web.2`)."""
+    process: str
+    state: State
+    log_path: Path | None = None
+
+    @property
+    def status_text(self) -> str:
+        return status_text(self.state, self.exit_code, self.signal)
+
+    @property
+    def exit_text(self) -> str:
+        return exit_text(self.exit_code, self.signal)
+
+
+@dataclasses.dataclass
+class RunResult:
+    instances: list[InstanceResult]
+    exit_code: int
+    """0 all ended well or were stopped on request; 1 a process failed; 130
+    interrupted; 124 the run's --timeout ran out."""
+    interrupted: bool = False
+    first_failure: InstanceResult | None = None
+    duration_s: float = 0.0

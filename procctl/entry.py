@@ -10,6 +10,11 @@ The fast path takes only the exact forms it knows — `status --json` with an
 optional `-f FILE`, `--file FILE` or `--file=FILE` — so that help, errors and
 anything new stay the app's. Its replies and errors are the same bytes the
 app would print.
+
+procctl is Linux-only: it reads /proc, waits on pidfds, checks control
+clients with SO_PEERCRED and limits trees with cgroups. Elsewhere (macOS,
+where many Procfile users work, or a BSD) every command line is refused here
+with one line saying so, before anything else is imported.
 """
 
 from __future__ import annotations
@@ -55,8 +60,18 @@ def _status_json(file: str | None) -> None:
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
 
 
+def _not_linux() -> str | None:
+    """Why procctl cannot run on this system, or None on Linux."""
+    if sys.platform.startswith("linux"):
+        return None
+    return f"this system is {sys.platform}, not Linux: procctl needs /proc, pidfd, SO_PEERCRED and cgroups, which only Linux has"
+
+
 def main() -> NoReturn:
     """Run the command line; a ProcctlError becomes one line and its exit code."""
+    refusal = _not_linux()
+    if refusal:
+        _fail(refusal, 2)
     from procctl.errors import ProcctlError
 
     try:

@@ -1,5 +1,7 @@
-"""The layers point one way: cli → {control, ui, bench} → engine → config.
-The engine never imports rich or typer; the UI never imports the process code."""
+"""The layers point one way: cli → {control, ui, bench} → engine → config,
+and cli → export → config (the exporters read the manifest and its plan, and
+run nothing). The engine never imports rich or typer; the UI never imports the
+process code."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "procctl"
 FORBIDDEN = {
     "config": ("procctl.engine", "procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "rich", "typer"),
     "engine": ("procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "rich", "typer"),
+    "export": ("procctl.engine", "procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "rich", "typer", "subprocess"),
     "ui": ("procctl.engine.process", "procctl.engine.supervisor", "procctl.cli", "typer", "subprocess"),
     "events.py": ("procctl.engine", "procctl.ui", "rich", "typer"),
     "states.py": ("procctl.engine", "procctl.ui", "procctl.config", "procctl.events", "rich", "typer"),

@@ -334,12 +334,13 @@ class _Reader:
             if not cwd.is_dir():
                 raise self.error(f"no such directory: {cwd}", *path, "cwd")
         env: dict[str, str] = {}
+        kwargs: dict[str, Any] = {}
         if "env_file" in table:
             env.update(self.env_file(table["env_file"], *path, "env_file"))
+            kwargs["env_file"] = self.root / table["env_file"]
         if "env" in table:
             env.update(self.env_table(table["env"], *path, "env"))
         depends = self.depends_on(table.get("depends_on", []), name, names)
-        kwargs: dict[str, Any] = {}
         if "ready" in table:
             kwargs["ready"] = self.ready(table["ready"], name)
         if "restart" in table:

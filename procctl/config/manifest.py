@@ -99,6 +99,8 @@ class ProcessSpec:
     nice: int | None = None
     line: int = 0
     """Line of the manifest where this process is defined."""
+    env_file: Path | None = None
+    """The process's own env_file, absolute (its values are already in `env`)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,29 +25,32 @@ def _errors(schema: etree.XMLSchema, document: bytes) -> list[str]:
     return [error.message for error in schema.error_log]
 
 
-def test_a_real_report_is_valid_and_passing_cases_keep_their_output(project: Project, junit_schema: etree.XMLSchema) -> None:
-    """1. A run with passing `each` jobs, a chatty passing job (150 lines), one
-       that writes a single 100 KiB line, a failure, a SIGKILL and a skipped job.
+def test_a_real_report_is_valid_counts_and_keeps_output(project: Project, junit_schema: etree.XMLSchema) -> None:
+    """1. A run with passing `each` jobs, a passing job writing 150 lines, one
+       writing a single 100 KiB line, a failure after 150 lines and a control
+       character, a SIGKILL, and a job skipped for the failure.
     2. The report validates against junit-10.xsd; <testsuites> has no `skipped`.
-    3. Each passing case has <system-out> with the last 100 lines of its log,
-       never more than 64 KiB; failures keep the log tail in <failure>."""
+    3. The counts are right; every case has a time and a classname.
+    4. A failure carries its exit status or signal and the last 100 lines of
+       its log, the control character replaced; a passing case has the last
+       100 lines of its log in <system-out>, never more than 64 KiB."""
     project.write("""
         [settings]
         fail_fast = false
         [process.pass]
         cmd = "echo ok {item}"
         each = ["a", "b"]
-        [process.chatty]
+        [process.talker]
         cmd = "for i in $(seq 1 150); do echo line $i; done"
         [process.wide]
         cmd = "head -c 102400 /dev/zero | tr '\\\\0' x; echo"
-        [process.broken]
-        cmd = "echo about to fail; exit 2"
+        [process.chatty]
+        cmd = "for i in $(seq 1 150); do echo line $i; done; printf 'ctl \\\\001\\\\n'; exit 2"
         [process.crash]
         cmd = "kill -KILL $$"
         [process.later]
         cmd = "echo never"
-        depends_on = { broken = "succeeded" }
+        depends_on = { chatty = "succeeded" }
     """)
     report = project.root / "junit.xml"
     result = project.run("run", "--junit", str(report))
@@ -59,17 +62,29 @@ def test_a_real_report_is_valid_and_passing_cases_keep_their_output(project: Pro
     assert root.tag == "testsuites" and root.get("skipped") is None
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("7", "2", "0")
     (suite,) = root.findall("testsuite")
-    assert suite.get("skipped") == "1"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("7", "2", "0", "1")
     cases = {case.get("name"): case for case in suite.findall("testcase")}
-    assert cases["pass[1]"].findtext("system-out") == "ok a\n"
+    assert set(cases) == {"pass[1]", "pass[2]", "talker", "wide", "chatty", "crash", "later"}
+    for case in cases.values():
+        float(case.get("time") or "x")
+        assert case.get("classname")
+    assert cases["pass[1]"].get("classname") == "pass"
+
+    assert cases["pass[1]"].findtext("system-out") == "ok a\n" and cases["pass[1]"].find("failure") is None
     assert cases["pass[2]"].findtext("system-out") == "ok b\n"
-    chatty = cases["chatty"].findtext("system-out") or ""
-    assert chatty.startswith("line 51\n") and chatty.endswith("line 150\n") and chatty.count("\n") == 100
+    talker = cases["talker"].findtext("system-out") or ""
+    assert talker.startswith("line 51\n") and talker.endswith("line 150\n") and talker.count("\n") == 100
     wide = cases["wide"].findtext("system-out") or ""
     assert len(wide.encode()) == 64 << 10 and set(wide.rstrip("\n")) == {"x"}
-    failure = cases["broken"].find("failure")
-    assert failure is not None and "about to fail" in (failure.text or "") and cases["broken"].find("system-out") is None
-    assert cases["crash"].find("failure") is not None
+
+    failure = cases["chatty"].find("failure")
+    assert failure is not None and "exit code 2" in (failure.get("message") or "")
+    assert cases["chatty"].find("system-out") is None
+    text = failure.text or ""
+    assert "line 150" in text and "line 52\n" in text and "line 51\n" not in text  # the last 100 lines
+    assert "ctl \ufffd" in text  # a control character XML cannot hold, replaced
+    crash = cases["crash"].find("failure")
+    assert crash is not None and "SIGKILL" in (crash.get("message") or "")
     assert cases["later"].find("skipped") is not None and cases["later"].find("system-out") is None
 
 

@@ -1,12 +1,12 @@
 """CI-grade reporting of `procctl run`: grouped output, GitHub Actions
-markers, the --events stream against its documented schema, JUnit XML,
---timeout, and picking processes with --only / --except / --no-deps."""
+markers, the --events stream against its documented schema, --timeout, and
+picking processes with --only / --except / --no-deps. JUnit XML is in
+test_junit_schema.py."""
 
 from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -223,44 +223,6 @@ def test_events_to_stdout_moves_the_human_output_to_stderr(project: Project) -> 
     assert "procctl summary" in result.stderr
     bad = project.run("run", "--events", str(project.root / "no" / "such" / "dir.jsonl"))
     assert bad.returncode == 2 and bad.stderr.startswith("procctl: --events ") and "Traceback" not in bad.stderr
-
-
-def test_junit_parses_and_counts_failures(project: Project) -> None:
-    project.write("""
-        [settings]
-        fail_fast = false
-        [process.pass]
-        cmd = "echo ok"
-        each = ["a", "b", "c"]
-        [process.chatty]
-        cmd = "for i in $(seq 1 150); do echo line $i; done; printf 'ctl \\\\001\\\\n'; exit 2"
-        [process.crash]
-        cmd = "kill -KILL $$"
-        [process.later]
-        cmd = "echo never"
-        depends_on = { chatty = "succeeded" }
-    """)
-    report = project.root / "junit.xml"
-    result = project.run("run", "--junit", str(report))
-    assert result.returncode == 1
-    root = ET.parse(report).getroot()
-    assert root.tag == "testsuites"
-    (suite,) = root.findall("testsuite")
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("6", "2", "0", "1")
-    cases = {case.get("name"): case for case in suite.findall("testcase")}
-    assert set(cases) == {"pass[1]", "pass[2]", "pass[3]", "chatty", "crash", "later"}
-    for case in cases.values():
-        float(case.get("time") or "x")
-        assert case.get("classname")
-    assert cases["pass[1]"].find("failure") is None and cases["pass[1]"].get("classname") == "pass"
-    failure = cases["chatty"].find("failure")
-    assert failure is not None and "exit code 2" in (failure.get("message") or "")
-    text = failure.text or ""
-    assert "line 150" in text and "line 52\n" in text and "line 51\n" not in text  # the last 100 lines
-    assert "ctl \ufffd" in text  # a control character XML cannot hold, replaced
-    crash = cases["crash"].find("failure")
-    assert crash is not None and "SIGKILL" in (crash.get("message") or "")
-    assert cases["later"].find("skipped") is not None
 
 
 def test_timeout_exits_124_and_leaves_no_process(project: Project) -> None:

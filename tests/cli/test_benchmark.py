@@ -59,7 +59,9 @@ def test_exports_hold_every_field_of_every_run(project: Project) -> None:
             assert run["ended_at"] >= run["started_at"] and run["time_wall_s"] >= 0
             assert run["time_user_s"] is not None and run["time_system_s"] is not None
     sleep, true = data["results"]
-    assert sleep["mean"] >= 0.05
+    # Less the mean shell start-up, a run of `sleep 0.05` can come out a hair
+    # under 50 ms when that start-up varies (a loaded machine).
+    assert sleep["mean"] >= 0.045
     if zero_time:
         assert sleep["relative"] is None and true["relative"] is None
     else:

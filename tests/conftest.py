@@ -56,6 +56,14 @@ def marked_pids(marker: str) -> list[int]:
     return [pid for pid in found if alive(pid)]
 
 
+def _default_sigint() -> None:
+    """In a child: SIGINT back to its default. A suite started in the
+    background of a shell without job control inherits it ignored, and
+    Python then installs no KeyboardInterrupt handler: a test's Ctrl-C would
+    go unheard."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Project:
     """A tmp directory with a manifest, and ways to run procctl in it."""
 
@@ -96,6 +104,7 @@ class Project:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_default_sigint,
         )
         self._started.append(proc)
         try:
@@ -118,6 +127,7 @@ class Project:
             stdout=out,
             stderr=err,
             start_new_session=True,
+            preexec_fn=_default_sigint,
         )
         out.close()
         err.close()

@@ -58,3 +58,10 @@ class SpawnError(ProcctlError):
     """A child could not be started (command not found, bad cwd)."""
 
     exit_code = 1
+
+
+class StateDirError(ProcctlError):
+    """`.procctl` (or a file in it, or the socket's directory) cannot be used
+    safely: a symbolic link, not a directory, or someone else's."""
+
+    exit_code = 2

@@ -60,7 +60,7 @@ def up(
     """Start the supervisor; with -d in the background, returning once processes are up."""
     from procctl.config.locate import find_manifest
     from procctl.config.manifest import load_manifest
-    from procctl.engine.store import StateDir
+    from procctl.engine.store import StateDir, tail_of
 
     manifest_path = find_manifest(file)
     manifest = load_manifest(manifest_path)
@@ -78,9 +78,13 @@ def up(
         raise UsageError(f"a supervisor is already running for {manifest_path}")
     except NoSupervisor:
         pass
-    log = state.root / "supervisor.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=manifest_path.parent)
+    log = state.supervisor_log
+    log_fd = state.open("supervisor.log", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT, start_new_session=True, cwd=manifest_path.parent)
+    except BaseException:
+        os.close(log_fd)
+        raise
     has_probe = {name: spec.ready is not None for name, spec in manifest.processes.items()}
     deadline = time.monotonic() + limit
     while True:
@@ -89,7 +93,7 @@ def up(
             typer.echo(f"everything ran and ended well (see {state.logs})")
             return
         if code is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            tail = tail_of(log_fd, 5)[0].decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise ProcctlError(f"the supervisor exited with code {code}: {tail[0]} (see {log})")
         try:
             status = call(manifest_path, "status", timeout_s=5)

@@ -5,6 +5,7 @@ Works with or without a running supervisor: the logs are plain files.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,38 +14,46 @@ from typing import Annotated, Optional
 import typer
 
 from procctl.cli.app import app, load_manifest_option
-from procctl.engine.store import tail_of
+from procctl.engine.store import StateDir, tail_of
 from procctl.errors import UsageError
 
 
-def log_files(file: Path | None, names: list[str]) -> list[tuple[str, Path]]:
-    """(instance name, log path) for the named processes/instances, or all."""
+def log_files(file: Path | None, names: list[str]) -> tuple[StateDir, list[tuple[str, str]]]:
+    """The state directory, and (instance name, log file name) for the named
+    processes/instances, or all, that have a log."""
     from procctl.config.plan import build_plan
-    from procctl.engine.store import StateDir
 
     manifest = load_manifest_option(file)
     plan = build_plan(manifest)
     state = StateDir.beside(manifest.path)
-    chosen: list[tuple[str, Path]] = []
+    present = set(state.log_names())
+    chosen: list[tuple[str, str]] = []
     for name in names or list(plan.order):
         jobs = plan.jobs_of(name) if name in manifest.processes else tuple(j for j in plan.jobs if j.name == name)
         if jobs:
-            chosen.extend((job.name, state.log_path(job.log_name)) for job in jobs)
+            chosen.extend((job.name, job.log_name) for job in jobs)
         elif name in manifest.processes:
             continue
         else:
             # Instances added at run time (scale) are not in the plan.
-            extra = state.logs / f"{name}.log"
-            if not extra.exists():
+            if f"{name}.log" not in present:
                 known = ", ".join(manifest.processes)
                 raise UsageError(f"unknown process or instance {name!r}; known processes: {known}")
-            chosen.append((name, extra))
+            chosen.append((name, f"{name}.log"))
         if name in manifest.processes:
-            planned = {path for _, path in chosen}
-            for path in sorted(state.logs.glob(f"{name}.*.log")):
-                if path not in planned:
-                    chosen.append((path.name[: -len(".log")], path))
-    return [(n, p) for n, p in chosen if p.exists()]
+            planned = {log for _, log in chosen}
+            for log in sorted(present):
+                if log.startswith(f"{name}.") and log.endswith(".log") and log not in planned:
+                    chosen.append((log[: -len(".log")], log))
+    return state, [(n, log) for n, log in chosen if log in present]
+
+
+def _open_log(state: StateDir, log_name: str) -> int | None:
+    """The log opened without following a link (a link is refused); None if gone."""
+    try:
+        return state.open(f"logs/{log_name}", os.O_RDONLY)
+    except FileNotFoundError:
+        return None
 
 
 def _prefixed(name: str, width: int, data: bytes, many: bool) -> bytes:
@@ -63,16 +72,22 @@ def logs(
     file: Annotated[Optional[Path], typer.Option("--file", help="The manifest (default: $PROCCTL_FILE, ./procfile.toml, ./Procfile).", show_default=False)] = None,
 ) -> None:
     """Print the log files of processes; -f follows them live."""
-    files = log_files(file, names or [])
+    state, files = log_files(file, names or [])
     if not files:
         raise UsageError("no log files yet: run the manifest first")
     many = len(files) > 1
     width = max(len(name) for name, _ in files)
     out = sys.stdout.buffer
-    offsets: dict[Path, int] = {}
-    pending: dict[Path, bytes] = {}
-    for name, path in files:
-        data, offsets[path] = tail_of(path, lines)
+    offsets: dict[str, int] = {}
+    pending: dict[str, bytes] = {}
+    for name, log in files:
+        fd = _open_log(state, log)
+        data, offsets[log] = b"", 0
+        if fd is not None:
+            try:
+                data, offsets[log] = tail_of(fd, lines)
+            finally:
+                os.close(fd)
         out.write(_prefixed(name, width, data if data.endswith(b"\n") or not data else data + b"\n", many))
     out.flush()
     if not follow:
@@ -80,23 +95,24 @@ def logs(
     try:
         while True:
             wrote = False
-            for name, path in files:
+            for name, log in files:
+                fd = _open_log(state, log)
+                if fd is None:
+                    continue
                 try:
-                    size = path.stat().st_size
-                except FileNotFoundError:
+                    size = os.fstat(fd).st_size
+                    if size < offsets[log]:
+                        offsets[log] = 0  # truncated: a new run started
+                    data = os.pread(fd, size - offsets[log], offsets[log]) if size > offsets[log] else b""
+                finally:
+                    os.close(fd)
+                if not data:
                     continue
-                if size < offsets[path]:
-                    offsets[path] = 0  # truncated: a new run started
-                if size == offsets[path]:
-                    continue
-                with open(path, "rb") as f:
-                    f.seek(offsets[path])
-                    data = f.read(size - offsets[path])
-                offsets[path] += len(data)
-                data = pending.pop(path, b"") + data
+                offsets[log] += len(data)
+                data = pending.pop(log, b"") + data
                 cut = data.rfind(b"\n") + 1
                 if cut < len(data):
-                    pending[path] = data[cut:]
+                    pending[log] = data[cut:]
                 if cut:
                     out.write(_prefixed(name, width, data[:cut], many))
                     wrote = True

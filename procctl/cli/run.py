@@ -82,13 +82,14 @@ def run(
         with_dependencies=not no_deps,
     )
     plan = build_plan(manifest, **plan_options(parallel, schedule))
+    state_dir = StateDir.beside(manifest.path)
+    state_dir.prepare()
     stream = _open_event_stream(events_to)
     if junit is not None:
         _check_writable("--junit", junit)
     # With the event stream on stdout, people read stderr.
     human = sys.stderr if events_to == "-" else sys.stdout
     bus = Bus()
-    state_dir = StateDir.beside(manifest.path)
     services: list[Callable[[], AbstractAsyncContextManager[object]]] = []
     grouped: plain.GroupedPrinter | None = None
     if stream is not None:
@@ -198,12 +199,13 @@ def load_predictions(plan: Plan, state_dir: StateDir, warn: Callable[[str], None
     warning, not an error."""
     from procctl.engine.history import HistoryError
     from procctl.engine.predict import past_runs, predict
+    from procctl.errors import StateDirError
 
     if not always and plan.schedule != "longest-first" and not plan.auto:
         return {}
     try:
         runs = past_runs(state_dir.database, plan.manifest.path)
-    except HistoryError as exc:
+    except (HistoryError, StateDirError) as exc:
         warn(f"no predictions: {exc}")
         return {}
     return predict(plan.jobs, runs)

@@ -2,19 +2,42 @@
 
 `.procctl/procctl.sock` beside the manifest, unless that path is too long for
 a Unix socket (about 108 bytes on Linux); then a short path derived from the
-manifest's own path under $XDG_RUNTIME_DIR, or /tmp/procctl-UID/, so that
-every invocation for the same manifest finds the same socket.
+manifest's own path under $XDG_RUNTIME_DIR, or $TMPDIR/procctl-UID/ (TMPDIR
+defaults to /tmp), so that every invocation for the same manifest finds the
+same socket.
+
+Its directory is checked as `.procctl` is (engine.store): never a link, ours,
+0700. $XDG_RUNTIME_DIR is used only when it is such a directory already (under
+sudo it may still be the invoking user's); procctl-UID is refused when
+someone else made it first, or made it a link. Binding and connecting go
+through the checked directory's descriptor, so a directory swapped
+afterwards changes nothing.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
-from procctl.engine.store import StateDir
+from procctl.engine.store import StateDir, check_entry, checked_dir, fd_path, make_private
 
 MAX_SOCKET_PATH = 100
 """sun_path is 108 bytes on Linux; stay clearly under it."""
+
+
+def _private_runtime_dir() -> Path | None:
+    """$XDG_RUNTIME_DIR when it is a real directory of ours that nobody else may enter."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if not runtime or not os.path.isabs(runtime):
+        return None
+    try:
+        info = os.stat(runtime, follow_symlinks=False)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        return None
+    return Path(runtime)
 
 
 def socket_path(state_dir: StateDir) -> Path:
@@ -24,19 +47,24 @@ def socket_path(state_dir: StateDir) -> Path:
     import hashlib  # only for the rare long path; the fast path skips it
 
     digest = hashlib.sha256(os.fsencode(state_dir.root.resolve())).hexdigest()[:16]
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path("/tmp") / f"procctl-{os.getuid()}"
-    candidate = base / f"procctl-{digest}.sock"
+    shared = Path(os.environ.get("TMPDIR") or "/tmp") / f"procctl-{os.geteuid()}"
+    candidate = (_private_runtime_dir() or shared) / f"procctl-{digest}.sock"
     if len(os.fsencode(candidate)) > MAX_SOCKET_PATH:
-        candidate = Path("/tmp") / f"procctl-{os.getuid()}" / f"{digest}.sock"
+        candidate = shared / f"{digest}.sock"
+    if len(os.fsencode(candidate)) > MAX_SOCKET_PATH:
+        candidate = Path("/tmp") / f"procctl-{os.geteuid()}" / f"{digest}.sock"
     return candidate
 
 
-def prepare_socket_dir(path: Path) -> None:
-    """Create the socket's directory, private to this user (0700)."""
-    directory = path.parent
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = directory.stat()
-    if info.st_uid != os.getuid():
-        raise PermissionError(f"{directory} belongs to another user")
-    os.chmod(directory, 0o700)
+def socket_location(path: Path, *, create: bool) -> tuple[int, str] | None:
+    """(checked descriptor of the socket's directory, the path to bind or
+    connect to through it); None when the directory does not exist and not
+    `create`. A link or someone else's file at the socket's name is refused.
+    Raises StateDirError."""
+    fd = checked_dir(path.parent.absolute(), create=create, shown=path.parent)
+    if fd is None:
+        return None
+    if create:
+        make_private(fd, path.parent)
+    check_entry(fd, path.name, shown=path, kind=stat.S_IFSOCK)
+    return fd, fd_path(fd, path.name)

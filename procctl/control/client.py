@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from procctl.control.address import socket_location
 from procctl.control.protocol import MAX_REQUEST_BYTES, ProtocolError, Reply, Request, decode_reply
 from procctl.errors import NoSupervisor, ProcctlError
 
@@ -24,10 +25,13 @@ class ControlError(ProcctlError):
 
 
 def _connect(path: Path, manifest: Path, timeout_s: float) -> socket.socket:
+    location = socket_location(path, create=False)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
     try:
-        sock.connect(str(path))
+        if location is None:
+            raise FileNotFoundError(path)
+        sock.connect(location[1])
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
         raise NoSupervisor(

@@ -11,14 +11,16 @@ import asyncio
 import contextlib
 import os
 import socket
+import stat
 import struct
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from procctl.control.address import prepare_socket_dir
+from procctl.control.address import socket_location
 from procctl.control.protocol import MAX_REQUEST_BYTES, ProtocolError, Reply, Request, decode_request
 from procctl.engine.operations import Operations
+from procctl.engine.store import check_entry
 from procctl.errors import ProcctlError
 
 _PEERCRED = struct.Struct("3i")
@@ -29,11 +31,11 @@ class AlreadyRunning(ProcctlError):
     exit_code = 2
 
 
-def _socket_answers(path: Path) -> bool:
+def _socket_answers(path: str) -> bool:
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:
-        probe.connect(str(path))
+        probe.connect(path)
         return True
     except OSError:
         return False
@@ -52,6 +54,8 @@ class ControlServer:
         self.path = path
         self.manifest = manifest
         self._server: asyncio.AbstractServer | None = None
+        self._dir_fd: int | None = None
+        """The checked directory the socket is in (engine.store)."""
         self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda args: {"pong": True, "pid": os.getpid()},
             "status": lambda args: operations.status(),
@@ -72,14 +76,16 @@ class ControlServer:
         return self.ops.scale(args["process"], args["replicas"])
 
     async def start(self) -> None:
-        prepare_socket_dir(self.path)
-        if self.path.exists() or self.path.is_symlink():
-            if _socket_answers(self.path):
+        location = socket_location(self.path, create=True)
+        assert location is not None
+        self._dir_fd, where = location
+        if check_entry(self._dir_fd, self.path.name, shown=self.path, kind=stat.S_IFSOCK):
+            if _socket_answers(where):
                 raise AlreadyRunning(f"a supervisor is already running for {self.manifest} (socket {self.path})")
             # A socket left by a supervisor that died: replace it.
-            self.path.unlink()
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES + 1)
-        os.chmod(self.path, 0o600)
+            os.unlink(self.path.name, dir_fd=self._dir_fd)
+        self._server = await asyncio.start_unix_server(self._serve, path=where, limit=MAX_REQUEST_BYTES + 1)
+        os.chmod(where, 0o600)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -89,8 +95,9 @@ class ControlServer:
             except TimeoutError:
                 pass
             self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self._dir_fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path.name, dir_fd=self._dir_fd)
 
     def handle(self, request: Request) -> Reply:
         try:

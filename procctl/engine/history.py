@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from procctl.engine.store import StateDir
 from procctl.errors import ProcctlError
 
 SCHEMA_VERSION = 1
@@ -117,10 +118,20 @@ class RunRow:
         return dataclasses.asdict(self)
 
 
-def _connect(path: Path, timeout_s: float, *, readonly: bool = False) -> sqlite3.Connection:
+def _connect(path: Path, timeout_s: float, *, readonly: bool = False) -> sqlite3.Connection | None:
+    """A connection to the database at `path` (in a `.procctl/`), reached
+    through the checked state directory, never through a link; None when
+    reading and there is none. Raises StateDirError or sqlite3 errors."""
+    location = StateDir(path.parent).reach(path.name, create=not readonly, companions=_COMPANIONS)
+    if location is None:
+        return None
     if readonly:
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None)
-    return sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+        return sqlite3.connect(f"file:{location}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None)
+    return sqlite3.connect(location, timeout=timeout_s, isolation_level=None)
+
+
+_COMPANIONS = ("state.db-journal", "state.db-wal", "state.db-shm")
+"""The files sqlite keeps beside the database."""
 
 
 def _prepare(conn: sqlite3.Connection) -> None:
@@ -185,8 +196,8 @@ class History:
         if self._conn is not None:
             return True
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path, timeout_s)
+            assert conn is not None
             try:
                 _prepare(conn)
             except BaseException:
@@ -198,7 +209,7 @@ class History:
             else:
                 self._fail(exc)
             return False
-        except (OSError, HistoryError) as exc:
+        except (OSError, ProcctlError) as exc:
             self._fail(exc)
             return False
         self._conn = conn
@@ -263,12 +274,12 @@ def _row(values: sqlite3.Row) -> RunRow:
 
 
 def _query(db_path: Path, where: str, args: list[object], limit: int | None) -> list[RunRow]:
-    if not os.path.exists(db_path):
-        return []
     try:
         conn = _connect(db_path, CLOSE_TIMEOUT_S, readonly=True)
     except sqlite3.Error as exc:
         raise HistoryError(f"{db_path}: {exc}") from None
+    if conn is None:
+        return []
     try:
         conn.row_factory = sqlite3.Row
         version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -1,10 +1,193 @@
-"""Where a manifest's state lives: `.procctl/` beside the manifest."""
+"""Where a manifest's state lives — `.procctl/` beside the manifest — and the
+one place that opens anything in it.
+
+procctl often runs as root in a directory others can write. So nothing under
+`.procctl/` is ever reached through a symbolic link, and nothing there is
+written when someone else owns it:
+
+- A private directory (`.procctl`, `logs/` in it, the socket's fallback
+  directory) is opened with O_NOFOLLOW | O_DIRECTORY and checked with fstat:
+  a link, a file, or a directory of another user is refused (StateDirError,
+  exit 2); one of ours is made 0700, so that from then on nobody else can add
+  anything to it.
+- A file in it is opened relative to that directory's descriptor (openat),
+  with O_NOFOLLOW, and must be a regular file; one written must also be ours
+  with a single link. O_TRUNC is applied only after those checks.
+- What only takes a path (sqlite's database, a Unix socket) is reached as
+  /proc/self/fd/N/NAME, N being the checked directory: a `.procctl` renamed
+  and replaced afterwards by someone else changes nothing.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import os
+import stat
 from pathlib import Path
+
+from procctl.errors import StateDirError
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+
+GITIGNORE = "# Created by procctl: its run state is not for version control.\n*\n"
+"""`.procctl/.gitignore`, as pytest, ruff and mypy mark their caches."""
+
+_checked: dict[tuple[int | None, str], tuple[int, int, int]] = {}
+"""(parent's checked fd or None, path) → (fd, st_dev, st_ino) of the private
+directory checked there. Kept open for the life of the process: the /proc/self/fd
+paths handed out refer to them."""
+
+
+def _refusal(path: str | Path, dir_fd: int | None, shown: Path | str, exc: OSError | None, *, directory: bool) -> StateDirError:
+    try:
+        info: os.stat_result | None = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        info = None
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        return StateDirError(f"{shown} is a symbolic link: procctl never follows one in its state directory (remove it)")
+    if info is not None and directory and not stat.S_ISDIR(info.st_mode):
+        return StateDirError(f"{shown} is not a directory: procctl keeps its state in a directory of that name (move it away)")
+    if info is not None and not directory and not stat.S_ISREG(info.st_mode):
+        return StateDirError(f"{shown} is not a regular file: procctl refuses to use it (remove it)")
+    what = (exc.strerror or str(exc)) if exc is not None else "cannot be used"
+    return StateDirError(f"{shown}: {what}")
+
+
+def _foreign(shown: Path | str, uid: int) -> StateDirError:
+    return StateDirError(
+        f"{shown} belongs to another user (uid {uid}): procctl never writes where someone else can (remove it, or run as that user)"
+    )
+
+
+def open_private_dir(path: str | Path, *, create: bool, dir_fd: int | None = None, shown: Path | str | None = None) -> int | None:
+    """The descriptor of a directory of ours, opened without following a link
+    (created 0700 if missing and `create`); None when it does not exist and
+    not `create`. With `dir_fd`, `path` is a name in that directory. Its mode
+    is left alone: see `make_private`. Raises StateDirError."""
+    shown = shown if shown is not None else path
+    if create:
+        try:
+            os.mkdir(path, 0o700, dir_fd=dir_fd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StateDirError(f"cannot create {shown}: {exc.strerror or exc}") from None
+    try:
+        fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        if create:
+            raise StateDirError(f"{shown} vanished while it was being created") from None
+        return None
+    except OSError as exc:
+        raise _refusal(path, dir_fd, shown, exc, directory=True) from None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            raise _foreign(shown, info.st_uid)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def make_private(fd: int, shown: Path | str, *, scan: bool = False) -> None:
+    """Make a checked directory 0700. If others could write to it (or `scan`),
+    first check everything they may have left in it: no link, nothing of
+    theirs, nothing but files, directories and sockets. A refusal leaves the
+    mode as it was, so the next attempt checks again."""
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if mode == 0o700 and not scan:
+        return
+    if mode & 0o022 or scan:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                info = entry.stat(follow_symlinks=False)
+                where = Path(shown) / entry.name
+                if stat.S_ISLNK(info.st_mode):
+                    raise StateDirError(f"{where} is a symbolic link: procctl never follows one in its state directory (remove it)")
+                if info.st_uid != os.geteuid():
+                    raise _foreign(where, info.st_uid)
+                if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode) or stat.S_ISSOCK(info.st_mode)):
+                    raise StateDirError(f"{where} is not a regular file: procctl refuses to use it (remove it)")
+    os.fchmod(fd, 0o700)
+
+
+def checked_dir(path: str | Path, *, create: bool, dir_fd: int | None = None, shown: Path | str | None = None) -> int | None:
+    """`open_private_dir`, once per process for each directory: a later call
+    only checks that the name still leads to the same directory (and checks
+    afresh if not). Never closed: /proc/self/fd paths refer to it."""
+    key = (dir_fd, os.fspath(path))
+    known = _checked.get(key)
+    if known is not None:
+        fd, dev, ino = known
+        try:
+            now: os.stat_result | None = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (dev, ino):
+            return fd
+    fd = open_private_dir(path, create=create, dir_fd=dir_fd, shown=shown)
+    if fd is None:
+        return None
+    info = os.fstat(fd)
+    _checked[key] = (fd, info.st_dev, info.st_ino)
+    return fd
+
+
+def open_in(dir_fd: int, name: str, flags: int, mode: int = 0o600, *, shown: Path | str) -> int:
+    """Open a file in a checked directory without following a link: it must be
+    a regular file, and one opened for writing must be ours with one link.
+    O_TRUNC is applied after the checks. Raises StateDirError, or
+    FileNotFoundError (FileExistsError) as os.open does for O_CREAT (O_EXCL)."""
+    writing = flags & (os.O_WRONLY | os.O_RDWR)
+    try:
+        fd = os.open(name, (flags & ~os.O_TRUNC) | _FILE_FLAGS, mode, dir_fd=dir_fd)
+    except (FileNotFoundError, FileExistsError):
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.ENOTDIR):
+            raise _refusal(name, dir_fd, shown, exc, directory=False) from None
+        raise StateDirError(f"{shown}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _refusal(name, dir_fd, shown, None, directory=False)
+        if writing and info.st_uid != os.geteuid():
+            raise _foreign(shown, info.st_uid)
+        if writing and info.st_nlink != 1:
+            raise StateDirError(f"{shown} has other hard links: procctl refuses to write through them (remove it)")
+        if flags & os.O_TRUNC:
+            os.ftruncate(fd, 0)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_entry(dir_fd: int, name: str, *, shown: Path | str, kind: int = stat.S_IFREG) -> bool:
+    """Whether `name` exists in a checked directory, refusing it when it is a
+    link, not of `kind`, or someone else's. For what can only be reached by a
+    path (the database, a socket)."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if stat.S_IFMT(info.st_mode) != kind:
+        if stat.S_ISLNK(info.st_mode):
+            raise StateDirError(f"{shown} is a symbolic link: procctl never follows one in its state directory (remove it)")
+        raise StateDirError(f"{shown} is not a {'socket' if kind == stat.S_IFSOCK else 'regular file'}: procctl refuses to use it (remove it)")
+    if info.st_uid != os.geteuid():
+        raise _foreign(shown, info.st_uid)
+    return True
+
+
+def fd_path(dir_fd: int, name: str) -> str:
+    """A path to `name` that goes through the checked directory itself."""
+    return f"/proc/self/fd/{dir_fd}/{name}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,29 +215,109 @@ class StateDir:
     def database(self) -> Path:
         return self.root / "state.db"
 
+    @property
+    def supervisor_log(self) -> Path:
+        return self.root / "supervisor.log"
+
     def log_path(self, log_name: str) -> Path:
         return self.logs / log_name
 
+    # ------------------------------------------------------ checked access
+
+    def _dir(self, sub: str | None, *, create: bool) -> int | None:
+        """The checked `.procctl` (or `sub` in it, reached through the
+        checked `.procctl` itself); None when it does not exist and not `create`."""
+        root = checked_dir(self.root.absolute(), create=create, shown=self.root)
+        if root is None or sub is None:
+            return root
+        return checked_dir(sub, create=create, dir_fd=root, shown=self.root / sub)
+
     def prepare(self) -> None:
-        """Create `.procctl/` (mode 0700: it will hold the control socket) and logs/."""
-        self.root.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(self.root, 0o700)
-        self.logs.mkdir(exist_ok=True)
+        """Create (or check) `.procctl/` and its `logs/`, both 0700, and its
+        `.gitignore`. Where others could write, what they left is checked
+        first (`make_private`)."""
+        root = self._dir(None, create=True)
+        assert root is not None
+        loose = stat.S_IMODE(os.fstat(root).st_mode) & 0o022
+        logs = self._dir("logs", create=True)
+        assert logs is not None
+        make_private(logs, self.logs, scan=bool(loose))  # reachable by others until now
+        make_private(root, self.root)
+        try:
+            fd = open_in(root, ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, shown=self.root / ".gitignore")
+        except FileExistsError:
+            return  # the user's own, or ours from before
+        try:
+            os.write(fd, GITIGNORE.encode())
+        finally:
+            os.close(fd)
+
+    def open(self, name: str, flags: int, mode: int = 0o600) -> int:
+        """A descriptor of `name` (`supervisor.log`, `logs/web.log`) opened
+        without following links (see `open_in`). Reading from a `.procctl`
+        that does not exist is FileNotFoundError; writing creates it."""
+        sub, _, leaf = name.rpartition("/")
+        dir_fd = self._dir(sub or None, create=bool(flags & os.O_CREAT))
+        if dir_fd is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", str(self.root / name))
+        return open_in(dir_fd, leaf, flags, mode, shown=self.root / name)
+
+    def open_log(self, log_name: str, *, truncate: bool) -> int:
+        """The log of an instance, for appending (truncated at the first start of a run)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        return self.open(f"logs/{log_name}", flags, 0o644)
+
+    def log_names(self) -> list[str]:
+        """The names in `logs/` (none when there is no state yet)."""
+        fd = self._dir("logs", create=False)
+        return sorted(os.listdir(fd)) if fd is not None else []
+
+    def reach(self, name: str, *, create: bool, companions: tuple[str, ...] = ()) -> str | None:
+        """A path for what only takes a path (sqlite): through the checked
+        directory, after checking `name` and its `companions` (a database's
+        journal files) are no links. None when it does not exist and not `create`."""
+        fd = self._dir(None, create=create)
+        if fd is None:
+            return None
+        exists = [check_entry(fd, entry, shown=self.root / entry) for entry in (name, *companions)]
+        return fd_path(fd, name) if exists[0] or create else None
+
+    def write_pid(self, pid: int) -> None:
+        fd = self.open("supervisor.pid", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, f"{pid}\n".encode())
+        finally:
+            os.close(fd)
+
+    def remove_pid(self) -> None:
+        fd = self._dir(None, create=False)
+        if fd is not None:
+            try:
+                os.unlink("supervisor.pid", dir_fd=fd)
+            except FileNotFoundError:
+                pass
 
 
-def tail_of(path: Path, lines: int, *, max_bytes: int | None = None) -> tuple[bytes, int]:
-    """The last `lines` lines of a file and the offset its end is at. With
-    `max_bytes`, never more than that many bytes (the end of a huge line)."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        end = f.tell()
-        if lines <= 0:
-            return b"", end
-        block, data, pos = 65536, b"", end
-        while pos > 0 and data.count(b"\n") <= lines and (max_bytes is None or len(data) < max_bytes):
-            step = min(block, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-        kept = b"".join(data.splitlines(keepends=True)[-lines:])
-        return (kept[-max_bytes:] if max_bytes is not None else kept), end
+def tail_of(fd: int, lines: int, *, max_bytes: int | None = None) -> tuple[bytes, int]:
+    """The last `lines` lines of an open file and the offset its end is at.
+    With `max_bytes`, never more than that many bytes (the end of a huge line)."""
+    end = os.fstat(fd).st_size
+    if lines <= 0:
+        return b"", end
+    block, data, pos = 65536, b"", end
+    while pos > 0 and data.count(b"\n") <= lines and (max_bytes is None or len(data) < max_bytes):
+        step = min(block, pos)
+        pos -= step
+        data = os.pread(fd, step, pos) + data
+    kept = b"".join(data.splitlines(keepends=True)[-lines:])
+    return (kept[-max_bytes:] if max_bytes is not None else kept), end
+
+
+def read_log_tail(log_path: Path, lines: int, *, max_bytes: int | None = None) -> bytes:
+    """The end of an instance's log, given its path (`…/.procctl/logs/NAME`),
+    read without following links. Raises OSError or StateDirError."""
+    fd = StateDir(log_path.parent.parent).open(f"logs/{log_path.name}", os.O_RDONLY)
+    try:
+        return tail_of(fd, lines, max_bytes=max_bytes)[0]
+    finally:
+        os.close(fd)

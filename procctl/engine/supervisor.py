@@ -26,7 +26,7 @@ from procctl.engine.probes import LogProbe, poll_probe
 from procctl.engine.process import Child, ProcessTree
 from procctl.engine.outcome import Cut, Ending, RunResult, judge
 from procctl.engine.store import StateDir
-from procctl.errors import SpawnError
+from procctl.errors import ProcctlError, SpawnError
 from procctl.states import State
 
 MAX_BACKOFF_S = 30.0
@@ -88,7 +88,7 @@ class Supervisor:
         if not self.instances:
             self._idle.set()
         self.state_dir.prepare()
-        self.state_dir.pid_file.write_text(f"{os.getpid()}\n")
+        self.state_dir.write_pid(os.getpid())
         self._raise_fd_limit()
         self.recorder.start()
         self._guardian = Guardian()
@@ -113,7 +113,7 @@ class Supervisor:
             self._guardian.close()
             self.enforcer.close()
             self.recorder.close()
-            self.state_dir.pid_file.unlink(missing_ok=True)
+            self.state_dir.remove_pid()
         return self._result(time.monotonic() - began)
 
     def _instance(self, job: Job) -> Instance:
@@ -435,10 +435,10 @@ class Supervisor:
     def _open_log(self, inst: Instance) -> int:
         if inst.log_fd < 0:
             # Truncated at the first start of this run, appended across restarts.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-            if not inst.started_once:
-                flags |= os.O_TRUNC
-            inst.log_fd = os.open(inst.log_path or os.devnull, flags, 0o644)
+            try:
+                inst.log_fd = self.state_dir.open_log(inst.job.log_name, truncate=not inst.started_once)
+            except (OSError, ProcctlError) as exc:
+                raise SpawnError(f"cannot open its log: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from None
         return inst.log_fd
 
     async def _run_once(self, inst: Instance) -> tuple[Ending, float]:
@@ -457,15 +457,15 @@ class Supervisor:
 
         env = self._job_env(job)
         join_fds = self.enforcer.join_fds(inst)
-        child = Child(
-            job.cmd,
-            cwd=job.cwd,
-            env=env,
-            log_fd=self._open_log(inst),
-            on_output=on_output,
-            preexec_fn=limits.preexec(inst.limits, job.spec.nice, join_fds),
-        )
         try:
+            child = Child(
+                job.cmd,
+                cwd=job.cwd,
+                env=env,
+                log_fd=self._open_log(inst),
+                on_output=on_output,
+                preexec_fn=limits.preexec(inst.limits, job.spec.nice, join_fds),
+            )
             pid = await child.start()
         except SpawnError as exc:
             inst.totals.exit_code = 127

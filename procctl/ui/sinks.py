@@ -23,7 +23,8 @@ from typing import Any, BinaryIO
 from procctl import events
 from procctl.engine.outcome import InstanceResult, RunResult
 from procctl.states import State, signal_name
-from procctl.engine.store import tail_of
+from procctl.engine.store import read_log_tail
+from procctl.errors import ProcctlError
 from procctl.ui.plain import SafeWriter
 
 JUNIT_LOG_LINES = 100
@@ -156,7 +157,7 @@ def junit_tree(result: RunResult, suite: str) -> ET.ElementTree:
         elif inst.log_path is not None:
             try:
                 output = _log_output(inst.log_path)
-            except OSError:
+            except (OSError, ProcctlError):
                 output = ""  # nothing to show; the case passed all the same
             if output:
                 ET.SubElement(case, "system-out").text = _xml_text(output)
@@ -165,9 +166,9 @@ def junit_tree(result: RunResult, suite: str) -> ET.ElementTree:
 
 
 def _log_output(path: Path) -> str:
-    """The last lines of a log, as they are. Raises OSError."""
-    data, _ = tail_of(path, JUNIT_LOG_LINES, max_bytes=JUNIT_LOG_BYTES)
-    return data.decode("utf-8", "replace")
+    """The last lines of a log, as they are, never read through a link.
+    Raises OSError or StateDirError."""
+    return read_log_tail(path, JUNIT_LOG_LINES, max_bytes=JUNIT_LOG_BYTES).decode("utf-8", "replace")
 
 
 def _log_tail(path: Path | None) -> str:
@@ -177,6 +178,8 @@ def _log_tail(path: Path | None) -> str:
         return f"last {JUNIT_LOG_LINES} lines of {path}:\n" + _log_output(path)
     except OSError as exc:
         return f"(log {path} unreadable: {exc.strerror or exc})"
+    except ProcctlError as exc:
+        return f"(log {path} unreadable: {exc})"
 
 
 def write_junit(result: RunResult, suite: str, target: str) -> None:

@@ -1,0 +1,140 @@
+"""engine.store, in process: every way into `.procctl/` refuses a link, a
+file that is not a regular one, and a second hard link, and leaves what they
+point at as it was (the cross-user cases are in tests/cli/test_state_safety.py)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from procctl.control.address import socket_location
+from procctl.engine.store import StateDir, read_log_tail
+from procctl.errors import StateDirError
+
+DATA = b"keep me\n"
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> StateDir:
+    found = StateDir(tmp_path / "project" / ".procctl")
+    found.root.parent.mkdir()
+    found.prepare()
+    return found
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    path = tmp_path / "target"
+    path.write_bytes(DATA)
+    path.chmod(0o600)
+    return path
+
+
+def _untouched(path: Path) -> None:
+    assert path.read_bytes() == DATA and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_prepare_makes_a_private_dir_with_logs_and_a_gitignore(state: StateDir) -> None:
+    for directory in (state.root, state.logs):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert (state.root / ".gitignore").read_text().splitlines()[-1] == "*"
+    # Again: nothing changes, an edited .gitignore is left alone.
+    (state.root / ".gitignore").write_text("mine\n")
+    state.prepare()
+    assert (state.root / ".gitignore").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("truncate", [False, True])
+def test_a_log_link_is_refused_for_writing_and_reading(state: StateDir, target: Path, truncate: bool) -> None:
+    (state.logs / "web.log").symlink_to(target)
+    with pytest.raises(StateDirError, match="web.log is a symbolic link"):
+        state.open_log("web.log", truncate=truncate)
+    with pytest.raises(StateDirError, match="web.log is a symbolic link"):
+        read_log_tail(state.log_path("web.log"), 10)
+    _untouched(target)
+
+
+def test_a_dangling_link_is_not_created_through(state: StateDir, tmp_path: Path) -> None:
+    (state.root / "supervisor.pid").symlink_to(tmp_path / "created-by-procctl")
+    with pytest.raises(StateDirError, match="symbolic link"):
+        state.write_pid(123)
+    assert not (tmp_path / "created-by-procctl").exists()
+
+
+def test_a_second_hard_link_is_refused_before_truncating(state: StateDir, target: Path) -> None:
+    os.link(target, state.logs / "web.log")
+    with pytest.raises(StateDirError, match="other hard links"):
+        state.open_log("web.log", truncate=True)
+    _untouched(target)
+
+
+def test_a_fifo_is_refused_without_blocking(state: StateDir) -> None:
+    os.mkfifo(state.logs / "web.log")
+    # Without a reader a blocking open would hang; with one it would succeed.
+    with pytest.raises(StateDirError, match="not a regular file"):
+        state.open_log("web.log", truncate=True)
+    reader = os.open(state.logs / "web.log", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with pytest.raises(StateDirError, match="not a regular file"):
+            state.open_log("web.log", truncate=True)
+    finally:
+        os.close(reader)
+
+
+def test_truncation_and_append_of_our_own_log(state: StateDir) -> None:
+    for data, truncate in ((b"first\n", True), (b"second\n", False)):
+        fd = state.open_log("web.log", truncate=truncate)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    assert (state.logs / "web.log").read_bytes() == b"first\nsecond\n"
+    fd = state.open_log("web.log", truncate=True)
+    os.close(fd)
+    assert (state.logs / "web.log").read_bytes() == b""
+    assert stat.S_IMODE((state.logs / "web.log").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("name", ["state.db", "state.db-wal", "state.db-shm", "state.db-journal"])
+def test_the_database_is_reached_only_without_links(state: StateDir, target: Path, name: str) -> None:
+    (state.root / name).symlink_to(target)
+    with pytest.raises(StateDirError, match=f"{name} is a symbolic link"):
+        state.reach("state.db", create=True, companions=("state.db-journal", "state.db-wal", "state.db-shm"))
+    _untouched(target)
+
+
+def test_the_database_path_goes_through_the_checked_directory(state: StateDir, tmp_path: Path) -> None:
+    """1. The database's path is /proc/self/fd/N/state.db, N the checked `.procctl`.
+    2. `.procctl` renamed away and replaced by a link: the path still leads to the checked one."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    location = state.reach("state.db", create=True)
+    assert location is not None and location.startswith("/proc/self/fd/")
+    moved = state.root.with_name("moved")
+    state.root.rename(moved)
+    state.root.symlink_to(elsewhere)
+    Path(location).write_bytes(b"x")
+    assert (moved / "state.db").read_bytes() == b"x" and os.listdir(elsewhere) == []
+    # Asked again by name, the link is refused.
+    with pytest.raises(StateDirError, match=".procctl is a symbolic link"):
+        state.reach("state.db", create=True)
+
+
+def test_reading_without_state_creates_nothing(tmp_path: Path) -> None:
+    state = StateDir(tmp_path / ".procctl")
+    assert state.reach("state.db", create=False) is None
+    assert state.log_names() == []
+    with pytest.raises(FileNotFoundError):
+        state.open("logs/web.log", os.O_RDONLY)
+    assert not state.root.exists()
+
+
+def test_a_link_at_the_socket_name_is_refused(state: StateDir, target: Path) -> None:
+    state.socket.symlink_to(target)
+    for create in (True, False):
+        with pytest.raises(StateDirError, match="procctl.sock is a symbolic link"):
+            socket_location(state.socket, create=create)
+    _untouched(target)

@@ -65,3 +65,9 @@ class StateDirError(ProcctlError):
     safely: a symbolic link, not a directory, or someone else's."""
 
     exit_code = 2
+
+
+class AlreadyRunning(ProcctlError):
+    """A supervisor already runs for this manifest: it holds the lock."""
+
+    exit_code = 2

@@ -17,7 +17,7 @@ import typer
 
 from procctl.cli.app import FileOption, app, parse_duration_option
 from procctl.cli.control import call
-from procctl.errors import NoSupervisor, ProcctlError, UsageError
+from procctl.errors import NoSupervisor, ProcctlError
 from procctl.states import State
 
 _STARTED = {State.RUNNING, State.READY, State.PAUSED, State.EXITED, State.STOPPING}
@@ -60,7 +60,7 @@ def up(
     """Start the supervisor; with -d in the background, returning once processes are up."""
     from procctl.config.locate import find_manifest
     from procctl.config.manifest import load_manifest
-    from procctl.engine.store import StateDir, tail_of
+    from procctl.engine.store import LOCK_FD_VAR, StateDir, tail_of
 
     manifest_path = find_manifest(file)
     manifest = load_manifest(manifest_path)
@@ -73,18 +73,17 @@ def up(
     limit = parse_duration_option("--wait-timeout", wait_timeout) or 60.0
     state = StateDir.beside(manifest_path)
     state.prepare()
-    try:
-        call(manifest_path, "ping", timeout_s=5)
-        raise UsageError(f"a supervisor is already running for {manifest_path}")
-    except NoSupervisor:
-        pass
+    # The lock decides, not the socket: taken here and handed to the
+    # supervisor, so that a second `up -d` is refused before it touches the log.
+    lock = state.lock_supervisor(manifest_path)
     log = state.supervisor_log
     log_fd = state.open("supervisor.log", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT, start_new_session=True, cwd=manifest_path.parent)
-    except BaseException:
-        os.close(log_fd)
-        raise
+    env = dict(os.environ, **{LOCK_FD_VAR: str(lock)})
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=manifest_path.parent, env=env, pass_fds=(lock,),
+    )  # fmt: skip
+    state.record_supervisor(lock, proc.pid)
     has_probe = {name: spec.ready is not None for name, spec in manifest.processes.items()}
     deadline = time.monotonic() + limit
     while True:

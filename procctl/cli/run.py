@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from collections.abc import Callable
@@ -84,6 +85,8 @@ def run(
     plan = build_plan(manifest, **plan_options(parallel, schedule))
     state_dir = StateDir.beside(manifest.path)
     state_dir.prepare()
+    # Held until this process ends: one supervisor per manifest.
+    lock = hold_supervisor_lock(state_dir, manifest.path)
     stream = _open_event_stream(events_to)
     if junit is not None:
         _check_writable("--junit", junit)
@@ -129,6 +132,18 @@ def run(
         _write_junit(result, manifest.path, junit)
     _print_summary(result, json_summary, human)
     raise typer.Exit(result.exit_code)
+
+
+def hold_supervisor_lock(state_dir: StateDir, manifest_path: Path) -> int:
+    """The supervisor's lock: the one `up -d` took for us, else our own."""
+    from procctl.engine.store import LOCK_FD_VAR
+
+    passed = os.environ.pop(LOCK_FD_VAR, None)  # not for the children
+    lock = state_dir.adopt_lock(passed) if passed else None
+    if lock is None:
+        lock = state_dir.lock_supervisor(manifest_path)
+    state_dir.record_supervisor(lock, os.getpid())
+    return lock
 
 
 def _name_list(values: list[str] | None) -> list[str]:

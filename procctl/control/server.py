@@ -21,14 +21,10 @@ from procctl.control.address import socket_location
 from procctl.control.protocol import MAX_REQUEST_BYTES, ProtocolError, Reply, Request, decode_request
 from procctl.engine.operations import Operations
 from procctl.engine.store import check_entry
-from procctl.errors import ProcctlError
+from procctl.errors import AlreadyRunning, ProcctlError
 
 _PEERCRED = struct.Struct("3i")
 """struct ucred: pid, uid, gid."""
-
-
-class AlreadyRunning(ProcctlError):
-    exit_code = 2
 
 
 def _socket_answers(path: str) -> bool:

@@ -25,12 +25,23 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from pathlib import Path
 
-from procctl.errors import StateDirError
+from procctl.errors import AlreadyRunning, StateDirError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+
+LOCK_NAME = "supervisor.lock"
+"""Held (flock, exclusive) by the one supervisor of a manifest for its whole
+life; holds its pid. Never removed: removing a lock file lets a second
+holder lock a second file."""
+LOCK_FD_VAR = "PROCCTL_SUPERVISOR_LOCK_FD"
+"""Set by `up -d` for the supervisor it starts: the descriptor of the lock it
+took for it, passed on open."""
+HOLDER_WAIT_S = 5.0
+"""How long a refused supervisor waits for the holder to write its pid."""
 
 GITIGNORE = "# Created by procctl: its run state is not for version control.\n*\n"
 """`.procctl/.gitignore`, as pytest, ruff and mypy mark their caches."""
@@ -282,6 +293,56 @@ class StateDir:
         exists = [check_entry(fd, entry, shown=self.root / entry) for entry in (name, *companions)]
         return fd_path(fd, name) if exists[0] or create else None
 
+    def lock_supervisor(self, manifest: Path) -> int:
+        """Take the lock of the one supervisor of this manifest and return its
+        descriptor: keep it open for the supervisor's whole life (the kernel
+        drops the lock with the last descriptor). Raises AlreadyRunning with
+        the pid of the supervisor that holds it."""
+        fd = self.open(LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _holder(fd)
+            os.close(fd)
+            held = f"pid {pid}" if pid else f"its pid not yet in {self.root / LOCK_NAME}"
+            raise AlreadyRunning(f"a supervisor is already running for {manifest} ({held}); 'procctl down' stops it") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def adopt_lock(self, value: str) -> int | None:
+        """The lock `up -d` took for this supervisor and passed on as
+        descriptor `value`, if it is that: the same file, locked by us. None
+        when it is not (then take the lock afresh)."""
+        try:
+            fd = int(value)
+            mine = os.fstat(fd)
+        except (ValueError, OSError):
+            return None
+        try:
+            probe = self.open(LOCK_NAME, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            there = os.fstat(probe)
+        finally:
+            os.close(probe)
+        if (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already: a no-op
+        except BlockingIOError:
+            return None
+        os.set_inheritable(fd, False)
+        return fd
+
+    @staticmethod
+    def record_supervisor(lock_fd: int, pid: int) -> None:
+        """Write the pid of the supervisor into the lock it holds."""
+        os.ftruncate(lock_fd, 0)
+        os.pwrite(lock_fd, f"{pid}\n".encode(), 0)
+
     def write_pid(self, pid: int) -> None:
         fd = self.open("supervisor.pid", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -296,6 +357,19 @@ class StateDir:
                 os.unlink("supervisor.pid", dir_fd=fd)
             except FileNotFoundError:
                 pass
+
+
+def _holder(lock_fd: int) -> int | None:
+    """The pid written in a lock someone else holds; it may take the holder
+    a moment to write it (`up -d` writes it once its supervisor is spawned)."""
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    while True:
+        text = os.pread(lock_fd, 32, 0).decode(errors="replace").strip()
+        if text.isdigit():
+            return int(text)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
 
 
 def tail_of(fd: int, lines: int, *, max_bytes: int | None = None) -> tuple[bytes, int]:

@@ -147,6 +147,7 @@ def test_a_procctl_of_another_user_is_refused(intruder: Intruder, shared: Projec
 PLANTED = [
     "supervisor.log",
     "supervisor.pid",
+    "supervisor.lock",
     "state.db",
     "state.db-journal",
     "state.db-wal",

@@ -50,13 +50,11 @@ def _fast_status_file(argv: list[str]) -> tuple[bool, str | None]:
 def _status_json(file: str | None) -> None:
     import json
 
-    from procctl.config.locate import find_manifest
-    from procctl.control.address import socket_path
+    from procctl.control.address import supervisor_of
     from procctl.control.client import request
-    from procctl.engine.store import StateDir
 
-    manifest = find_manifest(file)
-    result = request(socket_path(StateDir.beside(manifest)), manifest, "status", None, timeout_s=30.0)
+    path, manifest = supervisor_of(file)
+    result = request(path, manifest, "status", None, timeout_s=30.0)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
 
 

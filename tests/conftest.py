@@ -87,7 +87,10 @@ class Project:
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
-        env.pop("PROCCTL_FILE", None)
+        # What a supervisor tells its children would send every command of a
+        # suite run inside one to that supervisor.
+        for name in ("PROCCTL_FILE", "PROCCTL_SOCKET", "PROCCTL_MANIFEST", "PROCCTL_PROCESS", "PROCCTL_INSTANCE", "PROCCTL_RUN_ID", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
+            env.pop(name, None)
         env.update({MARKER: self.marker, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
         env.pop("FORCE_COLOR", None)
         if extra:

@@ -17,20 +17,11 @@ from procctl.cli.app import FileOption, app, make_console
 from procctl.errors import UsageError
 
 
-def _socket(file: Path | None) -> tuple[Path, Path]:
-    """(socket path, manifest path) for the manifest named by -f or found here."""
-    from procctl.config.locate import find_manifest
-    from procctl.control.address import socket_path
-    from procctl.engine.store import StateDir
-
-    manifest = find_manifest(file)
-    return socket_path(StateDir.beside(manifest)), manifest
-
-
 def call(file: Path | None, verb: str, args: dict[str, Any] | None = None, timeout_s: float = 30.0) -> Any:
+    from procctl.control.address import supervisor_of
     from procctl.control.client import request
 
-    path, manifest = _socket(file)
+    path, manifest = supervisor_of(file)
     return request(path, manifest, verb, args, timeout_s=timeout_s)
 
 

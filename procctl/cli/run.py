@@ -114,6 +114,7 @@ def run(
         fail_fast=False if keep_going else None,
         run_timeout_s=run_timeout,
         predictions=load_predictions(plan, state_dir, lambda message: typer.echo(f"procctl: warning: {message}", err=True)),
+        control_socket=socket_path(state_dir),
     )
     server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path)
     services.insert(0, lambda: serving(server))

@@ -68,3 +68,23 @@ def socket_location(path: Path, *, create: bool) -> tuple[int, str] | None:
         make_private(fd, path.parent)
     check_entry(fd, path.name, shown=path, kind=stat.S_IFSOCK)
     return fd, fd_path(fd, path.name)
+
+
+def supervisor_of(file: str | os.PathLike[str] | None) -> tuple[Path, Path]:
+    """(control socket, manifest) a control command talks to.
+
+    `-f FILE` names a manifest. Without it, a process that procctl runs
+    reaches its own supervisor, from any working directory, through the
+    socket its environment names (`PROCCTL_SOCKET`); anything else finds the
+    manifest as every command does ($PROCCTL_FILE, then the current
+    directory)."""
+    from procctl.engine import childenv
+
+    if file is None:
+        inherited = os.environ.get(childenv.SOCKET)
+        if inherited:
+            return Path(inherited), Path(os.environ.get(childenv.MANIFEST) or inherited)
+    from procctl.config.locate import find_manifest
+
+    manifest = find_manifest(file)
+    return socket_path(StateDir.beside(manifest)), manifest

@@ -380,7 +380,8 @@ class Recorder:
         self._by_pid: dict[int, Instance] = {}
         self.sampler = Sampler(plan.manifest.settings.metrics_interval_s, self._publish, on_tick=self._flush)
         self.history = History(state_dir.database, self._warn) if history else None
-        self._session = f"{int(time.time())}-{os.getpid()}"
+        self.run_id = f"{int(time.time())}-{os.getpid()}"
+        """This run, as its history rows name it (their `session`)."""
         self._meters: dict[Instance, RunMeter] = {}
 
     def _publish(self, sample: events.Event) -> None:
@@ -441,7 +442,7 @@ class Recorder:
                     instance=inst.name,
                     item=inst.job.item,
                     command=command_text(cmd),
-                    session=self._session,
+                    session=self.run_id,
                     started_at=child.started_at,
                     ended_at=child.ended_at or time.time(),
                     status=str(state),

@@ -12,10 +12,11 @@ import resource
 import signal
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from procctl import events
 from procctl.config.plan import Job, Plan
-from procctl.engine import limits
+from procctl.engine import childenv, limits
 from procctl.engine.enforcer import Enforcer, close_fds
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
 from procctl.engine.instance import Instance
@@ -45,6 +46,7 @@ class Supervisor:
         fail_fast: bool | None = None,
         run_timeout_s: float | None = None,
         predictions: Mapping[str, Prediction] | None = None,
+        control_socket: Path | None = None,
     ) -> None:
         self.plan = plan
         self.bus = bus
@@ -53,6 +55,8 @@ class Supervisor:
         self.run_timeout_s = run_timeout_s
         self.predictions: Mapping[str, Prediction] = predictions or {}
         """Predicted duration and peak RSS per instance name, from history."""
+        self.control_socket = control_socket
+        """Where the control server listens, told to every child."""
         self.instances = [self._instance(job) for job in plan.jobs]
         self._by_process: dict[str, list[Instance]] = {}
         for inst in self.instances:
@@ -65,6 +69,8 @@ class Supervisor:
         self._pool: Pool | None = None
         self._guardian: Guardian | None = None
         self._base_env: dict[str, str] = {}
+        self._run_env: dict[str, str] = {}
+        """What every child is told of this supervisor (`childenv`)."""
         self._first_failure: Instance | None = None
         self._idle: asyncio.Event | None = None
         """Set when no instance task is left."""
@@ -92,8 +98,11 @@ class Supervisor:
         self._raise_fd_limit()
         self.recorder.start()
         self._guardian = Guardian()
-        self._base_env = dict(os.environ)
+        self._base_env = {key: value for key, value in os.environ.items() if key not in childenv.stale()}
         self._base_env[TOKEN_VAR] = self._guardian.token
+        self._run_env = childenv.supervisor_env(
+            control_socket=self.control_socket, manifest=self.plan.manifest.path, run_id=self.recorder.run_id, notify_socket=None
+        )
         self.enforcer.open((self._guardian.pid,))
         timer = loop.call_later(self.run_timeout_s, self._on_run_timeout) if self.run_timeout_s else None
         try:
@@ -430,6 +439,9 @@ class Supervisor:
     def _job_env(self, job: Job) -> dict[str, str]:
         env = dict(self._base_env)
         env.update(job.env)
+        # The contract comes last: a manifest's [env] cannot misdirect it.
+        env.update(self._run_env)
+        env.update(childenv.instance_env(job.process, job.name, watchdog_s=None))
         return env
 
     def _open_log(self, inst: Instance) -> int:

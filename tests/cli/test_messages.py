@@ -1,0 +1,99 @@
+"""Processes that talk: a managed process finds its own supervisor through
+its environment and sends, pauses and asks for status with no -f, from any
+working directory."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from conftest import PY, Project, wait_until
+
+ECHO = "import sys\\nfor line in sys.stdin: print('got', line.strip(), flush=True)"
+
+
+def _status(project: Project) -> dict[str, Any] | None:
+    result = project.run("status", "--json")
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def _start(project: Project, *args: str) -> subprocess.Popen[bytes]:
+    proc = project.start("run", "--plain", *args)
+    wait_until(lambda: _status(project) is not None or proc.poll() is not None, what="the supervisor to answer")
+    assert proc.poll() is None, proc.err_path.read_text()  # type: ignore[attr-defined]
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout=30)
+
+
+def _log(project: Project, name: str) -> str:
+    path = project.logs / f"{name}.log"
+    return path.read_text() if path.exists() else ""
+
+
+def test_a_child_knows_its_supervisor_from_its_environment(project: Project, tmp_path: Path) -> None:
+    """1. `web` has two replicas; each prints the contract variables.
+    2. They name the control socket, the manifest, the process, the instance
+       and the run id; the run id is the one the history records."""
+    project.write(f"""
+        [process.web]
+        cmd = ["{PY}", "-c", "import os; print(*(k + '=' + os.environ.get(k, '-') for k in ('PROCCTL_SOCKET', 'PROCCTL_MANIFEST', 'PROCCTL_PROCESS', 'PROCCTL_INSTANCE', 'PROCCTL_RUN_ID')), flush=True)"]
+        replicas = 2
+        [process.web.env]
+        PROCCTL_INSTANCE = "lies"
+    """)
+    result = project.run("run", "--plain")
+    assert result.returncode == 0, result.stderr
+    for instance in ("web.1", "web.2"):
+        line = _log(project, instance).strip()
+        fields = dict(part.split("=", 1) for part in line.split())
+        assert fields["PROCCTL_SOCKET"] == str(project.root / ".procctl" / "procctl.sock")
+        assert fields["PROCCTL_MANIFEST"] == str(project.manifest)
+        assert fields["PROCCTL_PROCESS"] == "web"
+        assert fields["PROCCTL_INSTANCE"] == instance
+        assert fields["PROCCTL_RUN_ID"].split("-")[0].isdigit()
+    history = json.loads(project.run("history", "--json").stdout)
+    assert {row["session"] for row in history} == {fields["PROCCTL_RUN_ID"]}
+
+
+def test_a_child_sends_pauses_and_asks_for_status_without_naming_the_manifest(project: Project, tmp_path: Path) -> None:
+    """1. `worker` echoes its stdin; `batch` sleeps; `boss` waits for a go file.
+    2. boss, from another working directory (/), runs `procctl send worker`,
+       `procctl pause batch` and `procctl status --json`, none with -f.
+    3. The worker got the line, batch is paused, and boss's status is this
+       supervisor's."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # A manifest in boss's working directory must not capture its commands.
+    (elsewhere / "procfile.toml").write_text('[process.other]\ncmd = "sleep 1"\n')
+    procctl = f"'{PY}' -m procctl"
+    project.write(f"""
+        [process.worker]
+        cmd = ["{PY}", "-c", "{ECHO}"]
+
+        [process.batch]
+        cmd = "sleep 60"
+
+        [process.boss]
+        cmd = "while [ ! -e '{project.root}/go' ]; do sleep 0.05; done; cd '{elsewhere}' && {procctl} send worker job 42 && {procctl} pause batch && {procctl} status --json > '{project.root}/boss-status.json' && echo boss done"
+    """)
+    proc = _start(project, "-j", "4")
+    try:
+        (project.root / "go").touch()
+        wait_until(lambda: "boss done" in _log(project, "boss"), what="boss to finish")
+        wait_until(lambda: "got job 42" in _log(project, "worker"), what="the message to arrive")
+        seen = json.loads((project.root / "boss-status.json").read_text())
+        assert seen["manifest"] == str(project.manifest)
+        assert {row["name"] for row in seen["instances"]} == {"worker", "batch", "boss"}
+        status = _status(project)
+        assert status is not None
+        assert next(row for row in status["instances"] if row["name"] == "batch")["state"] == "paused"
+    finally:
+        _stop(proc)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from procctl.config.envfile import parse_env, read_env_file
+from procctl.config.placeholders import UnsafePlacement, compile_command
 from procctl.config.manifest import Limits, Manifest, ProcessSpec, ReadySpec, Settings
 from procctl.errors import ManifestError
 from procctl.units import parse_duration, parse_size
@@ -363,6 +364,10 @@ class _Reader:
             if kwargs.get("replicas", 1) > 1:
                 raise self.error("each and replicas cannot go together", *path, "each")
             kwargs["each"] = self.each(table["each"], name)
+            try:
+                compile_command(cmd)
+            except UnsafePlacement as exc:
+                raise self.error(str(exc), *path, "cmd") from None
         if "timeout" in table:
             kwargs["timeout_s"] = self.duration(table["timeout"], *path, "timeout", positive=True)
         if "stop_signal" in table:

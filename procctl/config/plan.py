@@ -1,18 +1,19 @@
 """The plan: processes expanded into the jobs that will run, in dependency order.
 
-Pure: replicas, `each` items (shell-quoted into string commands), PORT per
-replica, dependency order and cycles. `procctl check` prints it.
+Pure: replicas, `each` items (quoted for where they stand: see
+config.placeholders), PORT per replica, dependency order and cycles.
+`procctl check` prints it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
 from procctl.config.manifest import Manifest, ProcessSpec
+from procctl.config.placeholders import render_command
 from procctl.errors import UsageError
 
 
@@ -27,7 +28,7 @@ class Job:
     index: int
     """1-based replica or item number; 0 when the process has a single instance."""
     cmd: str | tuple[str, ...]
-    """With {item}, {index} and {port} substituted (shell-quoted in a string command)."""
+    """With {item}, {index} and {port} substituted (the item quoted for where it stands)."""
     cwd: Path
     env: Mapping[str, str]
     """Everything procctl adds to os.environ for this job: manifest env, process
@@ -64,33 +65,15 @@ class Plan:
         return tuple(job for job in self.jobs if job.process == process)
 
 
-def _substitute(cmd: str | tuple[str, ...], values: Mapping[str, str], quote: bool) -> str | tuple[str, ...]:
-    """Replace {item}, {index}, {port} and nothing else (`${HOME}`, awk's
-    `{print}` stay as written). In a shell string the item is quoted so that an
-    input never becomes a command."""
-
-    def fill(text: str, quoted: bool) -> str:
-        for key, value in values.items():
-            token = "{" + key + "}"
-            if token in text:
-                text = text.replace(token, shlex.quote(value) if quoted and key == "item" else value)
-        return text
-
-    if isinstance(cmd, str):
-        return fill(cmd, quote)
-    return tuple(fill(part, False) for part in cmd)
-
-
 def _job(manifest: Manifest, spec: ProcessSpec, index: int, *, replicated: bool, item: str | None = None) -> Job:
-    values: dict[str, str] = {"index": str(index)}
+    numbers: dict[str, str] = {"index": str(index)}
     env = dict(manifest.env)
     env.update(spec.env)
     if spec.port is not None:
         port = spec.port + max(index, 1) - 1 if replicated else spec.port
-        values["port"] = str(port)
+        numbers["port"] = str(port)
         env["PORT"] = str(port)
     if item is not None:
-        values["item"] = item
         name, log_name = f"{spec.name}[{index}]", f"{spec.name}.{index}.log"
         env["PROCCTL_ITEM"] = item
     elif replicated:
@@ -103,7 +86,7 @@ def _job(manifest: Manifest, spec: ProcessSpec, index: int, *, replicated: bool,
         name=name,
         process=spec.name,
         index=index,
-        cmd=_substitute(spec.cmd, values, quote=True),
+        cmd=render_command(spec.cmd, numbers, item),
         cwd=spec.cwd,
         env=env,
         log_name=log_name,

@@ -34,7 +34,7 @@ def test_history_rows_match_what_ran(project: Project) -> None:
     assert set(by_instance) == {"ok", "bad", "job[1]", "job[2]"}
     assert by_instance["bad"]["exit_code"] == 3 and by_instance["bad"]["status"] == "failed"
     assert by_instance["ok"]["exit_code"] == 0 and by_instance["ok"]["status"] == "exited"
-    assert by_instance["job[2]"]["item"] == "b" and by_instance["job[2]"]["command"] == "echo b"
+    assert by_instance["job[2]"]["item"] == "b" and by_instance["job[2]"]["command"] == "echo 'b'"
     ok = by_instance["ok"]
     assert ok["manifest"] == str(project.manifest)
     assert 0.9 <= ok["duration_s"] < 30  # type: ignore[operator]
@@ -52,7 +52,7 @@ def test_history_rows_match_what_ran(project: Project) -> None:
 
     table = project.run("history")
     assert table.returncode == 0
-    assert "job[2]" in table.stdout and "echo b" in table.stdout and "failed" in table.stdout
+    assert "job[2]" in table.stdout and "echo 'b'" in table.stdout and "failed" in table.stdout
 
 
 def test_a_broken_database_warns_and_the_run_goes_on(project: Project) -> None:

@@ -74,7 +74,8 @@ def test_spec_example_loads_with_every_key(tmp_path: Path) -> None:
     plan = build_plan(manifest)
     assert plan.order == ("db", "thumb", "web")
     assert [job.name for job in plan.jobs] == ["db", "thumb[1]", "thumb[2]", "web.1", "web.2"]
-    assert plan.jobs[1].cmd == "convert images/a.jpg images/a.jpg.png"
+    # Always quoted where it stands bare: never read as an assignment (LD_PRELOAD=…) by accident.
+    assert plan.jobs[1].cmd == "convert 'images/a.jpg' 'images/a.jpg'.png"
 
 
 def test_every_process_key(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from procctl.config.envfile import parse_env, read_env_file
 from procctl.config.placeholders import UnsafePlacement, compile_command
-from procctl.config.manifest import Limits, Manifest, ProcessSpec, ReadySpec, Settings
+from procctl.config.manifest import MAX_REPLICAS, MAX_RLIMIT, Limits, Manifest, ProcessSpec, ReadySpec, Settings
 from procctl.errors import ManifestError
 from procctl.units import parse_duration, parse_size
 
@@ -253,7 +253,7 @@ class _Reader:
             elif key in ("address_space", "fsize", "core"):
                 converted.append(self.size(item, *path))
             else:
-                converted.append(self.integer(item, *path, minimum=0, maximum=2**62))
+                converted.append(self.integer(item, *path, minimum=0, maximum=MAX_RLIMIT))
         soft, hard = converted
         if soft > hard:
             raise self.error(f"the soft limit ({pair[0]}) is above the hard limit ({pair[1]})", *path)
@@ -357,7 +357,7 @@ class _Reader:
         if "backoff" in table:
             kwargs["backoff_s"] = self.duration(table["backoff"], *path, "backoff")
         if "replicas" in table:
-            kwargs["replicas"] = self.integer(table["replicas"], *path, "replicas", minimum=1, maximum=10_000)
+            kwargs["replicas"] = self.integer(table["replicas"], *path, "replicas", minimum=1, maximum=MAX_REPLICAS)
         if "port" in table:
             kwargs["port"] = self.integer(table["port"], *path, "port", minimum=1, maximum=65535)
         if "each" in table:

@@ -16,6 +16,12 @@ from typing import Literal
 from procctl.errors import ManifestError
 
 
+MAX_REPLICAS = 10_000
+"""The most replicas a process may have, in the manifest and through `scale`."""
+MAX_RLIMIT = 2**62
+"""The largest count or size procctl takes for a limit: well inside what the
+kernel's 64-bit fields hold."""
+
 RestartPolicy = Literal["no", "on-failure", "always"]
 DependencyCondition = Literal["started", "ready", "succeeded"]
 ProbeKind = Literal["log", "tcp", "http", "exec"]

@@ -11,8 +11,12 @@ import dataclasses
 import json
 from typing import Any
 
+from procctl.config.manifest import MAX_REPLICAS
+
 MAX_REQUEST_BYTES = 64 * 1024
 """A request line longer than this is refused unread."""
+MAX_SEND_BYTES = 16 * 1024
+"""The longest text `send` writes to a process's stdin at once."""
 
 VERBS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "ping": {},
@@ -32,7 +36,12 @@ handler says otherwise)."""
 
 
 class ProtocolError(Exception):
-    """A request that cannot be understood. Its text goes back in the reply."""
+    """A request that cannot be understood. Its text goes back in the reply,
+    with the request's id when that much could be read."""
+
+    def __init__(self, message: str, id: int | str | None = None) -> None:
+        super().__init__(message)
+        self.id = id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +87,15 @@ def decode_request(line: bytes) -> Request:
         raise ProtocolError(f"malformed request: not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ProtocolError("malformed request: expected a JSON object")
+    try:
+        return _checked(data)
+    except ProtocolError as exc:
+        request_id = data.get("id")
+        exc.id = request_id if isinstance(request_id, (int, str)) and not isinstance(request_id, bool) else None
+        raise
+
+
+def _checked(data: dict[str, Any]) -> Request:
     verb = data.get("verb")
     if not isinstance(verb, str) or verb not in VERBS:
         known = ", ".join(VERBS)
@@ -98,10 +116,20 @@ def decode_request(line: bytes) -> Request:
             raise ProtocolError(f"{verb}: argument {key!r} has the wrong type")
         if expected is list and not all(isinstance(item, str) for item in value):
             raise ProtocolError(f"{verb}: argument {key!r} must be a list of names")
+    _check_bounds(verb, args)
     request_id = data.get("id")
     if request_id is not None and not isinstance(request_id, (int, str)):
         raise ProtocolError("malformed request: 'id' must be a number or a string")
     return Request(verb=verb, args=args, id=request_id)
+
+
+def _check_bounds(verb: str, args: dict[str, Any]) -> None:
+    """Every count and size a request can set, checked before anything
+    happens (the limits' values are checked where they are parsed)."""
+    if verb == "scale" and "replicas" in args and not 0 <= args["replicas"] <= MAX_REPLICAS:
+        raise ProtocolError(f"scale: replicas must be 0 to {MAX_REPLICAS:,} (the manifest's own cap), got {args['replicas']:,}")
+    if verb == "send" and len(args.get("text", "").encode("utf-8", "surrogatepass")) > MAX_SEND_BYTES:
+        raise ProtocolError(f"send: the text is longer than {MAX_SEND_BYTES:,} bytes")
 
 
 def decode_reply(line: bytes) -> Reply:

@@ -102,6 +102,9 @@ class ControlServer:
             return Reply.failure(str(exc), 2, request.id)
         except ProcctlError as exc:
             return Reply.failure(str(exc), exc.exit_code, request.id)
+        except (ValueError, OverflowError, OSError) as exc:
+            # A value past what the system takes: an answer, not a dropped connection.
+            return Reply.failure(f"{request.verb}: {exc}", 2 if not isinstance(exc, OSError) else 1, request.id)
         return Reply(ok=True, result=result, id=request.id)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -123,7 +126,7 @@ class ControlServer:
                 try:
                     reply = self.handle(decode_request(line))
                 except ProtocolError as exc:
-                    reply = Reply.failure(str(exc))
+                    reply = Reply.failure(str(exc), id=exc.id)
                 writer.write(reply.encode())
                 await writer.drain()
         except (ConnectionError, OSError):

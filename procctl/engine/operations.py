@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import os
 import signal
 import time
@@ -16,6 +17,7 @@ from typing import Any
 import psutil
 
 from procctl import events
+from procctl.config.manifest import MAX_REPLICAS, MAX_RLIMIT
 from procctl.config.plan import replica_job
 from procctl.engine import limits
 from procctl.engine.process import Child, ProcessTree
@@ -57,15 +59,16 @@ class Operations:
         names = list(names)
         if not names:
             raise UsageError("name at least one process or instance (or use --all)")
-        found: list[Instance] = []
+        found: dict[int, Instance] = {}  # by id: linear in names and matches
         for name in names:
             matches = self.sup.find([name])
             if not matches:
                 processes = list(dict.fromkeys(inst.job.process for inst in self.sup.instances))
                 known = ", ".join(processes)
                 raise UsageError(f"unknown process or instance {name!r}; known processes: {known}")
-            found.extend(inst for inst in matches if inst not in found)
-        return found
+            for inst in matches:
+                found.setdefault(id(inst), inst)
+        return list(found.values())
 
     def _refuse_while_stopping(self) -> None:
         if self.sup.stopping:
@@ -203,8 +206,8 @@ class Operations:
 
     def scale(self, process: str, replicas: int) -> dict[str, Any]:
         self._refuse_while_stopping()
-        if replicas < 0:
-            raise UsageError("scale: the number of replicas cannot be negative")
+        if not 0 <= replicas <= MAX_REPLICAS:
+            raise UsageError(f"scale: replicas must be 0 to {MAX_REPLICAS:,} (the manifest's own cap), got {replicas:,}")
         spec = self.sup.plan.manifest.processes.get(process)
         if spec is None:
             known = ", ".join(self.sup.plan.manifest.processes)
@@ -387,7 +390,18 @@ _LIMIT_PARSERS = {
 }
 
 
+def _nofile_ceiling() -> int:
+    """The most open files the kernel lets a process have (fs.nr_open)."""
+    try:
+        with open("/proc/sys/fs/nr_open", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 20
+
+
 def _parse_limit_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """A `limits` request's values, each checked against what the kernel
+    accepts before anything changes. Raises UsageError."""
     from procctl.units import parse_duration, parse_size
 
     parsed: dict[str, Any] = {}
@@ -397,17 +411,27 @@ def _parse_limit_changes(changes: dict[str, Any]) -> dict[str, Any]:
             raise UsageError(f"limits: unknown limit {key!r}; known: {', '.join(_LIMIT_PARSERS)}")
         try:
             if kind == "size":
-                parsed[key] = parse_size(raw)
+                parsed[key] = _within(parse_size(raw), 1, MAX_RLIMIT, "bytes")
             elif kind == "duration":
-                parsed[key] = max(int(parse_duration(raw)), 1)
+                seconds = parse_duration(raw)
+                if not math.isfinite(seconds):
+                    raise ValueError(f"expected a duration, got {raw!r}")
+                parsed[key] = _within(max(int(seconds), 1), 1, MAX_RLIMIT, "seconds")
             elif kind == "count":
-                if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+                if isinstance(raw, bool) or not isinstance(raw, int):
                     raise ValueError(f"expected a whole number, got {raw!r}")
-                parsed[key] = raw
+                parsed[key] = _within(raw, 0, _nofile_ceiling() if key == "nofile" else MAX_RLIMIT, "")
             else:
-                if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw <= 0:
-                    raise ValueError(f"expected a percentage above 0, got {raw!r}")
-                parsed[key] = float(raw)
-        except ValueError as exc:
+                if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+                    raise ValueError(f"expected a percentage, got {raw!r}")
+                parsed[key] = float(_within(raw, 0, 100 * (os.cpu_count() or 1), "%", above=True))
+        except (ValueError, OverflowError) as exc:
             raise UsageError(f"limits: {key}: {exc}") from None
     return parsed
+
+
+def _within(value: Any, low: int, high: int, unit: str, *, above: bool = False) -> Any:
+    if (value <= low if above else value < low) or value > high:
+        lowest = f"more than {low:,}" if above else f"{low:,}"
+        raise ValueError(f"must be {lowest} to {high:,}{' ' + unit if unit else ''}, got {value:,}")
+    return value

@@ -59,8 +59,10 @@ class Supervisor:
         """Where the control server listens, told to every child."""
         self.instances = [self._instance(job) for job in plan.jobs]
         self._by_process: dict[str, list[Instance]] = {}
+        self._by_name: dict[str, Instance] = {}
         for inst in self.instances:
             self._by_process.setdefault(inst.job.process, []).append(inst)
+            self._by_name[inst.name] = inst
         self._stopping = False
         self._exit_override: int | None = None
         self._interrupted = False
@@ -133,6 +135,7 @@ class Supervisor:
         inst = self._instance(job)
         self.instances.append(inst)
         self._by_process.setdefault(job.process, []).append(inst)
+        self._by_name[inst.name] = inst
         return inst
 
     def launch(self, inst: Instance) -> None:
@@ -611,6 +614,6 @@ class Supervisor:
         for name in names:
             if name in self._by_process:
                 found.extend(self._by_process[name])
-            else:
-                found.extend(inst for inst in self.instances if inst.name == name)
+            elif name in self._by_name:
+                found.append(self._by_name[name])
         return found

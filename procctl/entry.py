@@ -70,7 +70,7 @@ def main() -> NoReturn:
     refusal = _not_linux()
     if refusal:
         _fail(refusal, 2)
-    from procctl.errors import ProcctlError
+    from procctl.errors import INTERRUPTED_EXIT, ProcctlError
 
     try:
         fast, file = _fast_status_file(sys.argv[1:])
@@ -83,7 +83,7 @@ def main() -> NoReturn:
     except ProcctlError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted", INTERRUPTED_EXIT)
     except BrokenPipeError:
         # Our stdout was closed early (`procctl ... | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

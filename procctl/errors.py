@@ -5,6 +5,11 @@ Raised deep, caught once in `procctl.cli`, printed as one line: `procctl: <messa
 
 from __future__ import annotations
 
+TIMEOUT_EXIT = 124
+"""`run --timeout` ran out."""
+INTERRUPTED_EXIT = 130
+"""Interrupted (SIGINT or SIGTERM), as a shell reports 128 + SIGINT."""
+
 
 class ProcctlError(Exception):
     """Base of every error procctl reports to its user."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from procctl import events
 from procctl.engine import limits
@@ -20,12 +20,32 @@ from procctl.engine.limits import CpuThrottle
 from procctl.units import format_size
 
 if TYPE_CHECKING:
-    from procctl.engine.instance import Instance
+    from procctl.config.manifest import Limits
+    from procctl.engine.child import ChildProcess
 
 CONTROLLER = {"memory": "memory", "cpu_percent": "cpu"}
 """Limit → the cgroup controller that enforces it."""
 
-BreachHandler = Callable[["Instance", str, float, float, str, str], None]
+
+class Held(Protocol):
+    """An instance as the enforcer sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+    @property
+    def child(self) -> ChildProcess | None:
+        """The child of its current run, if it has one."""
+        ...
+
+    @property
+    def paused(self) -> bool: ...
+
+
+BreachHandler = Callable[[Held, str, float, float, str, str], None]
 """(instance, limit, measured, maximum, mechanism, reason)."""
 
 
@@ -43,10 +63,12 @@ class Enforcement:
 
 
 class Enforcer:
-    def __init__(self, metrics_interval_s: float, on_breach: BreachHandler, on_notice: Callable[[Instance, str], None]) -> None:
+    def __init__(self, metrics_interval_s: float, on_breach: BreachHandler, on_notice: Callable[[Held, str], None]) -> None:
         self.metrics_interval_s = metrics_interval_s
         self._on_breach = on_breach
         self._on_notice = on_notice
+        self._held: dict[str, Enforcement] = {}
+        """Per instance name; its group outlives each run."""
         self._host: Host | None = None
         self._looked = False
         self._companions: tuple[int, ...] = ()
@@ -70,11 +92,17 @@ class Enforcer:
 
     # ------------------------------------------------------------- one run
 
-    def join_fds(self, inst: Instance) -> list[int]:
+    def _enforcement(self, inst: Held) -> Enforcement:
+        run = self._held.get(inst.name)
+        if run is None:
+            run = self._held[inst.name] = Enforcement()
+        return run
+
+    def join_fds(self, inst: Held) -> list[int]:
         """Before a spawn: make the instance's cgroup ready for the limits in
         force and return the descriptors its child joins through (the caller
         closes them). Empty when no limit of the run can go to a cgroup."""
-        run = inst.enforcement
+        run = self._enforcement(inst)
         run.by_cgroup = set()
         wanted = {key for key in CONTROLLER if getattr(inst.limits, key) is not None}
         host = self._cgroups() if wanted else None
@@ -102,34 +130,34 @@ class Enforcer:
         run.oom_kills = group.oom_kills() if group.has("memory") else 0
         return fds
 
-    def stopping(self, inst: Instance) -> None:
+    def stopping(self, inst: Held) -> None:
         """The run is being stopped: end the duty cycle, or the tree would sit
         stopped through its stop signal."""
-        run = inst.enforcement
+        run = self._enforcement(inst)
         if run.throttle is not None:
             run.throttle.stop()
             run.throttle = None
 
-    def ended(self, inst: Instance) -> None:
+    def ended(self, inst: Held) -> None:
         """After the run's process exited: stop the throttle, and see whether
         the kernel ended the tree for its memory."""
         self.stopping(inst)
         self._check_oom(inst)
 
-    def sampled(self, inst: Instance, sample: events.Sample) -> None:
+    def sampled(self, inst: Held, sample: events.Sample) -> None:
         """Each sample of a running tree: the watchdog where the kernel does
         not enforce `memory`, else a look at the group's OOM kills (the
         kernel may have ended a process other than the root)."""
         maximum = inst.limits.memory
         if maximum is None or inst.paused or sample.final:
             return
-        if "memory" in inst.enforcement.by_cgroup:
+        if "memory" in self._enforcement(inst).by_cgroup:
             self._check_oom(inst)
         elif sample.rss_bytes > maximum:
             self._breach(inst, "memory", sample.rss_bytes, maximum)
 
-    def _check_oom(self, inst: Instance) -> None:
-        run = inst.enforcement
+    def _check_oom(self, inst: Held) -> None:
+        run = self._enforcement(inst)
         if "memory" not in run.by_cgroup or run.group is None or inst.limits.memory is None:
             return
         kills = run.group.oom_kills() - run.oom_kills
@@ -139,18 +167,18 @@ class Enforcer:
             reason = f"memory {format_size(peak)} reached the {format_size(maximum)} limit ({run.group.label}: the kernel ended {processes})"
             self._on_breach(inst, "memory", peak, maximum, run.group.label, reason)
 
-    def _breach(self, inst: Instance, limit: str, value: float, maximum: float) -> None:
+    def _breach(self, inst: Held, limit: str, value: float, maximum: float) -> None:
         self._on_breach(inst, limit, value, maximum, "watchdog", f"{limit} {format_size(value)} > {format_size(maximum)}")
 
     # ------------------------------------------------------ live changes
 
-    def apply(self, inst: Instance, changed: Collection[str] = ()) -> None:
+    def apply(self, inst: Held, changed: Collection[str] = ()) -> None:
         """Bring the running tree in line with the limits in force now (after
         its start, or after `procctl limits` changed `changed`)."""
         child = inst.child
         if child is None or not child.running:
             return
-        run = inst.enforcement
+        run = self._enforcement(inst)
         if "memory" in changed:
             self._apply_memory(inst)
         percent = inst.limits.cpu_percent
@@ -164,11 +192,11 @@ class Enforcer:
             run.throttle = None
         elif percent is not None:
             if run.throttle is None:
-                run.throttle = CpuThrottle(child.pgid, percent, lambda: inst.paused)
+                run.throttle = CpuThrottle(child.pid, percent, lambda: inst.paused)
                 run.throttle.start()
             run.throttle.percent = percent
 
-    def _apply_memory(self, inst: Instance) -> None:
+    def _apply_memory(self, inst: Held) -> None:
         child, maximum = inst.child, inst.limits.memory
         assert child is not None
         if maximum is not None:
@@ -177,11 +205,11 @@ class Enforcer:
                 # Below what the tree holds already: on_limit, at once.
                 self._breach(inst, "memory", rss, maximum)
                 return
-        if "memory" in inst.enforcement.by_cgroup:
+        if "memory" in self._enforcement(inst).by_cgroup:
             self._write(inst, "memory", lambda group: group.set_memory(maximum))
 
-    def _write(self, inst: Instance, key: str, change: Callable[[Group], None]) -> None:
-        run = inst.enforcement
+    def _write(self, inst: Held, key: str, change: Callable[[Group], None]) -> None:
+        run = self._enforcement(inst)
         assert run.group is not None
         try:
             change(run.group)
@@ -191,14 +219,14 @@ class Enforcer:
 
     # ----------------------------------------------------------- reports
 
-    def mechanism(self, inst: Instance, key: str) -> str:
+    def mechanism(self, inst: Held, key: str) -> str:
         """A short name of what enforces `key` for the instance's run."""
-        run = inst.enforcement
+        run = self._enforcement(inst)
         if key in run.by_cgroup and run.group is not None:
             return run.group.label
         return {"memory": "watchdog", "cpu_percent": "duty-cycle"}.get(key, "rlimit")
 
-    def describe(self, inst: Instance, key: str) -> str:
+    def describe(self, inst: Held, key: str) -> str:
         """What enforces `key`, in a sentence for `procctl limits`."""
         name = self.mechanism(inst, key)
         if name.startswith("cgroup"):

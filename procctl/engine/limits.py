@@ -18,12 +18,15 @@ import asyncio
 import os
 import resource
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
 from procctl.config.manifest import Limits
+from procctl.engine.tree import ProcessTree
+from procctl.errors import UsageError
 
 RLIMITS = {
     "address_space": resource.RLIMIT_AS,
@@ -70,11 +73,8 @@ def preexec(limits: Limits, nice: int | None, join_fds: list[int] | None = None)
 
 
 def tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
+    """The live tree rooted at `pid` (the root first), from one pass."""
+    return ProcessTree().members(pid)
 
 
 def tree_rss(pid: int) -> int:
@@ -85,6 +85,13 @@ def tree_rss(pid: int) -> int:
         except psutil.Error:
             pass
     return total
+
+
+def open_files(proc: psutil.Process) -> int:
+    try:
+        return proc.num_fds()
+    except psutil.Error:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -110,16 +117,32 @@ def usage(pid: int) -> Usage:
     return Usage(rss, cpu, fds, count)
 
 
-def set_live_rlimit(pid: int, key: str, soft: int, hard: int) -> list[int]:
-    """Apply an rlimit to every process of a live tree (prlimit). Returns the pids changed."""
-    changed = []
+def set_live_rlimits(pid: int, changes: Mapping[str, Any]) -> None:
+    """Apply the rlimits among `changes` ((soft, hard) pairs) to every process
+    of a live tree (prlimit)."""
+    pairs = [(RLIMITS[key], value) for key, value in changes.items() if key in RLIMITS]
+    if not pairs:
+        return
     for proc in tree(pid):
-        try:
-            proc.rlimit(RLIMITS[key], (soft, hard))
-            changed.append(proc.pid)
-        except psutil.Error:
-            pass
-    return changed
+        for resource_id, value in pairs:
+            try:
+                proc.rlimit(resource_id, value)
+            except psutil.Error:
+                pass
+
+
+def check_lowering(name: str, pid: int, changes: Mapping[str, Any]) -> None:
+    """Refuse a `nofile` or `nproc` below what the live tree rooted at `pid` uses."""
+    for key in ("nofile", "nproc"):
+        if key not in changes:
+            continue
+        members = tree(pid)
+        # Each process has its own table of open files; nproc counts processes.
+        used = max((open_files(proc) for proc in members), default=0) if key == "nofile" else len(members)
+        soft = changes[key][0]
+        if soft < used:
+            what = "files are open in one of its processes" if key == "nofile" else "processes run in its tree"
+            raise UsageError(f"{name}: {used} {what}, more than the new {key} limit of {soft}; refused")
 
 
 class CpuThrottle:

@@ -16,7 +16,7 @@ under `make`) are counted too. When a run ends, the figures its reaping
 reported (`wait4`) complete what the last sample saw.
 
 `Recorder` ties the sampler to the supervisor: it tracks each run, publishes
-`Sample` events, folds each run's figures into its `InstanceResult` and hands
+`Sample` events, folds each run's figures into its instance's totals and hands
 one row per run to the history database.
 """
 
@@ -35,13 +35,14 @@ import psutil
 
 from procctl import events
 from procctl.engine.history import History, RunRow, command_text
+from procctl.engine.tree import ProcessTree, members
 from procctl.states import State
 
 if TYPE_CHECKING:
-    from procctl.config.plan import Plan
-    from procctl.engine.process import Child
+    from procctl.config.plan import Job, Plan
+    from procctl.engine.child import ChildProcess, Exit
+    from procctl.engine.outcome import Totals
     from procctl.engine.store import StateDir
-    from procctl.engine.instance import Instance
 
 
 MEAN_CPU_MIN_S = 0.05
@@ -126,16 +127,14 @@ class ProcTable:
         for root in roots:
             if root not in fields:
                 continue
-            ticks = rss_pages = threads = members = 0
+            ticks = rss_pages = threads = count = 0
             read: int | None = 0
             write: int | None = 0
-            stack = [root]
-            while stack:
-                pid = stack.pop()
+            for pid in members(children, root):
                 rest = fields.get(pid)
                 if rest is None:
                     continue
-                members += 1
+                count += 1
                 # utime, stime, cutime, cstime (fields 14-17), num_threads (20), rss (24).
                 ticks += int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
                 threads += int(rest[17])
@@ -148,14 +147,13 @@ class ProcTable:
                     else:
                         read += counters[0]
                         write += counters[1]
-                stack.extend(children.get(pid, ()))
             usage[root] = TreeUsage(
                 cpu_time_s=ticks / _CLK_TCK,
                 rss_bytes=rss_pages * _PAGE,
                 read_bytes=read,
                 write_bytes=write,
                 threads=threads,
-                children=members - 1,
+                children=count - 1,
             )
         return usage
 
@@ -176,29 +174,21 @@ def _parse_io(data: bytes) -> tuple[int, int] | None:
 
 
 class PsutilTable:
-    """Any platform psutil supports: one `process_iter` pass for the parents,
+    """Any platform psutil supports: one `ProcessTree` pass for the parents,
     then the members' figures. `process_iter` hands back the same `Process`
     objects from one pass to the next (and new ones for reused pids)."""
 
     def sample(self, roots: Collection[int]) -> dict[int, TreeUsage]:
         if not roots:
             return {}
-        children: dict[int, list[int]] = {}
-        procs: dict[int, psutil.Process] = {}
-        for proc in psutil.process_iter(["ppid"]):
-            procs[proc.pid] = proc
-            ppid = proc.info.get("ppid")
-            if ppid is not None:
-                children.setdefault(ppid, []).append(proc.pid)
+        tree = ProcessTree()
         usage: dict[int, TreeUsage] = {}
         for root in roots:
             cpu = 0.0
-            rss = threads = members = 0
+            rss = threads = count = 0
             read: int | None = 0
             write: int | None = 0
-            stack = [root] if root in procs else []
-            while stack:
-                proc = procs[stack.pop()]
+            for proc in tree.members(root):
                 try:
                     with proc.oneshot():
                         times = proc.cpu_times()
@@ -214,10 +204,9 @@ class PsutilTable:
                                 read = write = None
                 except psutil.Error:
                     continue
-                members += 1
-                stack.extend(pid for pid in children.get(proc.pid, ()) if pid in procs)
-            if members:
-                usage[root] = TreeUsage(cpu, rss, read, write, threads, members - 1)
+                count += 1
+            if count:
+                usage[root] = TreeUsage(cpu, rss, read, write, threads, count - 1)
         return usage
 
 
@@ -340,6 +329,10 @@ class Sampler:
                 self._publish(sample)
         return samples
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -359,6 +352,21 @@ class Sampler:
 # ------------------------------------------------------------- recorder
 
 
+class Recorded(Protocol):
+    """An instance as the recorder sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def job(self) -> Job: ...
+
+    @property
+    def totals(self) -> Totals:
+        """Its figures: each run's CPU time and peak RSS are added here."""
+        ...
+
+
 class Recorder:
     """The supervisor's metrics and history: a sampler over every running
     instance, the figures of each run folded into its result, and one
@@ -371,18 +379,18 @@ class Recorder:
         state_dir: StateDir,
         *,
         history: bool = True,
-        on_sample: Callable[[Instance, events.Sample], None] | None = None,
+        on_sample: Callable[[Recorded, events.Sample], None] | None = None,
     ) -> None:
         self._bus = bus
         self._manifest = str(plan.manifest.path)
         self._on_sample = on_sample
         """Called with each sample of a running instance (the memory watchdog)."""
-        self._by_pid: dict[int, Instance] = {}
+        self._by_pid: dict[int, Recorded] = {}
         self.sampler = Sampler(plan.manifest.settings.metrics_interval_s, self._publish, on_tick=self._flush)
         self.history = History(state_dir.database, self._warn) if history else None
         self.run_id = f"{int(time.time())}-{os.getpid()}"
         """This run, as its history rows name it (their `session`)."""
-        self._meters: dict[Instance, RunMeter] = {}
+        self._meters: dict[Recorded, RunMeter] = {}
 
     def _publish(self, sample: events.Event) -> None:
         self._bus.publish(sample)
@@ -408,16 +416,16 @@ class Recorder:
         if self.history is not None:
             self.history.close()
 
-    def latest(self, inst: Instance) -> events.Sample | None:
+    def latest(self, inst: Recorded) -> events.Sample | None:
         """The last sample of the instance's current run, if it had one."""
         meter = self._meters.get(inst)
         return meter.last if meter is not None else None
 
-    def started(self, inst: Instance, child: Child) -> None:
+    def started(self, inst: Recorded, child: ChildProcess) -> None:
         self._meters[inst] = self.sampler.track(inst.job.process, inst.name, child.pid)
         self._by_pid[child.pid] = inst
 
-    def ended(self, inst: Instance, child: Child, state: State, run_s: float) -> None:
+    def ended(self, inst: Recorded, child: ChildProcess, exit: Exit, state: State, run_s: float) -> None:
         """A run ended (`state`: as `outcome.judge` said): its final `Sample`,
         its figures into the totals, its history row."""
         meter = self._meters.pop(inst, None)
@@ -425,7 +433,7 @@ class Recorder:
             return
         self._by_pid.pop(child.pid, None)
         self.sampler.untrack(meter)
-        final = meter.close(child.usage)
+        final = meter.close(exit.usage)
         self._bus.publish(final)
         result = inst.totals
         result.cpu_time_s = (result.cpu_time_s or 0.0) + meter.cpu_time_s
@@ -444,7 +452,7 @@ class Recorder:
                     command=command_text(cmd),
                     session=self.run_id,
                     started_at=child.started_at,
-                    ended_at=child.ended_at or time.time(),
+                    ended_at=exit.ended_at,
                     status=str(state),
                     exit_code=result.exit_code,
                     signal=result.signal,

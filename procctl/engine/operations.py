@@ -5,7 +5,6 @@ returns plain data (it goes back over the control socket as JSON).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 import os
@@ -14,18 +13,14 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import psutil
-
-from procctl import events
 from procctl.config.manifest import MAX_REPLICAS, MAX_RLIMIT
 from procctl.config.plan import replica_job
 from procctl.engine import limits
-from procctl.engine.process import Child, ProcessTree
-from procctl.engine.outcome import Cut
-from procctl.states import State
-from procctl.engine.instance import Instance
+from procctl.engine.runner import InstanceRunner
 from procctl.engine.supervisor import Supervisor
+from procctl.engine.tree import ProcessTree
 from procctl.errors import UsageError
+from procctl.states import status_text
 
 
 def parse_signal(value: str | int) -> int:
@@ -46,29 +41,17 @@ def parse_signal(value: str | int) -> int:
 
 
 class Operations:
+    """The face of a running supervisor for the control plane (and any UI):
+    every verb is a method here, and each acts through the runners' and the
+    supervisor's public methods."""
+
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
 
     # ------------------------------------------------------------ naming
 
-    def resolve(self, names: Iterable[str], *, everything: bool = False) -> list[Instance]:
-        """Instances by process name (all of its instances) or instance name
-        (`web.2`, `thumb[7]`). An unknown name is a UsageError listing the known."""
-        if everything:
-            return list(self.sup.instances)
-        names = list(names)
-        if not names:
-            raise UsageError("name at least one process or instance (or use --all)")
-        found: dict[int, Instance] = {}  # by id: linear in names and matches
-        for name in names:
-            matches = self.sup.find([name])
-            if not matches:
-                processes = list(dict.fromkeys(inst.job.process for inst in self.sup.instances))
-                known = ", ".join(processes)
-                raise UsageError(f"unknown process or instance {name!r}; known processes: {known}")
-            for inst in matches:
-                found.setdefault(id(inst), inst)
-        return list(found.values())
+    def resolve(self, names: Iterable[str], *, everything: bool = False) -> list[InstanceRunner]:
+        return self.sup.resolve(names, everything=everything)
 
     def _refuse_while_stopping(self) -> None:
         if self.sup.stopping:
@@ -79,130 +62,42 @@ class Operations:
     def pause(self, names: list[str], everything: bool = False) -> dict[str, Any]:
         """SIGSTOP to each instance's whole tree; --all also holds the queue."""
         self._refuse_while_stopping()
-        paused = []
         known = ProcessTree()
-        for inst in self.resolve(names, everything=everything):
-            if self._pause(inst, known):
-                paused.append(inst.name)
+        paused = [runner.name for runner in self.resolve(names, everything=everything) if runner.pause(known)]
         if everything:
             self.sup.hold_queue(True)
         return {"paused": paused, "queue_held": self.sup.queue_held}
 
-    def _pause(self, inst: Instance, known: ProcessTree) -> bool:
-        child = inst.child
-        if child is None or not child.running or inst.paused or not inst.may(State.PAUSED):
-            return False
-        loop = asyncio.get_running_loop()
-        if inst.timeout_handle is not None:
-            # The job's timeout does not run while it is paused.
-            inst.timeout_left_s = max(inst.timeout_handle.when() - loop.time(), 0.0)
-            inst.timeout_handle.cancel()
-            inst.timeout_handle = None
-        if inst.probe_task is not None:
-            # Nor does its readiness deadline: the probe starts afresh on resume.
-            inst.probe_task.cancel()
-            inst.probe_task = None
-        child.send_signal(signal.SIGSTOP)
-        for proc in known.descendants(child.pid):
-            try:
-                proc.suspend()
-            except psutil.Error:
-                pass
-        inst.paused = True
-        inst.transition(State.PAUSED)
-        self.sup.bus.publish(events.Paused(inst.job.process, inst.name))
-        return True
-
     def resume(self, names: list[str], everything: bool = False) -> dict[str, Any]:
-        resumed = []
         known = ProcessTree()
-        for inst in self.resolve(names, everything=everything):
-            if self._resume(inst, known):
-                resumed.append(inst.name)
+        resumed = [runner.name for runner in self.resolve(names, everything=everything) if runner.resume(known)]
         if everything:
             self.sup.hold_queue(False)
         return {"resumed": resumed, "queue_held": self.sup.queue_held}
-
-    def _resume(self, inst: Instance, known: ProcessTree) -> bool:
-        if not inst.paused or inst.child is None or inst.state is not State.PAUSED:
-            return False
-        child = self._continue(inst, known)
-        loop = asyncio.get_running_loop()
-        if inst.timeout_left_s is not None and child.running:
-            inst.timeout_handle = loop.call_later(inst.timeout_left_s, self.sup._on_job_timeout, inst)
-            inst.timeout_left_s = None
-        ready_pending = inst.job.spec.ready is not None and not inst.ready_once
-        if child.running:
-            if ready_pending:
-                self.sup.start_probe(inst)
-            inst.transition(State.READY if inst.job.spec.ready and inst.ready_once else State.RUNNING)
-        self.sup.bus.publish(events.Resumed(inst.job.process, inst.name))
-        return True
-
-    def _continue(self, inst: Instance, known: ProcessTree) -> Child:
-        """SIGCONT to the paused tree."""
-        child = inst.child
-        assert child is not None
-        for proc in known.descendants(child.pid):
-            try:
-                proc.resume()
-            except psutil.Error:
-                pass
-        child.send_signal(signal.SIGCONT)
-        inst.paused = False
-        return child
 
     def kill(self, names: list[str], sig: str | int | None = None) -> dict[str, Any]:
         """Stop gracefully and do not restart; or with `sig`, deliver just it."""
         targets = self.resolve(names)
         if sig is not None:
             number = parse_signal(sig)
-            sent = [inst.name for inst in targets if inst.child is not None and inst.child.send_signal(number)]
+            sent = [runner.name for runner in targets if runner.signal(number)]
             return {"signalled": sent, "signal": signal.Signals(number).name}
-        stopped = []
-        for inst in targets:
-            if inst.state.final:
-                continue
-            self.sup._stop_instance(inst, "killed on request")
-            stopped.append(inst.name)
-        return {"stopping": stopped}
+        return {"stopping": [runner.name for runner in targets if runner.stop("killed on request")]}
 
     def restart(self, names: list[str]) -> dict[str, Any]:
         self._refuse_while_stopping()
-        restarted = []
-        for inst in self.resolve(names):
-            child = inst.child
-            if inst.state.final:
-                self._start(inst)
-            elif child is not None and child.running:
-                inst.restart_requested = True
-                self.sup._cut(inst, Cut.RESTART, "restart requested", "restart requested")
-                if inst.paused:
-                    self._continue(inst, ProcessTree())
-            elif inst.state is State.BACKOFF:
-                inst.wake.set()
-            restarted.append(inst.name)
-        return {"restarting": restarted}
+        targets = self.resolve(names)
+        for runner in targets:
+            runner.restart()
+        return {"restarting": [runner.name for runner in targets]}
 
     def start(self, names: list[str]) -> dict[str, Any]:
         """Start instances that have ended (or were never started)."""
         self._refuse_while_stopping()
         started, already = [], []
-        for inst in self.resolve(names):
-            if inst.state.final:
-                self._start(inst)
-                started.append(inst.name)
-            else:
-                already.append(inst.name)
+        for runner in self.resolve(names):
+            (started if runner.start() else already).append(runner.name)
         return {"starting": started, "already_running": already}
-
-    def _start(self, inst: Instance) -> None:
-        inst.stop_requested = False
-        inst.stop_reason = ""
-        inst.restart_requested = False
-        inst.totals.reason = ""
-        inst.transition(State.PENDING)
-        self.sup.launch(inst)
 
     def scale(self, process: str, replicas: int) -> dict[str, Any]:
         self._refuse_while_stopping()
@@ -214,33 +109,27 @@ class Operations:
             raise UsageError(f"unknown process {process!r}; known processes: {known}")
         if spec.each is not None:
             raise UsageError(f"{process} runs one job per `each` item; it cannot be scaled")
-        current = [inst for inst in self.sup.instances if inst.job.process == process and not inst.state.final]
+        mine = [runner for runner in self.sup.runners if runner.process == process]
+        current = [runner for runner in mine if not runner.state.final]
         added, removed = [], []
         if replicas > len(current):
             # A lone instance (index 0) counts as replica 1: new ones are .2, .3...
-            taken = {max(inst.job.index, 1) for inst in self.sup.instances if inst.job.process == process}
+            taken = {max(runner.job.index, 1) for runner in mine}
             index = 1
             while len(current) + len(added) < replicas:
                 if index not in taken:
-                    job = replica_job(self.sup.plan.manifest, spec, index)
-                    inst = self.sup.add_instance(job)
-                    self.sup.launch(inst)
-                    added.append(inst.name)
+                    added.append(self.sup.add(replica_job(self.sup.plan.manifest, spec, index)).name)
                     taken.add(index)
                 index += 1
         else:
-            for inst in sorted(current, key=lambda i: i.job.index, reverse=True)[: len(current) - replicas]:
-                self.sup._stop_instance(inst, "scaled down")
-                removed.append(inst.name)
+            for runner in sorted(current, key=lambda r: r.job.index, reverse=True)[: len(current) - replicas]:
+                runner.stop("scaled down")
+                removed.append(runner.name)
         return {"process": process, "replicas": replicas, "added": added, "removed": removed}
 
     def send(self, names: list[str], text: str, everything: bool = False) -> dict[str, Any]:
         data = text.encode() if text.endswith("\n") else (text + "\n").encode()
-        sent = []
-        for inst in self.resolve(names, everything=everything):
-            if inst.child is not None and inst.child.write_stdin(data):
-                sent.append(inst.name)
-        return {"sent": sent}
+        return {"sent": [runner.name for runner in self.resolve(names, everything=everything) if runner.send(data)]}
 
     def shutdown(self) -> dict[str, Any]:
         self.sup.request_stop("shutdown requested")
@@ -254,51 +143,22 @@ class Operations:
         targets = self.resolve(names)
         if changes:
             parsed = _parse_limit_changes(changes)
-            for inst in targets:
-                self._check_lowering(inst, parsed)
-            for inst in targets:
-                self._apply_limits(inst, parsed)
-        return {"instances": [self._limit_row(inst) for inst in targets]}
+            for runner in targets:
+                runner.check_limits(parsed)
+            for runner in targets:
+                runner.set_limits(parsed)
+        return {"instances": [self._limit_row(runner) for runner in targets]}
 
-    def _check_lowering(self, inst: Instance, changes: dict[str, Any]) -> None:
-        child = inst.child
-        if child is None or not child.running:
-            return
-        for key in ("nofile", "nproc"):
-            if key not in changes:
-                continue
-            tree = limits.tree(child.pid)
-            # Each process has its own table of open files; nproc counts processes.
-            used = max((_fds(proc) for proc in tree), default=0) if key == "nofile" else len(tree)
-            if changes[key] < used:
-                what = "files are open in one of its processes" if key == "nofile" else "processes run in its tree"
-                raise UsageError(f"{inst.name}: {used} {what}, more than the new {key} limit of {changes[key]}; refused")
-
-    def _apply_limits(self, inst: Instance, changes: dict[str, Any]) -> None:
-        updates: dict[str, Any] = {}
-        child = inst.child
+    def _limit_row(self, runner: InstanceRunner) -> dict[str, Any]:
+        child = runner.child
         running = child is not None and child.running
-        for key, value in changes.items():
-            if key in limits.RLIMITS:
-                updates[key] = (value, value)
-                if running and child is not None:
-                    limits.set_live_rlimit(child.pid, key, value, value)
-            else:
-                updates[key] = value
-        inst.limits = dataclasses.replace(inst.limits, **updates)
-        if running:
-            self.sup.enforcer.apply(inst, set(changes))
-
-    def _limit_row(self, inst: Instance) -> dict[str, Any]:
-        child = inst.child
-        running = child is not None and child.running
-        row: dict[str, Any] = {"name": inst.name, "pid": child.pid if running and child else None, "limits": {}, "usage": None}
-        for field in dataclasses.fields(inst.limits):
-            value = getattr(inst.limits, field.name)
+        row: dict[str, Any] = {"name": runner.name, "pid": child.pid if running and child else None, "limits": {}, "usage": None}
+        for field in dataclasses.fields(runner.limits):
+            value = getattr(runner.limits, field.name)
             if value is None:
                 continue
             shown = list(value) if isinstance(value, tuple) else value
-            row["limits"][field.name] = {"value": shown, "mechanism": self.sup.enforcer.describe(inst, field.name)}
+            row["limits"][field.name] = {"value": shown, "mechanism": self.sup.enforcer.describe(runner, field.name)}
         if running and child is not None:
             now = limits.usage(child.pid)
             row["usage"] = {
@@ -307,7 +167,7 @@ class Operations:
                 "open_files": now.open_files,
                 "processes": now.processes,
             }
-        row["on_limit"] = inst.job.spec.on_limit
+        row["on_limit"] = runner.job.spec.on_limit
         return row
 
     # ------------------------------------------------------------ status
@@ -326,12 +186,12 @@ class Operations:
             "schedule": plan.schedule,
         }
 
-    def _mechanisms(self, inst: Instance) -> dict[str, str]:
+    def _mechanisms(self, runner: InstanceRunner) -> dict[str, str]:
         """Which mechanism enforces each limit of an instance (for `status`)."""
         return {
-            field.name: self.sup.enforcer.mechanism(inst, field.name)
-            for field in dataclasses.fields(inst.limits)
-            if getattr(inst.limits, field.name) is not None
+            field.name: self.sup.enforcer.mechanism(runner, field.name)
+            for field in dataclasses.fields(runner.limits)
+            if getattr(runner.limits, field.name) is not None
         }
 
     def status(self) -> dict[str, Any]:
@@ -339,28 +199,28 @@ class Operations:
         # The sampler's latest figures: a status request never walks the
         # process table itself, however many instances run.
         rows = []
-        for inst in self.sup.instances:
-            child = inst.child
+        for runner in self.sup.runners:
+            child = runner.child
             running = child is not None and child.running
-            pid = child.pid if running and child is not None else None
-            sample = self.sup.recorder.latest(inst) if running else None
+            sample = self.sup.recorder.latest(runner) if running else None
+            totals = runner.totals
             rows.append(
                 {
-                    "name": inst.name,
-                    "process": inst.job.process,
-                    "state": str(inst.state),
-                    "status": inst.result().status_text,
-                    "pid": pid,
+                    "name": runner.name,
+                    "process": runner.process,
+                    "state": str(runner.state),
+                    "status": status_text(runner.state, totals.exit_code, totals.signal),
+                    "pid": child.pid if running and child is not None else None,
                     "uptime_s": now - child.started_at if running and child is not None else None,
-                    "restarts": inst.totals.restarts,
-                    "exit_code": inst.totals.exit_code,
-                    "signal": inst.totals.signal,
+                    "restarts": totals.restarts,
+                    "exit_code": totals.exit_code,
+                    "signal": totals.signal,
                     "cpu_time_s": sample.cpu_time_s if sample else None,
                     "cpu_percent": sample.cpu_percent if sample else None,
                     "rss_bytes": sample.rss_bytes if sample else None,
                     "peak_rss_bytes": sample.peak_rss_bytes if sample else None,
-                    "reason": inst.totals.reason,
-                    "limits": self._mechanisms(inst),
+                    "reason": totals.reason,
+                    "limits": self._mechanisms(runner),
                 }
             )
         return {
@@ -372,13 +232,6 @@ class Operations:
             "stopping": self.sup.stopping,
             "instances": rows,
         }
-
-
-def _fds(proc: psutil.Process) -> int:
-    try:
-        return proc.num_fds()
-    except psutil.Error:
-        return 0
 
 
 _LIMIT_PARSERS = {
@@ -416,11 +269,13 @@ def _parse_limit_changes(changes: dict[str, Any]) -> dict[str, Any]:
                 seconds = parse_duration(raw)
                 if not math.isfinite(seconds):
                     raise ValueError(f"expected a duration, got {raw!r}")
-                parsed[key] = _within(max(int(seconds), 1), 1, MAX_RLIMIT, "seconds")
+                seconds = _within(max(int(seconds), 1), 1, MAX_RLIMIT, "seconds")
+                parsed[key] = (seconds, seconds)
             elif kind == "count":
                 if isinstance(raw, bool) or not isinstance(raw, int):
                     raise ValueError(f"expected a whole number, got {raw!r}")
-                parsed[key] = _within(raw, 0, _nofile_ceiling() if key == "nofile" else MAX_RLIMIT, "")
+                count = _within(raw, 0, _nofile_ceiling() if key == "nofile" else MAX_RLIMIT, "")
+                parsed[key] = (count, count)
             else:
                 if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
                     raise ValueError(f"expected a percentage, got {raw!r}")

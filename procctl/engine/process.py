@@ -19,6 +19,10 @@ from pathlib import Path
 
 import psutil
 
+from procctl.engine import childenv, limits
+from procctl.engine.child import Exit, OutputCallback, SpawnRequest
+from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
+from procctl.engine.tree import ProcessTree
 from procctl.errors import SpawnError
 
 READ_CHUNK_BYTES = 256 * 1024
@@ -33,9 +37,6 @@ MAX_LINE_BYTES = 64 * 1024
 PIPE_DRAIN_GRACE_S = 1.0
 """After the child and its group are gone, how long a pipe held open by an
 escaped descendant may keep us waiting for its last bytes."""
-
-OutputCallback = Callable[[str, bytes], None]
-"""(stream, whole lines) → None; must not block."""
 
 _STREAMS = {1: "stdout", 2: "stderr"}
 
@@ -191,39 +192,6 @@ def group_alive(pgid: int) -> bool:
     return _signal_group(pgid, 0)
 
 
-def descendants(pid: int) -> list[psutil.Process]:
-    """Every living descendant of `pid`, also those that left its process group."""
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-class ProcessTree:
-    """Who is whose parent, from one pass over every process.
-
-    psutil's `children(recursive=True)` reads every process of the system on
-    each call: stopping 200 instances at once that way read /proc 200 times
-    (0.6 s of the supervisor's time at Ctrl-C). Take one of these instead when
-    acting on many trees at the same moment."""
-
-    def __init__(self) -> None:
-        self._children: dict[int, list[psutil.Process]] = {}
-        for proc in psutil.process_iter(["ppid"]):
-            ppid = proc.info["ppid"]
-            if ppid is not None:
-                self._children.setdefault(ppid, []).append(proc)
-
-    def descendants(self, pid: int) -> list[psutil.Process]:
-        found: list[psutil.Process] = []
-        todo = [pid]
-        while todo:
-            for child in self._children.get(todo.pop(), ()):
-                found.append(child)
-                todo.append(child.pid)
-        return found
-
-
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -231,8 +199,16 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
+def _each(procs: list[psutil.Process], act: Callable[[psutil.Process], None]) -> None:
+    for proc in procs:
+        try:
+            act(proc)
+        except psutil.Error:
+            pass
+
+
 class Child:
-    """One run of one command, in its own session."""
+    """One run of one command, in its own session: the local `ChildProcess`."""
 
     def __init__(
         self,
@@ -243,6 +219,7 @@ class Child:
         log_fd: int,
         on_output: OutputCallback,
         preexec_fn: Callable[[], None] | None = None,
+        guardian: Guardian | None = None,
     ) -> None:
         self.preexec_fn = preexec_fn
         """Runs in the child between fork and exec (rlimits, nice)."""
@@ -251,6 +228,8 @@ class Child:
         self.env = env
         self._log_fd = log_fd
         self._on_output = on_output
+        self._guardian = guardian
+        """Told of the child's group while it lives, so that it dies with procctl."""
         self._output: _Output | None = None
         self._input: _Input | None = None
         self._popen: subprocess.Popen[bytes] | None = None
@@ -262,8 +241,6 @@ class Child:
         self.usage: resource.struct_rusage | None = None
         """The rusage `wait4` reported when the child was reaped: its CPU
         time and that of every descendant it waited for."""
-        self.killed_hard = False
-        """True when a stop had to end with SIGKILL."""
 
     async def start(self) -> int:
         """Spawn the child. Popen with plain pipes rather than asyncio's
@@ -296,6 +273,8 @@ class Child:
         self._popen = popen
         self.pid = popen.pid
         self.started_at = time.time()
+        if self._guardian is not None:
+            self._guardian.watch(self.pid)
         self._exited = loop.create_future()
         self._output = _Output(loop, {stdout_r: 1, stderr_r: 2}, self._log_fd, self._on_output)
         self._input = _Input(loop, stdin_w)
@@ -364,40 +343,52 @@ class Child:
         return self.returncode is None and self._exited is not None and not self._exited.done()
 
     def send_signal(self, sig: int) -> bool:
-        """Deliver `sig` to the whole group (pause, resume, --signal)."""
+        """Deliver `sig` to the whole group (--signal; SIGSTOP and SIGCONT)."""
         return self.returncode is None and _signal_group(self.pgid, sig)
+
+    def suspend(self, known: ProcessTree | None = None) -> None:
+        """SIGSTOP to the group, then to every descendant that left it."""
+        self.send_signal(signal.SIGSTOP)
+        _each((known or ProcessTree()).descendants(self.pid), psutil.Process.suspend)
+
+    def resume(self, known: ProcessTree | None = None) -> None:
+        _each((known or ProcessTree()).descendants(self.pid), psutil.Process.resume)
+        self.send_signal(signal.SIGCONT)
 
     def write_stdin(self, data: bytes) -> bool:
         if self._input is None or self.returncode is not None:
             return False
         return self._input.write(data)
 
-    async def wait(self) -> int:
+    async def wait(self) -> Exit:
         """Wait for the child to exit, for its group to empty and for its last
-        bytes to reach the log. Returns the exit code, or -N for signal N (as
-        subprocess reports it)."""
+        bytes to reach the log."""
         assert self._exited is not None and self._output is not None and self._input is not None
-        await self._exited
-        returncode = self.returncode
-        assert returncode is not None
-        # Processes the child left behind in its group would otherwise be orphans.
-        if group_alive(self.pgid):
-            _signal_group(self.pgid, signal.SIGKILL)
         try:
-            await asyncio.wait_for(asyncio.shield(self._output.closed), PIPE_DRAIN_GRACE_S)
-        except TimeoutError:
-            pass
+            await self._exited
+            # Processes the child left behind in its group would otherwise be orphans.
+            if group_alive(self.pgid):
+                _signal_group(self.pgid, signal.SIGKILL)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._output.closed), PIPE_DRAIN_GRACE_S)
+            except TimeoutError:
+                pass
+        finally:
+            if self._guardian is not None:
+                self._guardian.forget(self.pgid)
         self._output.close()
         self._input.close()
-        return returncode
+        assert self.returncode is not None
+        return Exit(self.returncode, self.usage, self.ended_at or time.time())
 
-    async def stop(self, stop_signal: int, timeout_s: float, known: ProcessTree | None = None) -> None:
+    async def stop(self, stop_signal: int, timeout_s: float, known: ProcessTree | None = None) -> bool:
         """Graceful stop of the whole tree: `stop_signal` to the group, then after
         `timeout_s` SIGKILL to the group and to descendants that left it
-        (found in `known`, when the caller took one for many stops)."""
+        (found in `known`, when the caller took one for many stops). True
+        when something was still alive for SIGKILL."""
         if self._exited is None or self._output is None or self._exited.done():
-            return
-        tree = known.descendants(self.pid) if known is not None else descendants(self.pid)
+            return False
+        tree = (known or ProcessTree()).descendants(self.pid)
         _signal_group(self.pgid, stop_signal)
         # A stopped (paused) group would never act on the signal.
         _signal_group(self.pgid, signal.SIGCONT)
@@ -405,25 +396,76 @@ class Child:
         # both are events, so no polling of the group (whose dead members may
         # linger as zombies until init reaps them).
         everything = asyncio.gather(asyncio.shield(self._exited), asyncio.shield(self._output.closed))
+        killed_hard = False
         try:
             await asyncio.wait_for(everything, timeout_s)
         except TimeoutError:
-            self.killed_hard = group_alive(self.pgid) or any(_alive(proc) for proc in tree)
-        _signal_group(self.pgid, signal.SIGKILL)
-        for proc in tree:
-            try:
-                if proc.is_running():
-                    proc.kill()
-            except psutil.Error:
-                pass
+            killed_hard = group_alive(self.pgid) or any(_alive(proc) for proc in tree)
+        self._kill(tree)
+        return killed_hard
 
     def kill(self, known: ProcessTree | None = None) -> None:
-        """SIGKILL the group and its known descendants at once (second Ctrl-C)."""
+        """SIGKILL the group and its descendants at once (second Ctrl-C)."""
         if self.pid:
-            tree = known.descendants(self.pid) if known is not None else descendants(self.pid)
-            _signal_group(self.pgid, signal.SIGKILL)
-            for proc in tree:
-                try:
-                    proc.kill()
-                except psutil.Error:
-                    pass
+            self._kill((known or ProcessTree()).descendants(self.pid))
+
+    def _kill(self, tree: list[psutil.Process]) -> None:
+        _signal_group(self.pgid, signal.SIGKILL)
+        _each(tree, psutil.Process.kill)
+
+
+def _raise_fd_limit(concurrency: int) -> None:
+    # Each running child costs about six descriptors here (three pipes,
+    # a pidfd, its log file); the usual soft limit of 1024 is too few
+    # for a large pool. Children inherit the raised soft limit.
+    needed = 64 + 8 * concurrency
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+class LocalExecutor:
+    """Children on this machine (`Child`), held by a guardian for the run: if
+    procctl dies, however it dies, they die with it."""
+
+    def __init__(self, concurrency: int = 1) -> None:
+        self._concurrency = concurrency
+        """How many children may run at once (the pool's size)."""
+        self._guardian: Guardian | None = None
+        self._env: dict[str, str] = {}
+
+    def __enter__(self) -> LocalExecutor:
+        _raise_fd_limit(self._concurrency)
+        self._guardian = Guardian()
+        # What procctl itself was told by a supervisor of its own is not passed on.
+        stale = childenv.stale()
+        self._env = {key: value for key, value in os.environ.items() if key not in stale}
+        self._env[TOKEN_VAR] = self._guardian.token
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        guardian, self._guardian = self._guardian, None
+        if guardian is not None:
+            # Descendants that escaped both their group and their parent.
+            sweep(guardian.token, exclude=guardian.pid)
+            guardian.close()
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self._env
+
+    @property
+    def companions(self) -> tuple[int, ...]:
+        return (self._guardian.pid,) if self._guardian is not None else ()
+
+    def child(self, request: SpawnRequest) -> Child:
+        return Child(
+            request.cmd,
+            cwd=request.cwd,
+            env=request.env,
+            log_fd=request.log_fd,
+            on_output=request.on_output,
+            preexec_fn=limits.preexec(request.limits, request.nice, list(request.join_fds)),
+            guardian=self._guardian,
+        )

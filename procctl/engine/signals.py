@@ -1,7 +1,8 @@
 """SIGINT/SIGTERM for the supervisor: the handler only records; the loop acts.
 
 First signal: graceful stop. Second: force (SIGKILL everything). The previous
-handlers come back when the capture ends.
+handlers come back when the capture ends. (The run then exits with
+`errors.INTERRUPTED_EXIT`.)
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
-
-INTERRUPTED_EXIT = 130
 
 
 class SignalCapture:

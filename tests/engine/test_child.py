@@ -13,7 +13,8 @@ import pytest
 
 from conftest import alive, helper
 
-from procctl.engine.process import Child, ProcessTree
+from procctl.engine.process import Child
+from procctl.engine.tree import ProcessTree
 
 
 def _child(tmp_path: Path, cmd: str | tuple[str, ...], lines: list[tuple[str, bytes]]) -> tuple[Child, int]:
@@ -29,7 +30,7 @@ def test_output_reaches_log_and_callback_with_streams(tmp_path: Path) -> None:
         child, log_fd = _child(tmp_path, "echo out; echo err >&2; printf tail", lines)
         try:
             await child.start()
-            return await child.wait()
+            return (await child.wait()).returncode
         finally:
             os.close(log_fd)
 
@@ -43,7 +44,7 @@ def test_output_reaches_log_and_callback_with_streams(tmp_path: Path) -> None:
 def test_stop_escalates_to_sigkill_and_reports_it(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
 
-    async def scenario() -> tuple[Child, float]:
+    async def scenario() -> tuple[Child, bool, float]:
         child, log_fd = _child(tmp_path, (sys.executable, helper("ignore_term.py"), str(pid_file)), [])
         try:
             await child.start()
@@ -51,34 +52,34 @@ def test_stop_escalates_to_sigkill_and_reports_it(tmp_path: Path) -> None:
                 await asyncio.sleep(0.02)
             waiter = asyncio.ensure_future(child.wait())
             began = time.monotonic()
-            await child.stop(signal.SIGTERM, 0.3)
+            killed_hard = await child.stop(signal.SIGTERM, 0.3)
             await waiter
-            return child, time.monotonic() - began
+            return child, killed_hard, time.monotonic() - began
         finally:
             child.kill()
             os.close(log_fd)
 
-    child, took = asyncio.run(scenario())
-    assert child.killed_hard
+    child, killed_hard, took = asyncio.run(scenario())
+    assert killed_hard
     assert child.returncode == -signal.SIGKILL
     assert took >= 0.3
     assert not alive(int(pid_file.read_text()))
 
 
 def test_graceful_stop_does_not_escalate(tmp_path: Path) -> None:
-    async def scenario() -> Child:
+    async def scenario() -> tuple[Child, bool]:
         child, log_fd = _child(tmp_path, "sleep 30", [])
         try:
             await child.start()
             waiter = asyncio.ensure_future(child.wait())
-            await child.stop(signal.SIGTERM, 10)
+            killed_hard = await child.stop(signal.SIGTERM, 10)
             await waiter
-            return child
+            return child, killed_hard
         finally:
             os.close(log_fd)
 
-    child = asyncio.run(scenario())
-    assert not child.killed_hard
+    child, killed_hard = asyncio.run(scenario())
+    assert not killed_hard
     assert child.returncode == -signal.SIGTERM
 
 
@@ -145,7 +146,7 @@ def test_stdin_larger_than_the_pipe_arrives_whole_and_rusage_is_kept(tmp_path: P
             assert child.write_stdin(payload)
             # The write returned before the child read a byte (it sleeps first).
             returned_after = time.monotonic() - began
-            return await child.wait(), child, returned_after
+            return (await child.wait()).returncode, child, returned_after
         finally:
             child.kill()
             os.close(log_fd)

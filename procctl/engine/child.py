@@ -1,0 +1,120 @@
+"""The executor seam: what an instance's runner asks of the child that does
+the work, wherever it runs.
+
+`process.LocalExecutor` starts `process.Child`: a process of this machine in
+its own session. Another executor (a task on a cluster, a fake in the tests)
+implements the same two small protocols; the runner knows nothing else of
+its child.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from procctl.config.manifest import Limits
+    from procctl.engine.tree import ProcessTree
+
+OutputCallback = Callable[[str, bytes], None]
+"""(stream, whole lines) → None; must not block."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpawnRequest:
+    """What to start, and where its output goes."""
+
+    cmd: str | tuple[str, ...]
+    """A string runs through /bin/sh -c; a tuple is exec'd as is."""
+    cwd: Path
+    env: Mapping[str, str]
+    """The child's whole environment."""
+    log_fd: int
+    """Every byte the child writes goes here first, as written."""
+    on_output: OutputCallback
+    limits: Limits
+    """Kernel rlimits, set before the command runs."""
+    nice: int | None = None
+    join_fds: tuple[int, ...] = ()
+    """`cgroup.procs` files the child joins before it runs (local children
+    only; the caller closes them once `start` returned)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exit:
+    """How a child ended."""
+
+    returncode: int
+    """The exit code, or -N for signal N (as subprocess reports it)."""
+    usage: resource.struct_rusage | None
+    """CPU time of the child and of every descendant it waited for; None
+    when the executor cannot tell."""
+    ended_at: float
+    """Epoch seconds of its end."""
+
+
+class ChildProcess(Protocol):
+    """One run of one command."""
+
+    pid: int
+    """Its process id (also its process group's); 0 until started."""
+    started_at: float
+    """Epoch seconds of its start."""
+
+    @property
+    def running(self) -> bool: ...
+
+    async def start(self) -> int:
+        """Start it; return its pid. Raises SpawnError when it cannot start."""
+        ...
+
+    async def wait(self) -> Exit:
+        """Wait for its end and for its last output to reach the log."""
+        ...
+
+    async def stop(self, stop_signal: int, timeout_s: float, known: ProcessTree | None = None) -> bool:
+        """`stop_signal` to the whole tree, SIGKILL after `timeout_s`. True
+        when SIGKILL had to end it."""
+        ...
+
+    def kill(self, known: ProcessTree | None = None) -> None:
+        """SIGKILL the whole tree now."""
+        ...
+
+    def send_signal(self, sig: int) -> bool:
+        """Deliver `sig` to its process group; False when it is gone."""
+        ...
+
+    def suspend(self, known: ProcessTree | None = None) -> None:
+        """Stop the whole tree (pause)."""
+        ...
+
+    def resume(self, known: ProcessTree | None = None) -> None:
+        """Continue the whole tree."""
+        ...
+
+    def write_stdin(self, data: bytes) -> bool: ...
+
+
+class Executor(AbstractContextManager["Executor"], Protocol):
+    """Starts the children of one supervisor's run. Entered for the whole run
+    (the local one holds the guardian that ends every child if procctl dies)."""
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The environment every child starts from (the job adds its own)."""
+        ...
+
+    @property
+    def companions(self) -> tuple[int, ...]:
+        """Pids of the executor's own helper processes (they share the
+        supervisor's cgroup)."""
+        ...
+
+    def child(self, request: SpawnRequest) -> ChildProcess:
+        """A child for `request`, not started yet."""
+        ...

@@ -1,0 +1,488 @@
+"""One instance's life: spawn, probe, timeout, stop, restart, pause and
+resume, one run after another.
+
+An `InstanceRunner` lives as long as its supervisor knows the instance and
+holds what outlives a run: its state, its totals, the limits in force,
+whether it was ever ready, and what it is wanted to do next (`Want`). A
+`Run` is made at each spawn and dropped when that run has ended; what
+belongs to one run (its child, its timeout, its probe, why and how it is
+being stopped, whether it is paused) lives there, so nothing is reset by
+hand between runs.
+
+The runner is the one writer of its state: `transition` refuses whatever
+`states.FOLLOWS` does not allow and publishes the change. What it needs of
+its supervisor (the dependency gate, a pool slot, the executor, metrics and
+limits) comes through `Host`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from procctl import events
+from procctl.engine import limits
+from procctl.engine.child import SpawnRequest
+from procctl.engine.enforcer import close_fds
+from procctl.engine.outcome import Cut, Ending, InstanceResult, Totals, judge
+from procctl.engine.probes import LogProbe, poll_probe
+from procctl.engine.run import Deadline, Run, Want
+from procctl.errors import SpawnError
+from procctl.states import IllegalTransition, State, may_follow
+
+if TYPE_CHECKING:
+    from procctl.config.manifest import Limits
+    from procctl.config.plan import Job
+    from procctl.engine.child import ChildProcess, Executor
+    from procctl.engine.enforcer import Enforcer
+    from procctl.engine.metrics import Recorder
+    from procctl.engine.tree import ProcessTree
+
+MAX_BACKOFF_S = 30.0
+STABLE_RUN_S = 10.0
+"""A run that lasted this long resets the backoff delay to its first step."""
+
+
+class Host(Protocol):
+    """What a runner needs of its supervisor."""
+
+    bus: events.Bus
+    executor: Executor
+    recorder: Recorder
+    enforcer: Enforcer
+
+    @property
+    def stopping(self) -> bool:
+        """The whole run is stopping: nothing starts again."""
+        ...
+
+    def launch(self, runner: InstanceRunner) -> None:
+        """Begin the runner's life (it calls this itself for `start`)."""
+        ...
+
+    async def dependencies(self, runner: InstanceRunner) -> str:
+        """Wait until its dependencies hold: '' then, else why they never will."""
+        ...
+
+    async def slot(self, runner: InstanceRunner) -> int:
+        """Wait for a pool slot; its ticket."""
+        ...
+
+    def release(self, ticket: int) -> None: ...
+
+    def env(self, job: Job) -> dict[str, str]:
+        """The whole environment of a run of `job`."""
+        ...
+
+    def stop_timeout_s(self, job: Job) -> float: ...
+
+    def changed(self) -> None:
+        """Some instance's state changed (the dependency gate looks again)."""
+        ...
+
+    def ended(self, runner: InstanceRunner) -> None:
+        """The runner reached a final state."""
+        ...
+
+
+class InstanceRunner:
+    """One instance, from its first queueing to its last run."""
+
+    def __init__(self, job: Job, log_path: Path, host: Host) -> None:
+        self.job = job
+        self.log_path = log_path
+        self._host = host
+        self.state = State.PENDING
+        self.totals = Totals()
+        self.limits: Limits = job.spec.limits
+        """In force for this instance; `procctl limits` changes it for the live
+        tree and for later runs."""
+        self.run: Run | None = None
+        """The current run, while there is one."""
+        self.started_once = False
+        self.ready_once = False
+        self.want = Want.UP
+        self._down_reason = ""
+        """Why it was asked to stop (the first reason of a stop request)."""
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        """Set to cut a backoff short."""
+        self._log_fd = -1
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def process(self) -> str:
+        return self.job.process
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    @property
+    def child(self) -> ChildProcess | None:
+        return self.run.child if self.run is not None else None
+
+    @property
+    def paused(self) -> bool:
+        return self.run is not None and self.run.paused
+
+    # ------------------------------------------------------------ state
+
+    def may(self, state: State) -> bool:
+        return may_follow(self.state, state)
+
+    def transition(self, state: State, reason: str = "") -> None:
+        """The only change of an instance's state: refused unless the table
+        allows it; published as a `state` event."""
+        if not may_follow(self.state, state):
+            raise IllegalTransition(self.name, self.state, state)
+        self.state = state
+        if reason:
+            self.totals.reason = reason
+        self._host.bus.publish(events.StateChanged(self.process, self.name, state=state, reason=reason))
+        self._host.changed()
+
+    def result(self) -> InstanceResult:
+        """Its totals and its state now, together."""
+        return InstanceResult(**vars(self.totals), name=self.name, process=self.process, state=self.state, log_path=self.log_path)
+
+    # ------------------------------------------------------------- verbs
+
+    def stop(self, reason: str, known: ProcessTree | None = None) -> bool:
+        """Stop it gracefully and keep it down. False when it had ended."""
+        if self.state.final:
+            return False
+        if self.want is not Want.DOWN:
+            self.want, self._down_reason = Want.DOWN, reason
+        if self.run is not None:
+            self._cut(Cut.REQUEST, reason, self._down_reason, known)
+        elif self._task is not None:
+            # Nothing runs: it waits for its dependencies, a slot or a backoff.
+            self._task.cancel()
+        return True
+
+    def kill(self, known: ProcessTree | None = None) -> None:
+        """SIGKILL its tree now and keep it down (a second Ctrl-C; the end of a run)."""
+        if self.state.final:
+            return
+        if self.want is not Want.DOWN:
+            self.want, self._down_reason = Want.DOWN, "stopped"
+        run = self.run
+        if run is None:
+            if self._task is not None:
+                self._task.cancel()
+            return
+        if run.child.running:
+            self._mark(run, Cut.REQUEST, self._down_reason, self._down_reason, known)
+            run.child.kill(known)
+
+    def restart(self) -> None:
+        """End the current run and start the next at once; start an ended one."""
+        if self.state.final:
+            self.start()
+            return
+        run = self.run
+        if run is not None and run.child.running:
+            self.want = Want.AGAIN
+            self._cut(Cut.RESTART, "restart requested", "restart requested")
+        elif self.state is State.BACKOFF and self._wake is not None:
+            self._wake.set()
+
+    def start(self) -> bool:
+        """Start an instance that has ended (or was skipped). False when it has not ended."""
+        if not self.state.final:
+            return False
+        self.want, self._down_reason = Want.UP, ""
+        self.totals.reason = ""
+        self.transition(State.PENDING)
+        self._host.launch(self)
+        return True
+
+    def pause(self, known: ProcessTree) -> bool:
+        """SIGSTOP its whole tree; its timeout and readiness deadline stop too."""
+        run = self.run
+        if run is None or run.paused or not run.child.running or not self.may(State.PAUSED):
+            return False
+        if run.deadline is not None:
+            run.deadline.pause()
+        if run.probe is not None:
+            # The probe starts afresh, with a whole timeout, on resume.
+            run.probe.cancel()
+            run.probe = None
+        run.child.suspend(known)
+        run.paused = True
+        self.transition(State.PAUSED)
+        self._host.bus.publish(events.Paused(self.process, self.name))
+        return True
+
+    def resume(self, known: ProcessTree) -> bool:
+        run = self.run
+        if run is None or not run.paused or self.state is not State.PAUSED:
+            return False
+        run.child.resume(known)
+        run.paused = False
+        if run.child.running:
+            if run.deadline is not None:
+                run.deadline.resume()
+            probed = self.job.spec.ready is not None
+            if probed and not run.ready:
+                self._start_probe(run)
+            self.transition(State.READY if probed and run.ready else State.RUNNING)
+        self._host.bus.publish(events.Resumed(self.process, self.name))
+        return True
+
+    def signal(self, sig: int) -> bool:
+        """Deliver just `sig` to its process group."""
+        return self.run is not None and self.run.child.send_signal(sig)
+
+    def send(self, data: bytes) -> bool:
+        """Write to its stdin."""
+        return self.run is not None and self.run.child.write_stdin(data)
+
+    def check_limits(self, changes: dict[str, Any]) -> None:
+        """Refuse (UsageError) a `nofile` or `nproc` below what its live tree uses."""
+        child = self.child
+        if child is not None and child.running:
+            limits.check_lowering(self.name, child.pid, changes)
+
+    def set_limits(self, changes: dict[str, Any]) -> None:
+        """Apply parsed limits to the live tree and to later runs."""
+        self.limits = dataclasses.replace(self.limits, **changes)
+        child = self.child
+        if child is not None and child.running:
+            limits.set_live_rlimits(child.pid, changes)
+            self._host.enforcer.apply(self, set(changes))
+
+    def breach(self, limit: str, value: float, maximum: float, mechanism: str, reason: str) -> None:
+        """A limit was exceeded: stop the run; `on_limit` then decides
+        between the end and a restart."""
+        run = self.run
+        if run is None or run.cut is not None:
+            return  # Its run is being ended already; the first reason stands.
+        action = self.job.spec.on_limit
+        self._host.bus.publish(events.LimitExceeded(self.process, self.name, limit=limit, value=value, maximum=maximum, action=action, mechanism=mechanism))
+        self._cut(Cut.LIMIT, "limit exceeded", reason)
+
+    # -------------------------------------------------------------- life
+
+    def launch(self) -> asyncio.Task[None]:
+        self._task = asyncio.get_running_loop().create_task(self._live())
+        return self._task
+
+    async def _live(self) -> None:
+        try:
+            await self._life()
+        except asyncio.CancelledError:
+            if self.run is not None:
+                raise
+            # `stop` cancels a runner only while it waits (for dependencies,
+            # a slot or a backoff): nothing of it runs.
+            if not self.state.final:
+                why = self._down_reason or "stopped before it started"
+                if self.started_once:
+                    self.transition(State.STOPPED, why)
+                else:
+                    self.transition(State.SKIPPED, why)
+                    self._host.bus.publish(events.Skipped(self.process, self.name, why=why))
+                self._host.ended(self)
+        finally:
+            if self._log_fd >= 0:
+                os.close(self._log_fd)
+                self._log_fd = -1
+
+    async def _life(self) -> None:
+        host = self._host
+        host.bus.publish(events.Queued(self.process, self.name))
+        blocked = await host.dependencies(self)
+        if blocked:
+            self._finish(Ending(State.SKIPPED, blocked))
+            host.bus.publish(events.Skipped(self.process, self.name, why=blocked))
+            return
+        failures = 0
+        while True:
+            ticket = await host.slot(self)
+            try:
+                ending, run_s = await self._run_once(ticket)
+            finally:
+                host.release(ticket)
+            if self.want is Want.AGAIN and not host.stopping:
+                self.want = Want.UP
+                self.totals.restarts += 1
+                host.bus.publish(events.Restarting(self.process, self.name, attempt=self.totals.restarts, delay_s=0.0))
+                continue
+            if not self._restarts_after(ending.state):
+                self._finish(ending)
+                return
+            failures = 0 if run_s >= STABLE_RUN_S else failures + 1
+            delay = min(self.job.spec.backoff_s * 2 ** max(failures - 1, 0), MAX_BACKOFF_S)
+            self.totals.restarts += 1
+            self.transition(State.BACKOFF, f"restart {self.totals.restarts} in {delay:g}s")
+            host.bus.publish(events.Restarting(self.process, self.name, attempt=self.totals.restarts, delay_s=delay))
+            self._wake = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+            self._wake = None
+
+    def _restarts_after(self, state: State) -> bool:
+        if self._host.stopping or self.want is Want.DOWN:
+            return False
+        spec = self.job.spec
+        if self.totals.restarts >= spec.max_restarts:
+            return False
+        if state is State.LIMIT_EXCEEDED:
+            return spec.on_limit == "restart"
+        if spec.restart == "always":
+            return True
+        return spec.restart == "on-failure" and state.failure
+
+    def _finish(self, ending: Ending) -> None:
+        self.totals.reason = ending.reason
+        self.transition(ending.state, ending.reason)
+        self._host.ended(self)
+
+    def _open_log(self) -> int:
+        if self._log_fd < 0:
+            # Truncated at the first start of this run, appended across restarts.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            if not self.started_once:
+                flags |= os.O_TRUNC
+            self._log_fd = os.open(self.log_path, flags, 0o644)
+        return self._log_fd
+
+    async def _run_once(self, ticket: int) -> tuple[Ending, float]:
+        """Spawn, probe and wait for one run. Returns how it ended and its length."""
+        host, job = self._host, self.job
+        spec = job.spec
+        self.transition(State.STARTING)
+        log_probe = LogProbe(spec.ready.target) if spec.ready and spec.ready.kind == "log" else None
+        process, instance, publish = job.process, job.name, host.bus.publish
+
+        def on_output(stream: str, data: bytes) -> None:
+            publish(events.Output(process, instance, stream=stream, data=data))
+            if log_probe is not None:
+                log_probe.feed(data)
+
+        env = host.env(job)
+        join_fds = host.enforcer.join_fds(self)
+        try:
+            child = host.executor.child(SpawnRequest(job.cmd, job.cwd, env, self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds)))
+            # The run exists from here: a stop while the child starts waits for it.
+            run = self.run = Run(child, ticket, env, log_probe)
+            pid = await child.start()
+        except SpawnError as exc:
+            self.run = None
+            self.totals.exit_code = 127
+            publish(events.Notice(process, instance, message=str(exc), level="error"))
+            return Ending(State.FAILED, str(exc)), 0.0
+        finally:
+            close_fds(join_fds)
+        host.recorder.started(self, child)
+        host.enforcer.apply(self)
+        self.totals.pid = pid
+        if self.totals.started_at is None:
+            self.totals.started_at = child.started_at
+        self.started_once = True
+        publish(events.Started(process, instance, pid=pid, attempt=self.totals.restarts + 1))
+        self.transition(State.RUNNING)
+        if self.want is Want.DOWN or host.stopping:
+            # A stop came while the child was starting.
+            self._cut(Cut.REQUEST, self._down_reason or "stopped", self._down_reason or "stopped")
+        if spec.timeout_s:
+            run.deadline = Deadline(spec.timeout_s, self._timed_out)
+        if spec.ready is None:
+            self.ready_once = True
+        else:
+            self._start_probe(run)
+        try:
+            exit = await child.wait()
+        finally:
+            run.close()
+            # (An OOM kill the kernel made is seen here, and becomes the run's cut.)
+            host.enforcer.ended(self)
+        if run.stopping is not None:
+            await run.stopping
+        self.run = None
+        run_s = exit.ended_at - child.started_at
+        totals = self.totals
+        totals.ended_at = exit.ended_at
+        totals.duration_s = (totals.duration_s or 0.0) + run_s
+        totals.exit_code = exit.returncode if exit.returncode >= 0 else None
+        totals.signal = -exit.returncode if exit.returncode < 0 else None
+        ending = judge(exit.returncode, run.cut, run.why, cpu_time_limited=self.limits.cpu_time is not None)
+        if ending.kernel_limit:
+            publish(events.LimitExceeded(process, instance, limit=ending.kernel_limit, value=0, maximum=0, action=spec.on_limit))
+        host.recorder.ended(self, child, exit, ending.state, run_s)
+        publish(events.Exited(process, instance, status=ending.state, code=totals.exit_code, signal=totals.signal, duration_s=run_s))
+        return ending, run_s
+
+    # -------------------------------------------------- cutting a run short
+
+    def _mark(self, run: Run, cut: Cut, label: str, why: str, known: ProcessTree | None) -> bool:
+        """Record the first cut of a run and enter STOPPING (`label` goes with
+        the state, `why` with the verdict). False when it was cut already."""
+        if run.cut is not None:
+            return False
+        run.cut, run.why = cut, why
+        if run.paused:
+            # Its tree must be able to act on the stop signal.
+            run.child.resume(known)
+            run.paused = False
+        self.transition(State.STOPPING, label)
+        return True
+
+    def _cut(self, cut: Cut, label: str, why: str, known: ProcessTree | None = None) -> None:
+        """End the current run gracefully for `cut`."""
+        run = self.run
+        if run is None:
+            return
+        if not run.child.running:
+            # It ended already: only a limit the kernel enforced (an OOM kill
+            # seen after the exit) can still say why.
+            if cut is Cut.LIMIT and run.cut is None:
+                run.cut, run.why = cut, why
+            return
+        if self._mark(run, cut, label, why, known):
+            run.stopping = asyncio.get_running_loop().create_task(self._stop(run, known))
+
+    async def _stop(self, run: Run, known: ProcessTree | None) -> None:
+        sig, timeout_s = self.job.spec.stop_signal, self._host.stop_timeout_s(self.job)
+        self._host.enforcer.stopping(self)
+        if await run.child.stop(sig, timeout_s, known):
+            message = f"did not stop within {timeout_s:g}s of {signal.Signals(sig).name}; sent SIGKILL"
+            self._host.bus.publish(events.Notice(self.process, self.name, message=message, level="warning"))
+
+    def _timed_out(self) -> None:
+        timeout = self.job.spec.timeout_s
+        self._host.bus.publish(events.Notice(self.process, self.name, message=f"timeout of {timeout:g}s reached", level="warning"))
+        self._cut(Cut.TIMEOUT, "timed out", f"ran longer than its timeout of {timeout:g}s")
+
+    # ------------------------------------------------------------ probes
+
+    def _start_probe(self, run: Run) -> None:
+        """(Re)start the readiness probe of the run, with a full timeout."""
+        run.probe = asyncio.get_running_loop().create_task(self._probe(run))
+
+    async def _probe(self, run: Run) -> None:
+        spec = self.job.spec.ready
+        assert spec is not None
+        passed = await poll_probe(spec, cwd=self.job.cwd, env=run.env, log_probe=run.log_probe)
+        if self.run is not run or not run.child.running:
+            return
+        if not passed:
+            why = f"not ready after {spec.timeout_s:g}s ({spec.kind} probe)"
+            self._host.bus.publish(events.Notice(self.process, self.name, message=why, level="error"))
+            self._cut(Cut.PROBE, "not ready", why)
+        elif self.may(State.READY):
+            run.ready = self.ready_once = True
+            self.transition(State.READY)
+            self._host.bus.publish(events.Ready(self.process, self.name, probe=spec.kind))
+

@@ -1,0 +1,129 @@
+"""A fake executor for the engine's seam (engine/child.py): children that do
+exactly what a test tells them, with no process and no sleep, so that the
+edge cases of an instance's life run in a few turns of the loop.
+
+What a fake child does is read from its command:
+- `exit N`: ends with code N as soon as it has started;
+- `missing`: cannot be started (SpawnError, as a missing command);
+- `stubborn`: ignores the stop signal until `kill` (or `release`);
+- anything else runs until it is stopped, killed or told to `exit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from procctl.engine.child import Exit, SpawnRequest
+from procctl.errors import SpawnError
+
+_PIDS = itertools.count(1_000_000_000)
+"""Far above any pid the kernel hands out (pid_max is at most 2^22)."""
+
+
+class FakeChild:
+    def __init__(self, request: SpawnRequest) -> None:
+        self.request = request
+        self.pid = 0
+        self.started_at = 0.0
+        self.signals: list[int] = []
+        self.stdin = bytearray()
+        self.suspended = False
+        self.stops = 0
+        self._exit: asyncio.Future[Exit] | None = None
+        self._released: asyncio.Future[None] | None = None
+
+    @property
+    def command(self) -> str:
+        return str(self.request.cmd)
+
+    @property
+    def running(self) -> bool:
+        return self._exit is not None and not self._exit.done()
+
+    async def start(self) -> int:
+        if self.command == "missing":
+            raise SpawnError("command not found: missing")
+        loop = asyncio.get_running_loop()
+        self.pid = next(_PIDS)
+        self.started_at = time.time()
+        self._exit = loop.create_future()
+        if self.command.startswith("exit "):
+            loop.call_soon(self.exit, int(self.command.split()[1]))
+        return self.pid
+
+    def exit(self, returncode: int) -> None:
+        """End now with `returncode` (-N: signal N)."""
+        if self._exit is not None and not self._exit.done():
+            self._exit.set_result(Exit(returncode, None, time.time()))
+        if self._released is not None and not self._released.done():
+            self._released.set_result(None)
+
+    def output(self, text: str, stream: str = "stdout") -> None:
+        """Write whole lines, as the child's pipe reader hands them on."""
+        self.request.on_output(stream, text.encode())
+
+    async def wait(self) -> Exit:
+        assert self._exit is not None
+        return await asyncio.shield(self._exit)
+
+    async def stop(self, stop_signal: int, timeout_s: float, known: Any = None) -> bool:
+        if not self.running:
+            return False
+        self.stops += 1
+        self.signals.append(stop_signal)
+        if self.command != "stubborn":
+            self.exit(-stop_signal)
+            return False
+        self._released = asyncio.get_running_loop().create_future()
+        await self._released
+        return True
+
+    def kill(self, known: Any = None) -> None:
+        self.exit(-signal.SIGKILL)
+
+    def send_signal(self, sig: int) -> bool:
+        self.signals.append(sig)
+        return self.running
+
+    def suspend(self, known: Any = None) -> None:
+        self.suspended = True
+
+    def resume(self, known: Any = None) -> None:
+        self.suspended = False
+
+    def write_stdin(self, data: bytes) -> bool:
+        self.stdin += data
+        return self.running
+
+
+class FakeExecutor:
+    def __init__(self) -> None:
+        self.children: list[FakeChild] = []
+
+    def __enter__(self) -> FakeExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return {}
+
+    @property
+    def companions(self) -> tuple[int, ...]:
+        return ()
+
+    def child(self, request: SpawnRequest) -> FakeChild:
+        child = FakeChild(request)
+        self.children.append(child)
+        return child
+
+    def of(self, name: str) -> list[FakeChild]:
+        """The children of instance `name`, oldest first."""
+        return [child for child in self.children if child.request.env.get("PROCCTL_INSTANCE") == name]

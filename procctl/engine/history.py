@@ -196,6 +196,7 @@ class History:
         if self._conn is not None:
             return True
         try:
+            StateDir(self.path.parent).prepare()  # private, with its .gitignore, even for a benchmark alone
             conn = _connect(self.path, timeout_s)
             assert conn is not None
             try:

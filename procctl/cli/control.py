@@ -183,10 +183,8 @@ def limits(
     as_json: JsonOption = False,
 ) -> None:
     """Show each limit, its mechanism and current usage; with options, change them live and for restarts."""
-    changes: dict[str, Any] = {}
-    for key, value in (("memory", memory), ("cpu_time", cpu_time), ("nofile", nofile), ("nproc", nproc), ("cpu_percent", cpu_percent)):
-        if value is not None:
-            changes[key] = value
+    given = {"memory": memory, "cpu_time": cpu_time, "nofile": nofile, "nproc": nproc, "cpu_percent": cpu_percent}
+    changes: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
     args: dict[str, Any] = {"names": _names(names, False)}
     if changes:
         args["set"] = changes

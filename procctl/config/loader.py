@@ -11,15 +11,15 @@ import glob
 import json
 import os
 import re
-import signal
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from procctl.config import values
 from procctl.config.envfile import parse_env, read_env_file
 from procctl.config.placeholders import UnsafePlacement, compile_command
-from procctl.config.manifest import MAX_REPLICAS, MAX_RLIMIT, Limits, Manifest, ProcessSpec, ReadySpec, Settings
+from procctl.config.manifest import MAX_REPLICAS, Limits, Manifest, ProcessSpec, ReadySpec, Settings
 from procctl.errors import ManifestError
 from procctl.units import parse_duration, parse_size
 
@@ -34,7 +34,6 @@ PROCESS_KEYS = (
     "cmd", "cwd", "env", "env_file", "depends_on", "ready", "restart", "max_restarts", "backoff", "replicas",
     "port", "each", "timeout", "stop_signal", "stop_timeout", "limits", "on_limit", "nice",
 )  # fmt: skip
-LIMIT_KEYS = ("memory", "address_space", "cpu_time", "nofile", "nproc", "fsize", "core", "cpu_percent")
 ON_LIMIT = ("kill", "restart")
 READY_KINDS = ("log", "tcp", "http", "exec")
 READY_KEYS = (*READY_KINDS, "timeout", "interval")
@@ -210,18 +209,14 @@ class _Reader:
 
     def limits(self, raw: object, *path: str) -> Limits:
         table = self.table(raw, *path)
-        self.check_keys(table, LIMIT_KEYS, *path)
-        values: dict[str, Any] = {}
+        self.check_keys(table, values.LIMIT_KEYS, *path)
+        parsed: dict[str, Any] = {}
         for key, value in table.items():
-            if key == "memory":
-                values[key] = self.size(value, *path, key)
-            elif key == "cpu_percent":
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100 * (os.cpu_count() or 1):
-                    raise self.error(f"expected a percentage of one core, more than 0, got {_describe(value)}", *path, key)
-                values[key] = float(value)
-            else:
-                values[key] = self.soft_hard(value, key, *path, key)
-        return Limits(**values)
+            try:
+                parsed[key] = values.limit(key, value)
+            except ValueError as exc:
+                raise self.error(str(exc), *path, key) from None
+        return Limits(**parsed)
 
     def memory_amount(self, value: object, *path: str) -> int:
         """A size, or a share of the machine's RAM: "10%"."""
@@ -240,24 +235,6 @@ class _Reader:
             return parse_size(value)
         except ValueError as exc:
             raise self.error(str(exc), *path) from None
-
-    def soft_hard(self, value: object, key: str, *path: str) -> tuple[int, int]:
-        """An rlimit: one value (soft = hard) or [soft, hard]."""
-        pair = value if isinstance(value, list) else [value, value]
-        if len(pair) != 2:
-            raise self.error(f"expected a value or [soft, hard], got {_describe(value)}", *path)
-        converted = []
-        for item in pair:
-            if key == "cpu_time":
-                converted.append(max(int(self.duration(item, *path, positive=True)), 1))
-            elif key in ("address_space", "fsize", "core"):
-                converted.append(self.size(item, *path))
-            else:
-                converted.append(self.integer(item, *path, minimum=0, maximum=MAX_RLIMIT))
-        soft, hard = converted
-        if soft > hard:
-            raise self.error(f"the soft limit ({pair[0]}) is above the hard limit ({pair[1]})", *path)
-        return soft, hard
 
     def ready(self, raw: object, name: str) -> ReadySpec:
         path = ("process", name, "ready")
@@ -409,14 +386,9 @@ class _Reader:
 
     def signal(self, raw: object, *path: str) -> int:
         try:
-            if isinstance(raw, int) and not isinstance(raw, bool):
-                return int(signal.Signals(raw))
-            if isinstance(raw, str):
-                name = raw.strip().upper()
-                return int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
-        except (KeyError, ValueError):
-            pass
-        raise self.error(f"not a signal: {_describe(raw)} (e.g. \"TERM\", \"INT\", \"QUIT\")", *path)
+            return values.signal_number(raw)
+        except ValueError as exc:
+            raise self.error(str(exc), *path) from None
 
 
 def _find_cycle(processes: Mapping[str, ProcessSpec]) -> list[str] | None:

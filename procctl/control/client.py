@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from procctl.control.address import socket_location
-from procctl.control.protocol import MAX_REQUEST_BYTES, ProtocolError, Reply, Request, decode_reply
-from procctl.errors import NoSupervisor, ProcctlError
+from procctl.control.protocol import MAX_REQUEST_BYTES, ProtocolError, Reply, decode_reply, make_request
+from procctl.errors import NoSupervisor, ProcctlError, UsageError
 
 REPLY_LIMIT = 64 * 1024 * 1024
 
@@ -58,8 +58,12 @@ def _read_line(sock: socket.socket) -> bytes:
 
 
 def request(path: Path, manifest: Path, verb: str, args: dict[str, Any] | None = None, *, timeout_s: float = 30.0) -> Any:
-    """Send one request; return the reply's result or raise its error."""
-    payload = Request(verb=verb, args=args or {}, id=1).encode()
+    """Send one request; return the reply's result or raise its error. The
+    request is checked against the table of verbs before it is sent."""
+    try:
+        payload = make_request(verb, args, id=1).encode()
+    except ProtocolError as exc:
+        raise UsageError(str(exc)) from None
     if len(payload) > MAX_REQUEST_BYTES:
         raise ProcctlError(f"request too large ({len(payload)} bytes)")
     sock = _connect(path, manifest, timeout_s)

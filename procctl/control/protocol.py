@@ -12,27 +12,94 @@ import json
 from typing import Any
 
 from procctl.config.manifest import MAX_REPLICAS
+from procctl.config.values import LIVE_LIMITS
 
 MAX_REQUEST_BYTES = 64 * 1024
 """A request line longer than this is refused unread."""
 MAX_SEND_BYTES = 16 * 1024
 """The longest text `send` writes to a process's stdin at once."""
 
-VERBS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "ping": {},
-    "status": {},
-    "pause": {"names": list, "all": bool},
-    "resume": {"names": list, "all": bool},
-    "kill": {"names": list, "signal": (str, int, type(None))},
-    "restart": {"names": list},
-    "start": {"names": list},
-    "scale": {"process": str, "replicas": int},
-    "send": {"names": list, "all": bool, "text": str},
-    "limits": {"names": list, "set": dict},
-    "shutdown": {},
-}
-"""Every verb and the type of each argument it takes (all optional unless the
-handler says otherwise)."""
+@dataclasses.dataclass(frozen=True)
+class Arg:
+    """One argument of a verb."""
+
+    name: str
+    """Its key in the request's `args`."""
+    type: type | tuple[type, ...]
+    shown: str
+    """How docs/control-protocol.md writes its type (and bound)."""
+    param: str = ""
+    """The handler's parameter, when it is named otherwise."""
+    required: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Verb:
+    """One control verb: what a request may carry, which method of the
+    engine's face (`engine.operations.Operations`) answers it, and what the
+    reply holds. The server dispatches by this table, the client checks its
+    requests against it, the CLI has one command per verb of the same name,
+    and docs/control-protocol.md lists it row for row (a test compares)."""
+
+    name: str
+    handler: str
+    args: tuple[Arg, ...]
+    does: str
+    result: str
+
+    def call_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The request's args as the handler's keyword arguments."""
+        return {(arg.param or arg.name): args[arg.name] for arg in self.args if arg.name in args}
+
+
+_NAMES = Arg("names", list, "[str]")
+_ALL = Arg("all", bool, "bool", param="everything")
+
+VERBS: dict[str, Verb] = {
+    verb.name: verb
+    for verb in (
+        Verb("ping", "ping", (), "nothing", '`{"pong": true, "pid": 1234}`'),
+        Verb("status", "status", (), "snapshot of every instance", "see below"),
+        Verb(
+            "pause", "pause", (_NAMES, _ALL),
+            "SIGSTOP to each instance's whole tree (its group and descendants that left it); its `timeout` and readiness "
+            "deadline stop running. A stopping instance is not paused. `all` pauses everything and holds the queue: nothing new starts",
+            '`{"paused": [str], "queue_held": bool}`',
+        ),
+        Verb("resume", "resume", (_NAMES, _ALL), "SIGCONT; timers continue; `all` releases the queue", '`{"resumed": [str], "queue_held": bool}`'),
+        Verb(
+            "kill", "kill", (_NAMES, Arg("signal", (str, int, type(None)), "str\\|int\\|null", param="sig")),
+            "without `signal`: graceful stop (stop_signal, then SIGKILL after stop_timeout), and no restart. With `signal` "
+            '(`"HUP"`, `"SIGUSR1"`, `9`): deliver just that signal to each group',
+            '`{"stopping": [str]}` or `{"signalled": [str], "signal": "SIGHUP"}`',
+        ),
+        Verb(
+            "restart", "restart", (_NAMES,),
+            "stop the current run and start again at once (no backoff); an instance that has ended starts again",
+            '`{"restarting": [str]}`',
+        ),
+        Verb("start", "start", (_NAMES,), "start instances that have ended", '`{"starting": [str], "already_running": [str]}`'),
+        Verb(
+            "scale", "scale", (Arg("process", str, "str", required=True), Arg("replicas", int, f"int (0 to {MAX_REPLICAS:,})", required=True)),
+            "start or stop replicas (`web.3` gets `PORT = port + 2`)",
+            '`{"process", "replicas", "added": [str], "removed": [str]}`',
+        ),
+        Verb(
+            "send", "send", (_NAMES, _ALL, Arg("text", str, f"str (at most {MAX_SEND_BYTES:,} bytes)")),
+            "write `text` and a newline to each instance's stdin", '`{"sent": [str]}`',
+        ),
+        Verb(
+            "limits", "limits", (_NAMES, Arg("set", dict, "{" + ", ".join(LIVE_LIMITS) + "}", param="changes")),
+            "show limits, mechanisms and usage; with `set`, change them on the live trees and for later runs",
+            '`{"instances": [...]}`',
+        ),
+        Verb(
+            "shutdown", "shutdown", (),
+            "graceful stop of everything, in reverse dependency order (what `procctl down` sends)", '`{"stopping": true}`',
+        ),
+    )
+}  # fmt: skip
+"""Every verb, in the order the docs list them."""
 
 
 class ProtocolError(Exception):
@@ -77,6 +144,12 @@ class Reply:
         return cls(ok=False, error=message, code=code, id=id)
 
 
+def make_request(verb: str, args: dict[str, Any] | None = None, id: int | str | None = None) -> Request:
+    """A request as a client sends it, checked against the table as the
+    server will check it. Raises ProtocolError."""
+    return _checked({"id": id, "verb": verb, "args": args or {}})
+
+
 def decode_request(line: bytes) -> Request:
     """Parse and check one request line. Raises ProtocolError."""
     if len(line) > MAX_REQUEST_BYTES:
@@ -105,7 +178,7 @@ def _checked(data: dict[str, Any]) -> Request:
         args = {}
     if not isinstance(args, dict):
         raise ProtocolError("malformed request: 'args' must be an object")
-    schema = VERBS[verb]
+    schema = {arg.name: arg.type for arg in VERBS[verb].args}
     for key, value in args.items():
         if key not in schema:
             raise ProtocolError(f"{verb}: unknown argument {key!r}")
@@ -116,6 +189,9 @@ def _checked(data: dict[str, Any]) -> Request:
             raise ProtocolError(f"{verb}: argument {key!r} has the wrong type")
         if expected is list and not all(isinstance(item, str) for item in value):
             raise ProtocolError(f"{verb}: argument {key!r} must be a list of names")
+    missing = [arg.name for arg in VERBS[verb].args if arg.required and arg.name not in args]
+    if missing:
+        raise ProtocolError(f"{verb}: needs " + " and ".join(repr(name) for name in missing))
     _check_bounds(verb, args)
     request_id = data.get("id")
     if request_id is not None and not isinstance(request_id, (int, str)):

@@ -1,5 +1,6 @@
 """The control socket: a Unix socket (0600, in a 0700 directory) that answers
-only its owner's uid, one JSON line per request, one verb per Operations method.
+only its owner's uid, one JSON line per request, dispatched by the table of
+verbs (`protocol.VERBS`) to the engine's face (`engine.operations.Operations`).
 
 A malformed, oversized or unknown request gets an error reply and the
 supervisor runs on. Never renders.
@@ -13,12 +14,11 @@ import os
 import socket
 import stat
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from procctl.control.address import socket_location
-from procctl.control.protocol import MAX_REQUEST_BYTES, ProtocolError, Reply, Request, decode_request
+from procctl.control.protocol import MAX_REQUEST_BYTES, VERBS, ProtocolError, Reply, Request, decode_request
 from procctl.engine.operations import Operations
 from procctl.engine.store import check_entry
 from procctl.errors import AlreadyRunning, ProcctlError
@@ -52,24 +52,6 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._dir_fd: int | None = None
         """The checked directory the socket is in (engine.store)."""
-        self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
-            "ping": lambda args: {"pong": True, "pid": os.getpid()},
-            "status": lambda args: operations.status(),
-            "pause": lambda args: operations.pause(args.get("names", []), args.get("all", False)),
-            "resume": lambda args: operations.resume(args.get("names", []), args.get("all", False)),
-            "kill": lambda args: operations.kill(args.get("names", []), args.get("signal")),
-            "restart": lambda args: operations.restart(args.get("names", [])),
-            "start": lambda args: operations.start(args.get("names", [])),
-            "scale": self._scale,
-            "send": lambda args: operations.send(args.get("names", []), args.get("text", ""), args.get("all", False)),
-            "limits": lambda args: operations.limits(args.get("names", []), args.get("set")),
-            "shutdown": lambda args: operations.shutdown(),
-        }
-
-    def _scale(self, args: dict[str, Any]) -> Any:
-        if "process" not in args or "replicas" not in args:
-            raise ProtocolError("scale: needs 'process' and 'replicas'")
-        return self.ops.scale(args["process"], args["replicas"])
 
     async def start(self) -> None:
         location = socket_location(self.path, create=True)
@@ -96,15 +78,20 @@ class ControlServer:
                 os.unlink(self.path.name, dir_fd=self._dir_fd)
 
     def handle(self, request: Request) -> Reply:
+        """The verb's handler on the engine's face, by the table; whatever it
+        raises becomes an error reply, and the supervisor serves on."""
+        verb = VERBS[request.verb]
         try:
-            result = self._handlers[request.verb](request.args)
+            result = getattr(self.ops, verb.handler)(**verb.call_args(request.args))
         except ProtocolError as exc:
             return Reply.failure(str(exc), 2, request.id)
         except ProcctlError as exc:
             return Reply.failure(str(exc), exc.exit_code, request.id)
-        except (ValueError, OverflowError, OSError) as exc:
+        except (ValueError, OverflowError) as exc:
             # A value past what the system takes: an answer, not a dropped connection.
-            return Reply.failure(f"{request.verb}: {exc}", 2 if not isinstance(exc, OSError) else 1, request.id)
+            return Reply.failure(f"{request.verb}: {exc}", 2, request.id)
+        except Exception as exc:
+            return Reply.failure(f"{request.verb} failed in the supervisor: {type(exc).__name__}: {exc}", 1, request.id)
         return Reply(ok=True, result=result, id=request.id)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

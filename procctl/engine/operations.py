@@ -6,14 +6,14 @@ returns plain data (it goes back over the control socket as JSON).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from procctl.config.manifest import MAX_REPLICAS, MAX_RLIMIT
+from procctl.config import values
+from procctl.config.manifest import MAX_REPLICAS
 from procctl.config.plan import replica_job
 from procctl.engine import limits
 from procctl.engine.runner import InstanceRunner
@@ -21,23 +21,6 @@ from procctl.engine.supervisor import Supervisor
 from procctl.engine.tree import ProcessTree
 from procctl.errors import UsageError
 from procctl.states import status_text
-
-
-def parse_signal(value: str | int) -> int:
-    """'TERM', 'SIGTERM', 'hup' or 15 → the signal number."""
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        number = int(value)
-        try:
-            return int(signal.Signals(number))
-        except ValueError:
-            raise UsageError(f"unknown signal {value}") from None
-    name = value.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise UsageError(f"unknown signal {value!r} (e.g. TERM, HUP, USR1, 9)") from None
 
 
 class Operations:
@@ -59,7 +42,10 @@ class Operations:
 
     # ------------------------------------------------------------ verbs
 
-    def pause(self, names: list[str], everything: bool = False) -> dict[str, Any]:
+    def ping(self) -> dict[str, Any]:
+        return {"pong": True, "pid": os.getpid()}
+
+    def pause(self, names: Sequence[str] = (), everything: bool = False) -> dict[str, Any]:
         """SIGSTOP to each instance's whole tree; --all also holds the queue."""
         self._refuse_while_stopping()
         known = ProcessTree()
@@ -68,30 +54,33 @@ class Operations:
             self.sup.hold_queue(True)
         return {"paused": paused, "queue_held": self.sup.queue_held}
 
-    def resume(self, names: list[str], everything: bool = False) -> dict[str, Any]:
+    def resume(self, names: Sequence[str] = (), everything: bool = False) -> dict[str, Any]:
         known = ProcessTree()
         resumed = [runner.name for runner in self.resolve(names, everything=everything) if runner.resume(known)]
         if everything:
             self.sup.hold_queue(False)
         return {"resumed": resumed, "queue_held": self.sup.queue_held}
 
-    def kill(self, names: list[str], sig: str | int | None = None) -> dict[str, Any]:
+    def kill(self, names: Sequence[str] = (), sig: str | int | None = None) -> dict[str, Any]:
         """Stop gracefully and do not restart; or with `sig`, deliver just it."""
         targets = self.resolve(names)
         if sig is not None:
-            number = parse_signal(sig)
+            try:
+                number = values.signal_number(sig)
+            except ValueError as exc:
+                raise UsageError(f"kill: {exc}") from None
             sent = [runner.name for runner in targets if runner.signal(number)]
             return {"signalled": sent, "signal": signal.Signals(number).name}
         return {"stopping": [runner.name for runner in targets if runner.stop("killed on request")]}
 
-    def restart(self, names: list[str]) -> dict[str, Any]:
+    def restart(self, names: Sequence[str] = ()) -> dict[str, Any]:
         self._refuse_while_stopping()
         targets = self.resolve(names)
         for runner in targets:
             runner.restart()
         return {"restarting": [runner.name for runner in targets]}
 
-    def start(self, names: list[str]) -> dict[str, Any]:
+    def start(self, names: Sequence[str] = ()) -> dict[str, Any]:
         """Start instances that have ended (or were never started)."""
         self._refuse_while_stopping()
         started, already = [], []
@@ -127,7 +116,7 @@ class Operations:
                 removed.append(runner.name)
         return {"process": process, "replicas": replicas, "added": added, "removed": removed}
 
-    def send(self, names: list[str], text: str, everything: bool = False) -> dict[str, Any]:
+    def send(self, names: Sequence[str] = (), text: str = "", everything: bool = False) -> dict[str, Any]:
         data = text.encode() if text.endswith("\n") else (text + "\n").encode()
         return {"sent": [runner.name for runner in self.resolve(names, everything=everything) if runner.send(data)]}
 
@@ -137,7 +126,7 @@ class Operations:
 
     # ------------------------------------------------------------ limits
 
-    def limits(self, names: list[str], changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    def limits(self, names: Sequence[str] = (), changes: dict[str, Any] | None = None) -> dict[str, Any]:
         """Show limits, mechanisms and usage; with `changes`, apply them to the
         live trees and to later runs first."""
         targets = self.resolve(names)
@@ -234,59 +223,15 @@ class Operations:
         }
 
 
-_LIMIT_PARSERS = {
-    "memory": "size",
-    "cpu_time": "duration",
-    "nofile": "count",
-    "nproc": "count",
-    "cpu_percent": "percent",
-}
-
-
-def _nofile_ceiling() -> int:
-    """The most open files the kernel lets a process have (fs.nr_open)."""
-    try:
-        with open("/proc/sys/fs/nr_open", "rb") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 1 << 20
-
-
 def _parse_limit_changes(changes: dict[str, Any]) -> dict[str, Any]:
     """A `limits` request's values, each checked against what the kernel
     accepts before anything changes. Raises UsageError."""
-    from procctl.units import parse_duration, parse_size
-
     parsed: dict[str, Any] = {}
     for key, raw in changes.items():
-        kind = _LIMIT_PARSERS.get(key)
-        if kind is None:
-            raise UsageError(f"limits: unknown limit {key!r}; known: {', '.join(_LIMIT_PARSERS)}")
+        if key not in values.LIVE_LIMITS:
+            raise UsageError(f"limits: unknown limit {key!r}; known: {', '.join(values.LIVE_LIMITS)}")
         try:
-            if kind == "size":
-                parsed[key] = _within(parse_size(raw), 1, MAX_RLIMIT, "bytes")
-            elif kind == "duration":
-                seconds = parse_duration(raw)
-                if not math.isfinite(seconds):
-                    raise ValueError(f"expected a duration, got {raw!r}")
-                seconds = _within(max(int(seconds), 1), 1, MAX_RLIMIT, "seconds")
-                parsed[key] = (seconds, seconds)
-            elif kind == "count":
-                if isinstance(raw, bool) or not isinstance(raw, int):
-                    raise ValueError(f"expected a whole number, got {raw!r}")
-                count = _within(raw, 0, _nofile_ceiling() if key == "nofile" else MAX_RLIMIT, "")
-                parsed[key] = (count, count)
-            else:
-                if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-                    raise ValueError(f"expected a percentage, got {raw!r}")
-                parsed[key] = float(_within(raw, 0, 100 * (os.cpu_count() or 1), "%", above=True))
+            parsed[key] = values.limit(key, raw)
         except (ValueError, OverflowError) as exc:
             raise UsageError(f"limits: {key}: {exc}") from None
     return parsed
-
-
-def _within(value: Any, low: int, high: int, unit: str, *, above: bool = False) -> Any:
-    if (value <= low if above else value < low) or value > high:
-        lowest = f"more than {low:,}" if above else f"{low:,}"
-        raise ValueError(f"must be {lowest} to {high:,}{' ' + unit if unit else ''}, got {value:,}")
-    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -51,3 +52,48 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert "pip install -e ." in blocks[0] and "procctl run -f examples/procfile.toml" in blocks[0]
     ci = (ROOT / ".ci" / "run").read_text()
     assert blocks[1].strip() in ci
+
+
+def _verb_rows() -> list[str]:
+    """The rows of docs/control-protocol.md's table of verbs."""
+    doc = (ROOT / "docs" / "control-protocol.md").read_text()
+    head = "| verb | args | does | result |\n| --- | --- | --- | --- |\n"
+    start = doc.index(head) + len(head)
+    return doc[start : doc.index("\n\n", start)].splitlines()
+
+
+def test_the_control_protocol_doc_lists_the_verbs_as_the_table_says() -> None:
+    from procctl.control.protocol import VERBS
+
+    expected = []
+    for verb in VERBS.values():
+        args = ", ".join(f"`{arg.name}: {arg.shown}`" for arg in verb.args) or "—"
+        expected.append(f"| `{verb.name}` | {args} | {verb.does} | {verb.result} |")
+    assert _verb_rows() == expected
+
+
+def test_every_verb_has_its_handler_and_its_command_and_every_request_a_verb() -> None:
+    import ast
+
+    from procctl.control.protocol import VERBS
+    from procctl.engine.operations import Operations
+
+    for verb in VERBS.values():
+        handler = getattr(Operations, verb.handler)
+        params = set(inspect.signature(handler).parameters) - {"self"}
+        assert {arg.param or arg.name for arg in verb.args} == params, verb.name
+    commands = _commands()
+    assert set(VERBS) - {"ping", "shutdown"} <= set(commands)
+    # `procctl limits` offers what a live `limits` request may set.
+    from procctl.config.values import LIVE_LIMITS
+
+    options = {opt for param in commands["limits"].params for opt in param.opts}  # type: ignore[attr-defined]
+    assert {"--" + key.replace("_", "-") for key in LIVE_LIMITS} <= options
+    # Every request the CLI sends names a verb of the table, by its name.
+    sent = set()
+    for path in (ROOT / "procctl" / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "call" and len(node.args) >= 2:
+                assert isinstance(node.args[1], ast.Constant), f"{path.name}: a verb not named literally"
+                sent.add(node.args[1].value)
+    assert sent and sent <= set(VERBS), sent - set(VERBS)

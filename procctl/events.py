@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from procctl.states import State
+from procctl.states import State, signal_name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,6 +150,22 @@ class Notice(Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Requested(Event):
+    """A control request changed what runs: who asked, and what. Its name
+    and instance are those the request named (`procctl` for `--all` or the
+    whole run), so that every view — also one in another terminal — can say
+    "web scaled to 3 (from another terminal)"."""
+
+    verb: str
+    """The control verb: pause, resume, kill, restart, start, scale, send, limits, shutdown."""
+    detail: str
+    """What it did, in a few words ("scaled to 3", "signal SIGHUP")."""
+    client_pid: int | None = None
+    """The pid of the process that asked (None: the supervisor itself)."""
+    kind = "request"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Sample(Event):
     """Resource use of an instance's whole process tree (the process and every
     descendant), sampled every `metrics_interval`, and once more when a run
@@ -258,3 +275,76 @@ class EventQueue:
             await self._waiter.wait()
         finally:
             self._waiter = None
+
+
+# ------------------------------------------------------------------ records
+
+
+def event_records(event: Event) -> Iterator[dict[str, Any]]:
+    """The JSON records of one event (docs/events.md): one, or one per line
+    of output. The one mapping of events onto the `--events` stream and the
+    control socket's subscription."""
+    base = {"ts": round(event.ts, 6), "event": event.kind, "name": event.name, "instance": event.instance}
+    if isinstance(event, Output):
+        for line in event.data.decode("utf-8", "replace").split("\n")[:-1]:
+            yield {**base, "stream": event.stream, "line": line.removesuffix("\r")}
+        return
+    if isinstance(event, Exited):
+        yield {
+            **base,
+            "status": event.status,
+            "code": event.code,
+            "signal": signal_name(event.signal) or None,
+            "duration": round(event.duration_s, 6),
+        }
+        return
+    if isinstance(event, Restarting):
+        yield {**base, "attempt": event.attempt, "delay": event.delay_s}
+        return
+    record = dict(base)
+    for field in dataclasses.fields(event):
+        if field.name not in record and field.name != "ts":
+            record[field.name] = getattr(event, field.name)
+    yield record
+
+
+_KINDS: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (Queued, Started, Ready, Skipped, LimitExceeded, Paused, Resumed, Notice, Requested, StateChanged)
+}
+
+
+def _signal_number(name: str | None) -> int | None:
+    if not name:
+        return None
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        digits = name.removeprefix("SIG")
+        return int(digits) if digits.isdigit() else None
+
+
+def from_record(record: dict[str, Any]) -> Event | None:
+    """The event a record stands for (the inverse of `event_records`, one
+    line of output at a time); None for a kind this version does not know.
+    Raises KeyError, TypeError or ValueError for a malformed record."""
+    kind = record["event"]
+    base: dict[str, Any] = {"name": str(record["name"]), "instance": str(record["instance"]), "ts": float(record["ts"])}
+    if kind == "output":
+        return Output(**base, stream=str(record["stream"]), data=str(record["line"]).encode() + b"\n")
+    if kind == "exited":
+        return Exited(**base, status=State(record["status"]), code=record["code"], signal=_signal_number(record["signal"]),
+                      duration_s=float(record["duration"]))
+    if kind == "restarting":
+        return Restarting(**base, attempt=int(record["attempt"]), delay_s=float(record["delay"]))
+    if kind == "metrics":
+        cls: type[Event] = PoolSample if "pool_size" in record else Sample
+    else:
+        found = _KINDS.get(kind)
+        if found is None:
+            return None
+        cls = found
+    fields = {field.name: record[field.name] for field in dataclasses.fields(cls) if field.name not in base and field.name in record}
+    if cls is StateChanged:
+        fields["state"] = State(fields["state"])
+    return cls(**base, **fields)

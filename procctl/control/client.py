@@ -24,7 +24,7 @@ class ControlError(ProcctlError):
         self.exit_code = exit_code
 
 
-def _connect(path: Path, manifest: Path, timeout_s: float) -> socket.socket:
+def connect(path: Path, manifest: Path, timeout_s: float) -> socket.socket:
     location = socket_location(path, create=False)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
@@ -66,7 +66,7 @@ def request(path: Path, manifest: Path, verb: str, args: dict[str, Any] | None =
         raise UsageError(str(exc)) from None
     if len(payload) > MAX_REQUEST_BYTES:
         raise ProcctlError(f"request too large ({len(payload)} bytes)")
-    sock = _connect(path, manifest, timeout_s)
+    sock = connect(path, manifest, timeout_s)
     try:
         sock.sendall(payload)
         line = _read_line(sock)

@@ -97,6 +97,11 @@ VERBS: dict[str, Verb] = {
             "shutdown", "shutdown", (),
             "graceful stop of everything, in reverse dependency order (what `procctl down` sends)", '`{"stopping": true}`',
         ),
+        Verb(
+            "subscribe", "subscribe", (),
+            "turn this connection into a stream of events (see The subscription); what `procctl top` uses",
+            '`{"status": <status result>, "instances": [{"name", "process", "log", "each"}]}`, then events',
+        ),
     )
 }  # fmt: skip
 """Every verb, in the order the docs list them."""

@@ -3,7 +3,10 @@ only its owner's uid, one JSON line per request, dispatched by the table of
 verbs (`protocol.VERBS`) to the engine's face (`engine.operations.Operations`).
 
 A malformed, oversized or unknown request gets an error reply and the
-supervisor runs on. Never renders.
+supervisor runs on. A request that changes what runs is announced on the bus
+(`events.Requested`, with the pid that asked), so every view shows it. After
+its reply, a `subscribe` request turns its connection into a stream of events
+(control/subscription.py). Never renders.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import stat
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+from procctl import events
+from procctl.control import subscription
 from procctl.control.address import socket_location
 from procctl.control.protocol import MAX_REQUEST_BYTES, VERBS, ProtocolError, Reply, Request, decode_request
 from procctl.engine.operations import Operations
@@ -39,16 +45,54 @@ def _socket_answers(path: str) -> bool:
         probe.close()
 
 
-def peer_uid(sock: socket.socket) -> int:
+def peer(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-    return _PEERCRED.unpack(creds)[1]
+    pid, uid, _ = _PEERCRED.unpack(creds)
+    return pid, uid
+
+
+OWN = "procctl"
+
+
+def _announcements(verb: str, args: dict[str, Any], result: Any) -> list[tuple[str, str]]:
+    """(target, what it did) of a request that changed something; [] for
+    one that only asked, or changed nothing."""
+    names = args.get("names") or ([OWN] if args.get("all") else [])
+    if verb == "pause":
+        done = result.get("paused") or ([] if not result.get("queue_held") else [OWN])
+        return [(name, "paused") for name in names] if done else []
+    if verb == "resume":
+        return [(name, "resumed") for name in names] if result.get("resumed") or args.get("all") else []
+    if verb == "kill":
+        if "signal" in result:
+            return [(name, f"sent {result['signal']}") for name in names] if result.get("signalled") else []
+        return [(name, "stop requested") for name in names] if result.get("stopping") else []
+    if verb == "restart":
+        return [(name, "restart requested") for name in names] if result.get("restarting") else []
+    if verb == "start":
+        return [(name, "start requested") for name in names] if result.get("starting") else []
+    if verb == "scale":
+        return [(args["process"], f"scaled to {args['replicas']}")] if result.get("added") or result.get("removed") else []
+    if verb == "send":
+        return [(name, "sent a line to its stdin") for name in names] if result.get("sent") else []
+    if verb == "limits" and args.get("set"):
+        changed = ", ".join(f"{key} {value}" for key, value in args["set"].items())
+        return [(name, f"limits changed: {changed}") for name in names]
+    if verb == "shutdown":
+        return [(OWN, "shutdown requested")]
+    return []
 
 
 class ControlServer:
-    def __init__(self, operations: Operations, path: Path, manifest: Path) -> None:
+    def __init__(self, operations: Operations, path: Path, manifest: Path, bus: events.Bus | None = None) -> None:
         self.ops = operations
         self.path = path
         self.manifest = manifest
+        self.bus = bus
+        """Where requests are announced, and what `subscribe` streams."""
+        self._closing = asyncio.Event()
+        self._streams: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._dir_fd: int | None = None
         """The checked directory the socket is in (engine.store)."""
@@ -66,6 +110,10 @@ class ControlServer:
         os.chmod(where, 0o600)
 
     async def close(self) -> None:
+        # Subscribers get what is left, then the end of their stream.
+        self._closing.set()
+        if self._streams:
+            await asyncio.wait(self._streams, timeout=2.0)
         if self._server is not None:
             self._server.close()
             try:
@@ -77,9 +125,10 @@ class ControlServer:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path.name, dir_fd=self._dir_fd)
 
-    def handle(self, request: Request) -> Reply:
+    def handle(self, request: Request, client_pid: int | None = None) -> Reply:
         """The verb's handler on the engine's face, by the table; whatever it
-        raises becomes an error reply, and the supervisor serves on."""
+        raises becomes an error reply, and the supervisor serves on. What it
+        changed is announced on the bus, as asked by `client_pid`."""
         verb = VERBS[request.verb]
         try:
             result = getattr(self.ops, verb.handler)(**verb.call_args(request.args))
@@ -92,12 +141,32 @@ class ControlServer:
             return Reply.failure(f"{request.verb}: {exc}", 2, request.id)
         except Exception as exc:
             return Reply.failure(f"{request.verb} failed in the supervisor: {type(exc).__name__}: {exc}", 1, request.id)
+        if self.bus is not None and isinstance(result, dict):
+            for target, detail in _announcements(request.verb, request.args, result):
+                self.bus.publish(events.Requested(target, target, verb=request.verb, detail=detail, client_pid=client_pid))
         return Reply(ok=True, result=result, id=request.id)
+
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """After the reply to `subscribe`: every event to this client, from
+        the moment its snapshot was taken."""
+        task = asyncio.current_task()
+        assert task is not None
+        if self.bus is None:
+            return
+        backlog = subscription.Backlog()
+        self.bus.subscribe(backlog)
+        self._streams.add(task)
+        try:
+            await subscription.stream(backlog, reader, writer, self._closing)
+        finally:
+            self.bus.unsubscribe(backlog)
+            self._streams.discard(task)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             sock = writer.get_extra_info("socket")
-            if sock is None or peer_uid(sock) != os.getuid():
+            pid, uid = peer(sock) if sock is not None else (None, None)
+            if uid != os.getuid():
                 writer.write(Reply.failure("permission denied: not the owner of this supervisor", 1).encode())
                 return
             while True:
@@ -111,9 +180,16 @@ class ControlServer:
                     writer.write(Reply.failure(f"request too large (at most {MAX_REQUEST_BYTES} bytes)").encode())
                     return
                 try:
-                    reply = self.handle(decode_request(line))
+                    request = decode_request(line)
+                    reply = self.handle(request, pid)
                 except ProtocolError as exc:
-                    reply = Reply.failure(str(exc), id=exc.id)
+                    request, reply = None, Reply.failure(str(exc), id=exc.id)
+                if request is not None and request.verb == "subscribe" and reply.ok:
+                    # The backlog starts in the same turn of the loop as the
+                    # snapshot was taken: no event falls between them.
+                    writer.write(reply.encode())
+                    await self._stream(reader, writer)
+                    return
                 writer.write(reply.encode())
                 await writer.drain()
         except (ConnectionError, OSError):

@@ -183,6 +183,17 @@ class Operations:
             if getattr(runner.limits, field.name) is not None
         }
 
+    def subscribe(self) -> dict[str, Any]:
+        """The snapshot a subscriber starts from (events follow on its
+        connection, control/subscription.py): the status, and what a view
+        needs of each instance beyond it — its log file, and whether it is one
+        job of an `each` process."""
+        instances = [
+            {"name": runner.name, "process": runner.process, "log": str(runner.log_path or ""), "each": runner.job.item is not None}
+            for runner in self.sup.runners
+        ]
+        return {"status": self.status(), "instances": instances}
+
     def status(self) -> dict[str, Any]:
         now = time.time()
         # The sampler's latest figures: a status request never walks the

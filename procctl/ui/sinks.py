@@ -1,26 +1,25 @@
 """Machine-readable records of a run: the `--events` JSON-lines stream (a bus
 subscriber) and the `--junit` XML file (from the RunResult).
 
-The stream's schema is docs/events.md; `event_records` is the one place that
-maps an engine event onto it. Output is one record per line, so a reader
+The stream's schema is docs/events.md; `events.event_records` is the one place
+that maps an engine event onto it (the control socket's subscription uses it too). Output is one record per line, so a reader
 never has to split; units are in the field names where they are not obvious
 (`duration` and `delay` are seconds, as JUnit's `time` is).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import socket
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from procctl import events
+from procctl.events import event_records
 from procctl.engine.outcome import InstanceResult, RunResult
 from procctl.states import State, signal_name
 from procctl.engine.store import read_log_tail
@@ -32,32 +31,6 @@ JUNIT_LOG_LINES = 100
 when it passed."""
 JUNIT_LOG_BYTES = 64 << 10
 """...and never more bytes than this (a log may end in one huge line)."""
-
-
-def event_records(event: events.Event) -> Iterator[dict[str, Any]]:
-    """The stream's records for one event: one, or one per line of output."""
-    base = {"ts": round(event.ts, 6), "event": event.kind, "name": event.name, "instance": event.instance}
-    if isinstance(event, events.Output):
-        for line in event.data.decode("utf-8", "replace").split("\n")[:-1]:
-            yield {**base, "stream": event.stream, "line": line.removesuffix("\r")}
-        return
-    if isinstance(event, events.Exited):
-        yield {
-            **base,
-            "status": event.status,
-            "code": event.code,
-            "signal": signal_name(event.signal) or None,
-            "duration": round(event.duration_s, 6),
-        }
-        return
-    if isinstance(event, events.Restarting):
-        yield {**base, "attempt": event.attempt, "delay": event.delay_s}
-        return
-    record = dict(base)
-    for field in dataclasses.fields(event):
-        if field.name not in record and field.name != "ts":
-            record[field.name] = getattr(event, field.name)
-    yield record
 
 
 class EventStream:

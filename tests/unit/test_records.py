@@ -1,0 +1,70 @@
+"""The events' JSON records (docs/events.md), both ways, and a subscriber's
+bounded backlog (control/subscription.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import signal
+
+import pytest
+
+from procctl import events
+from procctl.control.subscription import Backlog
+from procctl.states import State
+
+
+ALL_EVENTS: list[events.Event] = [
+    events.Queued("web", "web.1", ts=1.5),
+    events.Started("web", "web.1", pid=42, attempt=2, ts=1.5),
+    events.Ready("web", "web.1", probe="tcp", ts=1.5),
+    events.Output("web", "web.1", stream="stdout", data=b"hello\n", ts=1.5),
+    events.Exited("web", "web.1", status=State.KILLED, code=None, signal=int(signal.SIGTERM), duration_s=2.25, ts=1.5),
+    events.StateChanged("web", "web.1", state=State.BACKOFF, reason="restart 1 in 1s", ts=1.5),
+    events.Restarting("web", "web.1", attempt=1, delay_s=1.0, ts=1.5),
+    events.Skipped("web", "web.1", why="dependency db failed", ts=1.5),
+    events.LimitExceeded("web", "web.1", limit="memory", value=10.0, maximum=5.0, action="kill", mechanism="watchdog", ts=1.5),
+    events.Paused("web", "web.1", ts=1.5),
+    events.Resumed("web", "web.1", ts=1.5),
+    events.Notice("web", "web.1", message="probe failed", level="error", ts=1.5),
+    events.Requested("web", "web", verb="scale", detail="scaled to 3", client_pid=77, ts=1.5),
+    events.Sample("web", "web.1", pid=42, cpu_percent=3.5, cpu_time_s=1.25, rss_bytes=1024, peak_rss_bytes=2048, read_bytes=None,
+                  write_bytes=5, threads=2, children=1, final=True, ts=1.5),
+    events.PoolSample("pool", "pool", pool_size=2, pool_cap=4, auto=True, running=1, queued=3, ts=1.5),
+]
+
+
+@pytest.mark.parametrize("event", ALL_EVENTS, ids=lambda event: type(event).__name__)
+def test_every_event_comes_back_from_its_record(event: events.Event) -> None:
+    (record,) = list(events.event_records(event))
+    back = events.from_record(json.loads(json.dumps(record)))
+    assert back == event
+    assert dataclasses.asdict(back) == dataclasses.asdict(event)  # type: ignore[arg-type]
+
+
+def test_an_unknown_kind_is_none_and_a_broken_record_raises() -> None:
+    assert events.from_record({"event": "teleported", "name": "a", "instance": "a", "ts": 1}) is None
+    with pytest.raises((KeyError, TypeError)):
+        events.from_record({"event": "started", "name": "a", "instance": "a", "ts": 1})
+
+
+def test_a_backlog_drops_old_output_folds_metrics_and_gives_up_on_a_stuck_client() -> None:
+    async def main() -> None:
+        backlog = Backlog(output_events=2, other_events=3)
+        for i in range(4):
+            backlog(events.Output("web", "web.1", stream="stdout", data=b"a\nb\n" if i == 0 else b"c\n"))
+        for cpu in (1.0, 2.0):
+            backlog(events.Sample("web", "web.1", pid=1, cpu_percent=cpu, cpu_time_s=0, rss_bytes=0, peak_rss_bytes=0,
+                                  read_bytes=None, write_bytes=None, threads=1, children=0))
+        records = backlog.take()
+        assert records[0]["event"] == "lagged" and records[0]["lines"] == {"web.1": 3}
+        assert [r["line"] for r in records if r["event"] == "output"] == ["c", "c"]
+        assert [r["cpu_percent"] for r in records if r["event"] == "metrics"] == [2.0]
+        assert not backlog.gone.is_set()
+        for _ in range(4):
+            backlog(events.Paused("web", "web.1"))
+        assert backlog.overflowed and backlog.gone.is_set()
+        assert backlog.take() == []
+
+    asyncio.run(main())

@@ -145,33 +145,6 @@ def send(
 
 
 @app.command()
-def top(
-    file: FileOption = None,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 1.0,
-    once: Annotated[bool, typer.Option("--once", help="Draw the table once and exit.")] = False,
-) -> None:
-    """The live table of the running supervisor (Ctrl-C to leave)."""
-    import time
-
-    from rich.live import Live
-
-    from procctl.ui.tables import status_table
-
-    console = make_console()
-    result = call(file, "status")
-    if once or not console.is_terminal:
-        console.print(status_table(result))
-        return
-    with Live(status_table(result), console=console, auto_refresh=False) as live:
-        try:
-            while True:
-                time.sleep(max(interval, 0.1))
-                live.update(status_table(call(file, "status")), refresh=True)
-        except KeyboardInterrupt:
-            pass
-
-
-@app.command()
 def limits(
     names: NamesArg = None,
     memory: Annotated[Optional[str], typer.Option("--memory", help="RSS of the whole tree (e.g. 256MiB); on_limit applies when exceeded.", show_default=False)] = None,

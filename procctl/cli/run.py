@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from collections.abc import Callable
@@ -17,6 +18,10 @@ from procctl.errors import UsageError
 
 if TYPE_CHECKING:
     from procctl.config.plan import Plan
+    from procctl.control.server import ControlServer
+    from procctl.engine.supervisor import Supervisor
+    from procctl.events import Bus
+    from procctl.ui.live_model import InstanceInfo
     from procctl.engine.outcome import RunResult
     from procctl.ui.sinks import EventStream
     from procctl.engine.predict import Prediction
@@ -98,14 +103,15 @@ def run(
     if stream is not None:
         bus.subscribe(stream)
     github = plain.github_actions()
-    if output == "grouped":
+    mode = "grouped" if output == "grouped" else "plain" if plain_output else view_mode(human)
+    if mode == "grouped":
         grouped = plain.GroupedPrinter(human.buffer, color=color_wanted(human), github=github)
         bus.subscribe(grouped)
-    elif not plain_output and human.isatty():
+    elif mode == "live":
         view = live_view(plan, state_dir, tail, human)
         bus.subscribe(view.queue)
         services.append(view.session)
-    else:
+    elif mode == "plain":
         bus.subscribe(plain.PlainPrinter(human.buffer, color=color_wanted(human), names=[job.name for job in plan.jobs], processes=plan.order))
     supervisor = Supervisor(
         plan,
@@ -116,8 +122,10 @@ def run(
         predictions=load_predictions(plan, state_dir, lambda message: typer.echo(f"procctl: warning: {message}", err=True)),
         control_socket=socket_path(state_dir),
     )
-    server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path)
+    server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path, bus)
     services.insert(0, lambda: serving(server))
+    if mode == "interactive":
+        services.append(_interactive(server, bus, supervisor, plan, state_dir, tail))
     try:
         result = run_supervisor(supervisor, services=services)
     finally:
@@ -183,13 +191,43 @@ def _write_junit(result: RunResult, manifest_path: Path, target: str) -> None:
         typer.echo(f"procctl: warning: --junit {target}: {exc.strerror or exc}", err=True)
 
 
+def view_mode(human: TextIO) -> str:
+    """How `run` shows itself: 'interactive' (the view you work in) when
+    there is a terminal to read keys from and to draw on; 'live' (the table,
+    drawn only) when only the output is a terminal; else 'plain' lines —
+    also on a dumb terminal."""
+    if not human.isatty() or os.environ.get("TERM", "") == "dumb":
+        return "plain"
+    # The interactive view reads keys on stdin and draws on stderr.
+    streams = (sys.__stdin__, sys.__stderr__)
+    if all(stream is not None and stream.isatty() for stream in streams):
+        return "interactive"
+    return "live"
+
+
+def _interactive(server: ControlServer, bus: Bus, supervisor: Supervisor, plan: Plan, state_dir: StateDir,
+                 tail: int | None) -> Callable[[], AbstractAsyncContextManager[object]]:
+    """The interactive view as a service of the run: open before the first
+    child starts, closed after the last ended."""
+    from procctl.cli.faces import InProcess
+    from procctl.ui.tui.app import LiveApp, running
+
+    face = InProcess(server, bus, _instance_infos(plan, state_dir), plan.max_parallel, lambda: os.kill(os.getpid(), signal.SIGINT))
+    return lambda: running(LiveApp(face, tail=tail), on_failure=lambda: supervisor.request_stop("the live view ended"))
+
+
+def _instance_infos(plan: Plan, state_dir: StateDir) -> list[InstanceInfo]:
+    from procctl.ui.live_model import InstanceInfo
+
+    return [InstanceInfo(job.name, job.process, str(state_dir.log_path(job.log_name)), each=job.item is not None) for job in plan.jobs]
+
+
 def live_view(plan: Plan, state_dir: StateDir, tail: int | None, out: TextIO) -> LiveView:
     """The live table for a terminal (`out`: stderr when stdout carries the
     event stream): one row per planned instance."""
-    from procctl.ui.live import InstanceInfo, LiveView
+    from procctl.ui.live import LiveView
 
-    infos = [InstanceInfo(job.name, job.process, str(state_dir.log_path(job.log_name)), each=job.item is not None) for job in plan.jobs]
-    return LiveView(make_console(out), infos, max_parallel=plan.max_parallel, tail=tail)
+    return LiveView(make_console(out), _instance_infos(plan, state_dir), max_parallel=plan.max_parallel, tail=tail)
 
 
 def plan_options(parallel: str | None, schedule: str | None) -> dict[str, object]:

@@ -157,7 +157,8 @@ class Renderer:
             columns = [c for c in columns if c.drop != worst]
         return columns
 
-    def _color(self, process: str) -> str:
+    def color(self, process: str) -> str:
+        """The colour of a process's name, the same wherever it shows."""
         color = self._colors.get(process)
         if color is None:
             color = self._colors[process] = _PALETTE[len(self._colors) % len(_PALETTE)]
@@ -201,7 +202,7 @@ class Renderer:
             style: Style | None = None
             if header == "name":
                 value = row.name
-                style = _style(self._color(row.process))
+                style = _style(self.color(row.process))
             elif header == "state":
                 value = row.status_text
                 style = _style(STATE_STYLES.get(row.state, ""))
@@ -293,7 +294,7 @@ class Renderer:
                     name_style = _style("bold")
                 else:
                     style = None
-                    name_style = _style(self._color(process))
+                    name_style = _style(self.color(process))
                 out.append([(fit(instance, name_width), name_style), (" │ ", _style("dim")), (fit(clean(text), max(width - name_width - 3, 1)).rstrip(), style)])
             parts.append(_Lines(out))
         return Group(*parts)

@@ -146,6 +146,7 @@ class LiveModel:
                 row = self._row(event)
                 row.pid = event.pid
                 row.started_ts = event.ts
+                row.restarts = max(row.restarts, event.attempt - 1)
                 row.exit_code = row.signal = None
                 row.cpu_percent = row.rss_bytes = None
             elif isinstance(event, events.Exited):

@@ -83,7 +83,8 @@ def test_every_verb_has_its_handler_and_its_command_and_every_request_a_verb() -
         params = set(inspect.signature(handler).parameters) - {"self"}
         assert {arg.param or arg.name for arg in verb.args} == params, verb.name
     commands = _commands()
-    assert set(VERBS) - {"ping", "shutdown"} <= set(commands)
+    # Verbs whose command has another name: shutdown is `down`, subscribe `top`.
+    assert set(VERBS) - {"ping", "shutdown", "subscribe"} <= set(commands)
     # `procctl limits` offers what a live `limits` request may set.
     from procctl.config.values import LIVE_LIMITS
 
@@ -97,3 +98,11 @@ def test_every_verb_has_its_handler_and_its_command_and_every_request_a_verb() -
                 assert isinstance(node.args[1], ast.Constant), f"{path.name}: a verb not named literally"
                 sent.add(node.args[1].value)
     assert sent and sent <= set(VERBS), sent - set(VERBS)
+
+
+def test_the_readme_key_table_is_the_views() -> None:
+    from procctl.ui.keys import KEYS
+
+    readme = (ROOT / "README.md").read_text()
+    for key in KEYS:
+        assert f"| `{key.keys}` | {key.does} |" in readme, f"README's key table lacks {key.keys!r}: {key.does}"

@@ -1,5 +1,7 @@
-"""`procctl run` on a terminal (a real pty): the live table, and the summary
-after it on every way out."""
+"""`procctl run` with its output on a terminal (a real pty) but no keyboard
+(stdin is not a terminal): the live table, drawn only, and the summary after
+it on every way out. With a keyboard too it is the interactive view
+(tests/cli/test_interactive.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class Terminal:
         stdout = open(stdout_file, "wb") if stdout_file else None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "procctl", *args],
-            cwd=project.root, env=env, stdin=slave, stdout=stdout or slave, stderr=slave, start_new_session=True,
+            cwd=project.root, env=env, stdin=subprocess.DEVNULL, stdout=stdout or slave, stderr=slave, start_new_session=True,
         )
         os.close(slave)
         if stdout:

@@ -1,0 +1,170 @@
+"""The two sides the interactive view can be on (ui/face.py's `Supervision`):
+the adapters between the control plane and the view, wired here at the edge.
+
+`InProcess`: `procctl run`'s own supervisor. A key in the view becomes a
+control request handled by the very `ControlServer.handle` that answers the
+socket (encoded and checked the same way), and the view subscribes to the
+bus directly.
+
+`Attached`: `procctl top`, a connection to a running supervisor. A key
+becomes the same request sent the way `procctl pause` sends it, and events
+arrive through the `subscribe` verb, decoded back into the same events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from procctl import events
+from procctl.control import client
+from procctl.control.protocol import ProtocolError, Request, decode_reply, decode_request
+from procctl.control.server import ControlServer
+from procctl.errors import NoSupervisor, ProcctlError
+from procctl.states import State
+from procctl.ui.live_model import InstanceInfo
+
+VIEW_OUTPUT_EVENTS = 512
+"""Output events the view's queue holds before it drops the oldest."""
+RECORD_LIMIT = 16 << 20
+"""Longest record line `Attached` reads (an output line may be long)."""
+
+
+class InProcess:
+    """The supervisor of this process."""
+
+    attached = False
+
+    def __init__(self, server: ControlServer, bus: events.Bus, instances: Sequence[InstanceInfo], max_parallel: int,
+                 interrupt: Callable[[], None]) -> None:
+        self._server = server
+        self._interrupt = interrupt
+        self.queue = events.EventQueue(max_output_events=VIEW_OUTPUT_EVENTS)
+        bus.subscribe(self.queue)
+        self.instances = list(instances)
+        self.max_parallel = max_parallel
+        self.seed: list[events.Event] = []
+        self.client_pid = os.getpid()
+        self.ended = False
+
+    async def call(self, verb: str, args: dict[str, Any]) -> Any:
+        try:
+            request = decode_request(Request(verb=verb, args=args).encode())
+        except ProtocolError as exc:
+            raise ProcctlError(str(exc)) from None
+        reply = self._server.handle(request, self.client_pid)
+        if not reply.ok:
+            raise client.ControlError(reply.error or "refused", reply.code or 1)
+        return reply.result
+
+    def leave(self) -> None:
+        # Exactly what Ctrl-C does outside the view: the supervisor's signal
+        # capture stops gracefully the first time and forces the second.
+        self._interrupt()
+
+
+class Attached:
+    """A running supervisor, over its control socket."""
+
+    attached = True
+
+    def __init__(self, path: Path, manifest: Path, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 snapshot: dict[str, Any]) -> None:
+        self._path = path
+        self._manifest = manifest
+        self._reader = reader
+        self._writer = writer
+        self.queue = events.EventQueue(max_output_events=VIEW_OUTPUT_EVENTS)
+        status = snapshot["status"]
+        self.max_parallel = int(status.get("max_parallel") or 1)
+        self.instances = [
+            InstanceInfo(str(row["name"]), str(row["process"]), str(row.get("log") or ""), each=bool(row.get("each")))
+            for row in snapshot.get("instances", [])
+        ]
+        self.seed = _seed(status)
+        self.client_pid = os.getpid()
+        self.ended = False
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, path: Path, manifest: Path) -> Attached:
+        """Subscribe; NoSupervisor when nobody answers."""
+        sock = client.connect(path, manifest, 10.0)
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=RECORD_LIMIT)
+        try:
+            writer.write(Request(verb="subscribe", args={}, id=1).encode())
+            line = await asyncio.wait_for(reader.readline(), 30.0)
+            if not line:
+                raise NoSupervisor(f"the supervisor of {manifest} closed the connection without answering")
+            reply = decode_reply(line)
+            if not reply.ok:
+                raise client.ControlError(reply.error or "refused", reply.code or 1)
+        except BaseException:
+            writer.close()
+            raise
+        face = cls(path, manifest, reader, writer, reply.result)
+        face._task = asyncio.get_running_loop().create_task(face._read())
+        return face
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                line = await self._reader.readline()
+                if not line:
+                    break
+                try:
+                    record = json.loads(line)
+                    if record.get("event") == "lagged":
+                        self.queue.dropped.update({str(k): int(v) for k, v in record["lines"].items()})
+                        continue
+                    event = events.from_record(record)
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue  # a record this version cannot read
+                if event is not None:
+                    self.queue(event)
+        except (ConnectionError, OSError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            self.ended = True
+
+    async def call(self, verb: str, args: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(client.request, self._path, self._manifest, verb, args)
+
+    def leave(self) -> None:
+        """The supervisor runs on; `close` hangs up."""
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.wait_closed()
+
+
+def _seed(status: dict[str, Any]) -> list[events.Event]:
+    """Events that bring a fresh view to where the supervisor is now."""
+    import time
+
+    now = time.time()
+    seeded: list[events.Event] = []
+    for row in status.get("instances", []):
+        name, process = str(row["name"]), str(row["process"])
+        try:
+            state = State(row["state"])
+        except ValueError:
+            continue
+        if row.get("pid"):
+            started = now - float(row.get("uptime_s") or 0.0)
+            seeded.append(events.Started(process, name, pid=int(row["pid"]), attempt=int(row.get("restarts") or 0) + 1, ts=started))
+        elif row.get("exit_code") is not None or row.get("signal") is not None:
+            seeded.append(events.Exited(process, name, status=state, code=row.get("exit_code"), signal=row.get("signal"), duration_s=0.0, ts=now))
+        seeded.append(events.StateChanged(process, name, state=state, reason=str(row.get("reason") or ""), ts=now))
+    return seeded

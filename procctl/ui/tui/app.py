@@ -94,12 +94,17 @@ class LiveApp(App[int]):
     # ------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield Static(id="summary")
+        # Kept by reference: `query_one` looks at the screen on top, which
+        # may be the log of an instance while these go on updating below it.
+        self.summary = Static(id="summary")
+        self.table = InstanceTable(self.model, self.renderer, id="table")
+        self.output = LinesView(self.scrollback, name_width=self._name_width(), name_style=self._name_style, id="output")
+        self.filter_box = Input(id="filter", placeholder="filter by name or state (Enter: keep, Esc: clear)")
+        yield self.summary
         yield ColumnHeads(self.renderer, id="heads")
-        yield InstanceTable(self.model, self.renderer, id="table")
-        output = LinesView(self.scrollback, name_width=self._name_width(), name_style=self._name_style, id="output")
-        yield output
-        yield Input(id="filter", placeholder="filter by name or state (Enter: keep, Esc: clear)")
+        yield self.table
+        yield self.output
+        yield self.filter_box
         yield Static(footer("table", "leave" if self.face.attached else "quit"), id="keys")
 
     def _name_width(self) -> int:
@@ -111,10 +116,10 @@ class LiveApp(App[int]):
         return Style.parse(self.renderer.color(entry.process))
 
     def on_mount(self) -> None:
-        table = self.query_one(InstanceTable)
+        table = self.table
         table.focus()
         if self.tail is not None:
-            output = self.query_one("#output", LinesView)
+            output = self.output
             output.styles.height = self.tail + 1
             table.styles.max_height = None
             table.styles.height = "1fr"
@@ -133,15 +138,15 @@ class LiveApp(App[int]):
         model.fold(batch)
         entries = skipped_entries(dropped, self._skipped_seen, self._log_of) if dropped else []
         entries += entries_from_events(batch, face.client_pid)
-        table = self.query_one(InstanceTable)
+        table = self.table
         if len(model.rows) != self._rows:
             self._rows = len(model.rows)
             table.rows_changed()
-            self.query_one("#output", LinesView).name_width = self._name_width()
+            self.output.name_width = self._name_width()
         table.refresh()
         if entries:
             self.scrollback.extend(entries)
-            self.query_one("#output", LinesView).lines_added()
+            self.output.lines_added()
             for screen in self.screen_stack:
                 if isinstance(screen, LogScreen):
                     mine = [entry for entry in entries if entry.instance == screen.instance]
@@ -160,8 +165,8 @@ class LiveApp(App[int]):
         if self.leaving and not self.face.attached:
             header.append("  stopping — Ctrl-C again forces", style="bold yellow")
         progress = self.renderer.progress()
-        self.query_one("#summary", Static).update(Group(header, progress) if progress is not None else header)
-        output = self.query_one("#output", LinesView)
+        self.summary.update(Group(header, progress) if progress is not None else header)
+        output = self.output
         state = "following" if output.follow else "scrolled up — End follows"
         output.border_title = f"output · {len(self.scrollback):,} lines · {state}" + (" · times" if self.timestamps else "")
         for screen in self.screen_stack:
@@ -180,7 +185,7 @@ class LiveApp(App[int]):
         screen = self.screen
         name = screen.instance if isinstance(screen, LogScreen) else None
         if name is None:
-            row = self.query_one(InstanceTable).selected
+            row = self.table.selected
             if row is None:
                 return None
             name = row.name
@@ -260,7 +265,7 @@ class LiveApp(App[int]):
     def action_open_log(self) -> None:
         if isinstance(self.screen, LogScreen):
             return
-        row = self.query_one(InstanceTable).selected
+        row = self.table.selected
         if row is None:
             return
         # Take in what is queued first, so that no line is both in the file
@@ -281,37 +286,37 @@ class LiveApp(App[int]):
         self.push_screen(LogScreen(row.name, row.process, scrollback, source=source, timestamps=self.timestamps))
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.add_class("shown")
         box.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
-            self.query_one(InstanceTable).set_filter(event.value)
+            self.table.set_filter(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
             event.input.remove_class("shown")
-            self.query_one(InstanceTable).focus()
+            self.table.focus()
 
     def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.value = ""
         box.remove_class("shown")
-        table = self.query_one(InstanceTable)
+        table = self.table
         table.set_filter("")
         table.focus()
 
     def action_timestamps(self) -> None:
         self.timestamps = not self.timestamps
-        self.query_one("#output", LinesView).timestamps = self.timestamps
+        self.output.timestamps = self.timestamps
         for screen in self.screen_stack:
             if isinstance(screen, LogScreen):
                 screen.set_timestamps(self.timestamps)
         self._draw_summary()
 
     def action_wrap(self) -> None:
-        output = self.query_one("#output", LinesView)
+        output = self.output
         output.wrap = not output.wrap
 
     def action_help(self) -> None:

@@ -23,9 +23,9 @@ from typing import Any
 
 from procctl import events
 from procctl.control import client
-from procctl.control.protocol import ProtocolError, Request, decode_reply, decode_request
+from procctl.control.protocol import ProtocolError, Request, decode_reply, decode_request, make_request
 from procctl.control.server import ControlServer
-from procctl.errors import NoSupervisor, ProcctlError
+from procctl.errors import NoSupervisor, UsageError
 from procctl.states import State
 from procctl.ui.live_model import InstanceInfo
 
@@ -54,9 +54,10 @@ class InProcess:
 
     async def call(self, verb: str, args: dict[str, Any]) -> Any:
         try:
-            request = decode_request(Request(verb=verb, args=args).encode())
+            # Checked and read back exactly as a request off the socket is.
+            request = decode_request(make_request(verb, args).encode())
         except ProtocolError as exc:
-            raise ProcctlError(str(exc)) from None
+            raise UsageError(str(exc)) from None
         reply = self._server.handle(request, self.client_pid)
         if not reply.ok:
             raise client.ControlError(reply.error or "refused", reply.code or 1)

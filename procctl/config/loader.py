@@ -16,15 +16,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from procctl.config import values
+from procctl.config import shared, values
 from procctl.config.envfile import parse_env, read_env_file
 from procctl.config.placeholders import UnsafePlacement, compile_command
-from procctl.config.manifest import MAX_REPLICAS, Limits, Manifest, ProcessSpec, ReadySpec, Settings
+from procctl.config.manifest import MAX_REPLICAS, Limits, Manifest, ProcessSpec, ReadySpec, Settings, SharedRegion
 from procctl.errors import ManifestError
 from procctl.units import parse_duration, parse_size
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-TOP_KEYS = ("settings", "env", "process")
+TOP_KEYS = ("settings", "env", "shared", "process")
 SETTINGS_KEYS = (
     "max_parallel", "stop_timeout", "fail_fast", "metrics_interval", "env_file", "limits", "on_limit", "nice",
     "schedule", "min_free_memory",
@@ -32,10 +32,10 @@ SETTINGS_KEYS = (
 SCHEDULES = ("fifo", "longest-first")
 PROCESS_KEYS = (
     "cmd", "cwd", "env", "env_file", "depends_on", "ready", "restart", "max_restarts", "backoff", "replicas",
-    "port", "each", "timeout", "stop_signal", "stop_timeout", "limits", "on_limit", "nice",
+    "port", "each", "timeout", "stop_signal", "stop_timeout", "limits", "on_limit", "nice", "watchdog", "shared",
 )  # fmt: skip
 ON_LIMIT = ("kill", "restart")
-READY_KINDS = ("log", "tcp", "http", "exec")
+READY_KINDS = ("log", "tcp", "http", "exec", "notify")
 READY_KEYS = (*READY_KINDS, "timeout", "interval")
 CONDITIONS = ("started", "ready", "succeeded")
 RESTARTS = ("no", "on-failure", "always")
@@ -108,6 +108,8 @@ class _Reader:
         self.lines = KeyLines(text)
         self.defaults = Settings()
         """The [settings] in force: processes inherit its limits."""
+        self.regions: dict[str, SharedRegion] = {}
+        """The [shared] regions a process may list."""
 
     def error(self, message: str, *path: str, suggestion: str | None = None) -> ManifestError:
         return ManifestError(message, path=self.path.name, line=self.lines.line(*path), key=dotted(path), suggestion=suggestion)
@@ -242,9 +244,14 @@ class _Reader:
         self.check_keys(table, READY_KEYS, *path)
         kinds = [kind for kind in READY_KINDS if kind in table]
         if len(kinds) != 1:
-            raise self.error("needs exactly one of log, tcp, http, exec", *path)
+            raise self.error("needs exactly one of log, tcp, http, exec, notify", *path)
         kind = kinds[0]
-        target = self.string(table[kind], *path, kind)
+        if kind == "notify":
+            if table[kind] is not True:
+                raise self.error(f"expected true (READY=1 on $NOTIFY_SOCKET makes it ready), got {_describe(table[kind])}", *path, kind)
+            target = ""
+        else:
+            target = self.string(table[kind], *path, kind)
         if kind == "log":
             try:
                 re.compile(target)
@@ -351,6 +358,13 @@ class _Reader:
             kwargs["stop_signal"] = self.signal(table["stop_signal"], *path, "stop_signal")
         if "stop_timeout" in table:
             kwargs["stop_timeout_s"] = self.duration(table["stop_timeout"], *path, "stop_timeout")
+        if "watchdog" in table:
+            seconds = self.duration(table["watchdog"], *path, "watchdog", positive=True)
+            if not 0.01 <= seconds <= 86_400:
+                raise self.error("expected a duration from 10ms to 24h", *path, "watchdog")
+            kwargs["watchdog_s"] = seconds
+        if "shared" in table:
+            kwargs["shared"] = shared.uses(self, table["shared"], name, self.regions)
         options = self.limit_options(table, *path)
         kwargs["limits"] = options.get("limits", Limits()).merged_over(self.defaults.limits)
         kwargs["on_limit"] = options.get("on_limit", self.defaults.on_limit)
@@ -432,6 +446,8 @@ def _load_toml(path: Path, text: str) -> Manifest:
     reader.defaults = settings
     if "env" in data:
         env.update(reader.env_table(data["env"], "env"))
+    if "shared" in data:
+        reader.regions = shared.regions(reader, data["shared"])
     raw_processes = reader.table(data.get("process", {}), "process")
     if not raw_processes:
         raise ManifestError("no processes defined (add a [process.NAME] table with a cmd)", path=path.name, line=1)
@@ -442,7 +458,7 @@ def _load_toml(path: Path, text: str) -> Manifest:
         raise ManifestError(
             "dependency cycle: " + " → ".join(cycle), path=path.name, line=first.line, key=f"process.{cycle[0]}.depends_on"
         )
-    return Manifest(path=path, settings=settings, env=env, processes=processes, kind="toml")
+    return Manifest(path=path, settings=settings, env=env, processes=processes, kind="toml", shared=reader.regions)
 
 
 def _load_procfile(path: Path, text: str) -> Manifest:

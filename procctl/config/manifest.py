@@ -24,7 +24,8 @@ kernel's 64-bit fields hold."""
 
 RestartPolicy = Literal["no", "on-failure", "always"]
 DependencyCondition = Literal["started", "ready", "succeeded"]
-ProbeKind = Literal["log", "tcp", "http", "exec"]
+ProbeKind = Literal["log", "tcp", "http", "exec", "notify"]
+RegionMode = Literal["rw", "ro"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,8 @@ class ReadySpec:
 
     kind: ProbeKind
     target: str
-    """A regex (log), 'host:port' (tcp), a URL (http) or a shell command (exec)."""
+    """A regex (log), 'host:port' (tcp), a URL (http), a shell command (exec),
+    or '' (notify: the process sends READY=1 to $NOTIFY_SOCKET)."""
     timeout_s: float = 60.0
     """Longest wait for the probe to pass before the instance counts as failed."""
     interval_s: float = 0.25
@@ -107,6 +109,20 @@ class ProcessSpec:
     """Line of the manifest where this process is defined."""
     env_file: Path | None = None
     """The process's own env_file, absolute (its values are already in `env`)."""
+    watchdog_s: float | None = None
+    """Longest time between two WATCHDOG=1 notifications before the run
+    counts as hung and is stopped (then restarted as `restart` says)."""
+    shared: tuple[tuple[str, RegionMode], ...] = ()
+    """The shared regions it uses, each read-write or read-only."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedRegion:
+    """One `[shared.NAME]` table: a region of memory the supervisor creates."""
+
+    name: str
+    size_bytes: int
+    line: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +150,8 @@ class Manifest:
     processes: Mapping[str, ProcessSpec]
     """In the order the manifest defines them."""
     kind: Literal["toml", "procfile"] = "toml"
+    shared: Mapping[str, SharedRegion] = dataclasses.field(default_factory=dict)
+    """The `[shared.NAME]` regions, in the order the manifest defines them."""
 
     @property
     def root(self) -> Path:

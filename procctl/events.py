@@ -105,6 +105,8 @@ class StateChanged(Event):
 class Restarting(Event):
     attempt: int
     delay_s: float
+    reason: str = ""
+    """Why the run before ended, when it failed ("watchdog missed: ...")."""
     kind = "restarting"
 
 
@@ -166,6 +168,26 @@ class Requested(Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Message(Event):
+    """A line `procctl send` wrote to the instance's stdin."""
+
+    text: str
+    sender: str | None = None
+    """The instance whose process sent it, as the kernel's credentials of the
+    connection tell; None when it came from outside every instance (an
+    operator's terminal). Written `from` in the records."""
+    kind = "message"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusMessage(Event):
+    """The text a process reported with STATUS= on its notification socket."""
+
+    text: str
+    kind = "status_message"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Sample(Event):
     """Resource use of an instance's whole process tree (the process and every
     descendant), sampled every `metrics_interval`, and once more when a run
@@ -179,7 +201,9 @@ class Sample(Event):
     """User + system CPU seconds of this run so far, descendants included
     (also those already ended and reaped within the tree)."""
     rss_bytes: int
-    """Resident memory, summed over the tree."""
+    """Resident memory, summed over the tree. For an instance that uses
+    shared regions, its proportional set size (PSS): a page it shares with
+    others counts as its share, so that a region counts once in all."""
     peak_rss_bytes: int
     """Highest `rss_bytes` of this run so far."""
     read_bytes: int | None
@@ -206,6 +230,18 @@ class PoolSample(Event):
     auto: bool
     running: int
     queued: int
+    kind = "metrics"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RegionSample(Event):
+    """A shared memory region's figures, counted once whoever maps it. Its
+    name is "shared", its instance the region's name. Published at the start
+    of a run and when its resident size moves."""
+
+    size_bytes: int
+    resident_bytes: int
+    """Memory the region holds now (pages written at least once)."""
     kind = "metrics"
 
 
@@ -299,7 +335,10 @@ def event_records(event: Event) -> Iterator[dict[str, Any]]:
         }
         return
     if isinstance(event, Restarting):
-        yield {**base, "attempt": event.attempt, "delay": event.delay_s}
+        yield {**base, "attempt": event.attempt, "delay": event.delay_s, "reason": event.reason}
+        return
+    if isinstance(event, Message):
+        yield {**base, "text": event.text, "from": event.sender}
         return
     record = dict(base)
     for field in dataclasses.fields(event):
@@ -310,7 +349,7 @@ def event_records(event: Event) -> Iterator[dict[str, Any]]:
 
 _KINDS: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Queued, Started, Ready, Skipped, LimitExceeded, Paused, Resumed, Notice, Requested, StateChanged)
+    for cls in (Queued, Started, Ready, Skipped, LimitExceeded, Paused, Resumed, Notice, Requested, StateChanged, StatusMessage)
 }
 
 
@@ -336,9 +375,12 @@ def from_record(record: dict[str, Any]) -> Event | None:
         return Exited(**base, status=State(record["status"]), code=record["code"], signal=_signal_number(record["signal"]),
                       duration_s=float(record["duration"]))
     if kind == "restarting":
-        return Restarting(**base, attempt=int(record["attempt"]), delay_s=float(record["delay"]))
+        return Restarting(**base, attempt=int(record["attempt"]), delay_s=float(record["delay"]), reason=str(record.get("reason", "")))
+    if kind == "message":
+        sender = record["from"]
+        return Message(**base, text=str(record["text"]), sender=None if sender is None else str(sender))
     if kind == "metrics":
-        cls: type[Event] = PoolSample if "pool_size" in record else Sample
+        cls: type[Event] = PoolSample if "pool_size" in record else RegionSample if "size_bytes" in record else Sample
     else:
         found = _KINDS.get(kind)
         if found is None:

@@ -139,6 +139,25 @@ class Project:
         self._started.append(proc)
         return proc
 
+    def status(self) -> dict[str, object] | None:
+        """`status --json` of the running supervisor, or None when none answers."""
+        import json
+
+        result = self.run("status", "--json")
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def supervise(self, *args: str) -> subprocess.Popen[bytes]:
+        """`procctl run ARGS` in the background, once its control socket answers."""
+        proc = self.start("run", *args)
+        wait_until(lambda: self.status() is not None or proc.poll() is not None, what="the supervisor to answer")
+        assert proc.poll() is None, proc.err_path.read_text()  # type: ignore[attr-defined]
+        return proc
+
+    def log(self, instance: str) -> str:
+        """What an instance wrote so far ('' before its log exists)."""
+        path = self.logs / f"{instance}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def cleanup(self) -> None:
         for proc in self._started:
             if proc.poll() is None:
@@ -161,6 +180,13 @@ def project(tmp_path: Path) -> Iterator[Project]:
         yield proj
     finally:
         proj.cleanup()
+
+
+def interrupt(proc: subprocess.Popen[bytes]) -> int:
+    """Ctrl-C a supervisor started with `Project.supervise` and wait for its end."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout=30)
 
 
 def helper(name: str) -> str:

@@ -141,7 +141,8 @@ def send(
     else:
         names, text = [arguments[0]], " ".join(arguments[1:])
     result = call(file, "send", {"names": names, "all": everything, "text": text})
-    _emit(result, as_json, f"sent to: {', '.join(result['sent']) or 'nothing'}")
+    unread = f"; not sent, its stdin is full: {', '.join(result['not_read'])}" if result.get("not_read") else ""
+    _emit(result, as_json, f"sent to: {', '.join(result['sent']) or 'nothing'}{unread}")
 
 
 @app.command()

@@ -17,7 +17,7 @@ from procctl.errors import UsageError
 def init(
     file: Annotated[Path, typer.Option("--file", "-f", help="Where to write the manifest.")] = Path("procfile.toml"),
     example: Annotated[
-        bool, typer.Option("--example", help="Write the demo instead: its manifest and the small Python scripts it runs, beside the manifest.")
+        bool, typer.Option("--example", help="Write the demos instead: the demo's manifest, the other example manifests (shared_table.toml) and the small Python scripts they run, beside the manifest.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:

@@ -79,11 +79,11 @@ def _examples_dir() -> Traversable:
 
 
 def example_files() -> dict[str, bytes]:
-    """The demo manifest and its scripts: file name → contents, the
-    manifest first."""
+    """The demo manifest, the other example manifests and their scripts:
+    file name → contents, the demo's manifest first."""
     directory = _examples_dir()
-    scripts = sorted(entry.name for entry in directory.iterdir() if entry.name.endswith(".py") and entry.is_file())
-    return {name: directory.joinpath(name).read_bytes() for name in (EXAMPLE_MANIFEST, *scripts)}
+    files = sorted(entry.name for entry in directory.iterdir() if entry.name.endswith((".py", ".toml")) and entry.is_file())
+    return {name: directory.joinpath(name).read_bytes() for name in (EXAMPLE_MANIFEST, *(f for f in files if f != EXAMPLE_MANIFEST))}
 
 
 def manifest_from_procfile(procfile: Path, env_file: Path | None) -> str:

@@ -57,31 +57,63 @@ def _read_line(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def request(path: Path, manifest: Path, verb: str, args: dict[str, Any] | None = None, *, timeout_s: float = 30.0) -> Any:
-    """Send one request; return the reply's result or raise its error. The
-    request is checked against the table of verbs before it is sent."""
+def _encode(verb: str, args: dict[str, Any] | None, request_id: int) -> bytes:
+    """A request line, checked against the table of verbs (UsageError)."""
     try:
-        payload = make_request(verb, args, id=1).encode()
+        payload = make_request(verb, args, id=request_id).encode()
     except ProtocolError as exc:
         raise UsageError(str(exc)) from None
     if len(payload) > MAX_REQUEST_BYTES:
         raise ProcctlError(f"request too large ({len(payload)} bytes)")
-    sock = connect(path, manifest, timeout_s)
-    try:
-        sock.sendall(payload)
-        line = _read_line(sock)
-    except TimeoutError:
-        raise ProcctlError(f"the supervisor of {manifest} did not answer within {timeout_s:g}s") from None
-    except OSError as exc:
-        raise NoSupervisor(f"lost the supervisor of {manifest}: {exc.strerror or exc}") from None
-    finally:
-        sock.close()
-    if not line:
-        raise NoSupervisor(f"the supervisor of {manifest} closed the connection without answering")
-    try:
-        reply: Reply = decode_reply(line)
-    except ProtocolError as exc:
-        raise ProcctlError(str(exc)) from None
-    if not reply.ok:
-        raise ControlError(reply.error or "the supervisor refused the request", reply.code or 1)
-    return reply.result
+    return payload
+
+
+class Connection:
+    """Requests one after another on one connection (a transfer in many
+    pieces: `shm read`, `shm write`). Each request is checked against the
+    table of verbs before it is sent."""
+
+    def __init__(self, path: Path, manifest: Path, *, timeout_s: float = 30.0) -> None:
+        self.manifest = manifest
+        self.timeout_s = timeout_s
+        self._sock = connect(path, manifest, timeout_s)
+        self._next_id = 1
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def call(self, verb: str, args: dict[str, Any] | None = None) -> Any:
+        """Send one request; return the reply's result or raise its error."""
+        payload = _encode(verb, args, self._next_id)
+        self._next_id += 1
+        manifest = self.manifest
+        try:
+            self._sock.sendall(payload)
+            line = _read_line(self._sock)
+        except TimeoutError:
+            raise ProcctlError(f"the supervisor of {manifest} did not answer within {self.timeout_s:g}s") from None
+        except OSError as exc:
+            raise NoSupervisor(f"lost the supervisor of {manifest}: {exc.strerror or exc}") from None
+        if not line:
+            raise NoSupervisor(f"the supervisor of {manifest} closed the connection without answering")
+        try:
+            reply: Reply = decode_reply(line)
+        except ProtocolError as exc:
+            raise ProcctlError(str(exc)) from None
+        if not reply.ok:
+            raise ControlError(reply.error or "the supervisor refused the request", reply.code or 1)
+        return reply.result
+
+
+def request(path: Path, manifest: Path, verb: str, args: dict[str, Any] | None = None, *, timeout_s: float = 30.0) -> Any:
+    """Send one request; return the reply's result or raise its error. A bad
+    request is refused before any connection."""
+    _encode(verb, args, 1)
+    with Connection(path, manifest, timeout_s=timeout_s) as connection:
+        return connection.call(verb, args)

@@ -13,6 +13,7 @@ from typing import Any
 
 from procctl.config.manifest import MAX_REPLICAS
 from procctl.config.values import LIVE_LIMITS
+from procctl.engine.shm import MAX_TRANSFER_BYTES
 
 MAX_REQUEST_BYTES = 64 * 1024
 """A request line longer than this is refused unread."""
@@ -46,6 +47,10 @@ class Verb:
     args: tuple[Arg, ...]
     does: str
     result: str
+    caller: str = ""
+    """The handler's parameter that gets the pid of the process at the
+    other end of the connection (SO_PEERCRED), when it takes one: who asks is
+    what the kernel says, never what a request says."""
 
     def call_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """The request's args as the handler's keyword arguments."""
@@ -86,12 +91,27 @@ VERBS: dict[str, Verb] = {
         ),
         Verb(
             "send", "send", (_NAMES, _ALL, Arg("text", str, f"str (at most {MAX_SEND_BYTES:,} bytes)")),
-            "write `text` and a newline to each instance's stdin", '`{"sent": [str]}`',
+            "write `text` and a newline to each running instance's stdin. When the connecting process belongs to an instance's "
+            "tree (as `SO_PEERCRED` says), that instance is the sender: the `message` events name it, and `all` leaves it out. "
+            "An instance with 1 MiB of earlier messages still unread gets none",
+            '`{"sent": [str], "from": str\\|null}`, and `"not_read": [str]` when some were not sent',
+            caller="sender_pid",
         ),
         Verb(
             "limits", "limits", (_NAMES, Arg("set", dict, "{" + ", ".join(LIVE_LIMITS) + "}", param="changes")),
             "show limits, mechanisms and usage; with `set`, change them on the live trees and for later runs",
             '`{"instances": [...]}`',
+        ),
+        Verb(
+            "shm", "shm",
+            (
+                Arg("op", str, '"ls"\\|"read"\\|"write"', required=True), Arg("name", str, "str"),
+                Arg("offset", int, "int (≥ 0)"), Arg("length", int, f"int (0 to {MAX_TRANSFER_BYTES:,})"), Arg("data", str, "base64 str"),
+            ),
+            "the shared memory regions: `ls` lists them and which instances use them; `read` returns `length` bytes of region "
+            "`name` from `offset`, `write` writes `data` there (past its end is an error, and nothing is written)",
+            '`ls`: `{"regions": [{"name", "size_bytes", "resident_bytes", "users": [{"instance", "mode", "pid", "mapped"}]}]}`; '
+            '`read`: `{"name", "offset", "data": base64}`; `write`: `{"name", "offset", "written": int}`',
         ),
         Verb(
             "shutdown", "shutdown", (),
@@ -211,6 +231,11 @@ def _check_bounds(verb: str, args: dict[str, Any]) -> None:
         raise ProtocolError(f"scale: replicas must be 0 to {MAX_REPLICAS:,} (the manifest's own cap), got {args['replicas']:,}")
     if verb == "send" and len(args.get("text", "").encode("utf-8", "surrogatepass")) > MAX_SEND_BYTES:
         raise ProtocolError(f"send: the text is longer than {MAX_SEND_BYTES:,} bytes")
+    if verb == "shm":
+        if args["op"] not in ("ls", "read", "write"):
+            raise ProtocolError(f"shm: op is ls, read or write, not {args['op']!r}")
+        if args.get("offset", 0) < 0 or not 0 <= args.get("length", 0) <= MAX_TRANSFER_BYTES:
+            raise ProtocolError(f"shm: offset must be ≥ 0 and length 0 to {MAX_TRANSFER_BYTES:,}")
 
 
 def decode_reply(line: bytes) -> Reply:

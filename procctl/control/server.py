@@ -130,8 +130,12 @@ class ControlServer:
         raises becomes an error reply, and the supervisor serves on. What it
         changed is announced on the bus, as asked by `client_pid`."""
         verb = VERBS[request.verb]
+        kwargs = verb.call_args(request.args)
+        if verb.caller:
+            # Who asks is what the kernel says of the connection, never what the request says.
+            kwargs[verb.caller] = client_pid or 0
         try:
-            result = getattr(self.ops, verb.handler)(**verb.call_args(request.args))
+            result = getattr(self.ops, verb.handler)(**kwargs)
         except ProtocolError as exc:
             return Reply.failure(str(exc), 2, request.id)
         except ProcctlError as exc:

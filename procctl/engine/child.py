@@ -42,6 +42,9 @@ class SpawnRequest:
     join_fds: tuple[int, ...] = ()
     """`cgroup.procs` files the child joins before it runs (local children
     only; the caller closes them once `start` returned)."""
+    pass_fds: tuple[int, ...] = ()
+    """Descriptors the child inherits under the same numbers (its shared
+    regions; local children only)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ SOCKET = "PROCCTL_SOCKET"
 MANIFEST = "PROCCTL_MANIFEST"
 """The manifest the supervisor runs (absolute path)."""
 PROCESS = "PROCCTL_PROCESS"
-"""The process name from the manifest (`web`)."""
+"""The process name from the manifest (`web`). Set with the job's own
+environment (config.plan), as is INSTANCE: an export carries them too."""
 INSTANCE = "PROCCTL_INSTANCE"
 """The instance name (`web.2`, `thumb[7]`, or `web`)."""
 RUN_ID = "PROCCTL_RUN_ID"
@@ -35,14 +36,6 @@ def supervisor_env(*, control_socket: Path | None, manifest: Path, run_id: str, 
         env[SOCKET] = str(control_socket)
     if notify_socket:
         env[NOTIFY_SOCKET] = notify_socket
-    return env
-
-
-def instance_env(process: str, instance: str, *, watchdog_s: float | None) -> dict[str, str]:
-    """The part that names the instance."""
-    env = {PROCESS: process, INSTANCE: instance}
-    if watchdog_s is not None:
-        env[WATCHDOG_USEC] = str(int(watchdog_s * 1_000_000))
     return env
 
 

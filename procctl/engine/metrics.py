@@ -67,8 +67,9 @@ class TreeUsage:
 
 
 class ProcessTable(Protocol):
-    def sample(self, roots: Collection[int]) -> dict[int, TreeUsage]:
-        """Usage of each root's tree; a root that is gone is left out."""
+    def sample(self, roots: Collection[int], proportional: Collection[int] = ()) -> dict[int, TreeUsage]:
+        """Usage of each root's tree; a root that is gone is left out. The
+        trees of the roots in `proportional` count their memory as PSS."""
         ...
 
 
@@ -103,7 +104,7 @@ class ProcTable:
     def available() -> bool:
         return sys.platform.startswith("linux") and os.path.exists(f"/proc/{os.getpid()}/stat")
 
-    def sample(self, roots: Collection[int]) -> dict[int, TreeUsage]:
+    def sample(self, roots: Collection[int], proportional: Collection[int] = ()) -> dict[int, TreeUsage]:
         if not roots:
             return {}
         proc = self._proc
@@ -130,11 +131,15 @@ class ProcTable:
             ticks = rss_pages = threads = count = 0
             read: int | None = 0
             write: int | None = 0
+            pss: int | None = 0 if root in proportional else None
             for pid in members(children, root):
                 rest = fields.get(pid)
                 if rest is None:
                     continue
                 count += 1
+                if pss is not None:
+                    share = _pss_bytes(f"{proc}/{pid}/smaps_rollup")
+                    pss = None if share is None else pss + share
                 # utime, stime, cutime, cstime (fields 14-17), num_threads (20), rss (24).
                 ticks += int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
                 threads += int(rest[17])
@@ -149,13 +154,24 @@ class ProcTable:
                         write += counters[1]
             usage[root] = TreeUsage(
                 cpu_time_s=ticks / _CLK_TCK,
-                rss_bytes=rss_pages * _PAGE,
+                rss_bytes=pss if pss is not None else rss_pages * _PAGE,
                 read_bytes=read,
                 write_bytes=write,
                 threads=threads,
                 children=count - 1,
             )
         return usage
+
+
+def _pss_bytes(path: str) -> int | None:
+    """The proportional set size in a smaps_rollup file: each page a process
+    shares counted as its share (a region four processes map, a quarter
+    each), so that the sum over processes counts every page once."""
+    data = _read(path)
+    start = data.find(b"\nPss:") if data else -1
+    if data is None or start < 0:
+        return None
+    return int(data[start + 5 : data.index(b"kB", start)]) * 1024
 
 
 def _parse_io(data: bytes) -> tuple[int, int] | None:
@@ -178,7 +194,7 @@ class PsutilTable:
     then the members' figures. `process_iter` hands back the same `Process`
     objects from one pass to the next (and new ones for reused pids)."""
 
-    def sample(self, roots: Collection[int]) -> dict[int, TreeUsage]:
+    def sample(self, roots: Collection[int], proportional: Collection[int] = ()) -> dict[int, TreeUsage]:
         if not roots:
             return {}
         tree = ProcessTree()
@@ -193,7 +209,10 @@ class PsutilTable:
                     with proc.oneshot():
                         times = proc.cpu_times()
                         cpu += times.user + times.system + getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
-                        rss += proc.memory_info().rss
+                        if root in proportional:
+                            rss += getattr(proc.memory_full_info(), "pss", 0) or proc.memory_info().rss
+                        else:
+                            rss += proc.memory_info().rss
                         threads += proc.num_threads()
                         if read is not None and write is not None:
                             try:
@@ -220,9 +239,11 @@ def default_table() -> ProcessTable:
 class RunMeter:
     """Figures of one run of one instance, updated by every sample."""
 
-    __slots__ = ("process", "instance", "pid", "began", "last_cpu_s", "last_at", "cpu_time_s", "peak_rss_bytes", "last")
+    __slots__ = ("process", "instance", "pid", "began", "last_cpu_s", "last_at", "cpu_time_s", "peak_rss_bytes", "last", "proportional")
 
-    def __init__(self, process: str, instance: str, pid: int, began: float) -> None:
+    def __init__(self, process: str, instance: str, pid: int, began: float, proportional: bool = False) -> None:
+        self.proportional = proportional
+        """Its memory is counted as PSS (it maps shared regions)."""
         self.process = process
         self.instance = instance
         self.pid = pid
@@ -305,8 +326,10 @@ class Sampler:
         self._runs: dict[int, RunMeter] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def track(self, process: str, instance: str, pid: int) -> RunMeter:
-        meter = RunMeter(process, instance, pid, self._clock())
+    def track(self, process: str, instance: str, pid: int, *, proportional: bool = False) -> RunMeter:
+        """Sample this run from now on; `proportional`: count its memory as
+        PSS (it maps shared regions, which must count once in all)."""
+        meter = RunMeter(process, instance, pid, self._clock(), proportional)
         self._runs[pid] = meter
         return meter
 
@@ -318,7 +341,7 @@ class Sampler:
         runs = list(self._runs.values())
         if not runs:
             return []
-        usage = self._table.sample([meter.pid for meter in runs])
+        usage = self._table.sample([meter.pid for meter in runs], [meter.pid for meter in runs if meter.proportional])
         now = self._clock()
         samples = []
         for meter in runs:
@@ -422,7 +445,7 @@ class Recorder:
         return meter.last if meter is not None else None
 
     def started(self, inst: Recorded, child: ChildProcess) -> None:
-        self._meters[inst] = self.sampler.track(inst.job.process, inst.name, child.pid)
+        self._meters[inst] = self.sampler.track(inst.job.process, inst.name, child.pid, proportional=bool(inst.job.spec.shared))
         self._by_pid[child.pid] = inst
 
     def ended(self, inst: Recorded, child: ChildProcess, exit: Exit, state: State, run_s: float) -> None:

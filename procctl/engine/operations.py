@@ -1,10 +1,12 @@
 """What a second invocation can do to a running supervisor: pause, resume,
-kill, restart, start, scale, send, status. One method per control verb; each
+kill, restart, start, scale, send, status, shared memory. One method per control verb; each
 returns plain data (it goes back over the control socket as JSON).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 import signal
@@ -12,10 +14,12 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from procctl import events
 from procctl.config import values
 from procctl.config.manifest import MAX_REPLICAS
 from procctl.config.plan import replica_job
 from procctl.engine import limits
+from procctl.engine.ipc import region_users
 from procctl.engine.runner import InstanceRunner
 from procctl.engine.supervisor import Supervisor
 from procctl.engine.tree import ProcessTree
@@ -116,9 +120,26 @@ class Operations:
                 removed.append(runner.name)
         return {"process": process, "replicas": replicas, "added": added, "removed": removed}
 
-    def send(self, names: Sequence[str] = (), text: str = "", everything: bool = False) -> dict[str, Any]:
+    def send(self, names: Sequence[str] = (), text: str = "", everything: bool = False, sender_pid: int = 0) -> dict[str, Any]:
+        """Write a line to each instance's stdin. `sender_pid`: the process
+        that asked, as the kernel says; when it belongs to an instance, that
+        instance is the message's sender, and `--all` leaves it out."""
         data = text.encode() if text.endswith("\n") else (text + "\n").encode()
-        return {"sent": [runner.name for runner in self.resolve(names, everything=everything) if runner.send(data)]}
+        sender = self.sup.ipc.owner_of(sender_pid) if sender_pid > 0 else None
+        line = text.rstrip("\n")
+        sent, unread = [], []
+        for runner in self.resolve(names, everything=everything):
+            if (everything and runner is sender) or runner.child is None or not runner.child.running:
+                continue
+            if runner.send(data):
+                sent.append(runner.name)
+                self.sup.bus.publish(events.Message(runner.process, runner.name, text=line, sender=sender.name if sender else None))
+            else:
+                unread.append(runner.name)
+        reply: dict[str, Any] = {"sent": sent, "from": sender.name if sender else None}
+        if unread:
+            reply["not_read"] = unread
+        return reply
 
     def shutdown(self) -> dict[str, Any]:
         self.sup.request_stop("shutdown requested")
@@ -221,6 +242,8 @@ class Operations:
                     "peak_rss_bytes": sample.peak_rss_bytes if sample else None,
                     "reason": totals.reason,
                     "limits": self._mechanisms(runner),
+                    "memory_basis": "pss" if runner.job.spec.shared else "rss",
+                    **self.sup.ipc.describe(runner),
                 }
             )
         return {
@@ -231,7 +254,33 @@ class Operations:
             "queue_held": self.sup.queue_held,
             "stopping": self.sup.stopping,
             "instances": rows,
+            "shared": [{"name": region.name, "size_bytes": region.size, "resident_bytes": region.resident_bytes} for region in self.sup.ipc.regions],
         }
+
+    # ------------------------------------------------------------ shared memory
+
+    def shm(self, op: str, name: str = "", offset: int = 0, length: int = 0, data: str = "") -> dict[str, Any]:
+        """`ls`: each region, its figures, and which instances use it (and map
+        it now). `read` / `write`: bytes of region `name` at `offset`."""
+        regions = self.sup.ipc.regions
+        if op == "ls":
+            users = []
+            known = ProcessTree()
+            for runner in self.sup.runners:
+                if not runner.job.spec.shared:
+                    continue
+                child = runner.child
+                pid = child.pid if child is not None and child.running else None
+                tree = [proc.pid for proc in known.members(pid)] if pid else []
+                users.append((runner.name, runner.job.spec, pid, tree))
+            return {"regions": region_users(regions, users)}
+        if op == "read":
+            return {"name": name, "offset": offset, "data": base64.b64encode(regions.get(name).read(offset, length)).decode()}
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise UsageError("shm: 'data' is not base64") from None
+        return {"name": name, "offset": offset, "written": regions.get(name).write(offset, raw)}
 
 
 def _parse_limit_changes(changes: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,9 @@ class Cut(enum.Enum):
     """Asked to stop: kill, Ctrl-C, shutdown, fail_fast, scale down."""
     RESTART = "restart"
     """Asked to restart: this run stops, the next follows at once."""
+    HUNG = "hung"
+    """It stopped showing signs of life: its watchdog went unfed. A failure:
+    the restart policy decides what follows."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -50,7 +53,7 @@ def judge(returncode: int, cut: Cut | None, why: str, *, cpu_time_limited: bool)
         return Ending(State.LIMIT_EXCEEDED, why)
     if cut is Cut.TIMEOUT:
         return Ending(State.TIMED_OUT, why)
-    if cut is Cut.PROBE:
+    if cut is Cut.PROBE or cut is Cut.HUNG:
         return Ending(State.FAILED, why)
     if returncode in (-signal.SIGXCPU, -signal.SIGXFSZ) or (returncode == -signal.SIGKILL and cpu_time_limited):
         # At its hard RLIMIT_CPU the kernel sends SIGKILL; nothing of ours did (no cut).

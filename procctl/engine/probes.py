@@ -1,5 +1,5 @@
-"""Readiness probes: log, tcp, http, exec. Each answers whether it passed; the
-supervisor decides what follows."""
+"""Readiness probes: log, tcp, http, exec, notify. Each answers whether it
+passed; the supervisor decides what follows."""
 
 from __future__ import annotations
 
@@ -23,6 +23,33 @@ class LogProbe:
     def feed(self, lines: bytes) -> None:
         if not self.passed.is_set() and self._regex.search(lines):
             self.passed.set()
+
+
+class NotifyProbe:
+    """Passes when the process sends READY=1 to its notification socket. It
+    may ask for more time first (EXTEND_TIMEOUT_USEC=)."""
+
+    def __init__(self) -> None:
+        self.passed = asyncio.Event()
+        self.extended_until: float | None = None
+        """Monotonic time the process asked to be given until, if it did."""
+
+    def extend(self, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        self.extended_until = max(self.extended_until or until, until)
+
+
+async def _wait_notified(probe: NotifyProbe, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = max(deadline, probe.extended_until or deadline) - time.monotonic()
+        if remaining <= 0:
+            return probe.passed.is_set()
+        try:
+            await asyncio.wait_for(probe.passed.wait(), remaining)
+            return True
+        except TimeoutError:
+            continue  # Unless the deadline moved meanwhile, the next turn ends.
 
 
 async def _tcp_once(host: str, port: int, timeout_s: float) -> bool:
@@ -89,10 +116,13 @@ def substitute_port(target: str, env: Mapping[str, str]) -> str:
 
 
 async def poll_probe(
-    spec: ReadySpec, *, cwd: Path, env: Mapping[str, str], log_probe: LogProbe | None
+    spec: ReadySpec, *, cwd: Path, env: Mapping[str, str], log_probe: LogProbe | None, notify_probe: NotifyProbe | None = None
 ) -> bool:
     """Try the probe until it passes (True) or `spec.timeout_s` runs out (False)."""
     deadline = time.monotonic() + spec.timeout_s
+    if spec.kind == "notify":
+        assert notify_probe is not None
+        return await _wait_notified(notify_probe, spec.timeout_s)
     if spec.kind == "log":
         assert log_probe is not None
         try:

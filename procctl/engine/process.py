@@ -131,8 +131,14 @@ class _Output:
             self._close(fd)
 
 
+MAX_PENDING_STDIN_BYTES = 1024 * 1024
+"""What `send` may leave waiting for a child that does not read its stdin."""
+
+
 class _Input:
-    """The child's stdin: what `send` writes, buffered when the pipe is full."""
+    """The child's stdin: what `send` writes, buffered when the pipe is full
+    (up to MAX_PENDING_STDIN_BYTES: a child that never reads cannot make the
+    supervisor hold every message sent to it)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self._loop = loop
@@ -141,7 +147,7 @@ class _Input:
         os.set_blocking(fd, False)
 
     def write(self, data: bytes) -> bool:
-        if self._fd is None:
+        if self._fd is None or len(self._pending) + len(data) > MAX_PENDING_STDIN_BYTES:
             return False
         if not self._pending:
             try:
@@ -220,9 +226,12 @@ class Child:
         on_output: OutputCallback,
         preexec_fn: Callable[[], None] | None = None,
         guardian: Guardian | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.preexec_fn = preexec_fn
         """Runs in the child between fork and exec (rlimits, nice)."""
+        self.pass_fds = pass_fds
+        """Descriptors the child inherits under the same numbers (shared regions)."""
         self.argv: tuple[str, ...] = ("/bin/sh", "-c", cmd) if isinstance(cmd, str) else tuple(cmd)
         self.cwd = cwd
         self.env = env
@@ -262,6 +271,7 @@ class Child:
                 env=dict(self.env),
                 start_new_session=True,
                 preexec_fn=self.preexec_fn,
+                pass_fds=self.pass_fds,
             )
         except BaseException as exc:
             for fd in ours:
@@ -468,4 +478,5 @@ class LocalExecutor:
             on_output=request.on_output,
             preexec_fn=limits.preexec(request.limits, request.nice, list(request.join_fds)),
             guardian=self._guardian,
+            pass_fds=request.pass_fds,
         )

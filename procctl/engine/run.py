@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from procctl.engine.child import ChildProcess
     from procctl.engine.outcome import Cut
-    from procctl.engine.probes import LogProbe
+    from procctl.engine.probes import LogProbe, NotifyProbe
 
 
 class Want(enum.Enum):
@@ -62,7 +62,7 @@ class Run:
     """One spawn of an instance: made when its child started, dropped when
     the child has ended and been judged."""
 
-    __slots__ = ("child", "ticket", "env", "log_probe", "cut", "why", "paused", "ready", "deadline", "probe", "stopping")
+    __slots__ = ("child", "ticket", "env", "log_probe", "notify_probe", "cut", "why", "paused", "ready", "deadline", "probe", "stopping")
 
     def __init__(self, child: ChildProcess, ticket: int, env: dict[str, str], log_probe: LogProbe | None) -> None:
         self.child = child
@@ -70,6 +70,8 @@ class Run:
         """Its pool slot."""
         self.env = env
         self.log_probe = log_probe
+        self.notify_probe: NotifyProbe | None = None
+        """READY=1 on its notification socket (`ready = { notify = true }`)."""
         self.cut: Cut | None = None
         """Why procctl is ending this run, if it is: the first reason stands."""
         self.why = ""

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from procctl.config.plan import Job
     from procctl.engine.child import ChildProcess, Executor
     from procctl.engine.enforcer import Enforcer
+    from procctl.engine.ipc import Ipc
     from procctl.engine.metrics import Recorder
     from procctl.engine.tree import ProcessTree
 
@@ -54,6 +55,8 @@ class Host(Protocol):
     executor: Executor
     recorder: Recorder
     enforcer: Enforcer
+    ipc: Ipc[InstanceRunner]
+    """Its notifications, its watchdog, its shared regions."""
 
     @property
     def stopping(self) -> bool:
@@ -212,6 +215,7 @@ class InstanceRunner:
             return False
         if run.deadline is not None:
             run.deadline.pause()
+        self._host.ipc.pause(self)
         if run.probe is not None:
             # The probe starts afresh, with a whole timeout, on resume.
             run.probe.cancel()
@@ -231,6 +235,7 @@ class InstanceRunner:
         if run.child.running:
             if run.deadline is not None:
                 run.deadline.resume()
+            self._host.ipc.resume(self)
             probed = self.job.spec.ready is not None
             if probed and not run.ready:
                 self._start_probe(run)
@@ -269,6 +274,15 @@ class InstanceRunner:
         action = self.job.spec.on_limit
         self._host.bus.publish(events.LimitExceeded(self.process, self.name, limit=limit, value=value, maximum=maximum, action=action, mechanism=mechanism))
         self._cut(Cut.LIMIT, "limit exceeded", reason)
+
+    def hung(self, why: str) -> None:
+        """It stopped showing signs of life (its watchdog went unfed): stop
+        the run as failed; the restart policy decides what follows."""
+        run = self.run
+        if run is None or run.cut is not None or not run.child.running:
+            return
+        self._host.bus.publish(events.Notice(self.process, self.name, message=f"{why}; stopping it", level="error"))
+        self._cut(Cut.HUNG, "hung", why)
 
     # -------------------------------------------------------------- life
 
@@ -323,8 +337,9 @@ class InstanceRunner:
             failures = 0 if run_s >= STABLE_RUN_S else failures + 1
             delay = min(self.job.spec.backoff_s * 2 ** max(failures - 1, 0), MAX_BACKOFF_S)
             self.totals.restarts += 1
-            self.transition(State.BACKOFF, f"restart {self.totals.restarts} in {delay:g}s")
-            host.bus.publish(events.Restarting(self.process, self.name, attempt=self.totals.restarts, delay_s=delay))
+            after = f" after: {ending.reason}" if ending.reason else ""
+            self.transition(State.BACKOFF, f"restart {self.totals.restarts} in {delay:g}s{after}")
+            host.bus.publish(events.Restarting(self.process, self.name, attempt=self.totals.restarts, delay_s=delay, reason=ending.reason))
             self._wake = asyncio.Event()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -374,7 +389,8 @@ class InstanceRunner:
         env = host.env(job)
         join_fds = host.enforcer.join_fds(self)
         try:
-            child = host.executor.child(SpawnRequest(job.cmd, job.cwd, env, self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds)))
+            request = SpawnRequest(job.cmd, job.cwd, env, self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec))
+            child = host.executor.child(request)
             # The run exists from here: a stop while the child starts waits for it.
             run = self.run = Run(child, ticket, env, log_probe)
             pid = await child.start()
@@ -385,6 +401,7 @@ class InstanceRunner:
             return Ending(State.FAILED, str(exc)), 0.0
         finally:
             close_fds(join_fds)
+        run.notify_probe = host.ipc.started(self, pid, spec)
         host.recorder.started(self, child)
         host.enforcer.apply(self)
         self.totals.pid = pid
@@ -406,6 +423,7 @@ class InstanceRunner:
             exit = await child.wait()
         finally:
             run.close()
+            host.ipc.ended(self)
             # (An OOM kill the kernel made is seen here, and becomes the run's cut.)
             host.enforcer.ended(self)
         if run.stopping is not None:
@@ -432,6 +450,8 @@ class InstanceRunner:
         if run.cut is not None:
             return False
         run.cut, run.why = cut, why
+        # Once procctl ends the run, its watchdog no longer matters.
+        self._host.ipc.stopping(self)
         if run.paused:
             # Its tree must be able to act on the stop signal.
             run.child.resume(known)
@@ -474,7 +494,7 @@ class InstanceRunner:
     async def _probe(self, run: Run) -> None:
         spec = self.job.spec.ready
         assert spec is not None
-        passed = await poll_probe(spec, cwd=self.job.cwd, env=run.env, log_probe=run.log_probe)
+        passed = await poll_probe(spec, cwd=self.job.cwd, env=run.env, log_probe=run.log_probe, notify_probe=run.notify_probe)
         if self.run is not run or not run.child.running:
             return
         if not passed:

@@ -19,6 +19,7 @@ from procctl.config.plan import Job, Plan
 from procctl.engine import childenv
 from procctl.engine.child import Executor
 from procctl.engine.enforcer import Enforcer
+from procctl.engine.ipc import Ipc
 from procctl.engine.metrics import Recorder
 from procctl.engine.outcome import RunResult
 from procctl.engine.pool import Pool
@@ -72,10 +73,17 @@ class Supervisor:
         self._live_tasks = 0
         self.recorder = Recorder(plan, bus, state_dir, on_sample=self._on_sample)
         """Metrics of every run (Sample events, peaks) and the run history."""
-        self._run_env = childenv.supervisor_env(control_socket=control_socket, manifest=plan.manifest.path, run_id=self.recorder.run_id, notify_socket=None)
+        self._run_env: dict[str, str] = {}
         """What every child is told of this supervisor (`childenv`)."""
         self.enforcer = Enforcer(plan.manifest.settings.metrics_interval_s, self._on_breach, self._on_limit_notice)
         """Holds each run to its `memory` and `cpu_percent` limits."""
+        self.ipc: Ipc[InstanceRunner] = Ipc(
+            {name: region.size_bytes for name, region in plan.manifest.shared.items()},
+            _Heard(self),
+            bus.publish,
+            interval_s=plan.manifest.settings.metrics_interval_s,
+        )
+        """The notification socket, the runs' watchdogs and the shared regions."""
 
     # ----------------------------------------------------------------- run
 
@@ -94,6 +102,12 @@ class Supervisor:
             stack.callback(self.enforcer.close)
             executor = stack.enter_context(self.executor)
             self.enforcer.open(executor.companions)
+            self.ipc.open()
+            # Closed after every child is gone (the kill below runs first).
+            stack.callback(self.ipc.close)
+            self._run_env = childenv.supervisor_env(
+                control_socket=self.control_socket, manifest=self.plan.manifest.path, run_id=self.recorder.run_id, notify_socket=self.ipc.address
+            )
             self._pool = self._make_pool()
             stack.callback(self._pool.close)
             self._publish_pool()
@@ -262,7 +276,7 @@ class Supervisor:
         env.update(job.env)
         # The contract comes last: a manifest's [env] cannot misdirect it.
         env.update(self._run_env)
-        env.update(childenv.instance_env(job.process, job.name, watchdog_s=None))
+        env.update(self.ipc.env(job.spec))
         return env
 
     def stop_timeout_s(self, job: Job) -> float:
@@ -369,3 +383,20 @@ class Supervisor:
 
     def _on_limit_notice(self, runner: InstanceRunner, message: str) -> None:
         self.bus.publish(events.Notice(runner.process, runner.name, message=message, level="warning"))
+
+
+class _Heard:
+    """What the processes' notifications make the supervisor do."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._sup = supervisor
+
+    def status_message(self, runner: InstanceRunner, text: str) -> None:
+        self._sup.bus.publish(events.StatusMessage(runner.process, runner.name, text=text))
+
+    def hung(self, runner: InstanceRunner, why: str) -> None:
+        runner.hung(why)
+
+    def notice(self, runner: InstanceRunner | None, message: str, level: str) -> None:
+        process, name = (runner.process, runner.name) if runner is not None else ("procctl", "procctl")
+        self._sup.bus.publish(events.Notice(process, name, message=message, level=level))

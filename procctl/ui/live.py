@@ -176,6 +176,10 @@ class Renderer:
         text.append(f"  done {counts['done']}")
         text.append(f"  failed {counts['failed']}", style="bold red" if counts["failed"] else "")
         text.append(f"  {format_duration(max(model.clock() - model.began, 0.0))}", style="dim")
+        if model.regions:
+            # Shared memory once, however many processes map it.
+            shown = ", ".join(f"{name} {format_size(resident)}/{format_size(size)}" for name, (size, resident) in model.regions.items())
+            text.append(f"  shared {shown}", style="dim")
         if model.stopping:
             text.append(f"  {model.stopping}", style="yellow")
         return text
@@ -237,6 +241,10 @@ class Renderer:
             cell = value.rjust(column.width) if column.right and len(value) <= column.width else fit(value, column.width)
             pieces.append((cell, style))
             pieces.append((" ", None))
+        if row.reported and active:
+            # What the process says of itself stands in for its last line.
+            pieces.append((fit(clean(row.reported), last_width).rstrip(), _style("italic")))
+            return pieces
         last = row.last_line or (row.reason if row.state.final else "")
         pieces.append((fit(clean(last), last_width).rstrip(), dim if not row.last_line else None))
         return pieces

@@ -41,7 +41,7 @@ class Row:
     __slots__ = (
         "name", "process", "order", "log_path", "each", "state", "pid", "started_ts", "last_duration_s",
         "restarts", "exit_code", "signal", "cpu_percent", "rss_bytes", "read_bytes", "write_bytes",
-        "threads", "children", "cpu_history", "rss_history", "last_line", "reason",
+        "threads", "children", "cpu_history", "rss_history", "last_line", "reason", "reported",
     )
 
     def __init__(self, info: InstanceInfo, order: int) -> None:
@@ -67,6 +67,8 @@ class Row:
         self.rss_history: collections.deque[float] = collections.deque(maxlen=HISTORY)
         self.last_line = ""
         self.reason = ""
+        self.reported = ""
+        """What the process said of itself last (STATUS= on its notification socket)."""
 
     @property
     def status_text(self) -> str:
@@ -108,6 +110,8 @@ class LiveModel:
         """(instance, process, text) of the latest lines; instance 'procctl' for notes."""
         self.skipped: collections.Counter[str] = collections.Counter()
         self.stopping = ""
+        self.regions: dict[str, tuple[int, int]] = {}
+        """Shared regions: name → (size, resident bytes), counted once."""
 
     def _add(self, info: InstanceInfo) -> Row:
         row = Row(info, len(self.rows))
@@ -144,6 +148,7 @@ class LiveModel:
                     row.reason = event.reason
             elif isinstance(event, events.Started):
                 row = self._row(event)
+                row.reported = ""
                 row.pid = event.pid
                 row.started_ts = event.ts
                 row.restarts = max(row.restarts, event.attempt - 1)
@@ -163,6 +168,13 @@ class LiveModel:
                 self._note(event)
             elif isinstance(event, events.Queued):
                 self._row(event)
+            elif isinstance(event, events.StatusMessage):
+                self._row(event).reported = event.text
+                self._note(event)
+            elif isinstance(event, events.Message):
+                self._note(event)
+            elif isinstance(event, events.RegionSample):
+                self.regions[event.instance] = (event.size_bytes, event.resident_bytes)
             elif isinstance(event, events.PoolSample):
                 self.max_parallel = event.pool_size
                 self.pool_cap = event.pool_cap if event.auto else None

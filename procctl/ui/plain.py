@@ -111,7 +111,8 @@ def describe(event: events.Event) -> str | None:
         how = f"code {event.code}" if event.code is not None else f"signal {signal_name(event.signal)}"
         return f"{event.instance} {event.status} with {how} after {event.duration_s:.2f}s"
     if isinstance(event, events.Restarting):
-        return f"{event.instance} restarting in {event.delay_s:g}s (restart {event.attempt})"
+        why = f": {event.reason}" if event.reason else ""
+        return f"{event.instance} restarting in {event.delay_s:g}s (restart {event.attempt}){why}"
     if isinstance(event, events.Skipped):
         return f"{event.instance} skipped: {event.why}"
     if isinstance(event, events.LimitExceeded):
@@ -125,7 +126,17 @@ def describe(event: events.Event) -> str | None:
         return f"{event.instance} limit exceeded: {event.limit}{figure}; on_limit = {event.action}"
     if isinstance(event, events.Notice):
         return event.message if event.instance == _SYSTEM else f"{event.instance}: {event.message}"
+    if isinstance(event, events.Message):
+        return f"{event.instance} ← {event.sender or 'procctl send'}: {_shown(event.text)}"
+    if isinstance(event, events.StatusMessage):
+        return f"{event.instance} status: {_shown(event.text)}"
     return None
+
+
+def _shown(text: str, width: int = 200) -> str:
+    """Text from a process, as one line of at most `width` characters."""
+    line = "".join(ch if ch.isprintable() else " " for ch in text[: width + 1])
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 _SPOOL_BYTES = 1 << 20

@@ -166,9 +166,15 @@ def status_table(status: dict[str, Any]) -> Table:
     table = Table(title=f"{status['manifest']} (pid {status['pid']}, {pool_text}){held}{stopping}", title_justify="left")
     for column, justify in (("name", "left"), ("state", "left"), ("pid", "right"), ("uptime", "right"), ("restarts", "right"), ("exit", "right"), ("cpu", "right"), ("cpu time", "right"), ("rss", "right")):
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    reported = any(row.get("status_message") for row in status["instances"])
+    if reported:
+        table.add_column("status message", overflow="fold")
     for row in status["instances"]:
         state = State(row["state"])
-        table.add_row(
+        rss = format_size(row["rss_bytes"])
+        if row.get("memory_basis") == "pss" and row["rss_bytes"] is not None:
+            rss += " pss"
+        cells = [
             row["name"],
             Text(row["status"] if state.final else row["state"], style=STATE_STYLES.get(state, "")),
             str(row["pid"] or "-"),
@@ -177,8 +183,31 @@ def status_table(status: dict[str, Any]) -> Table:
             exit_text(row["exit_code"], row["signal"]),
             f"{row['cpu_percent']:.0f}%" if row.get("cpu_percent") is not None else "-",
             format_duration(row["cpu_time_s"]) if row["cpu_time_s"] is not None else "-",
-            format_size(row["rss_bytes"]),
+            rss,
+        ]
+        if reported:
+            cells.append(Text(row.get("status_message") or ""))
+        table.add_row(*cells)
+    regions = status.get("shared") or []
+    if regions:
+        table.caption = "shared memory, counted once: " + ", ".join(
+            f"{region['name']} {format_size(region['resident_bytes'])} of {format_size(region['size_bytes'])}" for region in regions
         )
+        table.caption_justify = "left"
+    return table
+
+
+def regions_table(regions: list[dict[str, Any]]) -> Table:
+    """`shm ls`: each shared region, its size, what it holds, who uses it."""
+    table = Table(title="shared memory regions", title_justify="left")
+    for column, justify in (("name", "left"), ("size", "right"), ("resident", "right"), ("used by", "left")):
+        table.add_column(column, justify=justify, no_wrap=column != "used by", overflow="fold")  # type: ignore[arg-type]
+    for region in regions:
+        users = []
+        for user in region["users"]:
+            how = user["mode"] + (", mapped" if user["mapped"] else "") + ("" if user["pid"] else ", not running")
+            users.append(f"{user['instance']} ({how})")
+        table.add_row(region["name"], format_size(region["size_bytes"]), format_size(region["resident_bytes"]), ", ".join(users) or "-")
     return table
 
 

@@ -5,37 +5,11 @@ working directory."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 from pathlib import Path
-from typing import Any
 
-from conftest import PY, Project, wait_until
+from conftest import PY, Project, interrupt, wait_until
 
 ECHO = "import sys\\nfor line in sys.stdin: print('got', line.strip(), flush=True)"
-
-
-def _status(project: Project) -> dict[str, Any] | None:
-    result = project.run("status", "--json")
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def _start(project: Project, *args: str) -> subprocess.Popen[bytes]:
-    proc = project.start("run", "--plain", *args)
-    wait_until(lambda: _status(project) is not None or proc.poll() is not None, what="the supervisor to answer")
-    assert proc.poll() is None, proc.err_path.read_text()  # type: ignore[attr-defined]
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    return proc.wait(timeout=30)
-
-
-def _log(project: Project, name: str) -> str:
-    path = project.logs / f"{name}.log"
-    return path.read_text() if path.exists() else ""
 
 
 def test_a_child_knows_its_supervisor_from_its_environment(project: Project, tmp_path: Path) -> None:
@@ -52,7 +26,7 @@ def test_a_child_knows_its_supervisor_from_its_environment(project: Project, tmp
     result = project.run("run", "--plain")
     assert result.returncode == 0, result.stderr
     for instance in ("web.1", "web.2"):
-        line = _log(project, instance).strip()
+        line = project.log(instance).strip()
         fields = dict(part.split("=", 1) for part in line.split())
         assert fields["PROCCTL_SOCKET"] == str(project.root / ".procctl" / "procctl.sock")
         assert fields["PROCCTL_MANIFEST"] == str(project.manifest)
@@ -84,16 +58,52 @@ def test_a_child_sends_pauses_and_asks_for_status_without_naming_the_manifest(pr
         [process.boss]
         cmd = "while [ ! -e '{project.root}/go' ]; do sleep 0.05; done; cd '{elsewhere}' && {procctl} send worker job 42 && {procctl} pause batch && {procctl} status --json > '{project.root}/boss-status.json' && echo boss done"
     """)
-    proc = _start(project, "-j", "4")
+    proc = project.supervise("--plain", "-j", "4")
     try:
         (project.root / "go").touch()
-        wait_until(lambda: "boss done" in _log(project, "boss"), what="boss to finish")
-        wait_until(lambda: "got job 42" in _log(project, "worker"), what="the message to arrive")
+        wait_until(lambda: "boss done" in project.log("boss"), what="boss to finish")
+        wait_until(lambda: "got job 42" in project.log("worker"), what="the message to arrive")
         seen = json.loads((project.root / "boss-status.json").read_text())
         assert seen["manifest"] == str(project.manifest)
         assert {row["name"] for row in seen["instances"]} == {"worker", "batch", "boss"}
-        status = _status(project)
+        status = project.status()
         assert status is not None
         assert next(row for row in status["instances"] if row["name"] == "batch")["state"] == "paused"
     finally:
-        _stop(proc)
+        interrupt(proc)
+
+
+def test_a_message_names_its_sender_and_send_all_skips_it(project: Project) -> None:
+    """1. `boss` and `worker` both echo their stdin; boss, once told to go,
+       runs `procctl send worker job 7` and `procctl send --all hello all`.
+    2. The events carry `from: boss` on each message; the plain output says
+       `worker ← boss: job 7`.
+    3. The broadcast reached worker and not boss, its sender; a send from
+       the test (no instance) has no sender."""
+    procctl = f"'{PY}' -m procctl"
+    events_file = project.root / "events.jsonl"
+    project.write(f"""
+        [process.worker]
+        cmd = ["{PY}", "-c", "{ECHO}"]
+
+        [process.boss]
+        cmd = "while [ ! -e '{project.root}/go' ]; do sleep 0.05; done; {procctl} send worker job 7 && {procctl} send --all hello all && echo boss sent; exec '{PY}' -c \\"{ECHO}\\""
+    """)
+    proc = project.supervise("--plain", "-j", "4", "--events", str(events_file))
+    try:
+        (project.root / "go").touch()
+        wait_until(lambda: "boss sent" in project.log("boss"), what="boss to send")
+        wait_until(lambda: "got hello all" in project.log("worker"), what="the broadcast to arrive")
+        assert project.run("send", "boss", "from the terminal").returncode == 0
+        wait_until(lambda: "got from the terminal" in project.log("boss"), what="the operator's line")
+        assert "got hello all" not in project.log("boss")
+    finally:
+        interrupt(proc)
+    messages = [event for event in map(json.loads, events_file.read_text().splitlines()) if event["event"] == "message"]
+    assert [(m["instance"], m["text"], m["from"]) for m in messages] == [
+        ("worker", "job 7", "boss"),
+        ("worker", "hello all", "boss"),
+        ("boss", "from the terminal", None),
+    ]
+    assert "worker ← boss: job 7" in proc.out_path.read_text()  # type: ignore[attr-defined]
+

@@ -177,6 +177,10 @@ def _service(export: Export, service: Service, job: Job, names: Mapping[str, lis
         notes.append("nice: compose has no per-service nice value")
     if spec.timeout_s is not None:
         notes.append("timeout: compose has no run time limit")
+    if spec.watchdog_s is not None:
+        notes.append("watchdog: compose has no notification socket")
+    if spec.shared:
+        notes.append("shared: compose makes no shared memory regions (PROCCTL_SHM_* are not set)")
     if spec.on_limit == "restart" and spec.restart == "no" and spec.limits.memory is not None:
         notes.append('on_limit = "restart": the kernel kills a container over its memory limit, and only restart brings it back')
     return body, notes
@@ -204,7 +208,7 @@ def _restart(spec: ProcessSpec, notes: list[str]) -> str:
 
 
 def _has_healthcheck(spec: ProcessSpec) -> bool:
-    return spec.ready is not None and spec.ready.kind != "log"
+    return spec.ready is not None and spec.ready.kind not in ("log", "notify")
 
 
 def _healthcheck(job: Job, notes: list[str]) -> dict[str, Any] | None:
@@ -214,6 +218,9 @@ def _healthcheck(job: Job, notes: list[str]) -> dict[str, Any] | None:
         return None
     if ready.kind == "log":
         notes.append("ready = { log = ... }: a healthcheck cannot read the output; dependents wait for its start")
+        return None
+    if ready.kind == "notify":
+        notes.append("ready = { notify = true }: compose has no notification socket; dependents wait for its start")
         return None
     if ready.kind == "exec":
         test: list[str] = [Raw("CMD-SHELL"), target]

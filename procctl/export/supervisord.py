@@ -149,5 +149,9 @@ def _program(export: Export, service: Service, job: Job, name: str, *, numprocs:
         notes.append("limits.memory and limits.cpu_percent: supervisord has no memory or CPU limits")
     if spec.timeout_s is not None:
         notes.append("timeout: supervisord has no run time limit")
+    if spec.watchdog_s is not None:
+        notes.append("watchdog: supervisord has no notification socket")
+    if spec.shared:
+        notes.append("shared: supervisord makes no shared memory regions (PROCCTL_SHM_* are not set)")
     comments = "".join(f"# Not mapped: {note}\n" for note in notes)
     return comments + "\n".join(lines) + "\n"

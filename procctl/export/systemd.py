@@ -108,7 +108,8 @@ def _unit(export: Export, service: Service, job: Job) -> str:
     for dep, condition in service.depends_on.items():
         names = " ".join(unit_name(export, other) for other in export.service(dep).jobs)
         unit += [f"After={names}", f"Requires={names}"]
-        if condition == "ready" and export.service(dep).spec.ready is not None:
+        dep_ready = export.service(dep).spec.ready
+        if condition == "ready" and dep_ready is not None and dep_ready.kind != "notify":
             notes.append(f"waits for {dep} to start, not to be ready: systemd learns readiness only from the service itself (sd_notify)")
     oneshot = service.awaited_success and spec.restart != "always"
     if service.awaited_success and not oneshot:
@@ -120,8 +121,15 @@ def _unit(export: Export, service: Service, job: Job) -> str:
     svc: list[str] = ["[Service]"]
     if oneshot:
         svc += ["Type=oneshot", "RemainAfterExit=yes"]
+    elif spec.ready is not None and spec.ready.kind == "notify":
+        # READY=1 on $NOTIFY_SOCKET, as procctl reads it: from any process of the unit.
+        svc += ["Type=notify", "NotifyAccess=all", f"TimeoutStartSec={seconds(spec.ready.timeout_s)}"]
     else:
         svc.append("Type=exec")
+    if spec.watchdog_s is not None:
+        svc.append(f"WatchdogSec={seconds(spec.watchdog_s)}")
+    if spec.shared:
+        notes.append("shared: systemd makes no shared memory regions (PROCCTL_SHM_* are not set)")
     svc.append("ExecStart=" + " ".join(quote(word, command=True) for word in _argv(export, service, job)))
     svc.append("WorkingDirectory=" + _path(export, service, "cwd", str(job.cwd)))
     if export.options.user:

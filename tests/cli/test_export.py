@@ -476,3 +476,46 @@ def test_supervisord_parser_rejects_broken_files_and_export_refuses_what_it_cann
         write_manifest(project, {"process": {"svc": {"cmd": "true", "env": {"V": value}}}})
         refused = project.run("export", "supervisord", "--dry-run")
         assert refused.returncode == 2 and f"the value of V {message}" in refused.stderr, (value, refused.stderr)
+
+
+@needs_systemd
+def test_notify_readiness_and_the_watchdog_map_to_systemd_and_shared_regions_are_named_unmapped(project: Project) -> None:
+    """1. `db` is ready by notification with a watchdog; `web` waits for it
+    to be ready and uses a shared region.
+    2. The systemd export: db is Type=notify (NotifyAccess=all, its readiness
+       timeout as TimeoutStartSec=) with WatchdogSec=, which systemd accepts;
+       web's wait for db's readiness is kept (no "not ready" note), and its
+       shared region is named as not mapped. compose and supervisord say what
+       they cannot carry."""
+    project.write("""
+        [shared.table]
+        size = "1MiB"
+
+        [process.db]
+        cmd = "/bin/sleep 1000"
+        ready = { notify = true, timeout = "45s" }
+        watchdog = "10s"
+        restart = "on-failure"
+
+        [process.web]
+        cmd = "/bin/sleep 1000"
+        depends_on = { db = "ready" }
+        shared = ["table:ro"]
+    """)
+    out = project.root / "units"
+    result = project.run("export", "systemd", str(out), "-a", "shop")
+    assert result.returncode == 0, result.stderr
+    assert_systemd_accepts(out)
+    db = (out / "shop-db.service").read_text().splitlines()
+    for line in ("Type=notify", "NotifyAccess=all", "TimeoutStartSec=45s", "WatchdogSec=10s"):
+        assert line in db, line
+    web = (out / "shop-web.service").read_text()
+    assert "not to be ready" not in web
+    assert "# Not mapped: shared: systemd makes no shared memory regions (PROCCTL_SHM_* are not set)" in web
+    compose = project.run("export", "compose", "--dry-run", "-a", "shop", "--image", "python:3.12-slim")
+    assert compose.returncode == 0, compose.stderr
+    assert "ready = { notify = true }: compose has no notification socket" in compose.stdout + compose.stderr
+    assert "watchdog: compose has no notification socket" in compose.stdout + compose.stderr
+    supervisord = project.run("export", "supervisord", "--dry-run", "-a", "shop")
+    assert supervisord.returncode == 0, supervisord.stderr
+    assert "shared: supervisord makes no shared memory regions" in supervisord.stdout + supervisord.stderr

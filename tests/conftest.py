@@ -189,6 +189,26 @@ def interrupt(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait(timeout=30)
 
 
+def spans(directory: Path) -> list[tuple[int, int]]:
+    """(start, end) of each run that marker.py recorded in `directory`."""
+    found = []
+    for path in directory.iterdir():
+        if not path.name.endswith(".tmp"):
+            start, end = path.read_text().split()
+            found.append((int(start), int(end)))
+    return found
+
+
+def max_overlap(runs: list[tuple[int, int]]) -> int:
+    """The most of `runs` that were running at one moment."""
+    points = sorted([(s, 1) for s, _ in runs] + [(e, -1) for _, e in runs])
+    best = current = 0
+    for _, delta in points:
+        current += delta
+        best = max(best, current)
+    return best
+
+
 def helper(name: str) -> str:
     """Path of a helper script, for use in a manifest command."""
     return str(HELPERS / name)

@@ -70,6 +70,11 @@ def up(
     args += list(names or [])
     if not detach:
         os.execv(sys.executable, args)
+    from procctl.cli.run import warn_of_starvation
+    from procctl.config.plan import build_plan
+    from procctl.config.select import select_processes
+
+    warn_of_starvation(build_plan(select_processes(manifest, names or []), parallel=parallel))
     limit = parse_duration_option("--wait-timeout", wait_timeout) or 60.0
     state = StateDir.beside(manifest_path)
     state.prepare()

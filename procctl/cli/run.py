@@ -88,6 +88,7 @@ def run(
         with_dependencies=not no_deps,
     )
     plan = build_plan(manifest, **plan_options(parallel, schedule))
+    warn_of_starvation(plan)
     state_dir = StateDir.beside(manifest.path)
     state_dir.prepare()
     # Held until this process ends: one supervisor per manifest.
@@ -141,6 +142,13 @@ def run(
         _write_junit(result, manifest.path, junit)
     _print_summary(result, json_summary, human)
     raise typer.Exit(result.exit_code)
+
+
+def warn_of_starvation(plan: Plan) -> None:
+    """One line on stderr when some pooled instance could wait for ever."""
+    warning = plan.starvation()
+    if warning:
+        typer.echo(f"procctl: warning: {warning}", err=True)
 
 
 def hold_supervisor_lock(state_dir: StateDir, manifest_path: Path) -> int:
@@ -219,7 +227,7 @@ def _interactive(server: ControlServer, bus: Bus, supervisor: Supervisor, plan: 
 def _instance_infos(plan: Plan, state_dir: StateDir) -> list[InstanceInfo]:
     from procctl.ui.live_model import InstanceInfo
 
-    return [InstanceInfo(job.name, job.process, str(state_dir.log_path(job.log_name)), each=job.item is not None) for job in plan.jobs]
+    return [InstanceInfo(job.name, job.process, str(state_dir.log_path(job.log_name)), each=job.item is not None, pooled=job.pooled) for job in plan.jobs]
 
 
 def live_view(plan: Plan, state_dir: StateDir, tail: int | None, out: TextIO) -> LiveView:
@@ -290,7 +298,7 @@ def check(
     """Validate the manifest and print the plan: order, pool, instances, predictions."""
     from procctl.config.plan import build_plan
     from procctl.engine.store import StateDir
-    from procctl.ui.plan import plan_json, plan_table, predictions_table
+    from procctl.ui.plan import plan_json, plan_table, pool_text, predictions_table
 
     plan = build_plan(load_manifest_option(file), **plan_options(parallel, schedule))
     state_dir = StateDir.beside(plan.manifest.path)
@@ -298,13 +306,13 @@ def check(
     if as_json:
         sys.stdout.write(json.dumps(plan_json(plan, predictions), indent=2) + "\n")
         return
+    warn_of_starvation(plan)
     console = make_console()
     console.print(plan_table(plan))
     if predictions:
         console.print(predictions_table(plan, predictions))
-    pool = f"pool auto (up to {plan.parallel_cap})" if plan.auto else f"pool of {plan.max_parallel}"
     console.print(
-        f"{plan.manifest.path}: valid; {len(plan.order)} processes, {len(plan.jobs)} instances, {pool}, schedule {plan.schedule}",
+        f"{plan.manifest.path}: valid; {len(plan.order)} processes, {len(plan.jobs)} instances, {pool_text(plan)}, schedule {plan.schedule}",
         highlight=False,
         markup=False,
     )

@@ -27,12 +27,12 @@ NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 TOP_KEYS = ("settings", "env", "shared", "process")
 SETTINGS_KEYS = (
     "max_parallel", "stop_timeout", "fail_fast", "metrics_interval", "env_file", "limits", "on_limit", "nice",
-    "schedule", "min_free_memory",
+    "schedule", "min_free_memory", "pool",
 )  # fmt: skip
 SCHEDULES = ("fifo", "longest-first")
 PROCESS_KEYS = (
     "cmd", "cwd", "env", "env_file", "depends_on", "ready", "restart", "max_restarts", "backoff", "replicas",
-    "port", "each", "timeout", "stop_signal", "stop_timeout", "limits", "on_limit", "nice", "watchdog", "shared",
+    "port", "each", "timeout", "stop_signal", "stop_timeout", "limits", "on_limit", "nice", "watchdog", "shared", "pool",
 )  # fmt: skip
 ON_LIMIT = ("kill", "restart")
 READY_KINDS = ("log", "tcp", "http", "exec", "notify")
@@ -140,6 +140,11 @@ class _Reader:
             raise self.error(f"expected an integer {bound}, got {_describe(value)}", *path)
         return value
 
+    def boolean(self, value: object, *path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(f"expected true or false, got {_describe(value)}", *path)
+        return value
+
     def string(self, value: object, *path: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.error(f"expected a non-empty string, got {_describe(value)}", *path)
@@ -172,9 +177,9 @@ class _Reader:
         if "stop_timeout" in table:
             kwargs["stop_timeout_s"] = self.duration(table["stop_timeout"], "settings", "stop_timeout")
         if "fail_fast" in table:
-            if not isinstance(table["fail_fast"], bool):
-                raise self.error(f"expected true or false, got {_describe(table['fail_fast'])}", "settings", "fail_fast")
-            kwargs["fail_fast"] = table["fail_fast"]
+            kwargs["fail_fast"] = self.boolean(table["fail_fast"], "settings", "fail_fast")
+        if "pool" in table:
+            kwargs["pool"] = self.boolean(table["pool"], "settings", "pool")
         if "metrics_interval" in table:
             kwargs["metrics_interval_s"] = self.duration(table["metrics_interval"], "settings", "metrics_interval", positive=True)
         env: dict[str, str] = {}
@@ -354,6 +359,7 @@ class _Reader:
                 raise self.error(str(exc), *path, "cmd") from None
         if "timeout" in table:
             kwargs["timeout_s"] = self.duration(table["timeout"], *path, "timeout", positive=True)
+        kwargs["pool"] = self.pooled(table, name, "each" in kwargs)
         if "stop_signal" in table:
             kwargs["stop_signal"] = self.signal(table["stop_signal"], *path, "stop_signal")
         if "stop_timeout" in table:
@@ -370,6 +376,16 @@ class _Reader:
         kwargs["on_limit"] = options.get("on_limit", self.defaults.on_limit)
         kwargs["nice"] = options.get("nice", self.defaults.nice)
         return ProcessSpec(name=name, cmd=cmd, cwd=cwd, env=env, depends_on=depends, line=self.lines.line(*path), **kwargs)
+
+    def pooled(self, table: Mapping[str, Any], name: str, each: bool) -> bool:
+        """Whether its instances take a pool slot: `each` jobs always, a plain
+        process as it (or [settings] pool) says."""
+        if "pool" not in table:
+            return each or self.defaults.pool
+        pooled = self.boolean(table["pool"], "process", name, "pool")
+        if each and not pooled:
+            raise self.error("`each` jobs always take a pool slot (the pool is what bounds them)", "process", name, "pool")
+        return pooled
 
     def depends_on(self, raw: object, name: str, names: Iterable[str]) -> dict[str, str]:
         path = ("process", name, "depends_on")

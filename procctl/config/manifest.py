@@ -114,6 +114,16 @@ class ProcessSpec:
     counts as hung and is stopped (then restarted as `restart` says)."""
     shared: tuple[tuple[str, RegionMode], ...] = ()
     """The shared regions it uses, each read-write or read-only."""
+    pool: bool = False
+    """Its instances take a slot of the pool (`max_parallel`) to start: always
+    for `each` jobs; for a plain process when it (or `[settings] pool`) says
+    so. Everything else starts as soon as its dependencies allow."""
+
+    @property
+    def may_run_forever(self) -> bool:
+        """Declared to keep running (restarted whenever it ends, or probed for
+        readiness as a service is) and with no `timeout` to end it."""
+        return self.timeout_s is None and (self.restart == "always" or self.ready is not None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +138,7 @@ class SharedRegion:
 @dataclasses.dataclass(frozen=True)
 class Settings:
     max_parallel: int | Literal["auto"] = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    """The pool's size: jobs running at once (services are never held by it)."""
     stop_timeout_s: float = 10.0
     fail_fast: bool = True
     metrics_interval_s: float = 1.0
@@ -138,6 +149,9 @@ class Settings:
     schedule: Literal["fifo", "longest-first"] = "fifo"
     min_free_memory: int | None = None
     """Bytes to keep free when admitting jobs; None: 10 % of RAM."""
+    pool: bool = False
+    """Plain processes take a pool slot unless they say `pool = false`
+    (CI steps written as processes sharing a bound)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from procctl.config.manifest import Manifest, ProcessSpec
@@ -38,6 +38,11 @@ class Job:
     spec: ProcessSpec
     item: str | None = None
 
+    @property
+    def pooled(self) -> bool:
+        """It waits for a slot of the pool to start (a job); a service never does."""
+        return self.spec.pool
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -63,6 +68,38 @@ class Plan:
 
     def jobs_of(self, process: str) -> tuple[Job, ...]:
         return tuple(job for job in self.jobs if job.process == process)
+
+    @property
+    def pool_size(self) -> int:
+        """The most jobs the pool can ever run at once."""
+        return self.parallel_cap if self.auto else self.max_parallel
+
+    def concurrency(self) -> int:
+        """The most instances that can run at once: every service, and as
+        many jobs as the pool holds."""
+        pooled = sum(1 for job in self.jobs if job.pooled)
+        return len(self.jobs) - pooled + min(pooled, self.pool_size)
+
+    def starvation(self) -> str | None:
+        """Why some pooled instance could wait for ever, if one could: the
+        pool's every slot can be held by instances declared never to end."""
+        pooled = [job for job in self.jobs if job.pooled]
+        forever = [job for job in pooled if job.spec.may_run_forever]
+        size = self.pool_size
+        if len(forever) < size or len(pooled) <= size:
+            return None
+        waiting = len(pooled) - size
+        holders = ", ".join(_some(job.name for job in forever))
+        return (
+            f"the pool of {size} can be held for ever by {holders} (restart = \"always\" or a readiness probe, "
+            f"and no timeout): {waiting} other instance{'s' if waiting != 1 else ''} in the pool could wait for ever; "
+            "give them a timeout, leave them out of the pool (pool = false), or raise max_parallel"
+        )
+
+
+def _some(names: Iterable[str], shown: int = 4) -> list[str]:
+    names = list(names)
+    return names if len(names) <= shown else [*names[:shown], f"… {len(names) - shown} more"]
 
 
 def _job(manifest: Manifest, spec: ProcessSpec, index: int, *, replicated: bool, item: str | None = None) -> Job:

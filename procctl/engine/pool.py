@@ -1,5 +1,8 @@
 """The pool: who may start now.
 
+Jobs (`each` instances, processes that opt in) take a slot; a service takes
+none, and waits only while the queue is held (`pause --all`).
+
 A bounded set of slots, like an asyncio.Semaphore, with three additions:
 waiters leave in priority order (FIFO, or longest predicted job first), a
 waiter may carry a predicted peak RSS that must fit in available memory
@@ -23,6 +26,8 @@ CPU_HIGH_PERCENT = 90.0
 """Above this system-wide CPU use, `auto` lets no new job start and shrinks."""
 CPU_ROOM_PERCENT = 75.0
 """Below this, a saturated `auto` pool grows by one slot per tick."""
+UNBOUNDED = -1
+"""The ticket of an instance the pool does not bound (a service)."""
 
 
 def available_memory() -> int:
@@ -68,7 +73,10 @@ class Pool:
         self._warn = on_warning or (lambda name, message: None)
         self._on_resize = on_resize or (lambda: None)
         self.running = 0
+        """Jobs holding a slot."""
         self.held = False
+        self._unheld: asyncio.Event | None = None
+        """Set while the queue is not held (made on first use: it needs the loop)."""
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
         self._ticker: asyncio.Task[None] | None = None
@@ -86,6 +94,14 @@ class Pool:
     @property
     def waiting(self) -> int:
         return sum(1 for w in self._waiters if not w.future.done())
+
+    async def enter(self) -> int:
+        """Wait only while the queue is held: an instance the pool does not bound."""
+        while self.held:
+            if self._unheld is None:
+                self._unheld = asyncio.Event()
+            await self._unheld.wait()
+        return UNBOUNDED
 
     async def acquire(self, *, priority: float = 0.0, rss_bytes: int | None = None, name: str = "") -> int:
         """Wait for a slot. Lower priority values leave first; equal ones in
@@ -105,6 +121,8 @@ class Pool:
         return waiter.ticket
 
     def release(self, ticket: int | None = None) -> None:
+        if ticket == UNBOUNDED:
+            return
         self.running -= 1
         if ticket is not None:
             self._reserved.pop(ticket, None)
@@ -121,6 +139,11 @@ class Pool:
 
     def hold(self, held: bool) -> None:
         self.held = held
+        if self._unheld is not None:
+            if held:
+                self._unheld.clear()
+            else:
+                self._unheld.set()
         self._dispatch()
 
     def resize(self, size: int) -> None:

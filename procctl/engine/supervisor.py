@@ -52,7 +52,7 @@ class Supervisor:
         self.run_timeout_s = run_timeout_s
         self.predictions: Mapping[str, Prediction] = predictions or {}
         """Predicted duration and peak RSS per instance name, from history."""
-        self.executor: Executor = executor or LocalExecutor(concurrency=min(len(plan.jobs), plan.max_parallel))
+        self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency())
         """Starts the children (entered for the whole run)."""
         self.control_socket = control_socket
         """Where the control server listens, told to every child."""
@@ -317,7 +317,10 @@ class Supervisor:
         return None if undecided else ""
 
     async def slot(self, runner: InstanceRunner) -> int:
+        """A job waits for a pool slot; a service only while the queue is held."""
         assert self._pool is not None
+        if not runner.job.pooled:
+            return await self._pool.enter()
         prediction = self.predictions.get(runner.name)
         return await self._pool.acquire(priority=self._priority(runner), rss_bytes=prediction.rss_bytes if prediction else None, name=runner.name)
 

@@ -169,7 +169,8 @@ class Renderer:
         counts = model.counts()
         text = Text()
         text.append("procctl", style="bold")
-        text.append(f"  running {counts['running']}/{model.max_parallel}", style="green" if counts["running"] else "")
+        text.append(f"  running {counts['running']}", style="green" if counts["running"] else "")
+        text.append(f"  pool {counts['pooled']}/{model.max_parallel}")
         if model.pool_cap is not None:
             text.append(f" (auto, up to {model.pool_cap})", style="dim")
         text.append(f"  queued {counts['queued']}")

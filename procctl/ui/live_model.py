@@ -33,13 +33,15 @@ class InstanceInfo:
     log_path: str = ""
     each: bool = False
     """One job of an `each` process (counted by the progress bar)."""
+    pooled: bool = False
+    """It takes a pool slot (a job), as opposed to a service."""
 
 
 class Row:
     """One instance as the view shows it."""
 
     __slots__ = (
-        "name", "process", "order", "log_path", "each", "state", "pid", "started_ts", "last_duration_s",
+        "name", "process", "order", "log_path", "each", "pooled", "state", "pid", "started_ts", "last_duration_s",
         "restarts", "exit_code", "signal", "cpu_percent", "rss_bytes", "read_bytes", "write_bytes",
         "threads", "children", "cpu_history", "rss_history", "last_line", "reason", "reported",
     )
@@ -50,6 +52,7 @@ class Row:
         self.order = order
         self.log_path = info.log_path
         self.each = info.each
+        self.pooled = info.pooled
         self.state = State.PENDING
         self.pid: int | None = None
         self.started_ts: float | None = None
@@ -219,18 +222,19 @@ class LiveModel:
     # ------------------------------------------------------------ figures
 
     def counts(self) -> dict[str, int]:
-        running = queued = done = failed = 0
+        running = queued = done = failed = pooled = 0
         for row in self.rows.values():
             state = row.state
             if state in ACTIVE:
                 running += 1
+                pooled += row.pooled
             elif state in QUEUED:
                 queued += 1
             elif state.failure:
                 failed += 1
             else:
                 done += 1
-        return {"running": running, "queued": queued, "done": done, "failed": failed}
+        return {"running": running, "queued": queued, "done": done, "failed": failed, "pooled": pooled}
 
     def each_progress(self) -> dict[str, tuple[int, int]]:
         """(ended, total) per `each` process."""

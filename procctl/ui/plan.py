@@ -24,10 +24,11 @@ def _ready_text(plan: Plan, process: str) -> str:
 
 
 def plan_table(plan: Plan) -> Table:
-    table = Table(title=f"plan: pool of {plan.max_parallel}", title_justify="left")
+    table = Table(title=f"plan: {pool_text(plan)}", title_justify="left")
     table.add_column("level", justify="right")
     table.add_column("process", no_wrap=True)
     table.add_column("instances", justify="right")
+    table.add_column("pool")
     table.add_column("command", overflow="fold")
     table.add_column("depends on")
     table.add_column("ready")
@@ -41,6 +42,7 @@ def plan_table(plan: Plan) -> Table:
             str(plan.levels[process]),
             process,
             str(len(plan.jobs_of(process))),
+            "job" if spec.pool else "-",
             _command_text(spec.cmd),
             deps,
             _ready_text(plan, process),
@@ -48,6 +50,13 @@ def plan_table(plan: Plan) -> Table:
             format_duration(spec.timeout_s) if spec.timeout_s else "-",
         )
     return table
+
+
+def pool_text(plan: Plan) -> str:
+    """`pool of 4 (bounds 12 of 15 instances)`: what the pool holds back."""
+    size = f"pool auto (up to {plan.parallel_cap})" if plan.auto else f"pool of {plan.max_parallel}"
+    pooled = sum(1 for job in plan.jobs if job.pooled)
+    return f"{size} (bounds {pooled} of {len(plan.jobs)} instances; services start at once)"
 
 
 def predictions_table(plan: Plan, predictions: Mapping[str, Prediction], max_rows: int = 40) -> Table:
@@ -86,6 +95,7 @@ def plan_json(plan: Plan, predictions: Mapping[str, Prediction] | None = None) -
                 "max_restarts": spec.max_restarts,
                 "timeout_s": spec.timeout_s,
                 "stop_signal": signal.Signals(spec.stop_signal).name,
+                "pooled": spec.pool,
                 "instances": [job.name for job in plan.jobs_of(process)],
             }
         )
@@ -103,5 +113,7 @@ def plan_json(plan: Plan, predictions: Mapping[str, Prediction] | None = None) -
         "stop_timeout_s": settings.stop_timeout_s,
         "fail_fast": settings.fail_fast,
         "order": list(plan.order),
+        "pooled_instances": [job.name for job in plan.jobs if job.pooled],
+        "warnings": [warning] if (warning := plan.starvation()) else [],
         "processes": processes,
     }

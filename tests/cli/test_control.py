@@ -349,24 +349,31 @@ def test_up_detached_then_down_leaves_nothing(project: Project) -> None:
     assert project.run("down").returncode == 3
 
 
-def test_up_returns_when_the_rest_waits_behind_a_full_pool(project: Project) -> None:
-    # Three services in a pool of two: the third cannot start until one
-    # ends. `up -d` says so and returns instead of waiting out its timeout.
+def test_up_starts_every_service_and_returns_when_jobs_wait_behind_a_full_pool(project: Project) -> None:
+    """1. Three services and a pool of two: all three start (the pool bounds
+       jobs only).
+    2. Two jobs in the pool that wait on a third: `up -d` says they are
+       queued and returns instead of waiting out its timeout."""
     project.write("""
         [settings]
         max_parallel = 2
         [process.svc]
         cmd = "sleep 120"
         replicas = 3
+        [process.job]
+        cmd = "sleep 120"
+        each = [1, 2, 3]
     """)
     up = project.run("up", "-d", "--wait-timeout", "30s", timeout=60)
     try:
         assert up.returncode == 0, up.stderr
-        assert "2 instances started" in up.stdout
-        assert "queued behind a full pool of 2: svc.3" in up.stdout
+        assert "5 instances started" in up.stdout
+        assert "queued behind a full pool of 2: job[3]" in up.stdout
         status = _status(project)
         assert status is not None
-        assert sorted(r["state"] for r in status["instances"]) == ["pending", "running", "running"]
+        assert {r["name"]: r["state"] for r in status["instances"]} == {
+            "svc.1": "running", "svc.2": "running", "svc.3": "running", "job[1]": "running", "job[2]": "running", "job[3]": "pending",
+        }  # fmt: skip
     finally:
         assert project.run("down").returncode == 0
     wait_until(lambda: not marked_pids(project.marker), what="every process to be gone")

@@ -102,7 +102,7 @@ def test_a_terminal_gets_the_live_table_then_the_summary(project: Project, termi
     assert term.finish() == 0
     text = term.text
     # The header, the table's columns and the merged output tail.
-    assert re.search(r"running \d/2", text)
+    assert re.search(r"running \d  pool \d/2", text)
     for column in ("name", "state", "pid", "uptime", "cpu", "rss"):
         assert column in text
     assert re.search(r"web\s+running", text)
@@ -155,6 +155,6 @@ def test_events_on_stdout_leave_the_live_view_to_the_terminal_on_stderr(project:
     records = [json.loads(line) for line in stream.read_text().splitlines()]
     assert any(r["event"] == "output" and r["line"] == "tick 4" for r in records)
     text = term.text
-    assert re.search(r"running \d/\d", text) and "last line" in text  # the live table's header and columns
+    assert re.search(r"running \d  pool \d/\d", text) and "last line" in text  # the live table's header and columns
     assert not re.search(r"\d\d:\d\d:\d\d web\s+\| tick", text)
     assert "procctl summary" in text

@@ -8,25 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import PY, Project, alive, helper, marked_pids, wait_until
-
-
-def _spans(directory: Path) -> list[tuple[int, int]]:
-    spans = []
-    for path in directory.iterdir():
-        if not path.name.endswith(".tmp"):
-            start, end = path.read_text().split()
-            spans.append((int(start), int(end)))
-    return spans
-
-
-def _max_overlap(spans: list[tuple[int, int]]) -> int:
-    points = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    best = current = 0
-    for _, delta in points:
-        current += delta
-        best = max(best, current)
-    return best
+from conftest import PY, Project, alive, helper, marked_pids, max_overlap, spans, wait_until
 
 
 def test_pool_bound_holds_and_is_used(project: Project) -> None:
@@ -42,9 +24,9 @@ def test_pool_bound_holds_and_is_used(project: Project) -> None:
     """)
     result = project.run("run")
     assert result.returncode == 0, result.stderr
-    spans = _spans(marks)
-    assert len(spans) == 12
-    assert _max_overlap(spans) == 3
+    runs = spans(marks)
+    assert len(runs) == 12
+    assert max_overlap(runs) == 3
 
 
 def test_parallel_option_overrides_manifest(project: Project) -> None:
@@ -59,7 +41,7 @@ def test_parallel_option_overrides_manifest(project: Project) -> None:
     """)
     result = project.run("run", "-j", "1")
     assert result.returncode == 0, result.stderr
-    assert _max_overlap(_spans(marks)) == 1
+    assert max_overlap(spans(marks)) == 1
 
 
 def test_dependencies_wait_for_readiness_and_success(project: Project) -> None:

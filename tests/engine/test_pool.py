@@ -40,6 +40,30 @@ def test_predictions_use_own_history_then_siblings(tmp_path: Path) -> None:
     assert [job.name for job in lpt_order(plan.jobs, predictions)] == [second.name, third.name, first.name]
 
 
+def test_a_service_takes_no_slot_and_waits_only_for_a_held_queue() -> None:
+    async def main() -> list[str]:
+        pool = Pool(1)
+        log = []
+        job = await pool.acquire(name="job")
+        # The only slot is taken: a service still enters, and counts nowhere.
+        assert await pool.enter() == pool_module.UNBOUNDED
+        assert pool.running == 1
+        pool.release(pool_module.UNBOUNDED)
+        assert pool.running == 1
+        pool.hold(True)
+        service = asyncio.ensure_future(pool.enter())
+        await asyncio.sleep(0)
+        log.append(f"held: entered {service.done()}")
+        pool.hold(False)
+        await service
+        log.append(f"released: entered {service.done()}")
+        pool.release(job)
+        assert pool.running == 0
+        return log
+
+    assert asyncio.run(main()) == ["held: entered False", "released: entered True"]
+
+
 def test_waiters_leave_in_priority_order_then_arrival() -> None:
     async def scenario() -> list[str]:
         pool = Pool(1)

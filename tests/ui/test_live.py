@@ -14,7 +14,7 @@ CLOCK = 1_000.0
 
 
 def _model(n: int = 3, *, max_parallel: int = 2, each: bool = False) -> LiveModel:
-    infos = [InstanceInfo(f"job[{i}]" if each else f"web.{i}", "job" if each else "web", each=each) for i in range(1, n + 1)]
+    infos = [InstanceInfo(f"job[{i}]" if each else f"web.{i}", "job" if each else "web", each=each, pooled=each) for i in range(1, n + 1)]
     return LiveModel(infos, max_parallel=max_parallel, clock=lambda: CLOCK)
 
 
@@ -51,7 +51,8 @@ def test_rows_show_state_pid_metrics_and_last_line() -> None:
     assert "failed" in row2 and " 3 " in row2
     row3 = next(line for line in text.splitlines() if line.startswith("web.3"))
     assert "pending" in row3
-    assert "running 1/2" in text and "failed 1" in text
+    # Services hold no pool slot: the pool of 2 is empty.
+    assert "running 1  pool 0/2" in text and "failed 1" in text
     # The merged tail below the table has the line too.
     assert any(line.startswith("web.1") and "│ listening on 8000" in line for line in text.splitlines())
 
@@ -104,7 +105,7 @@ def test_each_jobs_get_a_progress_bar_and_the_auto_pool_its_size() -> None:
     model.fold([events.PoolSample("pool", "pool", pool_size=3, pool_cap=8, auto=True, running=0, queued=15)])
     text = _text(model)
     assert "5/20" in text and "ETA" in text
-    assert "running 0/3 (auto, up to 8)" in text
+    assert "running 0  pool 0/3 (auto, up to 8)" in text
     assert "done 5" in text
 
 

@@ -140,6 +140,8 @@ def test_every_process_key(tmp_path: Path) -> None:
         ("[process.web]\ncmd = 'x'\ncwd = 'missing'\n", "procfile.toml:3: process.web.cwd: no such directory"),
         ("[process.web]\ncmd = 'x'\nenv_file = 'missing.env'\n", "procfile.toml:3: process.web.env_file: no such env file"),
         ("[settings]\nfail_fast = 'yes'\n[process.a]\ncmd = 'x'\n", "procfile.toml:2: settings.fail_fast: expected true or false"),
+        ("[settings]\npool = 1\n[process.a]\ncmd = 'x'\n", "procfile.toml:2: settings.pool: expected true or false"),
+        ("[process.a]\ncmd = 'x'\neach = [1]\npool = false\n", "procfile.toml:4: process.a.pool: `each` jobs always take a pool slot"),
         ("[settings]\n", "procfile.toml:1: no processes defined"),
         ("[process.web]\nrestart = 'no'\n", "procfile.toml:1: process.web: missing key: cmd"),
         ("[process.web]\ncmd = []\n", "process.web.cmd: a list command needs one or more strings"),
@@ -157,6 +159,19 @@ def test_every_process_key(tmp_path: Path) -> None:
 )
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in error_of(tmp_path, text)
+
+
+def test_the_pool_bounds_jobs_and_the_processes_that_opt_in(tmp_path: Path) -> None:
+    def pooled(text: str) -> dict[str, bool]:
+        path = tmp_path / "procfile.toml"
+        path.write_text(textwrap.dedent(text))
+        return {name: spec.pool for name, spec in load_manifest(path).processes.items()}
+
+    services = "[process.web]\ncmd = 'x'\n[process.ci]\ncmd = 'y'\npool = true\n[process.jobs]\ncmd = 'z'\neach = [1]\n"
+    assert pooled(services) == {"web": False, "ci": True, "jobs": True}
+    assert pooled("[settings]\npool = true\n" + services + "[process.svc]\ncmd = 'w'\npool = false\n") == {
+        "web": True, "ci": True, "jobs": True, "svc": False,
+    }  # fmt: skip
 
 
 def test_cycle_is_named(tmp_path: Path) -> None:

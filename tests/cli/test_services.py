@@ -1,0 +1,125 @@
+"""Services as a developer runs them: every one starts whatever the pool's
+size; the pool bounds jobs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from typing import Any
+
+from conftest import PY, Project, helper, max_overlap, spans, wait_until
+
+
+def _status(project: Project, *args: str) -> dict[str, Any] | None:
+    result = project.run("status", "--json", *args)
+    if result.returncode != 0:
+        return None
+    return json.loads(result.stdout)
+
+
+def _states(project: Project) -> dict[str, str]:
+    status = _status(project)
+    return {row["name"]: row["state"] for row in status["instances"]} if status else {}
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout=60)
+
+
+SIX_SERVICES = "".join(f"s{i}: sleep 300\n" for i in range(1, 7))
+
+
+def test_a_procfile_of_six_services_starts_all_six_under_a_pool_of_one(project: Project) -> None:
+    """1. A Procfile of six long-running services, run with a pool of one
+       (as on a one-core machine).
+    2. All six run at once: the pool holds back no service."""
+    project.write(SIX_SERVICES, name="Procfile")
+    proc = project.start("run", "-f", "Procfile", "-j", "1")
+    try:
+        wait_until(lambda: sorted(_states(project).values()) == ["running"] * 6, timeout=30, what="all six services to run")
+    finally:
+        _stop(proc)
+
+
+def test_an_imported_procfile_starts_every_service(project: Project) -> None:
+    """`import` writes nothing that holds services back: the converted
+    manifest, run with a pool of one, starts all six."""
+    project.write(SIX_SERVICES, name="Procfile")
+    assert project.run("import", "Procfile").returncode == 0
+    text = project.manifest.read_text()
+    assert "pool" not in text and "max_parallel" not in text
+    proc = project.start("run", "-j", "1")
+    try:
+        wait_until(lambda: sorted(_states(project).values()) == ["running"] * 6, timeout=30, what="all six services to run")
+    finally:
+        _stop(proc)
+
+
+def test_plain_processes_that_opt_in_share_the_pool(project: Project) -> None:
+    """CI steps written as plain processes: `[settings] pool = true` puts
+    them in the pool, so a pool of 2 runs at most 2 of the 5 at once, while
+    the service that says `pool = false` runs beside them."""
+    marks = project.root / "marks"
+    marks.mkdir()
+    steps = "".join(
+        f'[process.step{i}]\ncmd = ["{PY}", "{helper("marker.py")}", "{marks}", "step{i}", "0.3"]\n' for i in range(1, 6)
+    )
+    project.write(f"""
+        [settings]
+        max_parallel = 2
+        pool = true
+        [process.svc]
+        cmd = "sleep 300"
+        pool = false
+    """ + steps)
+    check = json.loads(project.run("check", "--json").stdout)
+    assert check["pooled_instances"] == [f"step{i}" for i in range(1, 6)]
+    assert {p["name"]: p["pooled"] for p in check["processes"]}["svc"] is False
+    proc = project.start("run")
+    try:
+        wait_until(lambda: len(spans(marks)) == 5, timeout=60, what="the five steps to end")
+        assert max_overlap(spans(marks)) == 2
+        assert _states(project)["svc"] == "running"
+    finally:
+        _stop(proc)
+
+
+def test_check_shows_what_the_pool_bounds_and_warns_of_waiting_for_ever(project: Project) -> None:
+    """1. A pooled process that restarts for ever takes the only slot of a
+       pool of 1; the jobs behind it could wait for ever: check, check
+       --json and run say so.
+    2. Services and `each` jobs are told apart in the plan."""
+    project.write("""
+        [settings]
+        max_parallel = 1
+        [process.web]
+        cmd = "sleep 300"
+        [process.watcher]
+        cmd = "sleep 300"
+        restart = "always"
+        pool = true
+        [process.thumb]
+        cmd = "echo {item}"
+        each = ["a", "b"]
+    """)
+    check = project.run("check")
+    assert check.returncode == 0, check.stderr
+    assert "procctl: warning: the pool of 1 can be held for ever by watcher" in check.stderr
+    assert "2 other instances in the pool could wait for ever" in check.stderr
+    assert "bounds 3 of 4 instances" in check.stdout
+    plan = json.loads(project.run("check", "--json").stdout)
+    assert plan["pooled_instances"] == ["watcher", "thumb[1]", "thumb[2]"]
+    assert {p["name"]: p["pooled"] for p in plan["processes"]} == {"web": False, "watcher": True, "thumb": True}
+    assert len(plan["warnings"]) == 1 and "watcher" in plan["warnings"][0]
+    run = project.run("run", "--timeout", "1s")
+    assert "procctl: warning: the pool of 1 can be held for ever by watcher" in run.stderr
+    up = project.run("up", "-d", timeout=60)
+    try:
+        assert "procctl: warning: the pool of 1 can be held for ever by watcher" in up.stderr
+    finally:
+        project.run("down")
+    # A pool as large as the never-ending instances leaves room: no warning.
+    assert "warning" not in project.run("check", "-j", "2").stderr

@@ -84,7 +84,7 @@ class Attached:
         status = snapshot["status"]
         self.max_parallel = int(status.get("max_parallel") or 1)
         self.instances = [
-            InstanceInfo(str(row["name"]), str(row["process"]), str(row.get("log") or ""), each=bool(row.get("each")))
+            InstanceInfo(str(row["name"]), str(row["process"]), str(row.get("log") or ""), each=bool(row.get("each")), pooled=bool(row.get("pooled")))
             for row in snapshot.get("instances", [])
         ]
         self.seed = _seed(status)

@@ -120,7 +120,7 @@ VERBS: dict[str, Verb] = {
         Verb(
             "subscribe", "subscribe", (),
             "turn this connection into a stream of events (see The subscription); what `procctl top` uses",
-            '`{"status": <status result>, "instances": [{"name", "process", "log", "each"}]}`, then events',
+            '`{"status": <status result>, "instances": [{"name", "process", "log", "each", "pooled"}]}`, then events',
         ),
     )
 }  # fmt: skip

@@ -208,9 +208,12 @@ class Operations:
         """The snapshot a subscriber starts from (events follow on its
         connection, control/subscription.py): the status, and what a view
         needs of each instance beyond it — its log file, and whether it is one
-        job of an `each` process."""
+        job of an `each` process, and whether the pool bounds it."""
         instances = [
-            {"name": runner.name, "process": runner.process, "log": str(runner.log_path or ""), "each": runner.job.item is not None}
+            {
+                "name": runner.name, "process": runner.process, "log": str(runner.log_path or ""),
+                "each": runner.job.item is not None, "pooled": runner.job.pooled,
+            }  # fmt: skip
             for runner in self.sup.runners
         ]
         return {"status": self.status(), "instances": instances}

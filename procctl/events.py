@@ -159,7 +159,7 @@ class Requested(Event):
     "web scaled to 3 (from another terminal)"."""
 
     verb: str
-    """The control verb: pause, resume, kill, restart, start, scale, send, limits, shutdown."""
+    """The control verb: pause, resume, kill, restart, start, scale, limits, shutdown (a send is told by its `Message` events)."""
     detail: str
     """What it did, in a few words ("scaled to 3", "signal SIGHUP")."""
     client_pid: int | None = None

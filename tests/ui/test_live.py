@@ -115,3 +115,28 @@ def test_a_childs_escape_sequences_are_not_drawn() -> None:
     model.fold([events.Output("web", "web.1", stream="stdout", data=b"\x1b[2J\x1b[31mred\x1b[0m\x07 done\n")])
     text = _text(model)
     assert "\x1b" not in text and "red done" in text
+
+
+def test_a_status_message_stands_for_the_last_line_and_regions_show_once_in_the_header() -> None:
+    """1. web.1 reports STATUS= and writes a line after it; web.2 gets a
+    message from web.1. 2. web.1's row shows its status text, not its last
+    line; the tail names the message's sender; the header shows the shared
+    region once with what it holds. 3. A new run of web.1 starts without the
+    old status."""
+    model = _model(2)
+    _run(model, "web.1", "web", 4242)
+    _run(model, "web.2", "web", 4243)
+    model.fold([
+        events.StatusMessage("web", "web.1", text="serving 8 clients"),
+        events.Output("web", "web.1", stream="stdout", data=b"GET /health\n"),
+        events.Message("web", "web.2", text="job 42", sender="web.1"),
+        events.RegionSample("shared", "table", size_bytes=64 << 20, resident_bytes=16 << 20),
+    ])
+    text = _text(model)
+    row1 = next(line for line in text.splitlines() if line.startswith("web.1"))
+    assert "serving 8 clients" in row1 and "GET /health" not in row1
+    assert "shared table 16.0MiB/64.0MiB" in text.splitlines()[0]
+    assert text.count("table 16.0MiB") == 1
+    assert any("web.2 ← web.1: job 42" in line for line in text.splitlines())
+    _run(model, "web.1", "web", 5000)
+    assert "serving 8 clients" not in next(line for line in _text(model).splitlines() if line.startswith("web.1"))

@@ -29,7 +29,7 @@ def frame_times(rows: int, frames: int, *, width: int, height: int) -> list[floa
     for number, (process, instance) in enumerate(names):
         start.append(events.StateChanged(process, instance, state=State.RUNNING, reason="", ts=now[0] - 60))
         start.append(events.Started(process, instance, pid=10_000 + number, ts=now[0] - 60))
-        start.append(events.Output(process, instance, stream="stdout", data=f"{instance} listening on port {8000 + number}\n".encode()))
+        start.append(events.Output(process, instance, stream="stdout", text=f"{instance} listening on port {8000 + number}\n"))
     model.fold(start)
 
     def sample(number: int, tick: int) -> events.Event:
@@ -54,7 +54,7 @@ def frame_times(rows: int, frames: int, *, width: int, height: int) -> list[floa
             cursor += 1
         for k in range(20):
             process, instance = names[(frame * 37 + k) % rows]
-            batch.append(events.Output(process, instance, stream="stdout", data=f"GET /item/{frame}/{k} 200 3ms\n".encode()))
+            batch.append(events.Output(process, instance, stream="stdout", text=f"GET /item/{frame}/{k} 200 3ms\n"))
         now[0] += 1.0 / FPS
         console = Console(file=io.StringIO(), width=width, height=height, force_terminal=True, color_system="256")
         began = time.perf_counter()

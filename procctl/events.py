@@ -57,21 +57,18 @@ class Started(Event):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Output(Event):
-    """Complete lines a child wrote (one or more, each ending in a newline)."""
+    """Complete lines a child wrote, as `engine.lines` cut and decoded them:
+    one or more, each ending in a newline. (The log file has the bytes.)"""
 
     stream: str
     """'stdout' or 'stderr'."""
-    data: bytes
-    """Raw bytes as written, whole lines only; undecodable bytes are kept."""
+    text: str
+    """Whole lines, each ending in '\\n'; a line holds no other '\\n'."""
     kind = "output"
 
     def lines(self) -> list[str]:
-        return self.data.decode("utf-8", "replace").splitlines()
-
-    def to_dict(self) -> dict[str, Any]:
-        data = Event.to_dict(self)
-        data["data"] = self.data.decode("utf-8", "replace")
-        return data
+        """Its lines, without their newlines: what every sink shows."""
+        return self.text.split("\n")[:-1]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -248,11 +245,46 @@ class RegionSample(Event):
 Subscriber = Callable[[Event], None]
 
 
+class Flow:
+    """Back-pressure from slow sinks to the readers of children's output.
+
+    A sink whose buffer has grown past its bound holds the flow; while it is
+    held, the engine stops reading children's pipes (a child then waits on
+    its own writes, as on a slow terminal) and reads on once every holder
+    has released it. Nothing is dropped, and the event loop never waits."""
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self._waiting: list[Callable[[], None]] = []
+
+    @property
+    def held(self) -> bool:
+        return self._holders > 0
+
+    def hold(self) -> None:
+        self._holders += 1
+
+    def release(self) -> None:
+        self._holders -= 1
+        if not self._holders:
+            waiting, self._waiting = self._waiting, []
+            for callback in waiting:
+                callback()
+
+    def when_released(self, callback: Callable[[], None]) -> None:
+        if self._holders:
+            self._waiting.append(callback)
+        else:
+            callback()
+
+
 class Bus:
     """Fan-out of events to subscribers, synchronously and in order."""
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
+        self.flow = Flow()
+        """Held by a sink that cannot keep up with the children's output."""
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -294,7 +326,7 @@ class EventQueue:
             if isinstance(old, Output):
                 del self._events[i]
                 self._output_count -= 1
-                self.dropped[old.instance] += old.data.count(b"\n")
+                self.dropped[old.instance] += old.text.count("\n")
                 return
 
     def drain(self) -> list[Event]:
@@ -322,8 +354,8 @@ def event_records(event: Event) -> Iterator[dict[str, Any]]:
     control socket's subscription."""
     base = {"ts": round(event.ts, 6), "event": event.kind, "name": event.name, "instance": event.instance}
     if isinstance(event, Output):
-        for line in event.data.decode("utf-8", "replace").split("\n")[:-1]:
-            yield {**base, "stream": event.stream, "line": line.removesuffix("\r")}
+        for line in event.lines():
+            yield {**base, "stream": event.stream, "line": line}
         return
     if isinstance(event, Exited):
         yield {
@@ -370,7 +402,7 @@ def from_record(record: dict[str, Any]) -> Event | None:
     kind = record["event"]
     base: dict[str, Any] = {"name": str(record["name"]), "instance": str(record["instance"]), "ts": float(record["ts"])}
     if kind == "output":
-        return Output(**base, stream=str(record["stream"]), data=str(record["line"]).encode() + b"\n")
+        return Output(**base, stream=str(record["stream"]), text=str(record["line"]) + "\n")
     if kind == "exited":
         return Exited(**base, status=State(record["status"]), code=record["code"], signal=_signal_number(record["signal"]),
                       duration_s=float(record["duration"]))

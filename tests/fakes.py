@@ -65,7 +65,7 @@ class FakeChild:
 
     def output(self, text: str, stream: str = "stdout") -> None:
         """Write whole lines, as the child's pipe reader hands them on."""
-        self.request.on_output(stream, text.encode())
+        self.request.on_output(stream, text)
 
     async def wait(self) -> Exit:
         assert self._exit is not None

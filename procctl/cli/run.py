@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from procctl.ui.sinks import EventStream
     from procctl.engine.predict import Prediction
     from procctl.engine.store import StateDir
+    from procctl.events import Bus
     from procctl.ui.live import LiveView
+    from procctl.ui.writer import Writer
 
 
 @app.command()
@@ -75,6 +77,7 @@ def run(
     from procctl.engine.supervisor import Supervisor
     from procctl.events import Bus
     from procctl.ui import plain
+    from procctl.ui.writer import Writer
 
     if output not in ("interleaved", "grouped"):
         raise UsageError(f"--output: expected interleaved or grouped, got {output!r}")
@@ -93,12 +96,14 @@ def run(
     state_dir.prepare()
     # Held until this process ends: one supervisor per manifest.
     lock = hold_supervisor_lock(state_dir, manifest.path)
-    stream = _open_event_stream(events_to)
+    bus = Bus()
+    stream = _open_event_stream(events_to, bus)
     if junit is not None:
         _check_writable("--junit", junit)
     # With the event stream on stdout, people read stderr.
     human = sys.stderr if events_to == "-" else sys.stdout
-    bus = Bus()
+    # Every sink for people writes through this: never on the loop's time.
+    write = Writer(human.buffer, bus.flow)
     services: list[Callable[[], AbstractAsyncContextManager[object]]] = []
     grouped: plain.GroupedPrinter | None = None
     if stream is not None:
@@ -106,14 +111,14 @@ def run(
     github = plain.github_actions()
     mode = "grouped" if output == "grouped" else "plain" if plain_output else view_mode(human)
     if mode == "grouped":
-        grouped = plain.GroupedPrinter(human.buffer, color=color_wanted(human), github=github)
+        grouped = plain.GroupedPrinter(write, color=color_wanted(human), github=github)
         bus.subscribe(grouped)
     elif mode == "live":
-        view = live_view(plan, state_dir, tail, human)
+        view = live_view(plan, state_dir, tail, human, write)
         bus.subscribe(view.queue)
         services.append(view.session)
     elif mode == "plain":
-        bus.subscribe(plain.PlainPrinter(human.buffer, color=color_wanted(human), names=[job.name for job in plan.jobs], processes=plan.order))
+        bus.subscribe(plain.PlainPrinter(write, color=color_wanted(human), names=[job.name for job in plan.jobs], processes=plan.order))
     supervisor = Supervisor(
         plan,
         bus,
@@ -129,11 +134,12 @@ def run(
         services.append(_interactive(server, bus, supervisor, plan, state_dir, tail))
     try:
         result = run_supervisor(supervisor, services=services)
+        if grouped is not None:
+            grouped.finish(result)
     finally:
+        write.close()
         if stream is not None:
             stream.close()
-    if grouped is not None:
-        grouped.finish(result)
     if github:
         for line in plain.github_annotations(result):
             human.write(line + "\n")
@@ -168,13 +174,13 @@ def _name_list(values: list[str] | None) -> list[str]:
     return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
 
 
-def _open_event_stream(target: str | None) -> EventStream | None:
+def _open_event_stream(target: str | None, bus: Bus) -> EventStream | None:
     from procctl.ui.sinks import EventStream
 
     if target is None:
         return None
     try:
-        return EventStream.open(target)
+        return EventStream.open(target, bus.flow)
     except OSError as exc:
         raise UsageError(f"--events {target}: {exc.strerror or exc}") from None
 
@@ -230,12 +236,13 @@ def _instance_infos(plan: Plan, state_dir: StateDir) -> list[InstanceInfo]:
     return [InstanceInfo(job.name, job.process, str(state_dir.log_path(job.log_name)), each=job.item is not None, pooled=job.pooled) for job in plan.jobs]
 
 
-def live_view(plan: Plan, state_dir: StateDir, tail: int | None, out: TextIO) -> LiveView:
+def live_view(plan: Plan, state_dir: StateDir, tail: int | None, out: TextIO, write: Writer) -> LiveView:
     """The live table for a terminal (`out`: stderr when stdout carries the
-    event stream): one row per planned instance."""
+    event stream), drawn through `write`: one row per planned instance."""
     from procctl.ui.live import LiveView
+    from procctl.ui.writer import TextFile
 
-    return LiveView(make_console(out), _instance_infos(plan, state_dir), max_parallel=plan.max_parallel, tail=tail)
+    return LiveView(make_console(TextFile(write, out)), _instance_infos(plan, state_dir), max_parallel=plan.max_parallel, tail=tail, writer=write)
 
 
 def plan_options(parallel: str | None, schedule: str | None) -> dict[str, object]:

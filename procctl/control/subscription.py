@@ -73,7 +73,7 @@ class Backlog:
             if isinstance(old, events.Output):
                 del self._events[index]
                 self._output -= 1
-                self.skipped[old.instance] += old.data.count(b"\n")
+                self.skipped[old.instance] += old.text.count("\n")
                 return
 
     async def wait(self) -> None:

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from procctl.config.manifest import Limits
+    from procctl.events import Flow
     from procctl.engine.tree import ProcessTree
 
-OutputCallback = Callable[[str, bytes], None]
-"""(stream, whole lines) → None; must not block."""
+OutputCallback = Callable[[str, str], None]
+"""(stream, whole lines) → None; must not block. The lines are text, as
+`lines.LineSplitter` cuts and decodes them, each ending in a newline."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,6 +47,8 @@ class SpawnRequest:
     pass_fds: tuple[int, ...] = ()
     """Descriptors the child inherits under the same numbers (its shared
     regions; local children only)."""
+    flow: Flow | None = None
+    """While held, the child's output waits (a sink cannot keep up)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -17,10 +17,10 @@ class LogProbe:
     """Passes when a line of the instance's output matches the pattern."""
 
     def __init__(self, pattern: str) -> None:
-        self._regex = re.compile(pattern.encode("utf-8", "surrogateescape"), re.MULTILINE)
+        self._regex = re.compile(pattern, re.MULTILINE)
         self.passed = asyncio.Event()
 
-    def feed(self, lines: bytes) -> None:
+    def feed(self, lines: str) -> None:
         if not self.passed.is_set() and self._regex.search(lines):
             self.passed.set()
 

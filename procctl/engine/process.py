@@ -22,8 +22,10 @@ import psutil
 from procctl.engine import childenv, limits
 from procctl.engine.child import Exit, OutputCallback, SpawnRequest
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
+from procctl.engine.lines import LineSplitter
 from procctl.engine.tree import ProcessTree
 from procctl.errors import SpawnError
+from procctl.events import Flow
 
 READ_CHUNK_BYTES = 256 * 1024
 """Bytes read from a pipe per wake-up (asyncio's pipe transports read as much)."""
@@ -31,46 +33,11 @@ READ_CHUNK_BYTES = 256 * 1024
 EXIT_POLL_S = 0.05
 """How often a child's exit is polled where the kernel has no pidfd (< 5.3)."""
 
-MAX_LINE_BYTES = 64 * 1024
-"""A line longer than this is shown in pieces; the log keeps it whole."""
-
 PIPE_DRAIN_GRACE_S = 1.0
 """After the child and its group are gone, how long a pipe held open by an
 escaped descendant may keep us waiting for its last bytes."""
 
 _STREAMS = {1: "stdout", 2: "stderr"}
-
-
-class LineSplitter:
-    """Cuts a byte stream into whole lines, keeping at most MAX_LINE_BYTES pending."""
-
-    __slots__ = ("_pending",)
-
-    def __init__(self) -> None:
-        self._pending = b""
-
-    def feed(self, data: bytes) -> bytes:
-        """The complete lines now available (possibly empty)."""
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._pending += data
-            if len(self._pending) < MAX_LINE_BYTES:
-                return b""
-            # An endless line: show what we have as a line of its own so that
-            # memory stays bounded; the log file keeps the bytes as written.
-            whole, self._pending = self._pending + b"\n", b""
-            return whole
-        whole = self._pending + data[: cut + 1] if self._pending else data[: cut + 1]
-        self._pending = data[cut + 1 :]
-        if len(self._pending) >= MAX_LINE_BYTES:
-            whole += self._pending + b"\n"
-            self._pending = b""
-        return whole
-
-    def flush(self) -> bytes:
-        """What is left when the stream ends, as a final line."""
-        rest, self._pending = self._pending, b""
-        return rest + b"\n" if rest else b""
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -82,16 +49,25 @@ def _write_all(fd: int, data: bytes) -> None:
 
 class _Output:
     """The child's stdout and stderr, read straight from the pipes with the
-    loop's own readers: each chunk to the log file first, then whole lines to
-    the callback."""
+    loop's own readers: each chunk to the log file first, then whole lines
+    (`lines.LineSplitter`) to the callback.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fds: dict[int, int], log_fd: int, on_output: OutputCallback) -> None:
+    While a slow sink holds the output `flow`, the pipes are not read: the
+    child waits on its writes. Once the child has exited they are read
+    whatever the flow says, so that its last bytes reach the log and its
+    pipes close (what is left is bounded: a pipe's buffer, and what an
+    escaped descendant writes before it is killed)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fds: dict[int, int], log_fd: int, on_output: OutputCallback, flow: Flow | None) -> None:
         self._loop = loop
         self._log_fd = log_fd
         self._on_output = on_output
+        self._flow = flow
         self._fds = dict(fds)
         """Our read end → the child's fd it feeds (1 or 2)."""
         self._splitters = {fd: LineSplitter() for fd in fds}
+        self._paused = False
+        self._draining = False
         self.closed: asyncio.Future[None] = loop.create_future()
         for fd in fds:
             os.set_blocking(fd, False)
@@ -112,12 +88,35 @@ class _Output:
         lines = self._splitters[fd].feed(data)
         if lines:
             self._on_output(_STREAMS[self._fds[fd]], lines)
+        if self._flow is not None and self._flow.held and not self._draining:
+            self._pause()
+
+    def _pause(self) -> None:
+        if self._paused:
+            return
+        self._paused = True
+        for fd in self._fds:
+            self._loop.remove_reader(fd)
+        assert self._flow is not None
+        self._flow.when_released(self._go_on)
+
+    def _go_on(self) -> None:
+        if self._paused:
+            self._paused = False
+            for fd in self._fds:
+                self._loop.add_reader(fd, self._read, fd)
+
+    def drain(self) -> None:
+        """The child has exited: read to the end, held or not."""
+        self._draining = True
+        self._go_on()
 
     def _close(self, fd: int) -> None:
         stream = self._fds.pop(fd, None)
         if stream is None:
             return
-        self._loop.remove_reader(fd)
+        if not self._paused:
+            self._loop.remove_reader(fd)
         os.close(fd)
         rest = self._splitters[fd].flush()
         if rest:
@@ -227,6 +226,7 @@ class Child:
         preexec_fn: Callable[[], None] | None = None,
         guardian: Guardian | None = None,
         pass_fds: tuple[int, ...] = (),
+        flow: Flow | None = None,
     ) -> None:
         self.preexec_fn = preexec_fn
         """Runs in the child between fork and exec (rlimits, nice)."""
@@ -239,6 +239,8 @@ class Child:
         self._on_output = on_output
         self._guardian = guardian
         """Told of the child's group while it lives, so that it dies with procctl."""
+        self._flow = flow
+        """Held while a sink cannot keep up: its pipes then wait."""
         self._output: _Output | None = None
         self._input: _Input | None = None
         self._popen: subprocess.Popen[bytes] | None = None
@@ -286,7 +288,7 @@ class Child:
         if self._guardian is not None:
             self._guardian.watch(self.pid)
         self._exited = loop.create_future()
-        self._output = _Output(loop, {stdout_r: 1, stderr_r: 2}, self._log_fd, self._on_output)
+        self._output = _Output(loop, {stdout_r: 1, stderr_r: 2}, self._log_fd, self._on_output, self._flow)
         self._input = _Input(loop, stdin_w)
         self._watch_exit(loop)
         return self.pid
@@ -339,6 +341,8 @@ class Child:
         self._popen.returncode = returncode
         self.returncode = returncode
         self.ended_at = time.time()
+        if self._output is not None:
+            self._output.drain()
         if not self._exited.done():
             self._exited.set_result(None)
         return True
@@ -479,4 +483,5 @@ class LocalExecutor:
             preexec_fn=limits.preexec(request.limits, request.nice, list(request.join_fds)),
             guardian=self._guardian,
             pass_fds=request.pass_fds,
+            flow=request.flow,
         )

@@ -381,15 +381,15 @@ class InstanceRunner:
         log_probe = LogProbe(spec.ready.target) if spec.ready and spec.ready.kind == "log" else None
         process, instance, publish = job.process, job.name, host.bus.publish
 
-        def on_output(stream: str, data: bytes) -> None:
-            publish(events.Output(process, instance, stream=stream, data=data))
+        def on_output(stream: str, text: str) -> None:
+            publish(events.Output(process, instance, stream=stream, text=text))
             if log_probe is not None:
-                log_probe.feed(data)
+                log_probe.feed(text)
 
         env = host.env(job)
         join_fds = host.enforcer.join_fds(self)
         try:
-            request = SpawnRequest(job.cmd, job.cwd, env, self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec))
+            request = SpawnRequest(job.cmd, job.cwd, env, self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec), host.bus.flow)
             child = host.executor.child(request)
             # The run exists from here: a stop while the child starts waits for it.
             run = self.run = Run(child, ticket, env, log_probe)

@@ -34,6 +34,7 @@ from rich.text import Text
 from procctl import events
 from procctl.ui.live_model import ACTIVE, InstanceInfo, LiveModel, Row
 from procctl.ui.sparkline import sparkline
+from procctl.ui.writer import Writer
 from procctl.ui.tables import STATE_STYLES
 from procctl.units import format_duration, format_size
 
@@ -51,10 +52,12 @@ _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\
 
 
 def clean(text: str) -> str:
-    """A child's line made safe to draw: no escape sequences or control characters."""
+    """A child's line made safe to draw: no escape sequences or control
+    characters. A line redrawn with `\\r` (a progress bar) shows what a
+    terminal would show last: what follows its last `\\r`."""
     if text.isascii() and text.isprintable():
         return text
-    return _CONTROL.sub("", text.replace("\t", "    "))
+    return _CONTROL.sub("", text.rpartition("\r")[2].replace("\t", "    "))
 
 
 def fit(text: str, width: int) -> str:
@@ -321,13 +324,16 @@ class LiveView:
         tail: int | None = None,
         fps: float = FPS,
         clock: Callable[[], float] = time.time,
+        writer: Writer | None = None,
     ) -> None:
         self.console = console
         self.queue = events.EventQueue(max_output_events=MAX_OUTPUT_EVENTS)
         self.model = LiveModel(instances, max_parallel=max_parallel, clock=clock)
         self.renderer = Renderer(self.model, tail=tail)
         self.fps = fps
-        self.frames = 0
+        self._writer = writer
+        """What the console writes through; while it still holds a frame,
+        the next is not drawn (a terminal held with Ctrl-S costs one frame)."""
         self.frame_s = 0.0
         """Time the last frame took to build and draw."""
 
@@ -342,11 +348,12 @@ class LiveView:
         width, height = self.console.size
         return self.renderer.render(width, height - 1)
 
-    def _draw(self, live: Live) -> None:
+    def _draw(self, live: Live, *, last: bool = False) -> None:
         began = time.perf_counter()
         self.update()
+        if self._writer is not None and self._writer.pending and not last:
+            return
         live.update(self.frame(), refresh=True)
-        self.frames += 1
         self.frame_s = time.perf_counter() - began
 
     @contextlib.asynccontextmanager
@@ -372,4 +379,4 @@ class LiveView:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                self._draw(live)
+                self._draw(live, last=True)

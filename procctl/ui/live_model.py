@@ -193,12 +193,13 @@ class LiveModel:
 
     def _output(self, event: events.Output) -> None:
         row = self._row(event)
-        data = event.data
-        if len(data) > 16384:
-            # Only the end can reach the screen; start at a line boundary.
-            data = data[-16384:]
-            data = data[data.find(b"\n") + 1 :]
-        lines = data.decode("utf-8", "replace").splitlines()
+        text = event.text
+        if len(text) > 16384:
+            # Only the last lines can reach the screen: the same lines as
+            # `event.lines()` gives, from a line boundary near the end.
+            text = text[-16384:]
+            text = text[text.find("\n") + 1 :]
+        lines = text.split("\n")[:-1]
         if not lines:
             return
         row.last_line = lines[-1][:LINE_KEEP]

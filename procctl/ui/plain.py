@@ -10,11 +10,10 @@ import secrets
 import tempfile
 import time
 from collections.abc import Iterable
-from typing import BinaryIO
-
 from procctl import events
 from procctl.engine.outcome import RunResult
 from procctl.states import signal_name
+from procctl.ui.writer import Writer
 from procctl.units import format_size
 
 # Cycled over process names, as foreman does; red is kept for errors.
@@ -22,33 +21,13 @@ _PALETTE = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
 _SYSTEM = "procctl"
 
 
-class SafeWriter:
-    """Blocking writes to a binary stream that stop, without an error, once
-    the reader is gone (a closed pipe): the run goes on, the logs stay complete."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self.broken = False
-
-    def __call__(self, data: bytes) -> None:
-        if self.broken:
-            return
-        try:
-            self._out.write(data)
-            self._out.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            self.broken = True
-
-
 class PlainPrinter:
-    """A bus subscriber writing prefixed lines to a binary stream.
+    """A bus subscriber writing prefixed lines through a `Writer`: when
+    stdout is a slow pipe, the children's output waits rather than being
+    lost, and the loop never does (the log files are complete either way)."""
 
-    Writes are blocking: when stdout is a slow pipe, procctl slows down with
-    it rather than losing lines (the log files are complete either way).
-    """
-
-    def __init__(self, out: BinaryIO, *, color: bool, names: Iterable[str], processes: Iterable[str] = ()) -> None:
-        self._write = SafeWriter(out)
+    def __init__(self, write: Writer, *, color: bool, names: Iterable[str], processes: Iterable[str] = ()) -> None:
+        self._write = write
         self._color = color
         names = list(names)
         self._width = max([len(n) for n in names] + [len(_SYSTEM)])
@@ -88,9 +67,7 @@ class PlainPrinter:
 
     def __call__(self, event: events.Event) -> None:
         if isinstance(event, events.Output):
-            data = event.data
-            if not data.isascii():
-                data = data.decode("utf-8", "replace").encode()
+            data = event.text.encode()
             prefix = self._prefix(event.ts, event.name, event.instance)
             self._write(prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n")
             return
@@ -156,8 +133,8 @@ class GroupedPrinter:
     workflow command.
     """
 
-    def __init__(self, out: BinaryIO, *, color: bool, github: bool) -> None:
-        self._write = SafeWriter(out)
+    def __init__(self, write: Writer, *, color: bool, github: bool) -> None:
+        self._write = write
         self._color = color
         self._github = github
         self._runs: dict[str, tuple[str, tempfile.SpooledTemporaryFile[bytes]]] = {}
@@ -171,8 +148,7 @@ class GroupedPrinter:
 
     def __call__(self, event: events.Event) -> None:
         if isinstance(event, events.Output):
-            data = event.data if event.data.isascii() else event.data.decode("utf-8", "replace").encode()
-            self._spool(event.name, event.instance).write(data)
+            self._spool(event.name, event.instance).write(event.text.encode())
             return
         if isinstance(event, events.Exited):
             self._flush(event.name, event.instance, describe(event) or event.instance, failed=event.status.failure)
@@ -205,15 +181,9 @@ class GroupedPrinter:
         else:
             self._write(self._header(headline, failed=failed) + b"\n")
         if run is not None:
-            spool = run[1]
-            spool.seek(0)
-            tail = b"\n"
-            while chunk := spool.read(1 << 16):
-                self._write(chunk)
-                tail = chunk[-1:]
-            if tail != b"\n":
-                self._write(b"\n")
-            spool.close()
+            # Whole lines only (a run's output and procctl's notes), copied
+            # from the spool by the writer's thread.
+            self._write.copy(run[1])
         if self._github:
             self._write(f"::{token}::\n::endgroup::\n".encode())
 

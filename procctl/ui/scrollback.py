@@ -22,6 +22,7 @@ from rich.style import Style
 from rich.text import Text
 
 from procctl import events
+from procctl.engine.lines import LineSplitter
 from procctl.ui.plain import describe
 
 LIMIT = 10_000
@@ -169,10 +170,9 @@ def matcher(query: str) -> re.Pattern[str] | None:
 def entries_from_bytes(data: bytes, instance: str, process: str, ts: float | None = None) -> list[Entry]:
     """A log file's bytes as lines (the file has no times: all get `ts`)."""
     when = time.time() if ts is None else ts
-    lines = data.decode("utf-8", "replace").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [Entry(when, instance, process, line.removesuffix("\r")) for line in lines]
+    split = LineSplitter()  # the lines the engine made of the same bytes
+    text = split.feed(data) + split.flush()
+    return [Entry(when, instance, process, line) for line in text.split("\n")[:-1]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,10 +275,10 @@ def entries_from_events(batch: Iterable[events.Event], own_pid: int, keep: int =
     for event in batch:
         if isinstance(event, events.Output):
             level = "stderr" if event.stream == "stderr" else "stdout"
-            lines = event.data.decode("utf-8", "replace").split("\n")[:-1]
+            lines = event.lines()
             if len(lines) > keep:
                 lines = lines[-keep:]
-            out.extend(Entry(event.ts, event.instance, event.name, line.removesuffix("\r"), level) for line in lines)
+            out.extend(Entry(event.ts, event.instance, event.name, line, level) for line in lines)
             continue
         if isinstance(event, events.Requested):
             out.append(Entry(event.ts, OWN, OWN, describe_request(event, own_pid), "request"))

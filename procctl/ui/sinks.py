@@ -20,11 +20,12 @@ from typing import BinaryIO
 
 from procctl import events
 from procctl.events import event_records
+from procctl.events import Flow
 from procctl.engine.outcome import InstanceResult, RunResult
 from procctl.states import State, signal_name
 from procctl.engine.store import read_log_tail
 from procctl.errors import ProcctlError
-from procctl.ui.plain import SafeWriter
+from procctl.ui.writer import Writer
 
 JUNIT_LOG_LINES = 100
 """Lines of an instance's log quoted in its <failure>, or in its <system-out>
@@ -34,33 +35,36 @@ JUNIT_LOG_BYTES = 64 << 10
 
 
 class EventStream:
-    """A bus subscriber writing `event_records` as JSON lines.
+    """A bus subscriber writing `event_records` as JSON lines, through a
+    `Writer` (a slow reader never blocks the run).
 
-    Each event's records are written and flushed together, so a reader
-    following the file (`tail -f`) sees whole lines as they happen. When the
-    reader goes away (a closed pipe) the stream stops; the run goes on.
+    Each event's records are written together, so a reader following the
+    file (`tail -f`) sees whole lines as they happen. When the reader goes
+    away (a closed pipe) the stream stops; the run goes on.
     """
 
-    def __init__(self, out: BinaryIO, *, close: bool) -> None:
+    def __init__(self, out: BinaryIO, *, close: bool, flow: Flow | None = None) -> None:
         self._out = out
-        self._write = SafeWriter(out)
+        self._write = Writer(out, flow)
         self._close = close
 
     @classmethod
-    def open(cls, target: str) -> EventStream:
+    def open(cls, target: str, flow: Flow | None = None) -> EventStream:
         """'-' is stdout; anything else a file, created (or truncated) now so
         that a bad path fails before anything starts. Raises OSError."""
         if target == "-":
             import sys
 
-            return cls(sys.stdout.buffer, close=False)
-        return cls(open(target, "wb"), close=True)
+            return cls(sys.stdout.buffer, close=False, flow=flow)
+        return cls(open(target, "wb"), close=True, flow=flow)
 
     def __call__(self, event: events.Event) -> None:
         if not self._write.broken:
             self._write(b"".join(json.dumps(record, ensure_ascii=False).encode() + b"\n" for record in event_records(event)))
 
     def close(self) -> None:
+        """Write what is left (waiting for the reader), then close the file."""
+        self._write.close()
         if self._close:
             try:
                 self._out.close()

@@ -158,3 +158,22 @@ def test_events_on_stdout_leave_the_live_view_to_the_terminal_on_stderr(project:
     assert re.search(r"running \d  pool \d/\d", text) and "last line" in text  # the live table's header and columns
     assert not re.search(r"\d\d:\d\d:\d\d web\s+\| tick", text)
     assert "procctl summary" in text
+
+
+def test_a_line_redrawn_with_cr_is_one_line_in_the_stream_and_on_the_terminal(project: Project, terminal: list[Terminal]) -> None:
+    """`loading 10%\\rloading 90%\\n` is one line (only \\n ends a line): the
+    event stream carries it as written, and the live view's tail shows it
+    once, as a terminal would show it last. (The tail used to split it in
+    two while the stream kept one.)"""
+    (project.root / "bar.py").write_text(
+        "import sys, time\nsys.stdout.write('loading 10%\\rloading 90%\\n')\nsys.stdout.flush()\ntime.sleep(1.5)\n"
+    )
+    project.write(f'[process.bar]\ncmd = ["{sys.executable}", "bar.py"]\n')
+    stream = project.root / "events.jsonl"
+    term = Terminal(project, "run", "--events", "-", stdout_file=str(stream))
+    terminal.append(term)
+    assert term.finish() == 0
+    records = [json.loads(line) for line in stream.read_text().splitlines()]
+    assert [r["line"] for r in records if r["event"] == "output"] == ["loading 10%\rloading 90%"]
+    assert "│ loading 90%" in term.text
+    assert "│ loading 10%" not in term.text

@@ -17,14 +17,14 @@ from procctl.engine.process import Child
 from procctl.engine.tree import ProcessTree
 
 
-def _child(tmp_path: Path, cmd: str | tuple[str, ...], lines: list[tuple[str, bytes]]) -> tuple[Child, int]:
+def _child(tmp_path: Path, cmd: str | tuple[str, ...], lines: list[tuple[str, str]]) -> tuple[Child, int]:
     log_fd = os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     child = Child(cmd, cwd=tmp_path, env=dict(os.environ), log_fd=log_fd, on_output=lambda s, d: lines.append((s, d)))
     return child, log_fd
 
 
 def test_output_reaches_log_and_callback_with_streams(tmp_path: Path) -> None:
-    lines: list[tuple[str, bytes]] = []
+    lines: list[tuple[str, str]] = []
 
     async def scenario() -> int:
         child, log_fd = _child(tmp_path, "echo out; echo err >&2; printf tail", lines)
@@ -35,7 +35,7 @@ def test_output_reaches_log_and_callback_with_streams(tmp_path: Path) -> None:
             os.close(log_fd)
 
     assert asyncio.run(scenario()) == 0
-    assert ("stdout", b"out\n") in lines and ("stderr", b"err\n") in lines and ("stdout", b"tail\n") in lines
+    assert ("stdout", "out\n") in lines and ("stderr", "err\n") in lines and ("stdout", "tail\n") in lines
     # Both streams share the log in order of arrival; every byte is there.
     logged = (tmp_path / "child.log").read_bytes()
     assert sorted(logged) == sorted(b"out\nerr\ntail")
@@ -135,7 +135,7 @@ def test_stdin_larger_than_the_pipe_arrives_whole_and_rusage_is_kept(tmp_path: P
     # 1 MiB is 16 pipe buffers: the writes must wait for the child to read,
     # without blocking the loop, and nothing may be lost.
     payload = os.urandom(1 << 20).hex().encode()[: 1 << 20]
-    lines: list[tuple[str, bytes]] = []
+    lines: list[tuple[str, str]] = []
     reader = f"import sys, time, hashlib; time.sleep(0.3); print(hashlib.sha256(sys.stdin.buffer.read({len(payload)})).hexdigest())"
 
     async def scenario() -> tuple[int, Child, float]:
@@ -155,6 +155,6 @@ def test_stdin_larger_than_the_pipe_arrives_whole_and_rusage_is_kept(tmp_path: P
 
     code, child, returned_after = asyncio.run(scenario())
     assert code == 0
-    assert lines == [("stdout", hashlib.sha256(payload).hexdigest().encode() + b"\n")]
+    assert lines == [("stdout", hashlib.sha256(payload).hexdigest() + "\n")]
     assert returned_after < 0.3  # not a timing bound: the child sleeps 0.3 s before it reads anything
     assert child.usage is not None and child.usage.ru_utime + child.usage.ru_stime > 0

@@ -35,7 +35,7 @@ def test_rows_show_state_pid_metrics_and_last_line() -> None:
     model = _model()
     _run(model, "web.1", "web", 4242)
     model.fold([
-        events.Output("web", "web.1", stream="stdout", data=b"listening on 8000\n"),
+        events.Output("web", "web.1", stream="stdout", text="listening on 8000\n"),
         events.Sample("web", "web.1", pid=4242, cpu_percent=37.0, cpu_time_s=1.5, rss_bytes=50 << 20, peak_rss_bytes=60 << 20,
                       read_bytes=0, write_bytes=4096, threads=3, children=1),
         events.StateChanged("web", "web.2", state=State.FAILED, reason="exit 3"),
@@ -60,7 +60,7 @@ def test_rows_show_state_pid_metrics_and_last_line() -> None:
 def test_a_narrow_terminal_drops_columns_but_keeps_the_row_on_one_line() -> None:
     model = _model(1)
     _run(model, "web.1", "web", 7)
-    model.fold([events.Output("web", "web.1", stream="stdout", data=b"x" * 500 + b"\n")])
+    model.fold([events.Output("web", "web.1", stream="stdout", text="x" * 500 + "\n")])
     text = _text(model, width=60)
     lines = text.splitlines()
     assert all(len(line) <= 60 for line in lines)
@@ -112,7 +112,7 @@ def test_each_jobs_get_a_progress_bar_and_the_auto_pool_its_size() -> None:
 def test_a_childs_escape_sequences_are_not_drawn() -> None:
     model = _model(1)
     _run(model, "web.1", "web", 7)
-    model.fold([events.Output("web", "web.1", stream="stdout", data=b"\x1b[2J\x1b[31mred\x1b[0m\x07 done\n")])
+    model.fold([events.Output("web", "web.1", stream="stdout", text="\x1b[2J\x1b[31mred\x1b[0m\x07 done\n")])
     text = _text(model)
     assert "\x1b" not in text and "red done" in text
 
@@ -128,7 +128,7 @@ def test_a_status_message_stands_for_the_last_line_and_regions_show_once_in_the_
     _run(model, "web.2", "web", 4243)
     model.fold([
         events.StatusMessage("web", "web.1", text="serving 8 clients"),
-        events.Output("web", "web.1", stream="stdout", data=b"GET /health\n"),
+        events.Output("web", "web.1", stream="stdout", text="GET /health\n"),
         events.Message("web", "web.2", text="job 42", sender="web.1"),
         events.RegionSample("shared", "table", size_bytes=64 << 20, resident_bytes=16 << 20),
     ])

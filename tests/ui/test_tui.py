@@ -237,7 +237,7 @@ def test_the_filter_shows_matching_names_or_states() -> None:
 def test_a_click_selects_and_the_wheel_scrolls_the_output() -> None:
     face = FakeFace(_web(5))
     _running(face, *(f"web.{i}" for i in range(1, 6)))
-    face.publish(events.Output("web", "web.1", stream="stdout", data=b"".join(b"line %d\n" % i for i in range(300))))
+    face.publish(events.Output("web", "web.1", stream="stdout", text="".join(f"line {i}\n" for i in range(300))))
 
     async def scenario(app: LiveApp, pilot: Pilot[int]) -> None:
         await _settle(pilot, app)
@@ -253,7 +253,7 @@ def test_a_click_selects_and_the_wheel_scrolls_the_output() -> None:
         assert output.scroll_y < output.max_scroll_y and not output.follow
         # New lines do not move a reader who scrolled up...
         before = output.scroll_y
-        face.publish(events.Output("web", "web.1", stream="stdout", data=b"more\n"))
+        face.publish(events.Output("web", "web.1", stream="stdout", text="more\n"))
         await _settle(pilot, app)
         assert output.scroll_y == before
         # ...and End follows again.
@@ -274,7 +274,7 @@ def test_the_output_keeps_colours_own_events_and_a_bounded_scrollback() -> None:
     face = FakeFace(_web(2))
     _running(face, "web.1", "web.2")
     face.publish(
-        events.Output("web", "web.1", stream="stdout", data=b"\x1b[31mred alert\x1b[0m and \x1b[1mbold\x1b[0m\x07\n"),
+        events.Output("web", "web.1", stream="stdout", text="\x1b[31mred alert\x1b[0m and \x1b[1mbold\x1b[0m\x07\n"),
         events.Requested("web", "web", verb="scale", detail="scaled to 3", client_pid=OTHER_PID),
         events.Requested("web.2", "web.2", verb="pause", detail="paused", client_pid=os.getpid()),
         events.Restarting("web", "web.2", attempt=1, delay_s=1.0),
@@ -298,7 +298,7 @@ def test_the_output_keeps_colours_own_events_and_a_bounded_scrollback() -> None:
         await pilot.press("t")
         assert app.timestamps and any(line[:2].isdigit() and line[2] == ":" for line in _screen(app).splitlines())
         # At most LIMIT lines are kept: the oldest go.
-        face.publish(events.Output("web", "web.2", stream="stdout", data=b"".join(b"flood %d\n" % i for i in range(LIMIT + 2000))))
+        face.publish(events.Output("web", "web.2", stream="stdout", text="".join(f"flood {i}\n" for i in range(LIMIT + 2000))))
         await _settle(pilot, app)
         assert len(app.scrollback) == LIMIT
         assert app.scrollback.entries[-1].raw == f"flood {LIMIT + 1999}"
@@ -313,7 +313,7 @@ def test_skipped_output_is_counted_and_pointed_to_the_log() -> None:
 
     async def scenario(app: LiveApp, pilot: Pilot[int]) -> None:
         for i in range(700):  # more Output events than the view's queue holds
-            face.publish(events.Output("web", "web.1", stream="stdout", data=b"x %d\n" % i))
+            face.publish(events.Output("web", "web.1", stream="stdout", text=f"x {i}\n"))
         await _settle(pilot, app)
         lines = [entry.raw for entry in app.scrollback.entries]
         # Where the lines are missing, what is missing and where it is.
@@ -350,8 +350,8 @@ def test_enter_opens_the_log_full_screen_with_search_follow_and_wrap(tmp_path: P
         joined = "".join(line.strip() for line in text.splitlines())
         assert long_line.replace(" ", "") in joined.replace(" ", "")
         # Live lines of this instance arrive; others' do not.
-        face.publish(events.Output("web", "web.1", stream="stdout", data=b"fresh line\n"),
-                     events.Output("web", "web.2", stream="stdout", data=b"not mine\n"))
+        face.publish(events.Output("web", "web.1", stream="stdout", text="fresh line\n"),
+                     events.Output("web", "web.2", stream="stdout", text="not mine\n"))
         await _settle(pilot, app)
         assert screen.scrollback.entries[-1].raw == "fresh line" and len(screen.scrollback) == 205
         # Search: / then n and N.
@@ -366,7 +366,7 @@ def test_enter_opens_the_log_full_screen_with_search_follow_and_wrap(tmp_path: P
         # Scrolled up: new lines do not move the view; End follows again.
         await pilot.press("home")
         top = view.scroll_y
-        face.publish(events.Output("web", "web.1", stream="stdout", data=b"another\n"))
+        face.publish(events.Output("web", "web.1", stream="stdout", text="another\n"))
         await _settle(pilot, app)
         assert view.scroll_y == top and not view.follow
         await pilot.press("end")

@@ -1,54 +1,114 @@
-"""Line splitting, the bounded event queue and the plain printer, on recorded data."""
+"""Line splitting, the bounded event queue, the printers and the writer they
+write through, on recorded data."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import re
+import threading
 
 from procctl import events
-from procctl.engine.process import MAX_LINE_BYTES, LineSplitter
-from procctl.ui.plain import PlainPrinter
+from procctl.engine.lines import MAX_LINE_BYTES, LineSplitter
+from procctl.ui.live_model import LiveModel, InstanceInfo
+from procctl.ui.live import clean
+from procctl.ui.plain import GroupedPrinter, PlainPrinter
+from procctl.ui.sinks import event_records
+from procctl.ui.writer import HIGH_WATER_BYTES, Writer
+from procctl.states import State
 
 
 def test_splitter_keeps_partial_lines_until_complete() -> None:
     split = LineSplitter()
-    assert split.feed(b"hel") == b""
-    assert split.feed(b"lo\nwor") == b"hello\n"
-    assert split.feed(b"ld\n\n") == b"world\n\n"
-    assert split.flush() == b""
-    assert split.feed(b"tail") == b""
-    assert split.flush() == b"tail\n"
+    assert split.feed(b"hel") == ""
+    assert split.feed(b"lo\nwor") == "hello\n"
+    assert split.feed(b"ld\n\n") == "world\n\n"
+    assert split.flush() == ""
+    assert split.feed(b"tail") == ""
+    assert split.flush() == "tail\n"
 
 
-def test_splitter_bounds_an_endless_line() -> None:
+def test_splitter_bounds_an_endless_line_and_cuts_it_between_characters() -> None:
     split = LineSplitter()
-    out = b""
-    chunk = b"x" * 10_000
+    out = ""
+    chunk = "é".encode() * 5_000  # two bytes each: a cut in the middle of one would show U+FFFD
     for _ in range(100):
         out += split.feed(chunk)
     out += split.flush()
     # Nothing is lost, and no piece is longer than the cap.
-    assert out.replace(b"\n", b"") == chunk * 100
-    assert max(len(piece) for piece in out.split(b"\n")) <= MAX_LINE_BYTES + len(chunk)
+    assert out.replace("\n", "") == "é" * 500_000
+    assert max(len(piece.encode()) for piece in out.split("\n")) <= MAX_LINE_BYTES
+
+
+def test_one_rule_for_line_ends_and_carriage_returns() -> None:
+    """Only \\n ends a line; \\r\\n is a line end too, any other \\r is text;
+    what is not UTF-8 becomes U+FFFD; a CRLF cut between two reads is one."""
+    split = LineSplitter()
+    text = split.feed(b"a\rb\nc\r\nd\x0ce\x0bf\xc2\x85g\xe2\x80\xa8h\nbad \xff\nsplit\r") + split.feed(b"\nend")
+    text += split.flush()
+    assert text.split("\n")[:-1] == ["a\rb", "c", "d\x0ce\x0bf\x85g\u2028h", "bad \ufffd", "split", "end"]
+
+
+def _model_lines(event: events.Output) -> list[str]:
+    model = LiveModel([InstanceInfo("web", "web")], max_parallel=1)
+    model.fold([event])
+    return [text for _, _, text in model.tail]
+
+
+def _plain_lines(event: events.Output) -> list[str]:
+    out = io.BytesIO()
+    write = Writer(out)
+    PlainPrinter(write, color=False, names=["web"])(event)
+    write.close()
+    return [line.split(" | ", 1)[1] for line in out.getvalue().decode().split("\n")[:-1]]
+
+
+def _grouped_lines(event: events.Output) -> list[str]:
+    out = io.BytesIO()
+    write = Writer(out)
+    printer = GroupedPrinter(write, color=False, github=False)
+    printer(event)
+    printer(events.Exited("web", "web", status=State.EXITED, code=0, signal=None, duration_s=1.0))
+    write.close()
+    return out.getvalue().decode().split("\n")[1:-1]
+
+
+def test_every_sink_gets_the_same_lines() -> None:
+    """`a\\rb` is one line in the event stream, the plain and grouped output
+    and the live view alike (the live view used str.splitlines, which cut it
+    in two, and at \\f, \\x85 and U+2028 too)."""
+    split = LineSplitter()
+    event = events.Output("web", "web", stream="stdout", text=split.feed(b"a\rb\nc\r\nd\x0ce\xc2\x85f\xe2\x80\xa8g\n"))
+    expected = ["a\rb", "c", "d\x0ce\x85f\u2028g"]
+    assert event.lines() == expected
+    assert [record["line"] for record in event_records(event)] == expected
+    assert _plain_lines(event) == expected
+    assert _grouped_lines(event) == expected
+    assert _model_lines(event) == expected
+    # Drawn, a line redrawn with \r shows what a terminal would show last.
+    assert clean("10%\r20%\r30%") == "30%"
 
 
 def test_event_queue_drops_oldest_output_and_counts_lines() -> None:
     queue = events.EventQueue(max_output_events=3)
     queue(events.Started("a", "a", pid=1))
     for i in range(5):
-        queue(events.Output("a", "a", stream="stdout", data=b"line %d\nmore\n" % i))
+        queue(events.Output("a", "a", stream="stdout", text=f"line {i}\nmore\n"))
     drained = queue.drain()
     outputs = [e for e in drained if isinstance(e, events.Output)]
-    assert [o.data[:6] for o in outputs] == [b"line 2", b"line 3", b"line 4"]
+    assert [o.text[:6] for o in outputs] == ["line 2", "line 3", "line 4"]
     assert isinstance(drained[0], events.Started)
     assert queue.dropped["a"] == 4
 
 
 def test_plain_printer_prefixes_every_line() -> None:
     out = io.BytesIO()
-    printer = PlainPrinter(out, color=False, names=["web.1", "db"], processes=["web", "db"])
-    printer(events.Output("web", "web.1", stream="stdout", data=b"one\ntwo\n"))
-    printer(events.Output("db", "db", stream="stderr", data=b"bad \xff\n"))
+    write = Writer(out)
+    printer = PlainPrinter(write, color=False, names=["web.1", "db"], processes=["web", "db"])
+    printer(events.Output("web", "web.1", stream="stdout", text="one\ntwo\n"))
+    printer(events.Output("db", "db", stream="stderr", text="bad \ufffd\n"))
+    write.close()
     lines = out.getvalue().decode().splitlines()
     assert len(lines) == 3
     assert re.fullmatch(r"\d\d:\d\d:\d\d web\.1   \| one", lines[0])
@@ -58,8 +118,10 @@ def test_plain_printer_prefixes_every_line() -> None:
 
 def test_plain_printer_colors_names_only_when_asked() -> None:
     out = io.BytesIO()
-    printer = PlainPrinter(out, color=True, names=["web"], processes=["web"])
-    printer(events.Output("web", "web", stream="stdout", data=b"hi\n"))
+    write = Writer(out)
+    printer = PlainPrinter(write, color=True, names=["web"], processes=["web"])
+    printer(events.Output("web", "web", stream="stdout", text="hi\n"))
+    write.close()
     assert re.search(rb"\x1b\[36mweb\s*\x1b\[0m \| hi", out.getvalue())
 
 
@@ -68,7 +130,40 @@ def test_plain_printer_survives_a_closed_stdout() -> None:
         def write(self, data: object) -> int:
             raise BrokenPipeError
 
-    printer = PlainPrinter(Closed(), color=False, names=["a"])  # type: ignore[arg-type]
-    printer(events.Output("a", "a", stream="stdout", data=b"x\n"))
+    write = Writer(Closed())  # type: ignore[arg-type]
+    printer = PlainPrinter(write, color=False, names=["a"])
+    printer(events.Output("a", "a", stream="stdout", text="x\n"))
+    write.close()
     assert printer.broken
-    printer(events.Output("a", "a", stream="stdout", data=b"y\n"))
+    printer(events.Output("a", "a", stream="stdout", text="y\n"))
+    write.close()
+
+
+def test_a_stuck_reader_holds_the_flow_and_a_reader_catching_up_releases_it() -> None:
+    """1. Nobody reads the writer's pipe: every call returns at once, and past
+       the high-water mark the writer holds the bus's flow.
+    2. A reader drains the pipe: the flow is released, and every byte arrived."""
+    sent = HIGH_WATER_BYTES + (1 << 20)
+
+    async def scenario() -> tuple[bool, bytes]:
+        read_end, write_end = os.pipe()
+        flow = events.Flow()
+        with os.fdopen(write_end, "wb") as out:
+            write = Writer(out, flow)
+            for _ in range(sent // 65536):
+                write(b"x" * 65536)
+            held = flow.held
+            released = asyncio.Event()
+            flow.when_released(released.set)
+            received: list[bytes] = []
+            reader = threading.Thread(target=lambda: received.append(b"".join(iter(lambda: os.read(read_end, 1 << 16), b""))))
+            reader.start()
+            await asyncio.wait_for(released.wait(), 30)
+            write.close()
+        reader.join(30)
+        os.close(read_end)
+        return held, received[0]
+
+    held, received = asyncio.run(scenario())
+    assert held
+    assert received == b"x" * sent

@@ -19,7 +19,7 @@ ALL_EVENTS: list[events.Event] = [
     events.Queued("web", "web.1", ts=1.5),
     events.Started("web", "web.1", pid=42, attempt=2, ts=1.5),
     events.Ready("web", "web.1", probe="tcp", ts=1.5),
-    events.Output("web", "web.1", stream="stdout", data=b"hello\n", ts=1.5),
+    events.Output("web", "web.1", stream="stdout", text="hello\n", ts=1.5),
     events.Exited("web", "web.1", status=State.KILLED, code=None, signal=int(signal.SIGTERM), duration_s=2.25, ts=1.5),
     events.StateChanged("web", "web.1", state=State.BACKOFF, reason="restart 1 in 1s", ts=1.5),
     events.Restarting("web", "web.1", attempt=1, delay_s=1.0, ts=1.5),
@@ -58,7 +58,7 @@ def test_a_backlog_drops_old_output_folds_metrics_and_gives_up_on_a_stuck_client
     async def main() -> None:
         backlog = Backlog(output_events=2, other_events=3)
         for i in range(4):
-            backlog(events.Output("web", "web.1", stream="stdout", data=b"a\nb\n" if i == 0 else b"c\n"))
+            backlog(events.Output("web", "web.1", stream="stdout", text="a\nb\n" if i == 0 else "c\n"))
         for cpu in (1.0, 2.0):
             backlog(events.Sample("web", "web.1", pid=1, cpu_percent=cpu, cpu_time_s=0, rss_bytes=0, peak_rss_bytes=0,
                                   read_bytes=None, write_bytes=None, threads=1, children=0))

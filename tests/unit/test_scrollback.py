@@ -67,7 +67,7 @@ def test_a_huge_line_is_kept_in_part_and_says_so() -> None:
 
 def test_events_become_lines_and_own_lines() -> None:
     batch = [
-        events.Output("web", "web.1", stream="stderr", data=b"one\r\ntwo\n"),
+        events.Output("web", "web.1", stream="stderr", text="one\ntwo\n"),
         events.Exited("web", "web.1", status=State.FAILED, code=3, signal=None, duration_s=1.5),
         events.Requested("web", "web", verb="scale", detail="scaled to 3", client_pid=99),
         events.Requested("web", "web", verb="scale", detail="scaled to 2", client_pid=7),

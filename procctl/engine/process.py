@@ -37,6 +37,29 @@ PIPE_DRAIN_GRACE_S = 1.0
 """After the child and its group are gone, how long a pipe held open by an
 escaped descendant may keep us waiting for its last bytes."""
 
+TREE_POLL_S = 0.05
+"""During a stop, how often a group is looked at once its leader has exited
+and its pipes are closed, while members that closed their output live on."""
+
+
+def _group_lives(pgid: int) -> bool:
+    """A member of the process group is alive (zombies, which may wait long
+    for a reaper that never comes, do not count)."""
+    if not group_alive(pgid):
+        return False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the command: state, ppid, pgrp.
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
 _STREAMS = {1: "stdout", 2: "stderr"}
 
 
@@ -245,6 +268,9 @@ class Child:
         self._input: _Input | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._exited: asyncio.Future[None] | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        """Made when a graceful stop begins, done when it has ended: the
+        whole tree gone, or SIGKILLed after the stop timeout."""
         self.pid = 0
         self.started_at = 0.0
         self.ended_at: float | None = None
@@ -375,13 +401,16 @@ class Child:
         return self._input.write(data)
 
     async def wait(self) -> Exit:
-        """Wait for the child to exit, for its group to empty and for its last
+        """Wait for the child to exit, for its tree to end and for its last
         bytes to reach the log."""
         assert self._exited is not None and self._output is not None and self._input is not None
         try:
             await self._exited
-            # Processes the child left behind in its group would otherwise be orphans.
-            if group_alive(self.pgid):
+            if self._stopped is not None:
+                # A graceful stop waits for the whole tree, not the leader alone.
+                await asyncio.shield(self._stopped)
+            elif group_alive(self.pgid):
+                # The leader ended on its own: what it left in its group would be orphans.
                 _signal_group(self.pgid, signal.SIGKILL)
             try:
                 await asyncio.wait_for(asyncio.shield(self._output.closed), PIPE_DRAIN_GRACE_S)
@@ -396,27 +425,57 @@ class Child:
         return Exit(self.returncode, self.usage, self.ended_at or time.time())
 
     async def stop(self, stop_signal: int, timeout_s: float, known: ProcessTree | None = None) -> bool:
-        """Graceful stop of the whole tree: `stop_signal` to the group, then after
-        `timeout_s` SIGKILL to the group and to descendants that left it
-        (found in `known`, when the caller took one for many stops). True
-        when something was still alive for SIGKILL."""
+        """Graceful stop of the whole tree: `stop_signal` to the group, then
+        wait until every process of the tree has exited — the leader, what is
+        left in its group, and the descendants that left it (found in `known`,
+        when the caller took one for many stops) — or `timeout_s` has passed,
+        and SIGKILL what is left. True when something was still alive for
+        SIGKILL."""
         if self._exited is None or self._output is None or self._exited.done():
             return False
-        tree = (known or ProcessTree()).descendants(self.pid)
-        _signal_group(self.pgid, stop_signal)
-        # A stopped (paused) group would never act on the signal.
-        _signal_group(self.pgid, signal.SIGCONT)
-        # Done when the child has exited and every holder of its pipes is gone:
-        # both are events, so no polling of the group (whose dead members may
-        # linger as zombies until init reaps them).
-        everything = asyncio.gather(asyncio.shield(self._exited), asyncio.shield(self._output.closed))
-        killed_hard = False
+        if self._stopped is not None:
+            await asyncio.shield(self._stopped)
+            return False
+        self._stopped = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(everything, timeout_s)
-        except TimeoutError:
-            killed_hard = group_alive(self.pgid) or any(_alive(proc) for proc in tree)
-        self._kill(tree)
+            tree = (known or ProcessTree()).descendants(self.pid)
+            _signal_group(self.pgid, stop_signal)
+            # A stopped (paused) group would never act on the signal.
+            _signal_group(self.pgid, signal.SIGCONT)
+            # Descendants that left the group are part of the tree all the same.
+            _each(self._escaped(tree), lambda proc: proc.send_signal(stop_signal))
+            killed_hard = False
+            try:
+                await asyncio.wait_for(self._tree_ended(tree), timeout_s)
+            except TimeoutError:
+                killed_hard = self._tree_lives(tree)
+            self._kill(tree)
+        finally:
+            self._stopped.set_result(None)
         return killed_hard
+
+    async def _tree_ended(self, tree: list[psutil.Process]) -> None:
+        assert self._exited is not None and self._output is not None
+        # The leader's exit and the close of its pipes by every holder are
+        # events; only members that closed their output need looking at.
+        await asyncio.shield(self._exited)
+        await asyncio.shield(self._output.closed)
+        while self._tree_lives(tree):
+            await asyncio.sleep(TREE_POLL_S)
+
+    def _escaped(self, tree: list[psutil.Process]) -> list[psutil.Process]:
+        """The members of `tree` in a process group of their own."""
+        escaped = []
+        for proc in tree:
+            try:
+                if os.getpgid(proc.pid) != self.pgid:
+                    escaped.append(proc)
+            except OSError:
+                pass
+        return escaped
+
+    def _tree_lives(self, tree: list[psutil.Process]) -> bool:
+        return _group_lives(self.pgid) or any(_alive(proc) for proc in tree)
 
     def kill(self, known: ProcessTree | None = None) -> None:
         """SIGKILL the group and its descendants at once (second Ctrl-C)."""

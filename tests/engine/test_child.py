@@ -158,3 +158,97 @@ def test_stdin_larger_than_the_pipe_arrives_whole_and_rusage_is_kept(tmp_path: P
     assert lines == [("stdout", hashlib.sha256(payload).hexdigest() + "\n")]
     assert returned_after < 0.3  # not a timing bound: the child sleeps 0.3 s before it reads anything
     assert child.usage is not None and child.usage.ru_utime + child.usage.ru_stime > 0
+
+
+def _graceful_stop(tmp_path: Path, cmd: str | tuple[str, ...], lines: list[tuple[str, str]], timeout_s: float = 30) -> tuple[Child, bool]:
+    """Start `cmd`, wait for its 'up' line, stop it gracefully; (child, killed hard)."""
+
+    async def scenario() -> tuple[Child, bool]:
+        child, log_fd = _child(tmp_path, cmd, lines)
+        try:
+            await child.start()
+            while not any("up" in text for _, text in lines):
+                await asyncio.sleep(0.02)
+            waiter = asyncio.ensure_future(child.wait())
+            killed_hard = await child.stop(signal.SIGTERM, timeout_s)
+            await waiter
+            return child, killed_hard
+        finally:
+            child.kill()
+            os.close(log_fd)
+
+    return asyncio.run(scenario())
+
+
+def test_a_shell_wrapped_child_finishes_its_shutdown(tmp_path: Path) -> None:
+    """1. A string command: /bin/sh runs the child (dash forks it: the shell
+       is the group's leader).
+    2. The stop signal reaches both: the shell dies at once; the child prints
+       'flushing', takes its time and prints 'clean exit'.
+    3. Its last line reaches the log and the callback, with no SIGKILL."""
+    lines: list[tuple[str, str]] = []
+    child, killed_hard = _graceful_stop(tmp_path, f"'{sys.executable}' '{helper('graceful.py')}' 3 0.5", lines)
+    assert not killed_hard
+    assert b"flushing\nclean exit\n" in (tmp_path / "child.log").read_bytes()
+    assert ("stdout", "clean exit\n") in lines
+
+
+def test_a_graceful_stop_waits_for_a_tree_whose_leader_dies_first(tmp_path: Path) -> None:
+    """1. A list command whose leader (a shell of its own) dies of the stop
+       signal at once, leaving a child that traps it.
+    2. The stop waits for that child, whose last line reaches the log; the
+       leader's own death is what the run reports."""
+    lines: list[tuple[str, str]] = []
+    script = f"'{sys.executable}' '{helper('graceful.py')}' 4 0.5 & wait"
+    child, killed_hard = _graceful_stop(tmp_path, ("/bin/sh", "-c", script), lines)
+    assert not killed_hard
+    assert child.returncode == -signal.SIGTERM
+    assert (tmp_path / "child.log").read_bytes().endswith(b"flushing\nclean exit\n")
+
+
+def test_a_graceful_stop_waits_for_a_member_that_closed_its_output(tmp_path: Path) -> None:
+    """A member of the group that closed its stdout and stderr (as daemons
+    do) holds no pipe: the stop still waits for it, then finds it gone."""
+    marker = tmp_path / "done"
+    script = (
+        "import os, signal, sys, time\n"
+        f"def stop(*_):\n    time.sleep(0.5)\n    open({str(marker)!r}, 'w').close()\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('up', flush=True)\n"
+        "os.close(1); os.close(2)\n"
+        "while True: time.sleep(0.05)\n"
+    )
+    lines: list[tuple[str, str]] = []
+    child, killed_hard = _graceful_stop(tmp_path, ("/bin/sh", "-c", f"'{sys.executable}' -c \"$0\" & wait", script), lines)
+    assert not killed_hard
+    assert marker.exists()
+
+
+def test_a_leader_that_ends_on_its_own_still_ends_its_tree(tmp_path: Path) -> None:
+    """No stop was asked: the leader exits, and what it left in its group is
+    killed at once (no orphans), however it would have shut down."""
+    pid_file = tmp_path / "pid"
+
+    async def scenario() -> Child:
+        child, log_fd = _child(tmp_path, f"'{sys.executable}' '{helper('ignore_term.py')}' '{pid_file}' & while [ ! -s '{pid_file}' ]; do sleep 0.02; done; exit 0", [])
+        try:
+            await child.start()
+            await child.wait()
+            return child
+        finally:
+            child.kill()
+            os.close(log_fd)
+
+    child = asyncio.run(scenario())
+    assert child.returncode == 0
+    assert not alive(int(pid_file.read_text()))
+
+
+def test_a_descendant_in_a_session_of_its_own_is_stopped_gracefully_too(tmp_path: Path) -> None:
+    """A descendant that left the group (setsid) gets the stop signal as
+    well, and may finish its shutdown: no SIGKILL."""
+    lines: list[tuple[str, str]] = []
+    script = f"setsid '{sys.executable}' '{helper('graceful.py')}' 5 0.3 & wait"
+    child, killed_hard = _graceful_stop(tmp_path, ("/bin/sh", "-c", script), lines)
+    assert not killed_hard
+    assert (tmp_path / "child.log").read_bytes().endswith(b"flushing\nclean exit\n")

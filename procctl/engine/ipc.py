@@ -23,6 +23,10 @@ from procctl.engine.probes import NotifyProbe
 if TYPE_CHECKING:
     from procctl.config.manifest import ProcessSpec
 
+STATUS_INTERVAL_S = 0.1
+"""A run's STATUS= texts are published at most this often: a process that
+sends thousands a second is shown its latest, and the events stay few."""
+
 T = TypeVar("T", bound=Hashable)
 T_contra = TypeVar("T_contra", contravariant=True)
 
@@ -97,6 +101,11 @@ class RunChannel:
     status: str = ""
     main_pid: int | None = None
     reloading: bool = False
+    published_at: float = float("-inf")
+    """When its status was last published (loop time)."""
+    status_due: asyncio.TimerHandle | None = None
+    """A publication of its latest status, held back by STATUS_INTERVAL_S."""
+    warned_main_pid: bool = False
 
 
 class Ipc(Generic[T]):
@@ -145,6 +154,8 @@ class Ipc(Generic[T]):
         for run in self._runs.values():
             if run.watchdog is not None:
                 run.watchdog.cancel()
+            if run.status_due is not None:
+                run.status_due.cancel()
         self._runs.clear()
         self._by_pid.clear()
         self._server.close()
@@ -194,6 +205,8 @@ class Ipc(Generic[T]):
             self._by_pid.pop(run.pid, None)
             if run.watchdog is not None:
                 run.watchdog.cancel()
+            if run.status_due is not None:
+                run.status_due.cancel()
 
     def stopping(self, target: T) -> None:
         """procctl is stopping the run: its watchdog no longer matters."""
@@ -233,6 +246,24 @@ class Ipc(Generic[T]):
     def _refused(self, pid: int, why: str) -> None:
         self._hooks.notice(None, why, "warning")
 
+    def _publish_status(self, target: T, run: RunChannel) -> None:
+        """Publish the run's latest status now, or once STATUS_INTERVAL_S
+        has passed since the last one."""
+        if run.status_due is not None:
+            return  # Already due: it will publish the latest text.
+        loop = asyncio.get_running_loop()
+        wait = run.published_at + STATUS_INTERVAL_S - loop.time()
+        if wait > 0:
+            run.status_due = loop.call_later(wait, self._publish_status_now, target, run)
+        else:
+            self._publish_status_now(target, run)
+
+    def _publish_status_now(self, target: T, run: RunChannel) -> None:
+        run.status_due = None
+        if self._runs.get(target) is run:
+            run.published_at = asyncio.get_running_loop().time()
+            self._hooks.status_message(target, run.status)
+
     def _deliver(self, target: T, pid: int, message: Notification) -> None:
         run = self._runs.get(target)
         if run is None:
@@ -243,7 +274,8 @@ class Ipc(Generic[T]):
                 if run.main_pid != message.main_pid:
                     run.main_pid = message.main_pid
                     hooks.notice(target, f"main pid is {message.main_pid} (MAINPID=)", "info")
-            else:
+            elif not run.warned_main_pid:
+                run.warned_main_pid = True
                 hooks.notice(target, f"ignored MAINPID={message.main_pid}: not a process of its tree", "warning")
         if message.extend_timeout_usec is not None and not run.probe.passed.is_set():
             run.probe.extend(message.extend_timeout_usec / 1_000_000)
@@ -257,7 +289,7 @@ class Ipc(Generic[T]):
             run.probe.passed.set()
         if message.status is not None and message.status != run.status:
             run.status = message.status
-            hooks.status_message(target, message.status)
+            self._publish_status(target, run)
         if message.stopping:
             hooks.notice(target, "stopping of its own accord (STOPPING=1)", "info")
             self.stopping(target)

@@ -154,3 +154,21 @@ def test_a_run_gets_its_regions_and_watchdog_in_env_and_fds() -> None:
         assert ipc.env(_spec()) == {} and ipc.fds(_spec()) == ()
 
     _scenario(body, {"table": 8192})
+
+
+def test_a_flood_of_status_texts_is_published_as_a_few_with_the_latest_last() -> None:
+    """A process sends 5000 STATUS= as fast as it can: every one is read (its
+    barrier is released), fewer than a fifth become events, and the last event
+    and `status` both hold the latest text."""
+
+    async def body(ipc: Ipc[str], heard: Heard, env: dict[str, str]) -> None:
+        proc = _spawn(f"'{PY}' '{SD_NOTIFY}' --burst 5000; exec sleep 60", env)
+        ipc.started("svc", proc.pid, _spec())
+        try:
+            await _until(lambda: heard.statuses and heard.statuses[-1] == ("svc", "5000"))
+            assert ipc.describe("svc")["status_message"] == "5000"
+            assert len(heard.statuses) < 1000
+        finally:
+            _end(proc)
+
+    _scenario(body)

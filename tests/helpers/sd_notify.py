@@ -5,6 +5,7 @@ send BARRIER=1 with the write end of a pipe and wait for the pipe's end.
     sd_notify.py READY=1 STATUS=hello            # then exit 0
     sd_notify.py --repeat 0.2 WATCHDOG=1         # send every 0.2 s until killed
     sd_notify.py --size 5000                     # one datagram of 5000 bytes
+    sd_notify.py --burst 5000                    # STATUS=1 ... STATUS=5000 as fast as it can
 """
 
 import os
@@ -36,6 +37,10 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     if argv[:1] == ["--size"]:
         send(sock, b"STATUS=" + b"x" * (int(argv[1]) - 7))
+        return 0 if barrier(sock) else 1
+    if argv[:1] == ["--burst"]:
+        for n in range(1, int(argv[1]) + 1):
+            send(sock, b"STATUS=%d" % n)
         return 0 if barrier(sock) else 1
     if argv[:1] == ["--repeat"]:
         interval, payload = float(argv[1]), "\n".join(argv[2:]).encode()

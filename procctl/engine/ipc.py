@@ -200,6 +200,11 @@ class Ipc(Generic[T]):
         return run.probe
 
     def ended(self, target: T) -> None:
+        """The run's child has exited. What it sent before it exited (still
+        queued in the socket) is read first, so that a last STATUS= or
+        READY=1 counts; a status held back is published now."""
+        if target in self._runs:
+            self._server.read_pending()
         run = self._runs.pop(target, None)
         if run is not None:
             self._by_pid.pop(run.pid, None)
@@ -207,6 +212,8 @@ class Ipc(Generic[T]):
                 run.watchdog.cancel()
             if run.status_due is not None:
                 run.status_due.cancel()
+                run.status_due = None
+                self._hooks.status_message(target, run.status)
 
     def stopping(self, target: T) -> None:
         """procctl is stopping the run: its watchdog no longer matters."""

@@ -8,9 +8,11 @@ small clients) sends newline-separated `KEY=VALUE` lines to it.
 
 Who sent a datagram is what the kernel says (`SO_PASSCRED`): the sender's pid
 must belong to the tree of a running instance (`membership.owner`),
-systemd's `NotifyAccess=all`; anything else is refused. A sender must still
-be alive when its datagram is read: `systemd-notify` waits for that itself
-(it sends `BARRIER=1` with a descriptor and waits until it is closed).
+systemd's `NotifyAccess=all`; anything else is refused. A sender other than
+the instance's own process must still be alive when its datagram is read:
+`systemd-notify` waits for that itself (it sends `BARRIER=1` with a
+descriptor and waits until it is closed); the instance's own process is
+known by its pid until its run is over, and what is queued is read first.
 
 Nothing in a datagram is trusted beyond the documented keys and their
 documented values: a datagram is at most 4096 bytes (larger is refused
@@ -205,6 +207,10 @@ class NotifyServer(Generic[Target]):
                 self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
+
+    def read_pending(self) -> None:
+        """Read what is queued now (before a run is forgotten)."""
+        self._on_readable()
 
     def _on_readable(self) -> None:
         sock = self._sock

@@ -172,3 +172,25 @@ def test_a_flood_of_status_texts_is_published_as_a_few_with_the_latest_last() ->
             _end(proc)
 
     _scenario(body)
+
+
+def test_what_a_run_sent_before_it_ended_counts_and_a_held_back_status_is_published() -> None:
+    """1. A process sends STATUS=first, STATUS=last and READY=1 and exits at
+    once, without waiting to be read. 2. Before the loop reads the socket,
+    the run ends. 3. Its datagrams are read first: both statuses are
+    published (the second, held back, at the end), and it was ready."""
+
+    async def body(ipc: Ipc[str], heard: Heard, env: dict[str, str]) -> None:
+        script = (
+            "import os, socket; a = os.environ['NOTIFY_SOCKET']; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+            "[s.sendto(m, chr(0) + a[1:]) for m in (b'STATUS=first', b'STATUS=last', b'READY=1')]"
+        )
+        proc = subprocess.Popen([PY, "-c", script], env=env, start_new_session=True)
+        probe = ipc.started("svc", proc.pid, _spec())
+        proc.wait(timeout=60)  # the loop does not turn meanwhile: nothing is read yet
+        assert heard.statuses == [] and not probe.passed.is_set()
+        ipc.ended("svc")
+        assert heard.statuses == [("svc", "first"), ("svc", "last")]
+        assert probe.passed.is_set()
+
+    _scenario(body)

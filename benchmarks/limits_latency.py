@@ -24,7 +24,7 @@ import textwrap
 from pathlib import Path
 
 from procctl import events
-from procctl.config.manifest import load_manifest
+from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.engine.cgroups import DISABLE_VAR, Host
 from procctl.engine.store import StateDir

@@ -32,13 +32,6 @@ class Event:
 
     kind = "event"
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {"ts": round(self.ts, 6), "event": self.kind}
-        for field in dataclasses.fields(self):
-            if field.name != "ts":
-                data[field.name] = getattr(self, field.name)
-        return data
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Queued(Event):

@@ -1,9 +1,10 @@
 """Timing commands: warmup runs, then timed runs, up to `parallel` in flight.
 
-Each run is its own session and process group with stdin, stdout and stderr
-on /dev/null. Its wall time runs from just before the spawn to the moment its
-exit is seen (a pidfd turning readable); its user and system CPU time come
-from `wait4` of the child, which includes every descendant it waited for; the
+Each run is the engine's `Child`: its own session and process group, with
+stdin, stdout and stderr on /dev/null. Its wall time runs from just before
+the spawn to the moment its exit is seen (a pidfd turning readable); its
+user and system CPU time come from `wait4` of the child, which includes
+every descendant it waited for; the
 peak RSS of its whole tree comes from the engine's process table, sampled in
 a thread every `sample_interval_s` (a run shorter than that may have none).
 When the child has exited, whatever it left in its group is SIGKILLed, so that
@@ -24,9 +25,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import os
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,27 +44,22 @@ from procctl.bench.result import (
     signal_name,
 )
 from procctl.engine.metrics import ProcessTable, default_table
+from procctl.engine.process import Child
 from procctl.engine.signals import SignalCapture
-from procctl.errors import SpawnError
 
 SHELL_PROBE_RUNS = 50
 """Runs of `SHELL -c ''` whose mean is the shell's start-up cost."""
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @dataclasses.dataclass(slots=True)
 class _Raw:
     began: float
     ended: float
+    """perf_counter just before the spawn, and when the exit was seen."""
     started_at: float
     ended_at: float
-    status: int
+    returncode: int
+    """The exit code, or -N for signal N."""
     user_s: float
     system_s: float
     peak: int | None
@@ -109,12 +102,6 @@ class _Sampler:
                 for pid, seen in usage.items():
                     if pid in self._peaks:
                         self._peaks[pid] = max(self._peaks[pid] or 0, seen.rss_bytes)
-
-
-def _wait_exit(pid: int) -> float:
-    """Block until `pid` exits (without reaping it); when it was seen."""
-    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-    return time.perf_counter()
 
 
 def _relative_to_fastest(results: list[CommandResult]) -> list[CommandResult]:
@@ -170,51 +157,23 @@ class _Bench:
     # ------------------------------------------------------------ one run
 
     async def _spawn_and_wait(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], *, sample: bool) -> _Raw:
-        loop = asyncio.get_running_loop()
+        """One run of `argv` as the engine runs a child (its own session, what
+        it leaves in its group killed after it), stdio on /dev/null."""
+        child = Child(tuple(argv), cwd=cwd, env=env)
         started_at = time.time()
         began = time.perf_counter()
-        try:
-            proc = subprocess.Popen(
-                list(argv), cwd=cwd, env=dict(env), start_new_session=True,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-        except FileNotFoundError as exc:
-            if not cwd.is_dir():
-                raise SpawnError(f"working directory {cwd} does not exist") from None
-            raise SpawnError(f"command not found: {exc.filename or argv[0]}") from None
-        except PermissionError as exc:
-            raise SpawnError(f"cannot execute {exc.filename or argv[0]}: permission denied") from None
-        except OSError as exc:
-            raise SpawnError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
-        pid = proc.pid
+        pid = await child.start()
         if sample:
             self.sampler.track(pid)
         try:
-            try:
-                pidfd = os.pidfd_open(pid)
-            except (AttributeError, OSError):
-                ended = await loop.run_in_executor(None, _wait_exit, pid)
-            else:
-                seen: asyncio.Future[float] = loop.create_future()
-                loop.add_reader(pidfd, lambda: seen.done() or seen.set_result(time.perf_counter()))
-                try:
-                    ended = await seen
-                finally:
-                    loop.remove_reader(pidfd)
-                    os.close(pidfd)
+            exit = await child.wait()
         except BaseException:
-            _kill_group(pid)
-            os.wait4(pid, 0)
-            proc.returncode = -signal.SIGKILL
+            child.reap()
             self.sampler.untrack(pid)
             raise
-        ended_at = time.time()
-        # The child is a zombie until reaped: its pid (the group id) cannot be reused yet.
-        _kill_group(pid)
-        _, status, usage = os.wait4(pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
         peak = self.sampler.untrack(pid) if sample else None
-        return _Raw(began, ended, started_at, ended_at, status, usage.ru_utime, usage.ru_stime, peak)
+        user_s, system_s = (exit.usage.ru_utime, exit.usage.ru_stime) if exit.usage else (0.0, 0.0)
+        return _Raw(began, began + exit.elapsed_s, started_at, exit.ended_at, exit.returncode, user_s, system_s, peak)
 
     async def _shell_overhead(self) -> tuple[float, float, float] | None:
         shelled = [c for c in self.commands if c.via_shell]
@@ -225,8 +184,8 @@ class _Bench:
         raws = []
         for _ in range(SHELL_PROBE_RUNS):
             raw = await self._spawn_and_wait(argv, first.cwd, first.env, sample=False)
-            if os.waitstatus_to_exitcode(raw.status) != 0:
-                raise BenchmarkError(f"the shell {argv[0]} fails to run an empty command (exit {os.waitstatus_to_exitcode(raw.status)})")
+            if raw.returncode != 0:
+                raise BenchmarkError(f"the shell {argv[0]} fails to run an empty command (exit {raw.returncode})")
             raws.append(raw)
         return (stats.mean([r.ended - r.began for r in raws]), stats.mean([r.user_s for r in raws]), stats.mean([r.system_s for r in raws]))
 
@@ -278,14 +237,14 @@ class _Bench:
             try:
                 if opts.prepare:
                     prep = await self._spawn_and_wait(opts.prepare, command.cwd, command.env, sample=False)
-                    code = os.waitstatus_to_exitcode(prep.status)
+                    code = prep.returncode
                     if code != 0:
                         self._fail(f"the --prepare command {_code_text(code)} (before run {number} of {command.name!r})")
                         return
                 raw = await self._spawn_and_wait(command.argv, command.cwd, command.env, sample=timed)
             finally:
                 slots.release()
-            code = os.waitstatus_to_exitcode(raw.status)
+            code = raw.returncode
             wall = max(raw.ended - raw.began - correction[0], 0.0)
             done.append(wall)
             ends.append(raw.ended)

@@ -61,7 +61,7 @@ def _root(
 
 def load_manifest_option(file: Path | None) -> Manifest:
     from procctl.config.locate import find_manifest
-    from procctl.config.manifest import load_manifest
+    from procctl.config.loader import load_manifest
 
     return load_manifest(find_manifest(file))
 

@@ -46,14 +46,15 @@ def _commands(texts: list[str], processes: list[str], file: Path | None, shell: 
     commands: list[Command] = []
     if processes:
         from procctl.config.plan import build_plan
+        from procctl.config.select import resolve
 
         manifest = load_manifest_option(file)
         plan = build_plan(manifest)
+        firsts = {process: plan.jobs_of(process)[:1] for process in plan.order}
         for name in processes:
-            jobs = plan.jobs_of(name)
+            jobs = resolve([name], firsts)
             if not jobs:
-                known = ", ".join(manifest.processes) or "none"
-                raise UsageError(f"-p {name}: no such process in {manifest.path}; known processes: {known}")
+                raise UsageError(f"-p {name}: it has no instance to time (an `each` with no items)")
             job = jobs[0]  # A replicated or `each` process: its first instance.
             via_shell = isinstance(job.cmd, str)
             argv = ("/bin/sh", "-c", job.cmd) if isinstance(job.cmd, str) else tuple(job.cmd)

@@ -59,7 +59,7 @@ def up(
 ) -> None:
     """Start the supervisor; with -d in the background, returning once processes are up."""
     from procctl.config.locate import find_manifest
-    from procctl.config.manifest import load_manifest
+    from procctl.config.loader import load_manifest
     from procctl.engine.store import LOCK_FD_VAR, StateDir, tail_of
 
     manifest_path = find_manifest(file)

@@ -22,30 +22,23 @@ def log_files(file: Path | None, names: list[str]) -> tuple[StateDir, list[tuple
     """The state directory, and (instance name, log file name) for the named
     processes/instances, or all, that have a log."""
     from procctl.config.plan import build_plan
+    from procctl.config.select import resolve
 
     manifest = load_manifest_option(file)
     plan = build_plan(manifest)
     state = StateDir.beside(manifest.path)
     present = set(state.log_names())
-    chosen: list[tuple[str, str]] = []
-    for name in names or list(plan.order):
-        jobs = plan.jobs_of(name) if name in manifest.processes else tuple(j for j in plan.jobs if j.name == name)
-        if jobs:
-            chosen.extend((job.name, job.log_name) for job in jobs)
-        elif name in manifest.processes:
-            continue
-        else:
-            # Instances added at run time (scale) are not in the plan.
-            if f"{name}.log" not in present:
-                known = ", ".join(manifest.processes)
-                raise UsageError(f"unknown process or instance {name!r}; known processes: {known}")
-            chosen.append((name, f"{name}.log"))
-        if name in manifest.processes:
-            planned = {log for _, log in chosen}
-            for log in sorted(present):
-                if log.startswith(f"{name}.") and log.endswith(".log") and log not in planned:
-                    chosen.append((log[: -len(".log")], log))
-    return state, [(n, log) for n, log in chosen if log in present]
+    by_process: dict[str, list[tuple[str, str]]] = {}
+    for job in plan.jobs:
+        by_process.setdefault(job.process, []).append((job.name, job.log_name))
+    planned = {log for logs in by_process.values() for _, log in logs}
+    for process in plan.order:
+        logs = by_process.setdefault(process, [])
+        # Instances added at run time (scale) are not in the plan.
+        logs.extend((log.removesuffix(".log"), log) for log in sorted(present - planned) if log.startswith(f"{process}."))
+    by_instance = {instance: (instance, log) for logs in by_process.values() for instance, log in logs}
+    chosen = resolve(names or plan.order, by_process, by_instance)
+    return state, [(name, log) for name, log in chosen if log in present]
 
 
 def _open_log(state: StateDir, log_name: str) -> int | None:

@@ -11,7 +11,7 @@ _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*$
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
 
 
-def _double_quoted(body: str, path: Path, line: int) -> str:
+def _double_quoted(body: str) -> str:
     out, i = [], 0
     while i < len(body):
         char = body[i]
@@ -44,7 +44,7 @@ def parse_env(text: str, path: Path) -> dict[str, str]:
             if rest and not rest.startswith("#"):
                 raise ManifestError(f"{key}: unexpected text after the quoted value", path=path, line=number)
             body = value[1:end]
-            value = _double_quoted(body, path, number) if quote == '"' else body
+            value = _double_quoted(body) if quote == '"' else body
         else:
             value = re.split(r"\s+#", value, maxsplit=1)[0].strip()
         values[key] = value

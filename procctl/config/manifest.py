@@ -1,21 +1,22 @@
-"""The manifest: TOML, or a plain Procfile with .env → frozen dataclasses.
-
-Never spawns, never prints. Every problem is a `ManifestError` naming the file,
-the line, the key, what is wrong and the nearest valid key.
+"""The manifest's model: frozen dataclasses, read from TOML or a Procfile
+(and .env) by `config.loader`. The `Literal` annotations here are what the
+loader allows. Never spawns, never prints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from procctl.errors import ManifestError
 
 
+PROCESS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+"""What a process may be called: letters, digits, '-' and '_'."""
 MAX_REPLICAS = 10_000
 """The most replicas a process may have, in the manifest and through `scale`."""
 MAX_RLIMIT = 2**62
@@ -172,9 +173,3 @@ class Manifest:
         """The directory of the manifest; `.procctl/` lives here."""
         return self.path.parent
 
-
-def load_manifest(path: Path) -> Manifest:
-    """Read, parse and validate the manifest at `path`."""
-    from procctl.config.loader import load
-
-    return load(path)

@@ -218,11 +218,11 @@ def _collect(text: str, script: Script, regions: list[Region], edits: list[tuple
         for k, word in enumerate(command):
             if text.find(PLACEHOLDER, word.start, word.end) < 0:
                 continue
-            _word_edits(text, command, values, k, word, regions, edits)
+            _word_edits(text, values, k, word, regions, edits)
 
 
 def _word_edits(
-    text: str, command: list[Word], values: list[str | None], k: int, word: Word, regions: list[Region],
+    text: str, values: list[str | None], k: int, word: Word, regions: list[Region],
     edits: list[tuple[int, int, _Slot | _Nested | None]],
 ) -> None:  # fmt: skip
     shell = _shell_script(values, k)

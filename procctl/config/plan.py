@@ -8,6 +8,7 @@ config.placeholders), PORT per replica, dependency order and cycles.
 from __future__ import annotations
 
 import dataclasses
+import graphlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -137,17 +138,30 @@ def replica_job(manifest: Manifest, spec: ProcessSpec, index: int) -> Job:
     return _job(manifest, spec, index, replicated=True)
 
 
-def _order(manifest: Manifest) -> tuple[tuple[str, ...], dict[str, int]]:
+def dependency_levels(processes: Mapping[str, ProcessSpec]) -> dict[str, int]:
+    """The dependency depth of each process (0: it depends on nothing), by
+    one walk of the graph. Raises graphlib.CycleError, whose second argument
+    is the cycle (each process a dependency of the one before it... read
+    backwards: see `cycle_of`)."""
+    sorter = graphlib.TopologicalSorter({name: spec.depends_on for name, spec in processes.items()})
     levels: dict[str, int] = {}
+    for name in sorter.static_order():
+        deps = processes[name].depends_on if name in processes else ()
+        levels[name] = 1 + max((levels[dep] for dep in deps), default=-1)
+    return levels
 
-    def level(name: str, seen: tuple[str, ...] = ()) -> int:
-        if name not in levels:
-            deps = manifest.processes[name].depends_on
-            levels[name] = 1 + max((level(dep, seen + (name,)) for dep in deps), default=-1)
-        return levels[name]
 
-    for name in manifest.processes:
-        level(name)
+def cycle_of(error: graphlib.CycleError, processes: Mapping[str, ProcessSpec]) -> list[str]:
+    """The cycle a CycleError found, as dependencies read (`api → worker →
+    db → api`: api depends on worker...), from the process defined first."""
+    cycle = list(reversed(error.args[1]))[:-1]
+    start = min(range(len(cycle)), key=lambda i: list(processes).index(cycle[i]))
+    cycle = cycle[start:] + cycle[:start]
+    return [*cycle, cycle[0]]
+
+
+def _order(manifest: Manifest) -> tuple[tuple[str, ...], dict[str, int]]:
+    levels = dependency_levels(manifest.processes)
     position = {name: i for i, name in enumerate(manifest.processes)}
     order = tuple(sorted(manifest.processes, key=lambda n: (levels[n], position[n])))
     return order, levels

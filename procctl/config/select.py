@@ -1,12 +1,36 @@
-"""Picking processes from a manifest by name (`procctl run web worker`)."""
+"""Names on a command line or in a request → what they name: the one
+resolver of process and instance names, and picking processes from a
+manifest (`procctl run web worker`)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from procctl.config.manifest import Manifest
 from procctl.errors import UsageError
+
+T = TypeVar("T")
+
+
+def resolve(names: Iterable[str], processes: Mapping[str, Sequence[T]], instances: Mapping[str, T] | None = None) -> list[T]:
+    """What `names` name, each thing once, in order: a process name stands
+    for all of `processes[name]`; where `instances` is given, an instance
+    name (`web.2`, `thumb[7]`) for that one. A name that is neither is a
+    UsageError listing the processes."""
+    found: dict[int, T] = {}  # by id: linear in names and matches
+    for name in names:
+        if name in processes:
+            matches: Sequence[T] = processes[name]
+        elif instances is not None and name in instances:
+            matches = (instances[name],)
+        else:
+            what = "process" if instances is None else "process or instance"
+            raise UsageError(f"unknown {what} {name!r}; known processes: {', '.join(processes)}")
+        for match in matches:
+            found.setdefault(id(match), match)
+    return list(found.values())
 
 
 def select_processes(
@@ -22,12 +46,9 @@ def select_processes(
     the dependent starts without waiting for it). A dependency on a process
     that is left out is dropped. Raises UsageError for an unknown name,
     listing the known, and when nothing is left to run."""
-    wanted = list(dict.fromkeys(names))
-    unwanted = set(exclude)
-    unknown = [name for name in [*wanted, *unwanted] if name not in manifest.processes]
-    if unknown:
-        known = ", ".join(manifest.processes)
-        raise UsageError(f"unknown process {unknown[0]!r}; the manifest has: {known}")
+    every = {name: (name,) for name in manifest.processes}
+    wanted = resolve(names, every)
+    unwanted = set(resolve(exclude, every))
     if not wanted and not unwanted:
         return manifest
     keep: set[str] = set()

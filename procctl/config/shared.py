@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from procctl.config.manifest import RegionMode, SharedRegion
 
 if TYPE_CHECKING:
-    from procctl.config.loader import _Reader
+    from procctl.config.reading import Reader
 
 MAX_REGIONS = 64
 REGION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
@@ -31,7 +31,7 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def regions(reader: _Reader, raw: object) -> dict[str, SharedRegion]:
+def regions(reader: Reader, raw: object) -> dict[str, SharedRegion]:
     table = reader.table(raw, "shared")
     if len(table) > MAX_REGIONS:
         raise reader.error(f"at most {MAX_REGIONS} shared regions, got {len(table)}", "shared")
@@ -51,7 +51,7 @@ def regions(reader: _Reader, raw: object) -> dict[str, SharedRegion]:
         reader.check_keys(body, REGION_KEYS, *path)
         if "size" not in body:
             raise reader.error('missing key: size (e.g. size = "64MiB")', *path)
-        size = reader.size(body["size"], *path, "size")
+        size = reader.size(body["size"], (*path, "size"))
         if size < 1:
             raise reader.error("a region holds at least one byte", *path, "size")
         total += size
@@ -66,7 +66,7 @@ def regions(reader: _Reader, raw: object) -> dict[str, SharedRegion]:
     return found
 
 
-def uses(reader: _Reader, raw: object, process: str, known: Mapping[str, SharedRegion]) -> tuple[tuple[str, RegionMode], ...]:
+def uses(reader: Reader, raw: object, process: str, known: Mapping[str, SharedRegion]) -> tuple[tuple[str, RegionMode], ...]:
     """`shared = ["table", "scratch:ro"]`: each region by name, `:rw` (the
     default) or `:ro`."""
     path = ("process", process, "shared")

@@ -12,7 +12,7 @@ from typing import Any
 import tomli_w
 
 from procctl.config.envfile import read_env_file
-from procctl.config.loader import NAME
+from procctl.config.procfile import parse_procfile, ports
 from procctl.errors import ManifestError
 
 REPOSITORY = "https://github.com/procctl/procctl"
@@ -87,33 +87,20 @@ def example_files() -> dict[str, bytes]:
 
 
 def manifest_from_procfile(procfile: Path, env_file: Path | None) -> str:
-    """procfile.toml text for a Procfile (`name: command` lines) and its .env."""
+    """procfile.toml text for a Procfile (`name: command` lines) and its .env,
+    read as `procctl run` reads them (the same PORT for each process)."""
     try:
         text = procfile.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ManifestError("not valid UTF-8", path=procfile.name) from None
     except OSError as exc:
         raise ManifestError(f"cannot read {procfile}: {exc.strerror or exc}") from None
-    processes: dict[str, dict[str, Any]] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        name, sep, command = stripped.partition(":")
-        name, command = name.strip(), command.strip()
-        if not sep or not NAME.match(name) or not command:
-            raise ManifestError("expected 'name: command'", path=procfile.name, line=number)
-        processes[name] = {"cmd": command}
-    if not processes:
-        raise ManifestError("no processes defined (lines 'name: command')", path=procfile.name, line=1)
+    commands = parse_procfile(text, procfile.name)
     env = read_env_file(env_file, manifest=procfile, key=".env", line=None) if env_file else {}
-    # foreman gives process i (from 0) PORT = base + 100 * i; keep that.
-    base = int(env["PORT"]) if env.get("PORT", "").isdigit() else 5000
-    for i, table in enumerate(processes.values()):
-        table["port"] = base + 100 * i
+    port = ports(list(commands), env, env_file.name if env_file else ".env")
     document: dict[str, Any] = {}
     if env:
         document["env"] = env
-    document["process"] = processes
+    document["process"] = {name: {"cmd": command, "port": port[name]} for name, (command, _) in commands.items()}
     header = f"# Converted from {procfile.name}" + (f" and {env_file.name}" if env_file else "") + " by `procctl import`.\n\n"
     return header + tomli_w.dumps(document)

@@ -62,6 +62,9 @@ class Exit:
     when the executor cannot tell."""
     ended_at: float
     """Epoch seconds of its end."""
+    elapsed_s: float = 0.0
+    """Wall seconds from just before the spawn to the moment its exit was
+    seen (a monotonic clock: what a benchmark times)."""
 
 
 class ChildProcess(Protocol):

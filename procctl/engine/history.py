@@ -7,8 +7,8 @@ supervisor's run) so that thousands of short jobs do not pay a commit each.
 The database must never stop a run: a corrupt or unwritable file disables the
 history for the run with one warning; a locked one keeps the rows and retries.
 
-`recent_runs` is the reading side for other parts of procctl (predicting how
-long a job will take); `list_runs` serves `procctl history`.
+`list_runs` is the reading side: `procctl history`, and the predictions of
+how long a job will take and how much memory it needs (engine.predict).
 """
 
 from __future__ import annotations
@@ -297,18 +297,6 @@ def _query(db_path: Path, where: str, args: list[object], limit: int | None) -> 
         raise HistoryError(f"{db_path}: {exc} (move the file away to start a new history)") from None
     finally:
         conn.close()
-
-
-def recent_runs(db_path: Path, manifest: str | os.PathLike[str], name: str, instance: str | None = None, limit: int = 20) -> list[RunRow]:
-    """The latest runs (newest first) of process `name` of `manifest`, or of
-    one of its instances. [] when there is no history yet; HistoryError when
-    the database cannot be read."""
-    where = "WHERE manifest = ? AND process = ?"
-    args: list[object] = [str(manifest), name]
-    if instance is not None:
-        where += " AND instance = ?"
-        args.append(instance)
-    return _query(db_path, where, args, limit)
 
 
 def list_runs(db_path: Path, manifest: str | os.PathLike[str] | None = None, name: str | None = None, limit: int | None = 20) -> list[RunRow]:

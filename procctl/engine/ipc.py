@@ -16,7 +16,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from procctl import events
-from procctl.engine import childenv, membership, shm
+from procctl.engine import childenv, shm
+from procctl.engine.tree import owner
 from procctl.engine.notify import Notification, NotifyServer
 from procctl.engine.probes import NotifyProbe
 
@@ -245,7 +246,7 @@ class Ipc(Generic[T]):
 
     def owner_of(self, pid: int) -> T | None:
         """The instance whose current run's tree `pid` belongs to, if any."""
-        root = membership.owner(pid, self._by_pid)
+        root = owner(pid, self._by_pid)
         return self._by_pid.get(root) if root is not None else None
 
     # ------------------------------------------------------------ notifications
@@ -277,7 +278,7 @@ class Ipc(Generic[T]):
             return
         hooks = self._hooks
         if message.main_pid is not None:
-            if membership.owner(message.main_pid, {run.pid}) == run.pid:
+            if owner(message.main_pid, {run.pid}) == run.pid:
                 if run.main_pid != message.main_pid:
                     run.main_pid = message.main_pid
                     hooks.notice(target, f"main pid is {message.main_pid} (MAINPID=)", "info")

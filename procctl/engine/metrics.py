@@ -35,7 +35,7 @@ import psutil
 
 from procctl import events
 from procctl.engine.history import History, RunRow, command_text
-from procctl.engine.tree import ProcessTree, members
+from procctl.engine.tree import ProcessTree, members, stat_fields
 from procctl.states import State
 
 if TYPE_CHECKING:
@@ -116,9 +116,7 @@ class ProcTable:
             data = _read(f"{proc}/{entry}/stat")
             if not data:
                 continue
-            # The command name (field 2) may hold spaces and parentheses: cut
-            # after its last ')'. What follows starts at field 3 (state).
-            rest = data[data.rfind(b")") + 2 :].split()
+            rest = stat_fields(data)
             if len(rest) < 22:
                 continue
             pid = int(entry)

@@ -7,7 +7,7 @@ speaks the protocol (libsystemd's `sd_notify`, `systemd-notify`, the many
 small clients) sends newline-separated `KEY=VALUE` lines to it.
 
 Who sent a datagram is what the kernel says (`SO_PASSCRED`): the sender's pid
-must belong to the tree of a running instance (`membership.owner`),
+must belong to the tree of a running instance (`tree.owner`),
 systemd's `NotifyAccess=all`; anything else is refused. A sender other than
 the instance's own process must still be alive when its datagram is read:
 `systemd-notify` waits for that itself (it sends `BARRIER=1` with a

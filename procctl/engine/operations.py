@@ -18,6 +18,7 @@ from procctl import events
 from procctl.config import values
 from procctl.config.manifest import MAX_REPLICAS
 from procctl.config.plan import replica_job
+from procctl.config.select import resolve
 from procctl.engine import limits
 from procctl.engine.ipc import region_users
 from procctl.engine.runner import InstanceRunner
@@ -96,10 +97,7 @@ class Operations:
         self._refuse_while_stopping()
         if not 0 <= replicas <= MAX_REPLICAS:
             raise UsageError(f"scale: replicas must be 0 to {MAX_REPLICAS:,} (the manifest's own cap), got {replicas:,}")
-        spec = self.sup.plan.manifest.processes.get(process)
-        if spec is None:
-            known = ", ".join(self.sup.plan.manifest.processes)
-            raise UsageError(f"unknown process {process!r}; known processes: {known}")
+        (spec,) = resolve([process], {name: (spec,) for name, spec in self.sup.plan.manifest.processes.items()})
         if spec.each is not None:
             raise UsageError(f"{process} runs one job per `each` item; it cannot be scaled")
         mine = [runner for runner in self.sup.runners if runner.process == process]

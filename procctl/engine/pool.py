@@ -146,12 +146,6 @@ class Pool:
                 self._unheld.set()
         self._dispatch()
 
-    def resize(self, size: int) -> None:
-        self.cap = size
-        self.limit = min(self.limit, size) if self.auto else size
-        self._on_resize()
-        self._dispatch()
-
     # ------------------------------------------------------------ admission
 
     def _fits(self, waiter: _Waiter) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from procctl import events
 from procctl.config.plan import Job, Plan
+from procctl.config.select import resolve
 from procctl.engine import childenv
 from procctl.engine.child import Executor
 from procctl.engine.enforcer import Enforcer
@@ -154,14 +155,7 @@ class Supervisor:
         names = list(names)
         if not names:
             raise UsageError("name at least one process or instance (or use --all)")
-        found: dict[int, InstanceRunner] = {}  # by id: linear in names and matches
-        for name in names:
-            matches = self._by_process.get(name) or ([self._by_name[name]] if name in self._by_name else [])
-            if not matches:
-                raise UsageError(f"unknown process or instance {name!r}; known processes: {', '.join(self._by_process)}")
-            for runner in matches:
-                found.setdefault(id(runner), runner)
-        return list(found.values())
+        return resolve(names, self._by_process, self._by_name)
 
     def launch(self, runner: InstanceRunner) -> None:
         """Begin a runner's life (at the start, or a later `start`)."""

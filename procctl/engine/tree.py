@@ -1,16 +1,30 @@
-"""Process trees: who descends from whom, from one pass over the process table.
+"""Process trees: who descends from whom, and whose tree a process is in.
 
-`members` is the one walk of a tree, over a map of parent → children;
-`ProcessTree` makes that map with psutil (the metrics sampler makes its own
-from /proc/PID/stat, whose figures it reads in the same pass). A tree is
-found through parents, so it includes descendants that left the process
-group (setsid) and misses those re-parented away (to init) — the guardian's
-token sweep finds those.
+Down: `members` is the one walk of a tree, over a map of parent → children;
+`ProcessTree` makes that map with psutil from one pass over the process
+table (the metrics sampler makes its own from /proc/PID/stat, whose figures
+it reads in the same pass, parsed by `stat_fields`). A tree is found through
+parents, so it includes descendants that left the process group (setsid)
+and misses those re-parented away (to init) — the guardian's token sweep
+finds those.
+
+Up: `owner` says which instance a process belongs to, told from the
+kernel's record of it. A notification or a control request names its sender
+only through the credentials the kernel attaches (a pid); what the sender
+says of itself is never taken for who it is. A pid belongs to an instance
+when the instance's process is the pid itself, one of its ancestors, or the
+leader of its session: every instance runs in a session of its own, so a
+descendant that was re-parented away when its parent ended still belongs by
+its session, and only a process that also left the session (a daemon's
+double fork) needs its ancestry to still lead back. An instance's process
+stays ours until the supervisor reaps it, so its pid (and with it a session
+id of that number) cannot be taken by a stranger while the instance is
+looked up by it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
 import psutil
 
@@ -46,3 +60,44 @@ class ProcessTree:
 
     def descendants(self, pid: int) -> list[psutil.Process]:
         return [proc for proc in self.members(pid) if proc.pid != pid]
+
+
+MAX_DEPTH = 1024
+"""Ancestors followed at most (a chain of parents is never this long)."""
+
+
+def stat_fields(data: bytes) -> list[bytes]:
+    """/proc/PID/stat's fields from the third on (state, ppid, pgrp, session,
+    …). The command name (field 2) may hold spaces and parentheses: it is
+    cut after its last ')'."""
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def parent_and_session(pid: int, proc: str = "/proc") -> tuple[int, int] | None:
+    """(parent pid, session id) of a process, or None when it is gone."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            fields = stat_fields(f.read(4096))
+    except OSError:
+        return None
+    if len(fields) < 4:
+        return None
+    return int(fields[1]), int(fields[3])
+
+
+def owner(pid: int, roots: Collection[int], proc: str = "/proc") -> int | None:
+    """The root in `roots` whose tree `pid` belongs to, or None."""
+    current = pid
+    for _ in range(MAX_DEPTH):
+        if current in roots:
+            return current
+        if current <= 1:
+            return None
+        found = parent_and_session(current, proc)
+        if found is None:
+            return None
+        parent, session = found
+        if session in roots:
+            return session
+        current = parent
+    return None

@@ -66,14 +66,14 @@ def render(export: Export) -> dict[str, str]:
         export.header("systemd")
         + f"# Start everything: systemctl start {app}.target; at boot: systemctl enable {app}.target\n"
         + "[Unit]\n"
-        + f"Description={_plain(export, 'procctl app ' + app)}\n"
+        + f"Description={_plain('procctl app ' + app)}\n"
         + f"Wants={wants}\n"
         + "\n[Install]\nWantedBy=multi-user.target\n"
     )
     return files
 
 
-def _plain(export: Export, text: str) -> str:
+def _plain(text: str) -> str:
     """Free text (a description): specifiers escaped, one line."""
     return text.replace("%", "%%").replace("\n", " ")
 
@@ -103,7 +103,7 @@ def _argv(export: Export, service: Service, job: Job) -> list[str]:
 def _unit(export: Export, service: Service, job: Job) -> str:
     spec = service.spec
     app = export.options.app
-    unit: list[str] = ["[Unit]", f"Description={_plain(export, f'procctl app {app}: {job.name}')}", f"PartOf={app}.target"]
+    unit: list[str] = ["[Unit]", f"Description={_plain(f'procctl app {app}: {job.name}')}", f"PartOf={app}.target"]
     notes: list[str] = []
     for dep, condition in service.depends_on.items():
         names = " ".join(unit_name(export, other) for other in export.service(dep).jobs)

@@ -137,21 +137,21 @@ class GroupedPrinter:
         self._write = write
         self._color = color
         self._github = github
-        self._runs: dict[str, tuple[str, tempfile.SpooledTemporaryFile[bytes]]] = {}
+        self._runs: dict[str, tempfile.SpooledTemporaryFile[bytes]] = {}
+        """Each instance's output of its current run, until the run ends."""
 
-    def _spool(self, process: str, instance: str) -> tempfile.SpooledTemporaryFile[bytes]:
-        run = self._runs.get(instance)
-        if run is None:
-            run = (process, tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES))
-            self._runs[instance] = run
-        return run[1]
+    def _spool(self, instance: str) -> tempfile.SpooledTemporaryFile[bytes]:
+        spool = self._runs.get(instance)
+        if spool is None:
+            spool = self._runs[instance] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)
+        return spool
 
     def __call__(self, event: events.Event) -> None:
         if isinstance(event, events.Output):
-            self._spool(event.name, event.instance).write(event.text.encode())
+            self._spool(event.instance).write(event.text.encode())
             return
         if isinstance(event, events.Exited):
-            self._flush(event.name, event.instance, describe(event) or event.instance, failed=event.status.failure)
+            self._flush(event.instance, describe(event) or event.instance, failed=event.status.failure)
             return
         if isinstance(event, events.Skipped):
             self._write(self._header(describe(event) or event.instance, failed=False) + b"\n")
@@ -165,7 +165,7 @@ class GroupedPrinter:
         if event.instance == _SYSTEM:
             self._write(line)  # About the run as a whole: no block to wait for.
         else:
-            self._spool(event.name, event.instance).write(line)
+            self._spool(event.instance).write(line)
 
     def _header(self, text: str, *, failed: bool) -> bytes:
         line = f"=== {text}"
@@ -173,17 +173,16 @@ class GroupedPrinter:
             line = f"\x1b[1;{31 if failed else 32}m{line}\x1b[0m"
         return line.encode()
 
-    def _flush(self, process: str, instance: str, headline: str, *, failed: bool) -> None:
-        run = self._runs.pop(instance, None)
+    def _flush(self, instance: str, headline: str, *, failed: bool) -> None:
+        spool = self._runs.pop(instance, None)
         if self._github:
             token = secrets.token_hex(8)
             self._write(f"::group::{_github_escape(headline)}\n::stop-commands::{token}\n".encode())
         else:
             self._write(self._header(headline, failed=failed) + b"\n")
-        if run is not None:
-            # Whole lines only (a run's output and procctl's notes), copied
-            # from the spool by the writer's thread.
-            self._write.copy(run[1])
+        if spool is not None:
+            # Whole lines only (a run's output and procctl's notes).
+            self._write.copy(spool)
         if self._github:
             self._write(f"::{token}::\n::endgroup::\n".encode())
 
@@ -194,7 +193,7 @@ class GroupedPrinter:
         for instance in list(self._runs):
             inst = by_name.get(instance)
             status = f"{instance} {inst.status_text}" if inst is not None else instance
-            self._flush(self._runs[instance][0], instance, status, failed=inst is not None and inst.state.failure)
+            self._flush(instance, status, failed=inst is not None and inst.state.failure)
 
 
 def _github_escape(text: str, *, property_value: bool = False) -> str:

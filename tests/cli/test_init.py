@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import Project
 
-from procctl.config.loader import load
+from procctl.config.loader import load_manifest
 from procctl.config.manifest import ReadySpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def test_init_writes_a_commented_manifest_that_loads_and_checks(project: Project
     assert result.returncode == 0, result.stderr
     text = project.manifest.read_text()
 
-    manifest = load(project.manifest)
+    manifest = load_manifest(project.manifest)
     assert list(manifest.processes) == ["server", "smoke", "jobs"]
     server = manifest.processes["server"]
     assert server.ready == ReadySpec(kind="http", target="http://127.0.0.1:{port}/", timeout_s=10.0)

@@ -404,7 +404,7 @@ def test_named_processes_bring_their_dependencies(project: Project) -> None:
     assert "C" not in result.stdout.split("procctl summary")[0]
     bad = project.run("run", "nope")
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "procctl: unknown process 'nope'; the manifest has: a, b, c"
+    assert bad.stderr.strip() == "procctl: unknown process 'nope'; known processes: a, b, c"
 
 
 def test_procfile_and_env_work_unchanged(project: Project) -> None:

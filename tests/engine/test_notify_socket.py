@@ -15,7 +15,7 @@ import psutil
 import pytest
 from conftest import PY, helper, wait_until
 
-from procctl.engine import membership
+from procctl.engine.tree import owner as tree_owner
 from procctl.engine.notify import MAX_DATAGRAM_BYTES, MAX_STATUS_CHARS, Notification, NotifyServer, parse
 
 SD_NOTIFY = helper("sd_notify.py")
@@ -68,7 +68,7 @@ def _serve(scenario: Callable[[NotifyServer[int], Received, set[int], dict[str, 
     async def main() -> None:
         roots: set[int] = set()
         got = Received()
-        server: NotifyServer[int] = NotifyServer(lambda pid: membership.owner(pid, roots), got.deliver, got.refuse)
+        server: NotifyServer[int] = NotifyServer(lambda pid: tree_owner(pid, roots), got.deliver, got.refuse)
         address = server.open()
         env = dict(os.environ, NOTIFY_SOCKET=address)
         try:
@@ -277,8 +277,8 @@ def test_owner_follows_parents_and_sessions() -> None:
     try:
         children = wait_until(lambda: psutil.Process(tree.pid).children(), what="the shell's child")
         child = children[0].pid  # type: ignore[index]
-        assert membership.owner(child, {tree.pid}) == tree.pid
-        assert membership.owner(tree.pid, {tree.pid}) == tree.pid
-        assert membership.owner(os.getpid(), {tree.pid}) is None
+        assert tree_owner(child, {tree.pid}) == tree.pid
+        assert tree_owner(tree.pid, {tree.pid}) == tree.pid
+        assert tree_owner(os.getpid(), {tree.pid}) is None
     finally:
         _end(tree)

@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import helper
 
 from procctl import events
-from procctl.config.manifest import load_manifest
+from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.engine import pool as pool_module
 from procctl.engine.pool import Pool

@@ -15,7 +15,7 @@ import pytest
 from fakes import FakeExecutor
 
 from procctl import events
-from procctl.config.manifest import load_manifest
+from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.engine.operations import Operations
 from procctl.engine.outcome import RunResult

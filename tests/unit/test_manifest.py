@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from procctl.config.locate import find_manifest
-from procctl.config.manifest import load_manifest
+from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.errors import ManifestError
 
@@ -228,3 +228,50 @@ def test_find_manifest_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert find_manifest("Procfile", tmp_path) == tmp_path / "Procfile"
     with pytest.raises(ManifestError, match="no such manifest: nope.toml"):
         find_manifest("nope.toml", tmp_path)
+
+
+def test_the_loader_reads_through_tables_built_from_the_model() -> None:
+    """Every key fills a field of the model, and the values a key may take
+    are the model's own `Literal`s: a new policy added to the model is a new
+    value the manifest takes, with no list to keep in step."""
+    import dataclasses
+    import typing
+
+    from procctl.config import loader
+    from procctl.config.manifest import ProbeKind, ProcessSpec, ReadySpec, RestartPolicy, Settings
+    from procctl.config.reading import choices
+
+    for table, model in ((loader.SETTINGS, Settings), (loader.PROCESS, ProcessSpec), (loader.READY, ReadySpec)):
+        fields = {field.name for field in dataclasses.fields(model)}
+        assert {key.field for key in table} <= fields, model
+        assert len({key.name for key in table}) == len(table)
+    assert choices(ProcessSpec, "restart") == typing.get_args(RestartPolicy)
+    assert loader.READY_KINDS == typing.get_args(ProbeKind)
+    assert choices(ProcessSpec, "depends_on") == ("started", "ready", "succeeded")
+    assert choices(Settings, "schedule") == ("fifo", "longest-first")
+
+
+def test_a_procfile_is_read_alike_by_run_and_by_import(tmp_path: Path) -> None:
+    """`procctl import` and `procctl run` read a Procfile and its .env with one
+    parser: the same processes, commands and PORTs, and the same refusals."""
+    import tomllib
+
+    from procctl.config.writer import manifest_from_procfile
+
+    procfile = write(tmp_path, "web: serve --port $PORT\nworker: work\n", name="Procfile")
+    (tmp_path / ".env").write_text("PORT=7000\n")
+    run = load_manifest(procfile)
+    imported = tomllib.loads(manifest_from_procfile(procfile, tmp_path / ".env"))["process"]
+    assert {name: (spec.cmd, spec.port) for name, spec in run.processes.items()} == {
+        name: (table["cmd"], table["port"]) for name, table in imported.items()
+    } == {"web": ("serve --port $PORT", 7000), "worker": ("work", 7100)}
+    (tmp_path / ".env").write_text("PORT=eighty\n")
+    with pytest.raises(ManifestError, match="PORT must be a number"):
+        load_manifest(procfile)
+    with pytest.raises(ManifestError, match="PORT must be a number"):
+        manifest_from_procfile(procfile, tmp_path / ".env")
+    procfile.write_text("web: a\nweb: b\n")
+    (tmp_path / ".env").unlink()
+    for read in (lambda: load_manifest(procfile), lambda: manifest_from_procfile(procfile, None)):
+        with pytest.raises(ManifestError, match="Procfile:2: process 'web' is defined twice"):
+            read()

@@ -10,7 +10,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from procctl.config.manifest import Manifest, load_manifest
+from procctl.config.loader import load_manifest
+from procctl.config.manifest import Manifest
 from procctl.config.plan import build_plan
 from procctl.errors import ManifestError
 

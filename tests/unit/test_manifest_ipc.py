@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from test_manifest import error_of, write
 
-from procctl.config.manifest import ReadySpec, SharedRegion, load_manifest
+from procctl.config.loader import load_manifest
+from procctl.config.manifest import ReadySpec, SharedRegion
 from procctl.config.shared import MAX_REGIONS, physical_memory
 
 

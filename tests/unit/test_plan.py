@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from procctl.config.manifest import load_manifest
+from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.config.writer import manifest_from_procfile, starter_manifest
 from procctl.errors import ManifestError, UsageError
@@ -91,3 +92,33 @@ def test_procfile_import_round_trip(tmp_path: Path) -> None:
     procfile.write_text("no colon here\n")
     with pytest.raises(ManifestError, match="Procfile:1: expected 'name: command'"):
         manifest_from_procfile(procfile, None)
+
+
+def test_one_resolver_for_process_and_instance_names() -> None:
+    from procctl.config.select import resolve
+    from procctl.errors import UsageError
+
+    processes = {"web": ["web.1", "web.2"], "db": ["db"], "jobs": []}
+    instances = {"web.1": "web.1", "web.2": "web.2", "db": "db"}
+    assert resolve(["web.2", "web", "db", "web.1"], processes, instances) == ["web.2", "web.1", "db"]
+    assert resolve(["jobs"], processes, instances) == []  # a process with no instance now
+    with pytest.raises(UsageError, match=r"^unknown process or instance 'wbe'; known processes: web, db, jobs$"):
+        resolve(["wbe"], processes, instances)
+    with pytest.raises(UsageError, match=r"^unknown process 'web.1'; known processes: web, db, jobs$"):
+        resolve(["web.1"], processes)
+
+
+def test_dependency_levels_come_from_one_walk_and_a_cycle_is_named_from_its_first_process(tmp_path: Path) -> None:
+    import graphlib
+
+    from procctl.config.plan import cycle_of, dependency_levels
+
+    path = tmp_path / "procfile.toml"
+    path.write_text('[process.app]\ncmd = "x"\ndepends_on = ["db", "cache"]\n[process.db]\ncmd = "y"\n[process.cache]\ncmd = "z"\ndepends_on = ["db"]\n')
+    processes = load_manifest(path).processes
+    assert dependency_levels(processes) == {"db": 0, "cache": 1, "app": 2}
+    assert build_plan(load_manifest(path)).order == ("db", "cache", "app")
+    looped = {**processes, "db": dataclasses.replace(processes["db"], depends_on={"app": "started"})}
+    with pytest.raises(graphlib.CycleError) as caught:
+        dependency_levels(looped)
+    assert cycle_of(caught.value, looped) in (["app", "db", "app"], ["app", "cache", "db", "app"])

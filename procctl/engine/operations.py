@@ -56,15 +56,15 @@ class Operations:
         known = ProcessTree()
         paused = [runner.name for runner in self.resolve(names, everything=everything) if runner.pause(known)]
         if everything:
-            self.sup.hold_queue(True)
-        return {"paused": paused, "queue_held": self.sup.queue_held}
+            self.sup.admission.hold(True)
+        return {"paused": paused, "queue_held": self.sup.admission.held}
 
     def resume(self, names: Sequence[str] = (), everything: bool = False) -> dict[str, Any]:
         known = ProcessTree()
         resumed = [runner.name for runner in self.resolve(names, everything=everything) if runner.resume(known)]
         if everything:
-            self.sup.hold_queue(False)
-        return {"resumed": resumed, "queue_held": self.sup.queue_held}
+            self.sup.admission.hold(False)
+        return {"resumed": resumed, "queue_held": self.sup.admission.held}
 
     def kill(self, names: Sequence[str] = (), sig: str | int | None = None) -> dict[str, Any]:
         """Stop gracefully and do not restart; or with `sig`, deliver just it."""
@@ -181,7 +181,7 @@ class Operations:
     # ------------------------------------------------------------ status
 
     def _pool_status(self) -> dict[str, Any]:
-        pool = self.sup.pool
+        pool = self.sup.admission.pool
         plan = self.sup.plan
         if pool is None:
             return {"size": plan.max_parallel, "cap": plan.max_parallel, "auto": plan.auto, "running": 0, "waiting": 0, "schedule": plan.schedule}
@@ -252,7 +252,7 @@ class Operations:
             "pid": os.getpid(),
             "max_parallel": self.sup.plan.max_parallel,
             "pool": self._pool_status(),
-            "queue_held": self.sup.queue_held,
+            "queue_held": self.sup.admission.held,
             "stopping": self.sup.stopping,
             "instances": rows,
             "shared": [{"name": region.name, "size_bytes": region.size, "resident_bytes": region.resident_bytes} for region in self.sup.ipc.regions],

@@ -1,9 +1,10 @@
-"""One child: its own session and process group, output to its log first.
+"""A child on this machine: its own session and process group, output to
+its log first (engine/pipes.py), and the executor that starts such children.
 
-`Child` spawns one run of a job's command, hands every byte it writes to the
-log file before anything else sees it, then passes complete lines (bounded in
-length) to a callback. Stopping signals the whole group, waits, and SIGKILLs the
-group and every descendant that left it. Knows nothing of the pool.
+`Child` spawns one run of a job's command; its pipes hand every byte it
+writes to the log file before anything else sees it, then complete lines to
+a callback. Stopping signals the whole tree, waits for it, and SIGKILLs what
+is left. Knows nothing of the pool.
 """
 
 from __future__ import annotations
@@ -22,13 +23,10 @@ import psutil
 from procctl.engine import childenv, limits
 from procctl.engine.child import Exit, OutputCallback, SpawnRequest
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
-from procctl.engine.lines import LineSplitter
+from procctl.engine.pipes import Input, Output
 from procctl.engine.tree import ProcessTree, stat_fields
 from procctl.errors import SpawnError
 from procctl.events import Flow
-
-READ_CHUNK_BYTES = 256 * 1024
-"""Bytes read from a pipe per wake-up (asyncio's pipe transports read as much)."""
 
 EXIT_POLL_S = 0.05
 """How often a child's exit is polled where the kernel has no pidfd (< 5.3)."""
@@ -59,151 +57,6 @@ def _group_lives(pgid: int) -> bool:
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
             return True
     return False
-
-_STREAMS = {1: "stdout", 2: "stderr"}
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-class _Output:
-    """The child's stdout and stderr, read straight from the pipes with the
-    loop's own readers: each chunk to the log file first, then whole lines
-    (`lines.LineSplitter`) to the callback.
-
-    While a slow sink holds the output `flow`, the pipes are not read: the
-    child waits on its writes. Once the child has exited they are read
-    whatever the flow says, so that its last bytes reach the log and its
-    pipes close (what is left is bounded: a pipe's buffer, and what an
-    escaped descendant writes before it is killed)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fds: dict[int, int], log_fd: int, on_output: OutputCallback, flow: Flow | None) -> None:
-        self._loop = loop
-        self._log_fd = log_fd
-        self._on_output = on_output
-        self._flow = flow
-        self._fds = dict(fds)
-        """Our read end → the child's fd it feeds (1 or 2)."""
-        self._splitters = {fd: LineSplitter() for fd in fds}
-        self._paused = False
-        self._draining = False
-        self.closed: asyncio.Future[None] = loop.create_future()
-        for fd in fds:
-            os.set_blocking(fd, False)
-            loop.add_reader(fd, self._read, fd)
-
-    def _read(self, fd: int) -> None:
-        try:
-            data = os.read(fd, READ_CHUNK_BYTES)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(fd)
-            return
-        # The log file first: whatever happens next, the bytes are on disk.
-        _write_all(self._log_fd, data)
-        lines = self._splitters[fd].feed(data)
-        if lines:
-            self._on_output(_STREAMS[self._fds[fd]], lines)
-        if self._flow is not None and self._flow.held and not self._draining:
-            self._pause()
-
-    def _pause(self) -> None:
-        if self._paused:
-            return
-        self._paused = True
-        for fd in self._fds:
-            self._loop.remove_reader(fd)
-        assert self._flow is not None
-        self._flow.when_released(self._go_on)
-
-    def _go_on(self) -> None:
-        if self._paused:
-            self._paused = False
-            for fd in self._fds:
-                self._loop.add_reader(fd, self._read, fd)
-
-    def drain(self) -> None:
-        """The child has exited: read to the end, held or not."""
-        self._draining = True
-        self._go_on()
-
-    def _close(self, fd: int) -> None:
-        stream = self._fds.pop(fd, None)
-        if stream is None:
-            return
-        if not self._paused:
-            self._loop.remove_reader(fd)
-        os.close(fd)
-        rest = self._splitters[fd].flush()
-        if rest:
-            self._on_output(_STREAMS[stream], rest)
-        if not self._fds and not self.closed.done():
-            self.closed.set_result(None)
-
-    def close(self) -> None:
-        """Stop reading (an escaped descendant may hold a pipe open for ever)."""
-        for fd in list(self._fds):
-            self._close(fd)
-
-
-MAX_PENDING_STDIN_BYTES = 1024 * 1024
-"""What `send` may leave waiting for a child that does not read its stdin."""
-
-
-class _Input:
-    """The child's stdin: what `send` writes, buffered when the pipe is full
-    (up to MAX_PENDING_STDIN_BYTES: a child that never reads cannot make the
-    supervisor hold every message sent to it)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        self._loop = loop
-        self._fd: int | None = fd
-        self._pending = bytearray()
-        os.set_blocking(fd, False)
-
-    def write(self, data: bytes) -> bool:
-        if self._fd is None or len(self._pending) + len(data) > MAX_PENDING_STDIN_BYTES:
-            return False
-        if not self._pending:
-            try:
-                data = data[os.write(self._fd, data) :]
-            except BlockingIOError:
-                pass
-            except OSError:
-                self.close()
-                return False
-            if data:
-                self._loop.add_writer(self._fd, self._flush)
-        self._pending += data
-        return True
-
-    def _flush(self) -> None:
-        assert self._fd is not None
-        try:
-            del self._pending[: os.write(self._fd, self._pending)]
-        except BlockingIOError:
-            return
-        except OSError:
-            self.close()
-            return
-        if not self._pending:
-            self._loop.remove_writer(self._fd)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            if self._pending:
-                self._loop.remove_writer(self._fd)
-            os.close(self._fd)
-            self._fd = None
-            self._pending.clear()
-
 
 def _signal_group(pgid: int, sig: int) -> bool:
     """Signal a process group; False when it is already gone."""
@@ -266,8 +119,8 @@ class Child:
         """Told of the child's group while it lives, so that it dies with procctl."""
         self._flow = flow
         """Held while a sink cannot keep up: its pipes then wait."""
-        self._output: _Output | None = None
-        self._input: _Input | None = None
+        self._output: Output | None = None
+        self._input: Input | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._exited: asyncio.Future[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -326,8 +179,8 @@ class Child:
             self._guardian.watch(self.pid)
         self._exited = loop.create_future()
         if self._on_output is not None:
-            self._output = _Output(loop, {stdout_r: 1, stderr_r: 2}, self._log_fd, self._on_output, self._flow)
-            self._input = _Input(loop, stdin_w)
+            self._output = Output(loop, {stdout_r: 1, stderr_r: 2}, self._log_fd, self._on_output, self._flow)
+            self._input = Input(loop, stdin_w)
         self._watch_exit(loop)
         return self.pid
 

@@ -1,6 +1,7 @@
-"""The supervisor of a run: the order of things, the dependency gate, the
-pool, fail_fast, the ordered shutdown and the result. Each instance's own
-life (spawn, probes, timeouts, restarts, pause) is its `InstanceRunner`'s.
+"""The supervisor of a run: the order of things, fail_fast, the ordered
+shutdown and the result; who may start when is its `Admission`'s (the
+dependency gate and the pool), and each instance's own life (spawn, probes,
+timeouts, restarts, pause) is its `InstanceRunner`'s.
 
 Publishes events on the bus and returns a `RunResult`; never prints.
 """
@@ -18,19 +19,18 @@ from procctl import events
 from procctl.config.plan import Job, Plan
 from procctl.config.select import resolve
 from procctl.engine import childenv
+from procctl.engine.admission import Admission
 from procctl.engine.child import Executor
 from procctl.engine.enforcer import Enforcer
 from procctl.engine.ipc import Ipc
 from procctl.engine.metrics import Recorder
 from procctl.engine.outcome import RunResult
-from procctl.engine.pool import Pool
 from procctl.engine.predict import Prediction
 from procctl.engine.process import LocalExecutor
 from procctl.engine.runner import InstanceRunner
 from procctl.engine.store import StateDir
 from procctl.engine.tree import ProcessTree
 from procctl.errors import INTERRUPTED_EXIT, TIMEOUT_EXIT, UsageError
-from procctl.states import State
 
 
 class Supervisor:
@@ -51,8 +51,6 @@ class Supervisor:
         self.state_dir = state_dir
         self.fail_fast = plan.manifest.settings.fail_fast if fail_fast is None else fail_fast
         self.run_timeout_s = run_timeout_s
-        self.predictions: Mapping[str, Prediction] = predictions or {}
-        """Predicted duration and peak RSS per instance name, from history."""
         self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency())
         """Starts the children (entered for the whole run)."""
         self.control_socket = control_socket
@@ -66,8 +64,8 @@ class Supervisor:
         self._exit_override: int | None = None
         self._interrupted = False
         self._stop_requested: asyncio.Event | None = None
-        self._changed: asyncio.Event | None = None
-        self._pool: Pool | None = None
+        self.admission = Admission(plan, bus, predictions or {}, self._by_process)
+        """Who may start now: the dependency gate and the pool."""
         self._first_failure: InstanceRunner | None = None
         self._idle: asyncio.Event | None = None
         """Set when no runner's life is left going."""
@@ -93,7 +91,6 @@ class Supervisor:
         Everything it acquires is released however it ends."""
         began = time.monotonic()
         self._stop_requested = asyncio.Event()
-        self._changed = asyncio.Event()
         self._idle = asyncio.Event()
         with contextlib.ExitStack() as stack:
             self.state_dir.prepare()
@@ -109,9 +106,8 @@ class Supervisor:
             self._run_env = childenv.supervisor_env(
                 control_socket=self.control_socket, manifest=self.plan.manifest.path, run_id=self.recorder.run_id, notify_socket=self.ipc.address
             )
-            self._pool = self._make_pool()
-            stack.callback(self._pool.close)
-            self._publish_pool()
+            self.admission.open()
+            stack.callback(self.admission.close)
             if self.run_timeout_s:
                 stack.callback(asyncio.get_running_loop().call_later(self.run_timeout_s, self._on_run_timeout).cancel)
             # First out: whatever still runs (after an error) is killed before the rest closes.
@@ -253,9 +249,16 @@ class Supervisor:
     # ------------------------------------------------ what runners ask of it
 
     def changed(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = asyncio.Event()
+        self.admission.changed()
+
+    async def dependencies(self, runner: InstanceRunner) -> str:
+        return await self.admission.dependencies(runner)
+
+    async def slot(self, runner: InstanceRunner) -> int:
+        return await self.admission.slot(runner)
+
+    def release(self, ticket: int) -> None:
+        self.admission.release(ticket)
 
     def ended(self, runner: InstanceRunner) -> None:
         if not runner.state.failure:
@@ -277,93 +280,6 @@ class Supervisor:
         spec = job.spec
         return spec.stop_timeout_s if spec.stop_timeout_s is not None else self.plan.manifest.settings.stop_timeout_s
 
-    async def dependencies(self, runner: InstanceRunner) -> str:
-        """Wait until every dependency holds. Returns '' or why it never will."""
-        deps = runner.job.spec.depends_on
-        while True:
-            pending = False
-            for dep, condition in deps.items():
-                verdict = self._dependency_verdict(dep, condition)
-                if verdict is None:
-                    pending = True
-                elif verdict:
-                    return verdict
-            if not pending:
-                return ""
-            assert self._changed is not None
-            await self._changed.wait()
-
-    def _dependency_verdict(self, process: str, condition: str) -> str | None:
-        """'' when it holds, None while undecided, else why it never will."""
-        undecided = False
-        for dep in self._by_process.get(process, ()):
-            if condition == "started":
-                holds = dep.started_once
-            elif condition == "ready":
-                holds = dep.ready_once
-            else:
-                holds = dep.state is State.EXITED
-            if holds:
-                continue
-            if dep.state.final:
-                return f"dependency {dep.name} {dep.result().status_text}, not {condition}"
-            undecided = True
-        return None if undecided else ""
-
-    async def slot(self, runner: InstanceRunner) -> int:
-        """A job waits for a pool slot; a service only while the queue is held."""
-        assert self._pool is not None
-        if not runner.job.pooled:
-            return await self._pool.enter()
-        prediction = self.predictions.get(runner.name)
-        return await self._pool.acquire(priority=self._priority(runner), rss_bytes=prediction.rss_bytes if prediction else None, name=runner.name)
-
-    def release(self, ticket: int) -> None:
-        assert self._pool is not None
-        self._pool.release(ticket)
-
-    def _priority(self, runner: InstanceRunner) -> float:
-        """Lower leaves the queue first: plan order (FIFO), or the longest
-        predicted duration first when the schedule says so."""
-        if self.plan.schedule == "longest-first":
-            prediction = self.predictions.get(runner.name)
-            if prediction is not None and prediction.duration_s is not None:
-                return -prediction.duration_s
-        return 0.0
-
-    # ----------------------------------------------------------------- pool
-
-    def _make_pool(self) -> Pool:
-        plan = self.plan
-        return Pool(
-            plan.max_parallel,
-            auto=plan.auto,
-            cap=plan.parallel_cap if plan.auto else plan.max_parallel,
-            min_free_bytes=plan.min_free_bytes,
-            on_warning=lambda name, message: self.bus.publish(events.Notice(name, name, message=message, level="warning")),
-            on_resize=self._publish_pool,
-        )
-
-    def _publish_pool(self) -> None:
-        pool = self._pool
-        if pool is not None:
-            self.bus.publish(
-                events.PoolSample("pool", "pool", pool_size=pool.limit, pool_cap=pool.cap, auto=pool.auto, running=pool.running, queued=pool.waiting)
-            )
-
-    def hold_queue(self, held: bool) -> None:
-        """`pause --all` holds the queue: no new start until it is released."""
-        assert self._pool is not None
-        self._pool.hold(held)
-
-    @property
-    def queue_held(self) -> bool:
-        return self._pool is not None and self._pool.held
-
-    @property
-    def pool(self) -> Pool | None:
-        return self._pool
-
     # --------------------------------------------------------------- limits
 
     def _on_sample(self, runner: InstanceRunner, sample: events.Sample) -> None:
@@ -371,8 +287,8 @@ class Supervisor:
         learns how much of its predicted peak the job already holds, and the
         enforcer checks the `memory` limit in force now."""
         run = runner.run
-        if self._pool is not None and run is not None and not sample.final:
-            self._pool.grown(run.ticket, sample.rss_bytes)
+        if run is not None and not sample.final:
+            self.admission.grown(run.ticket, sample.rss_bytes)
         self.enforcer.sampled(runner, sample)
 
     def _on_breach(self, runner: InstanceRunner, limit: str, value: float, maximum: float, mechanism: str, reason: str) -> None:

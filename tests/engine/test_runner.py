@@ -118,10 +118,10 @@ def test_start_of_an_ended_instance_publishes_pending(tmp_path: Path) -> None:
 
     async def script(w: World) -> None:
         await w.until(lambda: w.state("job") is State.EXITED, "job to end")
-        w.sup.hold_queue(True)
+        w.sup.admission.hold(True)
         assert w.ops.start(["job", "keep"]) == {"starting": ["job"], "already_running": ["keep"]}
         assert w.state("job") is State.PENDING and w.states("job")[-1] is State.PENDING
-        w.sup.hold_queue(False)
+        w.sup.admission.hold(False)
         await w.until(lambda: len(w.executor.of("job")) == 2 and w.state("job") is State.EXITED, "job's second run")
         w.sup.request_stop()
 

@@ -1,0 +1,137 @@
+"""Who may start now: the dependency gate and the pool.
+
+An instance starts once every dependency holds (`depends_on`: started, ready
+or succeeded) and, for a job, once the pool gives it a slot; a service takes
+no slot and waits only while the queue is held (`pause --all`). Jobs leave
+the queue in plan order, or the longest predicted first (`longest-first`),
+and a job with a predicted peak RSS must fit in the memory left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from procctl import events
+from procctl.config.plan import Plan
+from procctl.engine.pool import Pool
+from procctl.engine.predict import Prediction
+from procctl.states import State
+
+if TYPE_CHECKING:
+    from procctl.engine.runner import InstanceRunner
+
+
+class Admission:
+    def __init__(self, plan: Plan, bus: events.Bus, predictions: Mapping[str, Prediction], by_process: Mapping[str, Sequence[InstanceRunner]]) -> None:
+        self._plan = plan
+        self._bus = bus
+        self._predictions = predictions
+        self._by_process = by_process
+        """Every instance of each process, as the supervisor keeps them."""
+        self._changed: asyncio.Event | None = None
+        self.pool: Pool | None = None
+
+    def open(self) -> None:
+        """The run begins (on the loop): the pool opens, its figures published."""
+        plan = self._plan
+        self._changed = asyncio.Event()
+        self.pool = Pool(
+            plan.max_parallel,
+            auto=plan.auto,
+            cap=plan.parallel_cap if plan.auto else plan.max_parallel,
+            min_free_bytes=plan.min_free_bytes,
+            on_warning=lambda name, message: self._bus.publish(events.Notice(name, name, message=message, level="warning")),
+            on_resize=self._publish,
+        )
+        self._publish()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+    def _publish(self) -> None:
+        pool = self.pool
+        if pool is not None:
+            self._bus.publish(
+                events.PoolSample("pool", "pool", pool_size=pool.limit, pool_cap=pool.cap, auto=pool.auto, running=pool.running, queued=pool.waiting)
+            )
+
+    # ----------------------------------------------------------- the gate
+
+    def changed(self) -> None:
+        """Some instance's state changed: the gate looks again."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def dependencies(self, runner: InstanceRunner) -> str:
+        """Wait until every dependency holds. Returns '' or why it never will."""
+        deps = runner.job.spec.depends_on
+        while True:
+            pending = False
+            for dep, condition in deps.items():
+                verdict = self._verdict(dep, condition)
+                if verdict is None:
+                    pending = True
+                elif verdict:
+                    return verdict
+            if not pending:
+                return ""
+            assert self._changed is not None
+            await self._changed.wait()
+
+    def _verdict(self, process: str, condition: str) -> str | None:
+        """'' when it holds, None while undecided, else why it never will."""
+        undecided = False
+        for dep in self._by_process.get(process, ()):
+            if condition == "started":
+                holds = dep.started_once
+            elif condition == "ready":
+                holds = dep.ready_once
+            else:
+                holds = dep.state is State.EXITED
+            if holds:
+                continue
+            if dep.state.final:
+                return f"dependency {dep.name} {dep.result().status_text}, not {condition}"
+            undecided = True
+        return None if undecided else ""
+
+    # ----------------------------------------------------------- the pool
+
+    async def slot(self, runner: InstanceRunner) -> int:
+        """A job waits for a pool slot; a service only while the queue is held."""
+        assert self.pool is not None
+        if not runner.job.pooled:
+            return await self.pool.enter()
+        prediction = self._predictions.get(runner.name)
+        return await self.pool.acquire(priority=self._priority(runner), rss_bytes=prediction.rss_bytes if prediction else None, name=runner.name)
+
+    def release(self, ticket: int) -> None:
+        assert self.pool is not None
+        self.pool.release(ticket)
+
+    def _priority(self, runner: InstanceRunner) -> float:
+        """Lower leaves the queue first: plan order (FIFO), or the longest
+        predicted duration first when the schedule says so."""
+        if self._plan.schedule == "longest-first":
+            prediction = self._predictions.get(runner.name)
+            if prediction is not None and prediction.duration_s is not None:
+                return -prediction.duration_s
+        return 0.0
+
+    def grown(self, ticket: int, rss_bytes: int) -> None:
+        """A running job's tree holds `rss_bytes` now (memory-aware admission)."""
+        if self.pool is not None:
+            self.pool.grown(ticket, rss_bytes)
+
+    def hold(self, held: bool) -> None:
+        """`pause --all` holds the queue: no new start until it is released."""
+        assert self.pool is not None
+        self.pool.hold(held)
+
+    @property
+    def held(self) -> bool:
+        return self.pool is not None and self.pool.held

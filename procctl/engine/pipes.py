@@ -1,0 +1,160 @@
+"""A local child's pipes: its stdout and stderr read into the log first and
+then, cut into lines, to the callback; its stdin written without waiting.
+Both are driven by the event loop's own readers and writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from procctl.engine.child import OutputCallback
+from procctl.engine.lines import LineSplitter
+from procctl.events import Flow
+
+READ_CHUNK_BYTES = 256 * 1024
+"""Bytes read from a pipe per wake-up (asyncio's pipe transports read as much)."""
+
+_STREAMS = {1: "stdout", 2: "stderr"}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class Output:
+    """The child's stdout and stderr, read straight from the pipes with the
+    loop's own readers: each chunk to the log file first, then whole lines
+    (`lines.LineSplitter`) to the callback.
+
+    While a slow sink holds the output `flow`, the pipes are not read: the
+    child waits on its writes. Once the child has exited they are read
+    whatever the flow says, so that its last bytes reach the log and its
+    pipes close (what is left is bounded: a pipe's buffer, and what an
+    escaped descendant writes before it is killed)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fds: dict[int, int], log_fd: int, on_output: OutputCallback, flow: Flow | None) -> None:
+        self._loop = loop
+        self._log_fd = log_fd
+        self._on_output = on_output
+        self._flow = flow
+        self._fds = dict(fds)
+        """Our read end → the child's fd it feeds (1 or 2)."""
+        self._splitters = {fd: LineSplitter() for fd in fds}
+        self._paused = False
+        self._draining = False
+        self.closed: asyncio.Future[None] = loop.create_future()
+        for fd in fds:
+            os.set_blocking(fd, False)
+            loop.add_reader(fd, self._read, fd)
+
+    def _read(self, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_CHUNK_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(fd)
+            return
+        # The log file first: whatever happens next, the bytes are on disk.
+        _write_all(self._log_fd, data)
+        lines = self._splitters[fd].feed(data)
+        if lines:
+            self._on_output(_STREAMS[self._fds[fd]], lines)
+        if self._flow is not None and self._flow.held and not self._draining:
+            self._pause()
+
+    def _pause(self) -> None:
+        if self._paused:
+            return
+        self._paused = True
+        for fd in self._fds:
+            self._loop.remove_reader(fd)
+        assert self._flow is not None
+        self._flow.when_released(self._go_on)
+
+    def _go_on(self) -> None:
+        if self._paused:
+            self._paused = False
+            for fd in self._fds:
+                self._loop.add_reader(fd, self._read, fd)
+
+    def drain(self) -> None:
+        """The child has exited: read to the end, held or not."""
+        self._draining = True
+        self._go_on()
+
+    def _close(self, fd: int) -> None:
+        stream = self._fds.pop(fd, None)
+        if stream is None:
+            return
+        if not self._paused:
+            self._loop.remove_reader(fd)
+        os.close(fd)
+        rest = self._splitters[fd].flush()
+        if rest:
+            self._on_output(_STREAMS[stream], rest)
+        if not self._fds and not self.closed.done():
+            self.closed.set_result(None)
+
+    def close(self) -> None:
+        """Stop reading (an escaped descendant may hold a pipe open for ever)."""
+        for fd in list(self._fds):
+            self._close(fd)
+
+
+MAX_PENDING_STDIN_BYTES = 1024 * 1024
+"""What `send` may leave waiting for a child that does not read its stdin."""
+
+
+class Input:
+    """The child's stdin: what `send` writes, buffered when the pipe is full
+    (up to MAX_PENDING_STDIN_BYTES: a child that never reads cannot make the
+    supervisor hold every message sent to it)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._loop = loop
+        self._fd: int | None = fd
+        self._pending = bytearray()
+        os.set_blocking(fd, False)
+
+    def write(self, data: bytes) -> bool:
+        if self._fd is None or len(self._pending) + len(data) > MAX_PENDING_STDIN_BYTES:
+            return False
+        if not self._pending:
+            try:
+                data = data[os.write(self._fd, data) :]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.close()
+                return False
+            if data:
+                self._loop.add_writer(self._fd, self._flush)
+        self._pending += data
+        return True
+
+    def _flush(self) -> None:
+        assert self._fd is not None
+        try:
+            del self._pending[: os.write(self._fd, self._pending)]
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close()
+            return
+        if not self._pending:
+            self._loop.remove_writer(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            if self._pending:
+                self._loop.remove_writer(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            self._pending.clear()

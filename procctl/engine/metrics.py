@@ -339,12 +339,15 @@ class Sampler:
         runs = list(self._runs.values())
         if not runs:
             return []
-        usage = self._table.sample([meter.pid for meter in runs], [meter.pid for meter in runs if meter.proportional])
+        return self._fold(runs, self._table.sample(*_roots(runs)))
+
+    def _fold(self, runs: list[RunMeter], usage: dict[int, TreeUsage]) -> list[events.Sample]:
         now = self._clock()
         samples = []
         for meter in runs:
             seen = usage.get(meter.pid)
-            if seen is not None:
+            # A run that ended while its tree was read has had its final sample.
+            if seen is not None and self._runs.get(meter.pid) is meter:
                 sample = meter.fold(seen, now)
                 samples.append(sample)
                 self._publish(sample)
@@ -365,9 +368,19 @@ class Sampler:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            self.sample_now()
+            runs = list(self._runs.values())
+            if runs:
+                # The pass over /proc runs off the loop: at a thousand trees it
+                # takes tens of milliseconds, that keys in the live view, the
+                # control socket and the children's output would wait for.
+                self._fold(runs, await asyncio.to_thread(self._table.sample, *_roots(runs)))
             if self._on_tick is not None:
                 self._on_tick()
+
+
+def _roots(runs: list[RunMeter]) -> tuple[list[int], list[int]]:
+    """What a table samples: every run's root, and those counted as PSS."""
+    return [meter.pid for meter in runs], [meter.pid for meter in runs if meter.proportional]
 
 
 # ------------------------------------------------------------- recorder

@@ -137,8 +137,19 @@ class Renderer:
         names = [row.name for row in model.rows.values()]
         self._name_width = min(max([len(n) for n in names] + [4]), 28)
         self._colors: dict[str, str] = {}
+        self._columns_key: tuple[int, int] | None = None
+        self._columns: list[Column] = []
 
     def columns(self, width: int) -> list[Column]:
+        """The columns that fit `width`, widest name first (kept until the
+        width or the longest name changes: every row of a frame asks)."""
+        key = (width, len(self.model.rows))
+        if self._columns_key != key:
+            self._columns_key = key
+            self._columns = self._fit_columns(width)
+        return self._columns
+
+    def _fit_columns(self, width: int) -> list[Column]:
         name_width = max(self._name_width, min(max((len(n) for n in self.model.rows), default=4), 28))
         columns = [
             Column("name", name_width),
@@ -187,6 +198,11 @@ class Renderer:
         if model.stopping:
             text.append(f"  {model.stopping}", style="yellow")
         return text
+
+    @property
+    def bars(self) -> list[Task]:
+        """The progress bars drawn (one per `each` process that has any)."""
+        return self._progress.tasks
 
     def progress(self) -> RenderableType | None:
         """One bar per `each` process that has more jobs than the pool runs at once."""

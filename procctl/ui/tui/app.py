@@ -50,7 +50,7 @@ class LiveApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
     CSS = """
     Screen { layout: vertical; }
-    #summary { height: auto; max-height: 6; }
+    #summary { height: 1; }
     #heads { height: 1; }
     #output { height: 1fr; min-height: 3; border-top: solid $primary-darken-2; border-title-color: $text-muted; }
     #output:focus { border-top: solid $accent; }
@@ -143,7 +143,9 @@ class LiveApp(App[int]):
             self._rows = len(model.rows)
             table.rows_changed()
             self.output.name_width = self._name_width()
-        table.refresh()
+            table.refresh()
+        else:
+            table.refresh_changed()
         if entries:
             self.scrollback.extend(entries)
             self.output.lines_added()
@@ -165,10 +167,17 @@ class LiveApp(App[int]):
         if self.leaving and not self.face.attached:
             header.append("  stopping — Ctrl-C again forces", style="bold yellow")
         progress = self.renderer.progress()
-        self.summary.update(Group(header, progress) if progress is not None else header)
+        # A fixed height, changed only when a progress bar comes or goes: a
+        # frame then repaints what changed instead of laying out the screen.
+        height = 1 + (len(self.renderer.bars) if progress is not None else 0)
+        if self.summary.styles.height is None or self.summary.styles.height.value != height:
+            self.summary.styles.height = height
+        self.summary.update(Group(header, progress) if progress is not None else header, layout=False)
         output = self.output
         state = "following" if output.follow else "scrolled up — End follows"
-        output.border_title = f"output · {len(self.scrollback):,} lines · {state}" + (" · times" if self.timestamps else "")
+        title = f"output · {len(self.scrollback):,} lines · {state}" + (" · times" if self.timestamps else "")
+        if output.border_title != title:
+            output.border_title = title
         for screen in self.screen_stack:
             if isinstance(screen, LogScreen):
                 screen.update_title()

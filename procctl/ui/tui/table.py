@@ -7,6 +7,7 @@ sight: at 1000 instances a frame draws the 40 on screen, not 1000.
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -82,6 +83,10 @@ class InstanceTable(ScrollView, can_focus=True):
         self.shown: list[Row] = []
         self.cursor = 0
         self._selected: str | None = None
+        self._base: Style | None = None
+        """The widget's own style (background), computed once."""
+        self._strips: dict[int, tuple[object, Strip]] = {}
+        """Each row as last drawn, by its index in `shown`, with what it showed."""
         self.rows_changed()
 
     @property
@@ -102,6 +107,7 @@ class InstanceTable(ScrollView, can_focus=True):
                     break
         self.cursor = min(self.cursor, max(len(self.shown) - 1, 0))
         self._remember()
+        self._strips.clear()
         self.virtual_size = Size(0, len(self.shown))
 
     def set_filter(self, query: str) -> None:
@@ -153,16 +159,52 @@ class InstanceTable(ScrollView, can_focus=True):
         if 0 <= index < len(self.shown):
             self._move_to(index)
 
-    def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        index = int(self.scroll_y) + y
-        if index >= len(self.shown):
-            return Strip.blank(width, self.rich_style)
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._base = None
+        self._strips.clear()
+
+    def _pieces(self, index: int, width: int) -> tuple[tuple[str, Style | None], ...]:
         renderer = self.renderer
         columns = renderer.columns(width)
         fixed = sum(column.width + 1 for column in columns)
-        pieces = renderer.row_line(self.shown[index], columns, max(width - fixed, 1), self.model.clock())
-        strip = Strip([Segment(text, style) for text, style in pieces])
-        if index == self.cursor:
-            strip = strip.crop_extend(0, width, None).apply_style(_CURSOR)
-        return strip.crop_extend(0, width, self.rich_style).apply_style(self.rich_style)
+        return tuple(renderer.row_line(self.shown[index], columns, max(width - fixed, 1), self.model.clock()))
+
+    def refresh_changed(self) -> None:
+        """Redraw the rows in sight whose cells changed since they were drawn
+        (a frame of a thousand quiet instances redraws the few that moved)."""
+        width = self.scrollable_content_region.width
+        top = int(self.scroll_y)
+        for y in range(self.scrollable_content_region.height):
+            index = top + y
+            if index >= len(self.shown):
+                break
+            drawn = self._strips.get(index)
+            if drawn is None or drawn[0] != (self._pieces(index, width), index == self.cursor, width):
+                self.refresh_line(index)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        index = int(self.scroll_y) + y
+        base = self._base
+        if base is None:
+            base = self._base = self.rich_style
+        if index >= len(self.shown):
+            return Strip.blank(width, base)
+        pieces = self._pieces(index, width)
+        key = (pieces, index == self.cursor, width)
+        drawn = self._strips.get(index)
+        if drawn is not None and drawn[0] == key:
+            return drawn[1]
+        segments = [Segment(text, style) for text, style in pieces]
+        length = sum(cell_len(text) for text, _ in pieces)
+        if length < width:
+            segments.append(Segment(" " * (width - length)))
+        elif length > width:
+            segments = list(Segment.divide(segments, [width]))[0]
+        # One pass of styles under the cells' own: the widget's, and the
+        # cursor's on its row (a Strip per style would cost a cache each).
+        style = base + _CURSOR if index == self.cursor else base
+        strip = Strip(list(Segment.apply_style(segments, style)), width)
+        self._strips[index] = (key, strip)
+        return strip

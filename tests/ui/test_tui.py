@@ -288,6 +288,13 @@ def test_the_output_keeps_colours_own_events_and_a_bounded_scrollback() -> None:
         assert f"web: scaled to 3 (from another terminal, pid {OTHER_PID})" in text
         assert "web.2: paused\n" in text.replace(" ", "").replace("│", "") or "web.2: paused " in text
         assert "web.2 restarting in 1s (restart 1)" in text
+        # A line longer than the pane is wrapped under its source, in full.
+        long_line = "begin-" + "z" * 300 + "-finish"
+        face.publish(events.Output("web", "web.1", stream="stdout", data=long_line.encode() + b"\n"))
+        await _settle(pilot, app)
+        pane = _screen(app).split("output ·", 1)[1].splitlines()[1:]
+        rows = [line for line in pane if "z" in line]
+        assert len(rows) >= 3 and "".join(line.split("│")[-1].strip() for line in rows) == long_line
         # The child's red went through rich's ANSI parser onto the screen.
         strips = [output.render_line(y) for y in range(output.size.height)]
         red = [seg for strip in strips for seg in strip if seg.text.startswith("red alert")]

@@ -70,7 +70,7 @@ def frame_times(rows: int, frames: int, *, width: int, height: int) -> list[floa
     for number, (process, instance) in enumerate(names):
         face.queue(events.StateChanged(process, instance, state=State.RUNNING, reason=""))
         face.queue(events.Started(process, instance, pid=10_000 + number))
-        face.queue(events.Output(process, instance, stream="stdout", data=f"\x1b[32m{instance}\x1b[0m listening on port {8000 + number}\n".encode()))
+        face.queue(events.Output(process, instance, stream="stdout", text=f"\x1b[32m{instance}\x1b[0m listening on port {8000 + number}\n"))
     for tick in range(12):
         for number in range(rows):
             face.queue(sample(number, tick))
@@ -91,7 +91,7 @@ def frame_times(rows: int, frames: int, *, width: int, height: int) -> list[floa
                     cursor += 1
                 for k in range(20):
                     process, instance = names[(frame * 37 + k) % rows]
-                    face.queue(events.Output(process, instance, stream="stdout", data=f"GET /item/{frame}/{k} 200 3ms\n".encode()))
+                    face.queue(events.Output(process, instance, stream="stdout", text=f"GET /item/{frame}/{k} 200 3ms\n"))
                 began = time.perf_counter()
                 app.pull()
                 app.screen._on_timer_update()  # what Textual's update timer does each frame

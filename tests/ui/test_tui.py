@@ -290,7 +290,7 @@ def test_the_output_keeps_colours_own_events_and_a_bounded_scrollback() -> None:
         assert "web.2 restarting in 1s (restart 1)" in text
         # A line longer than the pane is wrapped under its source, in full.
         long_line = "begin-" + "z" * 300 + "-finish"
-        face.publish(events.Output("web", "web.1", stream="stdout", data=long_line.encode() + b"\n"))
+        face.publish(events.Output("web", "web.1", stream="stdout", text=long_line + "\n"))
         await _settle(pilot, app)
         pane = _screen(app).split("output ·", 1)[1].splitlines()[1:]
         rows = [line for line in pane if "z" in line]

@@ -108,6 +108,24 @@ def status_text(state: State, exit_code: int | None, signum: int | None) -> str:
     return str(state)
 
 
+class Ended:
+    """What a thing with a state and an exit status says of how it ended
+    (an instance's result, a row of the live view)."""
+
+    __slots__ = ()
+    state: State
+    exit_code: int | None
+    signal: int | None
+
+    @property
+    def status_text(self) -> str:
+        return status_text(self.state, self.exit_code, self.signal)
+
+    @property
+    def exit_text(self) -> str:
+        return exit_text(self.exit_code, self.signal)
+
+
 def exit_text(exit_code: int | None, signum: int | None) -> str:
     """The exit status as a shell reports it: the code, or 128+N for signal N."""
     if exit_code is not None:

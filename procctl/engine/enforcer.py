@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from procctl import events
 from procctl.engine import limits
@@ -20,32 +20,13 @@ from procctl.engine.limits import CpuThrottle
 from procctl.units import format_size
 
 if TYPE_CHECKING:
-    from procctl.config.manifest import Limits
-    from procctl.engine.child import ChildProcess
+    from procctl.engine.run import Instance
 
 CONTROLLER = {"memory": "memory", "cpu_percent": "cpu"}
 """Limit → the cgroup controller that enforces it."""
 
 
-class Held(Protocol):
-    """An instance as the enforcer sees it."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def limits(self) -> Limits: ...
-
-    @property
-    def child(self) -> ChildProcess | None:
-        """The child of its current run, if it has one."""
-        ...
-
-    @property
-    def paused(self) -> bool: ...
-
-
-BreachHandler = Callable[[Held, str, float, float, str, str], None]
+BreachHandler = Callable[["Instance", str, float, float, str, str], None]
 """(instance, limit, measured, maximum, mechanism, reason)."""
 
 
@@ -63,7 +44,7 @@ class Enforcement:
 
 
 class Enforcer:
-    def __init__(self, metrics_interval_s: float, on_breach: BreachHandler, on_notice: Callable[[Held, str], None]) -> None:
+    def __init__(self, metrics_interval_s: float, on_breach: BreachHandler, on_notice: Callable[[Instance, str], None]) -> None:
         self.metrics_interval_s = metrics_interval_s
         self._on_breach = on_breach
         self._on_notice = on_notice
@@ -92,13 +73,13 @@ class Enforcer:
 
     # ------------------------------------------------------------- one run
 
-    def _enforcement(self, inst: Held) -> Enforcement:
+    def _enforcement(self, inst: Instance) -> Enforcement:
         run = self._held.get(inst.name)
         if run is None:
             run = self._held[inst.name] = Enforcement()
         return run
 
-    def join_fds(self, inst: Held) -> list[int]:
+    def join_fds(self, inst: Instance) -> list[int]:
         """Before a spawn: make the instance's cgroup ready for the limits in
         force and return the descriptors its child joins through (the caller
         closes them). Empty when no limit of the run can go to a cgroup."""
@@ -130,7 +111,7 @@ class Enforcer:
         run.oom_kills = group.oom_kills() if group.has("memory") else 0
         return fds
 
-    def stopping(self, inst: Held) -> None:
+    def stopping(self, inst: Instance) -> None:
         """The run is being stopped: end the duty cycle, or the tree would sit
         stopped through its stop signal."""
         run = self._enforcement(inst)
@@ -138,13 +119,13 @@ class Enforcer:
             run.throttle.stop()
             run.throttle = None
 
-    def ended(self, inst: Held) -> None:
+    def ended(self, inst: Instance) -> None:
         """After the run's process exited: stop the throttle, and see whether
         the kernel ended the tree for its memory."""
         self.stopping(inst)
         self._check_oom(inst)
 
-    def sampled(self, inst: Held, sample: events.Sample) -> None:
+    def sampled(self, inst: Instance, sample: events.Sample) -> None:
         """Each sample of a running tree: the watchdog where the kernel does
         not enforce `memory`, else a look at the group's OOM kills (the
         kernel may have ended a process other than the root)."""
@@ -156,7 +137,7 @@ class Enforcer:
         elif sample.rss_bytes > maximum:
             self._breach(inst, "memory", sample.rss_bytes, maximum)
 
-    def _check_oom(self, inst: Held) -> None:
+    def _check_oom(self, inst: Instance) -> None:
         run = self._enforcement(inst)
         if "memory" not in run.by_cgroup or run.group is None or inst.limits.memory is None:
             return
@@ -167,12 +148,12 @@ class Enforcer:
             reason = f"memory {format_size(peak)} reached the {format_size(maximum)} limit ({run.group.label}: the kernel ended {processes})"
             self._on_breach(inst, "memory", peak, maximum, run.group.label, reason)
 
-    def _breach(self, inst: Held, limit: str, value: float, maximum: float) -> None:
+    def _breach(self, inst: Instance, limit: str, value: float, maximum: float) -> None:
         self._on_breach(inst, limit, value, maximum, "watchdog", f"{limit} {format_size(value)} > {format_size(maximum)}")
 
     # ------------------------------------------------------ live changes
 
-    def apply(self, inst: Held, changed: Collection[str] = ()) -> None:
+    def apply(self, inst: Instance, changed: Collection[str] = ()) -> None:
         """Bring the running tree in line with the limits in force now (after
         its start, or after `procctl limits` changed `changed`)."""
         child = inst.child
@@ -196,7 +177,7 @@ class Enforcer:
                 run.throttle.start()
             run.throttle.percent = percent
 
-    def _apply_memory(self, inst: Held) -> None:
+    def _apply_memory(self, inst: Instance) -> None:
         child, maximum = inst.child, inst.limits.memory
         assert child is not None
         if maximum is not None:
@@ -208,7 +189,7 @@ class Enforcer:
         if "memory" in self._enforcement(inst).by_cgroup:
             self._write(inst, "memory", lambda group: group.set_memory(maximum))
 
-    def _write(self, inst: Held, key: str, change: Callable[[Group], None]) -> None:
+    def _write(self, inst: Instance, key: str, change: Callable[[Group], None]) -> None:
         run = self._enforcement(inst)
         assert run.group is not None
         try:
@@ -219,14 +200,14 @@ class Enforcer:
 
     # ----------------------------------------------------------- reports
 
-    def mechanism(self, inst: Held, key: str) -> str:
+    def mechanism(self, inst: Instance, key: str) -> str:
         """A short name of what enforces `key` for the instance's run."""
         run = self._enforcement(inst)
         if key in run.by_cgroup and run.group is not None:
             return run.group.label
         return {"memory": "watchdog", "cpu_percent": "duty-cycle"}.get(key, "rlimit")
 
-    def describe(self, inst: Held, key: str) -> str:
+    def describe(self, inst: Instance, key: str) -> str:
         """What enforces `key`, in a sentence for `procctl limits`."""
         name = self.mechanism(inst, key)
         if name.startswith("cgroup"):

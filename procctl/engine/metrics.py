@@ -39,9 +39,9 @@ from procctl.engine.tree import ProcessTree, members, stat_fields
 from procctl.states import State
 
 if TYPE_CHECKING:
-    from procctl.config.plan import Job, Plan
+    from procctl.config.plan import Plan
     from procctl.engine.child import ChildProcess, Exit
-    from procctl.engine.outcome import Totals
+    from procctl.engine.run import Instance
     from procctl.engine.store import StateDir
 
 
@@ -386,21 +386,6 @@ def _roots(runs: list[RunMeter]) -> tuple[list[int], list[int]]:
 # ------------------------------------------------------------- recorder
 
 
-class Recorded(Protocol):
-    """An instance as the recorder sees it."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def job(self) -> Job: ...
-
-    @property
-    def totals(self) -> Totals:
-        """Its figures: each run's CPU time and peak RSS are added here."""
-        ...
-
-
 class Recorder:
     """The supervisor's metrics and history: a sampler over every running
     instance, the figures of each run folded into its result, and one
@@ -413,18 +398,18 @@ class Recorder:
         state_dir: StateDir,
         *,
         history: bool = True,
-        on_sample: Callable[[Recorded, events.Sample], None] | None = None,
+        on_sample: Callable[[Instance, events.Sample], None] | None = None,
     ) -> None:
         self._bus = bus
         self._manifest = str(plan.manifest.path)
         self._on_sample = on_sample
         """Called with each sample of a running instance (the memory watchdog)."""
-        self._by_pid: dict[int, Recorded] = {}
+        self._by_pid: dict[int, Instance] = {}
         self.sampler = Sampler(plan.manifest.settings.metrics_interval_s, self._publish, on_tick=self._flush)
         self.history = History(state_dir.database, self._warn) if history else None
         self.run_id = f"{int(time.time())}-{os.getpid()}"
         """This run, as its history rows name it (their `session`)."""
-        self._meters: dict[Recorded, RunMeter] = {}
+        self._meters: dict[Instance, RunMeter] = {}
 
     def _publish(self, sample: events.Event) -> None:
         self._bus.publish(sample)
@@ -450,16 +435,16 @@ class Recorder:
         if self.history is not None:
             self.history.close()
 
-    def latest(self, inst: Recorded) -> events.Sample | None:
+    def latest(self, inst: Instance) -> events.Sample | None:
         """The last sample of the instance's current run, if it had one."""
         meter = self._meters.get(inst)
         return meter.last if meter is not None else None
 
-    def started(self, inst: Recorded, child: ChildProcess) -> None:
+    def started(self, inst: Instance, child: ChildProcess) -> None:
         self._meters[inst] = self.sampler.track(inst.job.process, inst.name, child.pid, proportional=bool(inst.job.spec.shared))
         self._by_pid[child.pid] = inst
 
-    def ended(self, inst: Recorded, child: ChildProcess, exit: Exit, state: State, run_s: float) -> None:
+    def ended(self, inst: Instance, child: ChildProcess, exit: Exit, state: State, run_s: float) -> None:
         """A run ended (`state`: as `outcome.judge` said): its final `Sample`,
         its figures into the totals, its history row."""
         meter = self._meters.pop(inst, None)

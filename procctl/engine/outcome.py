@@ -12,7 +12,7 @@ import enum
 import signal
 from pathlib import Path
 
-from procctl.states import State, exit_text, status_text
+from procctl.states import Ended, State
 
 
 class Cut(enum.Enum):
@@ -93,7 +93,7 @@ class Totals:
 
 
 @dataclasses.dataclass(kw_only=True)
-class InstanceResult(Totals):
+class InstanceResult(Totals, Ended):
     """What one instance did over the whole run: its totals and the state it
     is in, taken together at one moment."""
 
@@ -102,14 +102,6 @@ class InstanceResult(Totals):
     process: str
     state: State
     log_path: Path | None = None
-
-    @property
-    def status_text(self) -> str:
-        return status_text(self.state, self.exit_code, self.signal)
-
-    @property
-    def exit_text(self) -> str:
-        return exit_text(self.exit_code, self.signal)
 
 
 @dataclasses.dataclass

@@ -10,12 +10,43 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from procctl.config.manifest import Limits
+    from procctl.config.plan import Job
     from procctl.engine.child import ChildProcess
-    from procctl.engine.outcome import Cut
+    from procctl.engine.outcome import Cut, Totals
     from procctl.engine.probes import LogProbe, NotifyProbe
+
+
+class Instance(Protocol):
+    """An instance as the runner's helpers see it (the enforcer, the
+    recorder): what `InstanceRunner` shows of itself."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def job(self) -> Job: ...
+
+    @property
+    def limits(self) -> Limits:
+        """The limits in force now."""
+        ...
+
+    @property
+    def totals(self) -> Totals:
+        """Its figures over every run (the recorder adds each run's)."""
+        ...
+
+    @property
+    def child(self) -> ChildProcess | None:
+        """The child of its current run, if it has one."""
+        ...
+
+    @property
+    def paused(self) -> bool: ...
 
 
 class Want(enum.Enum):

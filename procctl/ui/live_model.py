@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from procctl import events
-from procctl.states import State, exit_text, status_text
+from procctl.states import Ended, State
 from procctl.ui.plain import describe
 
 HISTORY = 12
@@ -37,7 +37,7 @@ class InstanceInfo:
     """It takes a pool slot (a job), as opposed to a service."""
 
 
-class Row:
+class Row(Ended):
     """One instance as the view shows it."""
 
     __slots__ = (
@@ -72,14 +72,6 @@ class Row:
         self.reason = ""
         self.reported = ""
         """What the process said of itself last (STATUS= on its notification socket)."""
-
-    @property
-    def status_text(self) -> str:
-        return status_text(self.state, self.exit_code, self.signal)
-
-    @property
-    def exit_text(self) -> str:
-        return exit_text(self.exit_code, self.signal)
 
     def interest(self) -> tuple[int, float]:
         """Sort key: failing first, then restarting, then the busiest running,

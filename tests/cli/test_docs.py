@@ -106,3 +106,17 @@ def test_the_readme_key_table_is_the_views() -> None:
     readme = (ROOT / "README.md").read_text()
     for key in KEYS:
         assert f"| `{key.keys}` | {key.does} |" in readme, f"README's key table lacks {key.keys!r}: {key.does}"
+
+
+def test_the_architecture_map_names_every_module() -> None:
+    """docs/architecture.md moves with the code: every module of the package
+    is on the map."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    package = ROOT / "procctl"
+    missing = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if path.read_text().strip()  # (an empty package __init__ is no module of its own)
+        and path.relative_to(package).as_posix() not in text and f"procctl/{path.relative_to(package).as_posix()}" not in text
+    ]
+    assert not missing, f"not in docs/architecture.md: {missing}"

@@ -4,7 +4,6 @@ Leaving it leaves the supervisor running."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -33,6 +32,8 @@ def top(
 
         make_console().print(status_table(call(file, "status")))
         return
+    import asyncio
+
     path, manifest = supervisor_of(file)
     message = asyncio.run(_attached(path, manifest, tail))
     if message:

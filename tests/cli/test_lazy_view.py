@@ -61,3 +61,9 @@ def test_the_view_on_a_terminal_does_import_it(project: Project) -> None:
             proc.wait()
         os.close(master)
     assert "textual" in _modules(raw.decode(errors="replace").replace("\r", ""))
+
+
+def test_the_command_line_loads_neither_the_view_nor_asyncio_for_version(project: Project) -> None:
+    """The `top` command is registered with the rest: its imports wait for it to run."""
+    code, modules = _imported(project, "--version")
+    assert code == 0 and not {"textual", "asyncio"} & modules, modules & {"textual", "asyncio"}

@@ -55,6 +55,11 @@ def up(
     wait: Annotated[bool, typer.Option("--wait", help="Return once every process with a probe is ready, not just started.")] = False,
     wait_timeout: Annotated[str, typer.Option("--wait-timeout", help="Give up waiting after this long (exit 1).")] = "60s",
     parallel: Annotated[Optional[int], typer.Option("--parallel", "-j", help="Pool size (overrides max_parallel).", show_default=False)] = None,
+    can_die: Annotated[
+        Optional[list[str]],
+        typer.Option("--can-die", help="These processes (comma-separated, repeatable) may end without stopping the rest.", show_default=False),
+    ] = None,
+    any_can_die: Annotated[bool, typer.Option("--any-can-die", help="No process that ends stops the rest.")] = False,
     file: FileOption = None,
 ) -> None:
     """Start the supervisor; with -d in the background, returning once processes are up."""
@@ -67,6 +72,10 @@ def up(
     args = [sys.executable, "-m", "procctl", "run", "--plain", "-f", str(manifest_path)]
     if parallel is not None:
         args += ["-j", str(parallel)]
+    for value in can_die or []:
+        args += ["--can-die", value]
+    if any_can_die:
+        args.append("--any-can-die")
     args += list(names or [])
     if not detach:
         os.execv(sys.executable, args)

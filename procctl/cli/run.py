@@ -57,6 +57,11 @@ def run(
         Optional[list[str]], typer.Option("--except", help="Leave these processes out (comma-separated, repeatable), even when others depend on them.", show_default=False)
     ] = None,
     no_deps: Annotated[bool, typer.Option("--no-deps", help="Do not bring in the dependencies of the picked processes.")] = False,
+    can_die: Annotated[
+        Optional[list[str]],
+        typer.Option("--can-die", help="These processes (comma-separated, repeatable) may end without stopping the rest (exit_on_end off; a Procfile's default is on).", show_default=False),
+    ] = None,
+    any_can_die: Annotated[bool, typer.Option("--any-can-die", help="No process that ends stops the rest (exit_on_end off for all).")] = False,
     output: Annotated[
         str, typer.Option("--output", help="interleaved: prefixed lines as they come; grouped: each run's output as one block when it ends.")
     ] = "interleaved",
@@ -68,7 +73,7 @@ def run(
 ) -> None:
     """Run the manifest's processes in the foreground until they end or Ctrl-C."""
     from procctl.config.plan import build_plan
-    from procctl.config.select import select_processes
+    from procctl.config.select import allow_to_die, select_processes
     from procctl.control.address import socket_path
     from procctl.control.server import ControlServer, serving
     from procctl.engine.operations import Operations
@@ -90,6 +95,7 @@ def run(
         exclude=_name_list(exclude),
         with_dependencies=not no_deps,
     )
+    manifest = allow_to_die(manifest, _name_list(can_die), everything=any_can_die)
     plan = build_plan(manifest, **plan_options(parallel, schedule))
     warn_of_starvation(plan)
     state_dir = StateDir.beside(manifest.path)

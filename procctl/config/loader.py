@@ -60,6 +60,7 @@ SETTINGS = (
     Key("stop_timeout", Reader.duration, "stop_timeout_s"),
     Key("fail_fast", Reader.boolean),
     Key("pool", Reader.boolean),
+    Key("exit_on_end", Reader.boolean),
     Key("metrics_interval", positive_duration, "metrics_interval_s"),
     Key("env_file", Reader.env_file),
     Key("schedule", chosen(Settings, "schedule")),
@@ -190,6 +191,7 @@ PROCESS = (
     Key("watchdog", _watchdog, "watchdog_s"),
     Key("shared", lambda reader, value, path: shared.uses(reader, value, path[1], reader.regions)),
     Key("pool", Reader.boolean),
+    Key("exit_on_end", Reader.boolean),
     *_limit_keys(ProcessSpec),
 )
 
@@ -225,6 +227,7 @@ def _process(reader: Reader, name: str, raw: object) -> ProcessSpec:
     elif each and not fields["pool"]:
         raise reader.error("`each` jobs always take a pool slot (the pool is what bounds them)", *path, "pool")
     fields["limits"] = fields.get("limits", Limits()).merged_over(reader.defaults.limits)
+    fields.setdefault("exit_on_end", reader.defaults.exit_on_end)
     fields.setdefault("on_limit", reader.defaults.on_limit)
     fields.setdefault("nice", reader.defaults.nice)
     return ProcessSpec(name=name, cwd=fields.pop("cwd", reader.root), line=reader.lines.line(*path), **fields)
@@ -270,7 +273,8 @@ def _load_procfile(path: Path, text: str) -> Manifest:
     commands = parse_procfile(text, path.name)
     port = ports(list(commands), env, dotenv.name)
     processes = {
-        name: ProcessSpec(name=name, cmd=command, cwd=path.parent, env={}, depends_on={}, port=port[name], line=line)
+        # As under foreman and honcho: the first process to end stops the rest.
+        name: ProcessSpec(name=name, cmd=command, cwd=path.parent, env={}, depends_on={}, port=port[name], line=line, exit_on_end=True)
         for name, (command, line) in commands.items()
     }
     return Manifest(path=path, settings=Settings(), env=env, processes=processes, kind="procfile")

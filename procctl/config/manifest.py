@@ -115,6 +115,10 @@ class ProcessSpec:
     counts as hung and is stopped (then restarted as `restart` says)."""
     shared: tuple[tuple[str, RegionMode], ...] = ()
     """The shared regions it uses, each read-write or read-only."""
+    exit_on_end: bool = False
+    """When one of its instances ends (and will not restart), the rest are
+    stopped and procctl exits with its code: as foreman and honcho run every
+    Procfile line (process-compose's `exit_on_end`)."""
     pool: bool = False
     """Its instances take a slot of the pool (`max_parallel`) to start: always
     for `each` jobs; for a plain process when it (or `[settings] pool`) says
@@ -150,6 +154,8 @@ class Settings:
     schedule: Literal["fifo", "longest-first"] = "fifo"
     min_free_memory: int | None = None
     """Bytes to keep free when admitting jobs; None: 10 % of RAM."""
+    exit_on_end: bool = False
+    """Every process's `exit_on_end`, unless it says otherwise."""
     pool: bool = False
     """Plain processes take a pool slot unless they say `pool = false`
     (CI steps written as processes sharing a bound)."""

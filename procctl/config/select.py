@@ -70,3 +70,18 @@ def select_processes(
             spec = dataclasses.replace(spec, depends_on={d: c for d, c in spec.depends_on.items() if d in keep})
         processes[name] = spec
     return dataclasses.replace(manifest, processes=processes)
+
+
+def allow_to_die(manifest: Manifest, names: Iterable[str], *, everything: bool = False) -> Manifest:
+    """The manifest with `exit_on_end` off for `names` (or for every process):
+    those may end without stopping the rest (overmind's --can-die and
+    --any-can-die). An unknown name is a UsageError listing the known."""
+    chosen = set(manifest.processes) if everything else set(names)
+    unknown = sorted(chosen - set(manifest.processes))
+    if unknown:
+        raise UsageError(f"--can-die: unknown process {unknown[0]!r}; the manifest has: {', '.join(manifest.processes)}")
+    processes = {
+        name: dataclasses.replace(spec, exit_on_end=False) if name in chosen and spec.exit_on_end else spec
+        for name, spec in manifest.processes.items()
+    }
+    return dataclasses.replace(manifest, processes=processes)

@@ -109,7 +109,8 @@ class RunResult:
     instances: list[InstanceResult]
     exit_code: int
     """0 all ended well or were stopped on request; 1 a process failed; 130
-    interrupted; 124 the run's --timeout ran out."""
+    interrupted; 124 the run's --timeout ran out; or the code of the first
+    `exit_on_end` instance to end."""
     interrupted: bool = False
     first_failure: InstanceResult | None = None
     duration_s: float = 0.0

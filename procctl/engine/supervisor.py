@@ -31,6 +31,7 @@ from procctl.engine.runner import InstanceRunner
 from procctl.engine.store import StateDir
 from procctl.engine.tree import ProcessTree
 from procctl.errors import INTERRUPTED_EXIT, TIMEOUT_EXIT, UsageError
+from procctl.states import State
 
 
 class Supervisor:
@@ -261,6 +262,11 @@ class Supervisor:
         self.admission.release(ticket)
 
     def ended(self, runner: InstanceRunner) -> None:
+        if runner.job.spec.exit_on_end and runner.state not in (State.STOPPED, State.SKIPPED) and not self._stopping and self._exit_override is None:
+            # The first to end stops the rest and decides procctl's exit code, as under foreman.
+            result = runner.result()
+            self._exit_override = result.exit_code if result.exit_code is not None else 128 + result.signal if result.signal else 1
+            self.request_stop(f"{runner.name} {result.status_text} (exit_on_end)")
         if not runner.state.failure:
             return
         if self._first_failure is None:

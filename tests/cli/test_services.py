@@ -8,6 +8,7 @@ import signal
 import subprocess
 from typing import Any
 
+import pytest
 from conftest import PY, Project, helper, max_overlap, spans, wait_until
 
 
@@ -123,3 +124,64 @@ def test_check_shows_what_the_pool_bounds_and_warns_of_waiting_for_ever(project:
         project.run("down")
     # A pool as large as the never-ending instances leaves room: no warning.
     assert "warning" not in project.run("check", "-j", "2").stderr
+
+
+def _procfile(project: Project, oneshot_exit: int) -> None:
+    project.write(
+        f"web: '{PY}' '{helper('graceful.py')}' 0 0.2\noneshot: while [ ! -s .procctl/logs/web.log ]; do sleep 0.05; done; exit {oneshot_exit}\n",
+        name="Procfile",
+    )
+
+
+def test_a_procfile_stops_when_one_of_its_processes_ends(project: Project) -> None:
+    """As under foreman and honcho: 1. oneshot exits 7 once web is up.
+    2. web is stopped gracefully (its last line reaches its log).
+    3. procctl exits 7, the code of the first process to end."""
+    _procfile(project, 7)
+    result = project.run("run", "-f", "Procfile", "--json", timeout=60)
+    assert result.returncode == 7, result.stderr
+    summary = {row["name"]: row["status"] for row in json.loads(result.stdout[result.stdout.index("\n{") :])["instances"]}
+    assert summary == {"web": "stopped", "oneshot": "failed 7"}
+    assert (project.logs / "web.log").read_text().endswith("clean exit\n")
+
+
+def test_a_procfile_process_that_ends_well_ends_the_run_well(project: Project) -> None:
+    _procfile(project, 0)
+    result = project.run("run", "-f", "Procfile", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "oneshot exited 0 (exit_on_end)" in result.stdout
+
+
+@pytest.mark.parametrize("flag", [["--can-die", "oneshot"], ["--any-can-die"]])
+def test_can_die_lets_the_rest_run_on(project: Project, flag: list[str]) -> None:
+    """overmind's --can-die and --any-can-die: oneshot ends, web runs on."""
+    _procfile(project, 0)
+    proc = project.start("run", "-f", "Procfile", *flag)
+    try:
+        wait_until(lambda: _states(project).get("oneshot") == "exited", timeout=30, what="oneshot to end")
+        assert _states(project)["web"] == "running"
+    finally:
+        assert _stop(proc) == 130
+
+
+def test_a_manifest_keeps_running_unless_a_process_asks_to_end_the_run(project: Project) -> None:
+    """1. A TOML manifest: by default a process that ends stops nothing.
+    2. `exit_on_end = true` on the test step: when it ends, the services are
+       stopped and procctl exits with its code (a CI job's exit code)."""
+    manifest = f"""
+        [process.web]
+        cmd = ["{PY}", "{helper('graceful.py')}", "0", "0.2"]
+        [process.tests]
+        cmd = "while [ ! -s .procctl/logs/web.log ]; do sleep 0.05; done; exit 3"
+    """
+    project.write(manifest)
+    proc = project.start("run", "--keep-going")
+    try:
+        wait_until(lambda: _states(project).get("tests") == "failed", timeout=30, what="tests to fail")
+        assert _states(project)["web"] == "running"
+    finally:
+        _stop(proc)
+    project.write(manifest + "exit_on_end = true\n")
+    result = project.run("run", "--keep-going", timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert (project.logs / "web.log").read_text().endswith("clean exit\n")

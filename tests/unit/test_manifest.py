@@ -12,7 +12,7 @@ import pytest
 from procctl.config.locate import find_manifest
 from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
-from procctl.errors import ManifestError
+from procctl.errors import ManifestError, UsageError
 
 SPEC_EXAMPLE = """
 [settings]
@@ -275,3 +275,21 @@ def test_a_procfile_is_read_alike_by_run_and_by_import(tmp_path: Path) -> None:
     for read in (lambda: load_manifest(procfile), lambda: manifest_from_procfile(procfile, None)):
         with pytest.raises(ManifestError, match="Procfile:2: process 'web' is defined twice"):
             read()
+
+
+def test_a_procfile_ends_with_its_first_process_and_a_manifest_when_it_asks(tmp_path: Path) -> None:
+    from procctl.config.select import allow_to_die
+
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("web: a\nworker: b\n")
+    loaded = load_manifest(procfile)
+    assert {name: spec.exit_on_end for name, spec in loaded.processes.items()} == {"web": True, "worker": True}
+    assert {name: spec.exit_on_end for name, spec in allow_to_die(loaded, ["worker"]).processes.items()} == {"web": True, "worker": False}
+    assert not any(spec.exit_on_end for spec in allow_to_die(loaded, [], everything=True).processes.values())
+    with pytest.raises(UsageError, match="--can-die: unknown process 'wokrer'; the manifest has: web, worker"):
+        allow_to_die(loaded, ["wokrer"])
+    toml = tmp_path / "procfile.toml"
+    toml.write_text("[process.web]\ncmd = 'a'\n[process.tests]\ncmd = 'b'\nexit_on_end = true\n")
+    assert {name: spec.exit_on_end for name, spec in load_manifest(toml).processes.items()} == {"web": False, "tests": True}
+    toml.write_text("[settings]\nexit_on_end = true\n[process.web]\ncmd = 'a'\nexit_on_end = false\n[process.tests]\ncmd = 'b'\n")
+    assert {name: spec.exit_on_end for name, spec in load_manifest(toml).processes.items()} == {"web": False, "tests": True}

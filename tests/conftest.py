@@ -158,6 +158,16 @@ class Project:
         path = self.logs / f"{instance}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def whole_log(self, instance: str, run: Path | None = None) -> bytes:
+        """Everything an instance wrote in a run: its rotated log files, oldest first, then its log."""
+        where = run or self.logs
+        older = sorted(where.glob(f"{instance}.log.*[0-9]"), key=lambda path: int(path.name.rsplit(".", 1)[1]), reverse=True)
+        return b"".join(path.read_bytes() for path in [*older, where / f"{instance}.log"] if path.exists())
+
+    def log_size(self, instance: str) -> int:
+        """How much an instance wrote so far in this run: its log and its rotated files."""
+        return sum(path.stat().st_size for path in self.logs.glob(f"{instance}.log*") if not path.name.endswith(".idx"))
+
     def cleanup(self) -> None:
         for proc in self._started:
             if proc.poll() is None:

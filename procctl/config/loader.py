@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from procctl.config import shared
-from procctl.config.manifest import MAX_REPLICAS, PROCESS_NAME, Limits, Manifest, ProcessSpec, ReadySpec, Settings
+from procctl.config.manifest import MAX_REPLICAS, PROCESS_NAME, Limits, Manifest, ProcessSpec, ReadySpec, Settings, WatchSpec
 from procctl.config.placeholders import UnsafePlacement, compile_command
 from procctl.config.plan import cycle_of, dependency_levels
 from procctl.config.procfile import parse_procfile, ports
@@ -55,6 +55,65 @@ def _limit_keys(model: type) -> tuple[Key, ...]:
     )
 
 
+MIN_LOG_SIZE = 1024
+MAX_WATCH_PATTERNS = 100
+
+
+def _log_size(reader: Reader, value: object, path: KeyPath) -> int:
+    size = reader.size(value, path)
+    if size < MIN_LOG_SIZE:
+        raise reader.error("expected a size of at least 1KiB", *path)
+    return size
+
+
+def _log_keys() -> tuple[Key, ...]:
+    """`log_max_size` and `log_keep`, of [settings] and of a process: the
+    process's own, else the settings'."""
+    return (
+        Key("log_max_size", _log_size),
+        Key("log_keep", bounded(1, 1000)),
+    )
+
+
+INHERITED = ("log_max_size", "log_keep")
+"""Process keys whose value, when a process does not set it, is [settings]'s."""
+
+
+def _patterns(reader: Reader, value: object, path: KeyPath) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) and item.strip() for item in value):
+        raise reader.error(f"expected a list of paths or globs, got {describe(value)}", *path)
+    if len(value) > MAX_WATCH_PATTERNS:
+        raise reader.error(f"at most {MAX_WATCH_PATTERNS} patterns, got {len(value)}", *path)
+    for item in value:
+        if item.startswith("/") or len(item) > 1024:
+            raise reader.error(f"expected a path relative to the process's cwd, got {describe(item)}", *path)
+    return tuple(value)
+
+
+def _debounce(reader: Reader, value: object, path: KeyPath) -> float:
+    seconds = reader.duration(value, path, positive=True)
+    if not 0.01 <= seconds <= 10:
+        raise reader.error("expected a duration from 10ms to 10s", *path)
+    return seconds
+
+
+WATCH = (
+    Key("paths", _patterns),
+    Key("ignore", _patterns),
+    Key("debounce", _debounce, "debounce_s"),
+)
+
+
+def _watch(reader: Reader, value: object, path: KeyPath) -> WatchSpec:
+    """`watch = ["src/**/*.py"]`, or `{ paths = [...], ignore = [...], debounce = "200ms" }`."""
+    if isinstance(value, list):
+        return WatchSpec(paths=_patterns(reader, value, path))
+    fields = reader.keys(reader.table(value, *path), WATCH, *path)
+    if "paths" not in fields:
+        raise reader.error("missing key: paths (the files to watch)", *path)
+    return WatchSpec(**fields)
+
+
 SETTINGS = (
     Key("max_parallel", _max_parallel),
     Key("stop_timeout", Reader.duration, "stop_timeout_s"),
@@ -66,6 +125,7 @@ SETTINGS = (
     Key("schedule", chosen(Settings, "schedule")),
     Key("min_free_memory", Reader.memory_amount),
     *_limit_keys(Settings),
+    *_log_keys(),
 )
 
 
@@ -193,6 +253,7 @@ PROCESS = (
     Key("pool", Reader.boolean),
     Key("exit_on_end", Reader.boolean),
     *_limit_keys(ProcessSpec),
+    *_log_keys(),
 )
 
 
@@ -230,6 +291,8 @@ def _process(reader: Reader, name: str, raw: object) -> ProcessSpec:
     fields.setdefault("exit_on_end", reader.defaults.exit_on_end)
     fields.setdefault("on_limit", reader.defaults.on_limit)
     fields.setdefault("nice", reader.defaults.nice)
+    for key in INHERITED:
+        fields.setdefault(key, getattr(reader.defaults, key))
     return ProcessSpec(name=name, cwd=fields.pop("cwd", reader.root), line=reader.lines.line(*path), **fields)
 
 

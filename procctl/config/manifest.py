@@ -43,6 +43,27 @@ class ReadySpec:
     """Pause between two attempts of a tcp, http or exec probe."""
 
 
+DEFAULT_LOG_MAX_SIZE = 32 * 1024 * 1024
+"""A log rotates before it would grow past this."""
+DEFAULT_LOG_KEEP = 7
+"""Rotated files kept per log: with the current one, at most 8 × 32 MiB =
+256 MiB of an instance's output, a week of a chatty service."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchSpec:
+    """`watch`: files whose change restarts the process."""
+
+    paths: tuple[str, ...]
+    """Globs relative to the process's cwd (`src/**/*.py`); a plain path
+    also means everything under it."""
+    ignore: tuple[str, ...] = ()
+    """More to ignore, on top of the defaults (`.git`, `__pycache__`,
+    `node_modules`, `.procctl`, editors' swap files…)."""
+    debounce_s: float = 0.2
+    """A batch of changes is acted on once none came for this long."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Limits:
     """Resource limits of one instance's tree. Kernel rlimits are (soft, hard)."""
@@ -123,6 +144,12 @@ class ProcessSpec:
     """Its instances take a slot of the pool (`max_parallel`) to start: always
     for `each` jobs; for a plain process when it (or `[settings] pool`) says
     so. Everything else starts as soon as its dependencies allow."""
+    watch: WatchSpec | None = None
+    """Restart it when these files change."""
+    tty: bool = False
+    """Run it on a pseudo-terminal of its own."""
+    log_max_size: int = DEFAULT_LOG_MAX_SIZE
+    log_keep: int = DEFAULT_LOG_KEEP
 
     @property
     def may_run_forever(self) -> bool:
@@ -159,6 +186,10 @@ class Settings:
     pool: bool = False
     """Plain processes take a pool slot unless they say `pool = false`
     (CI steps written as processes sharing a bound)."""
+    tty: bool = False
+    """Every process runs on a pseudo-terminal unless it says `tty = false`."""
+    log_max_size: int = DEFAULT_LOG_MAX_SIZE
+    log_keep: int = DEFAULT_LOG_KEEP
 
 
 @dataclasses.dataclass(frozen=True)

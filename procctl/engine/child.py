@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from procctl.config.manifest import Limits
+    from procctl.engine.logfile import LogFile
+    from procctl.engine.terminal import Terminal
     from procctl.events import Flow
     from procctl.engine.tree import ProcessTree
 
@@ -35,7 +37,7 @@ class SpawnRequest:
     cwd: Path
     env: Mapping[str, str]
     """The child's whole environment."""
-    log_fd: int
+    log: LogFile
     """Every byte the child writes goes here first, as written."""
     on_output: OutputCallback
     limits: Limits
@@ -49,6 +51,9 @@ class SpawnRequest:
     regions; local children only)."""
     flow: Flow | None = None
     """While held, the child's output waits (a sink cannot keep up)."""
+    terminal: Terminal | None = None
+    """Run it on a pseudo-terminal of its own, of this terminal's size
+    (`tty = true`; local children only)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -10,19 +10,13 @@ import os
 
 from procctl.engine.child import OutputCallback
 from procctl.engine.lines import LineSplitter
+from procctl.engine.logfile import LogFile
 from procctl.events import Flow
 
 READ_CHUNK_BYTES = 256 * 1024
 """Bytes read from a pipe per wake-up (asyncio's pipe transports read as much)."""
 
 _STREAMS = {1: "stdout", 2: "stderr"}
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 class Output:
@@ -36,9 +30,9 @@ class Output:
     pipes close (what is left is bounded: a pipe's buffer, and what an
     escaped descendant writes before it is killed)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fds: dict[int, int], log_fd: int, on_output: OutputCallback, flow: Flow | None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, fds: dict[int, int], log: LogFile, on_output: OutputCallback, flow: Flow | None) -> None:
         self._loop = loop
-        self._log_fd = log_fd
+        self._log = log
         self._on_output = on_output
         self._flow = flow
         self._fds = dict(fds)
@@ -62,7 +56,7 @@ class Output:
             self._close(fd)
             return
         # The log file first: whatever happens next, the bytes are on disk.
-        _write_all(self._log_fd, data)
+        self._log.write(data)
         lines = self._splitters[fd].feed(data)
         if lines:
             self._on_output(_STREAMS[self._fds[fd]], lines)

@@ -23,6 +23,7 @@ import psutil
 from procctl.engine import childenv, limits
 from procctl.engine.child import Exit, OutputCallback, SpawnRequest
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
+from procctl.engine.logfile import LogFile
 from procctl.engine.pipes import Input, Output
 from procctl.engine.tree import ProcessTree, stat_fields
 from procctl.errors import SpawnError
@@ -97,7 +98,7 @@ class Child:
         *,
         cwd: Path,
         env: Mapping[str, str],
-        log_fd: int = -1,
+        log: LogFile | None = None,
         on_output: OutputCallback | None = None,
         preexec_fn: Callable[[], None] | None = None,
         guardian: Guardian | None = None,
@@ -113,7 +114,7 @@ class Child:
         self.argv: tuple[str, ...] = ("/bin/sh", "-c", cmd) if isinstance(cmd, str) else tuple(cmd)
         self.cwd = cwd
         self.env = env
-        self._log_fd = log_fd
+        self._log = log
         self._on_output = on_output
         self._guardian = guardian
         """Told of the child's group while it lives, so that it dies with procctl."""
@@ -179,7 +180,8 @@ class Child:
             self._guardian.watch(self.pid)
         self._exited = loop.create_future()
         if self._on_output is not None:
-            self._output = Output(loop, {stdout_r: 1, stderr_r: 2}, self._log_fd, self._on_output, self._flow)
+            assert self._log is not None
+            self._output = Output(loop, {stdout_r: 1, stderr_r: 2}, self._log, self._on_output, self._flow)
             self._input = Input(loop, stdin_w)
         self._watch_exit(loop)
         return self.pid
@@ -415,7 +417,7 @@ class LocalExecutor:
             request.cmd,
             cwd=request.cwd,
             env=request.env,
-            log_fd=request.log_fd,
+            log=request.log,
             on_output=request.on_output,
             preexec_fn=limits.preexec(request.limits, request.nice, list(request.join_fds)),
             guardian=self._guardian,

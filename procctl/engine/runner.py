@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,7 +30,8 @@ from procctl.engine.enforcer import close_fds
 from procctl.engine.outcome import Cut, Ending, InstanceResult, Totals, judge
 from procctl.engine.probes import LogProbe, poll_probe
 from procctl.engine.run import Deadline, Run, Want
-from procctl.errors import SpawnError
+from procctl.engine.logfile import LogFile
+from procctl.errors import SpawnError, StateDirError
 from procctl.states import IllegalTransition, State, may_follow
 
 if TYPE_CHECKING:
@@ -83,6 +83,11 @@ class Host(Protocol):
 
     def stop_timeout_s(self, job: Job) -> float: ...
 
+    def open_log(self, job: Job, *, truncate: bool) -> LogFile:
+        """The writer of the job's log (and its time index), rotating as its
+        process says. Raises OSError or StateDirError."""
+        ...
+
     def changed(self) -> None:
         """Some instance's state changed (the dependency gate looks again)."""
         ...
@@ -114,7 +119,8 @@ class InstanceRunner:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         """Set to cut a backoff short."""
-        self._log_fd = -1
+        self._log: LogFile | None = None
+        """Its log's writer, from its first start to the end of its life."""
 
     @property
     def name(self) -> str:
@@ -307,9 +313,9 @@ class InstanceRunner:
                     self._host.bus.publish(events.Skipped(self.process, self.name, why=why))
                 self._host.ended(self)
         finally:
-            if self._log_fd >= 0:
-                os.close(self._log_fd)
-                self._log_fd = -1
+            if self._log is not None:
+                self._log.close()
+                self._log = None
 
     async def _life(self) -> None:
         host = self._host
@@ -364,14 +370,22 @@ class InstanceRunner:
         self.transition(ending.state, ending.reason)
         self._host.ended(self)
 
-    def _open_log(self) -> int:
-        if self._log_fd < 0:
-            # Truncated at the first start of this run, appended across restarts.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-            if not self.started_once:
-                flags |= os.O_TRUNC
-            self._log_fd = os.open(self.log_path, flags, 0o644)
-        return self._log_fd
+    def _open_log(self) -> LogFile:
+        """Its log, opened at its first start (truncated) and kept across
+        restarts (appended to). One that cannot be opened fails this start
+        with one line (SpawnError), never the supervisor."""
+        if self._log is None:
+            try:
+                self._log = self._host.open_log(self.job, truncate=not self.started_once)
+            except (OSError, StateDirError) as exc:
+                why = str(exc) if isinstance(exc, StateDirError) else f"{self.log_path}: {exc.strerror or exc}"
+                raise SpawnError(f"cannot write its log: {why}") from None
+        return self._log
+
+    @property
+    def log_position(self) -> int:
+        """How much of its output its log has taken (0 before its first start)."""
+        return self._log.position if self._log is not None else 0
 
     async def _run_once(self, ticket: int) -> tuple[Ending, float]:
         """Spawn, probe and wait for one run. Returns how it ended and its length."""

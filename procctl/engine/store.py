@@ -23,11 +23,15 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
+import json
 import os
+import re
+import shutil
 import stat
 import time
 from pathlib import Path
 
+from procctl.engine import logindex
 from procctl.errors import AlreadyRunning, StateDirError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -283,6 +287,108 @@ class StateDir:
         fd = self._dir("logs", create=False)
         return sorted(os.listdir(fd)) if fd is not None else []
 
+    # ------------------------------------------------------------ a run's logs
+
+    def logs_of(self, run: str | None = None, *, create: bool = False) -> int | None:
+        """The checked directory of a run's logs: the current (or last) run's
+        `logs/`, or `logs/past/RUN`. None when it does not exist."""
+        if run is None:
+            return self._dir("logs", create=create)
+        past = self._dir(f"logs/{logindex.PAST}", create=False)
+        if past is None or "/" in run or run in ("", ".", ".."):
+            return None
+        return checked_dir(run, create=False, dir_fd=past, shown=self.logs / logindex.PAST / run)
+
+    def past_runs(self) -> list[str]:
+        """The earlier runs kept, oldest first."""
+        fd = self._dir(f"logs/{logindex.PAST}", create=False)
+        return sorted(os.listdir(fd), key=_run_order) if fd is not None else []
+
+    def open_in_logs(self, name: str, flags: int, mode: int = 0o600, *, run: str | None = None) -> int:
+        """A file of a run's logs, opened as `open` opens any (no link followed)."""
+        dir_fd = self.logs_of(run, create=bool(flags & os.O_CREAT))
+        shown = self.logs / name if run is None else self.logs / logindex.PAST / run / name
+        if dir_fd is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", str(shown))
+        return open_in(dir_fd, name, flags, mode, shown=shown)
+
+    def open_log_pair(self, log_name: str, *, truncate: bool, indexed: bool = True) -> tuple[int, int]:
+        """An instance's log and its time index, for appending (both truncated
+        at the first start of a run): their descriptors (index -1 if not `indexed`)."""
+        fd = self.open_log(log_name, truncate=truncate)
+        if not indexed:
+            return fd, -1
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+            return fd, self.open(f"logs/{logindex.index_of(log_name)}", flags, 0o644)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def rotate_log(self, log_name: str, keep: int, *, indexed: bool = True) -> tuple[int, int]:
+        """`NAME` becomes `NAME.1` (and its index with it), older files move up
+        one, the one past `keep` is dropped; new, empty files take the name.
+        Renamed within the checked directory, never through a link. Returns
+        the new files' descriptors (`open_log_pair`)."""
+        dir_fd = self.logs_of(None)
+        if dir_fd is None:
+            raise FileNotFoundError(errno.ENOENT, "no such directory", str(self.logs))
+        for number in range(keep, 0, -1):
+            older, newer = logindex.rotated(log_name, number), logindex.rotated(log_name, number - 1)
+            pairs = [(newer, older), (logindex.index_of(newer), logindex.index_of(older))] if indexed else [(newer, older)]
+            for source, target in pairs:
+                try:
+                    os.rename(source, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                except FileNotFoundError:
+                    pass
+        return self.open_log_pair(log_name, truncate=True, indexed=indexed)
+
+    def begin_run(self, run_id: str, record: dict[str, object]) -> None:
+        """A new run's logs start empty: the last run's files (everything in
+        `logs/` but `past/`) move to `logs/past/ITS_RUN/`, the oldest past runs
+        beyond KEEP_PAST_RUNS are deleted, and `run.json` names this run."""
+        logs = self.logs_of(None, create=True)
+        assert logs is not None
+        leftovers = [name for name in os.listdir(logs) if name != logindex.PAST]
+        if leftovers:
+            past = checked_dir(logindex.PAST, create=True, dir_fd=logs, shown=self.logs / logindex.PAST)
+            assert past is not None
+            name = _previous_run(logs) or f"before-{run_id}"
+            while True:
+                try:
+                    os.mkdir(name, 0o700, dir_fd=past)
+                    break
+                except FileExistsError:
+                    name += "+"
+            target = os.open(name, _DIR_FLAGS, dir_fd=past)
+            try:
+                for entry in leftovers:
+                    os.rename(entry, entry, src_dir_fd=logs, dst_dir_fd=target)
+            finally:
+                os.close(target)
+            runs = sorted(os.listdir(past), key=_run_order)
+            for old in runs[: max(len(runs) - logindex.KEEP_PAST_RUNS, 0)]:
+                shutil.rmtree(old, dir_fd=past)
+        fd = open_in(logs, logindex.RUN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, shown=self.logs / logindex.RUN_FILE)
+        try:
+            os.write(fd, json.dumps({"run": run_id, **record}).encode() + b"\n")
+        finally:
+            os.close(fd)
+
+    def run_record(self, run: str | None = None) -> dict[str, object] | None:
+        """What `run.json` says of a run (None when it is missing or unreadable)."""
+        try:
+            fd = self.open_in_logs(logindex.RUN_FILE, os.O_RDONLY, run=run)
+        except (OSError, StateDirError):
+            return None
+        try:
+            record = json.loads(os.pread(fd, 64 * 1024, 0) or b"null")
+        except ValueError:
+            return None
+        finally:
+            os.close(fd)
+        return record if isinstance(record, dict) else None
+
     def reach(self, name: str, *, create: bool, companions: tuple[str, ...] = ()) -> str | None:
         """A path for what only takes a path (sqlite): through the checked
         directory, after checking `name` and its `companions` (a database's
@@ -357,6 +463,27 @@ class StateDir:
                 os.unlink("supervisor.pid", dir_fd=fd)
             except FileNotFoundError:
                 pass
+
+
+def _previous_run(logs_fd: int) -> str | None:
+    """The id the last run's `run.json` gives, when it is a safe name."""
+    try:
+        fd = open_in(logs_fd, logindex.RUN_FILE, os.O_RDONLY, shown=logindex.RUN_FILE)
+    except (OSError, StateDirError):
+        return None
+    try:
+        run = json.loads(os.pread(fd, 64 * 1024, 0) or b"null").get("run")
+    except (ValueError, AttributeError):
+        return None
+    finally:
+        os.close(fd)
+    return run if isinstance(run, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", run) and run not in (".", "..") else None
+
+
+def _run_order(name: str) -> tuple[int, str]:
+    """Runs are named `EPOCH-PID`: oldest first."""
+    head = name.split("-", 1)[0]
+    return (int(head) if head.isdigit() else 0, name)
 
 
 def _holder(lock_fd: int) -> int | None:

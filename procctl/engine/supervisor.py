@@ -22,11 +22,14 @@ from procctl.engine import childenv
 from procctl.engine.admission import Admission
 from procctl.engine.child import Executor
 from procctl.engine.enforcer import Enforcer
+from procctl.engine import logindex
 from procctl.engine.ipc import Ipc
+from procctl.engine.logfile import LogFile
 from procctl.engine.metrics import Recorder
 from procctl.engine.outcome import RunResult
 from procctl.engine.predict import Prediction
 from procctl.engine.process import LocalExecutor
+from procctl.engine.runlog import RunLog
 from procctl.engine.runner import InstanceRunner
 from procctl.engine.store import StateDir
 from procctl.engine.tree import ProcessTree
@@ -96,6 +99,7 @@ class Supervisor:
         with contextlib.ExitStack() as stack:
             self.state_dir.prepare()
             stack.enter_context(self._pid_file())
+            stack.enter_context(self._run_log())
             self.recorder.start()
             stack.callback(self.recorder.close)
             stack.callback(self.enforcer.close)
@@ -127,6 +131,39 @@ class Supervisor:
             yield
         finally:
             self.state_dir.pid_file.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _run_log(self) -> Iterator[None]:
+        """This run's logs begin (the last run's move to `logs/past/`), and
+        procctl's own events are kept with them for the whole run."""
+        settings = self.plan.manifest.settings
+        self.state_dir.begin_run(self.recorder.run_id, {"pid": os.getpid(), "started": time.time(), "manifest": str(self.plan.manifest.path)})
+        fd, _ = self.state_dir.open_log_pair(logindex.EVENTS, truncate=True, indexed=False)
+        log = LogFile(fd, rotate=lambda: self.state_dir.rotate_log(logindex.EVENTS, settings.log_keep, indexed=False), max_bytes=settings.log_max_size)
+        run_log = RunLog(log, self._log_position)
+        self.bus.subscribe(run_log)
+        try:
+            yield
+        finally:
+            self.bus.unsubscribe(run_log)
+            run_log.close()
+
+    def _log_position(self, instance: str) -> int | None:
+        runner = self._by_name.get(instance)
+        return runner.log_position if runner is not None else None
+
+    def open_log(self, job: Job, *, truncate: bool) -> LogFile:
+        runner = self._by_name[job.name]
+        fd, index_fd = self.state_dir.open_log_pair(job.log_name, truncate=truncate)
+
+        def rotate() -> tuple[int, int]:
+            return self.state_dir.rotate_log(job.log_name, runner.job.spec.log_keep)
+
+        def rotate_failed(exc: OSError) -> None:
+            message = f"its log {runner.log_path} could not rotate ({exc.strerror or exc}): it grows on, whole, until the run ends"
+            self.bus.publish(events.Notice(runner.process, runner.name, message=message, level="warning"))
+
+        return LogFile(fd, index_fd=index_fd, rotate=rotate, max_bytes=job.spec.log_max_size, on_rotate_error=rotate_failed)
 
     def _runner(self, job: Job) -> InstanceRunner:
         return InstanceRunner(job, self.state_dir.log_path(job.log_name), self)

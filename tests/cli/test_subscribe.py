@@ -137,9 +137,8 @@ def test_a_stuck_subscriber_holds_up_nobody_and_skips_ahead_with_a_count(project
     try:
         stuck = Subscriber(project, read=False)
         live = Subscriber(project)
-        flood_log = project.logs / "flood.log"
         # Well past what the socket buffers and the client's backlog hold.
-        wait_until(lambda: flood_log.stat().st_size > 40 << 20, timeout=120, what="the flood to write 40 MB")
+        wait_until(lambda: project.log_size("flood") > 40 << 20, timeout=120, what="the flood to write 40 MB")
         for _ in range(3):
             assert project.run("status", "--json").returncode == 0
         seen = len(live.lines("ticker"))

@@ -13,13 +13,14 @@ import pytest
 
 from conftest import alive, helper, wait_until
 
+from procctl.engine.logfile import LogFile
 from procctl.engine.process import Child
 from procctl.engine.tree import ProcessTree
 
 
 def _child(tmp_path: Path, cmd: str | tuple[str, ...], lines: list[tuple[str, str]]) -> tuple[Child, int]:
     log_fd = os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    child = Child(cmd, cwd=tmp_path, env=dict(os.environ), log_fd=log_fd, on_output=lambda s, d: lines.append((s, d)))
+    child = Child(cmd, cwd=tmp_path, env=dict(os.environ), log=LogFile(log_fd), on_output=lambda s, d: lines.append((s, d)))
     return child, log_fd
 
 

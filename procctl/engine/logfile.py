@@ -1,0 +1,147 @@
+"""The one writer of an instance's log file.
+
+Every byte a child writes goes here before anything else sees it. A disk
+that refuses the bytes (full: ENOSPC, EDQUOT; failing: EIO; an immutable
+file: EPERM; a size limit: EFBIG) never costs the screen or the event stream
+its output, and never an exception on the loop: the writer says once that the
+log stopped taking writes, keeps trying each chunk (a refused write costs one
+system call), counts what the log did not get, and says once more when the
+log takes writes again.
+
+A log rotates by size (`log_max_size`): before a chunk that would take the
+file past it, the file is renamed `NAME.log.1` (older ones move up to
+`log_keep`, the oldest is dropped) and a new `NAME.log` takes the chunk.
+Chunks are never split, so no byte is lost across a rotation, and reading
+the files oldest first gives the output as written.
+
+Beside each log file, its time index (`NAME.log.idx`, rotated with it) says
+when each piece arrived: `logs --since`, `--timestamps` and the order of
+procctl's own events among the lines come from it (see `logindex`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from procctl.engine.logindex import MARK_EVERY_S, QUIET_S, RECORD
+
+LogTrouble = Callable[["OSError | None", int], None]
+"""(the error that stopped the log, or None once it takes writes again;
+every byte of output the log has not got so far) → None; must not block."""
+
+Rotate = Callable[[], "tuple[int, int]"]
+"""Renames the log and its index to their `.1` names (older ones move up,
+the oldest goes) and opens new ones: their descriptors (index: -1 for none)."""
+
+
+class LogFile:
+    """The one writer of an instance's log: each chunk written whole, as the
+    child wrote it. A write the file refuses (ENOSPC, EDQUOT, EIO, EFBIG,
+    EPERM on an immutable file) never stops the output on its way to the
+    screen: `on_trouble` is told once when the log stops taking writes, and
+    once when it takes them again; meanwhile every chunk is tried (a
+    failing write costs one system call) and what it lost is counted."""
+
+    __slots__ = (
+        "fd", "_on_trouble", "lost_bytes", "failing", "position", "_index_fd", "_rotate", "max_bytes",
+        "_file_bytes", "_index_bytes", "_marked_at", "_wrote_at", "_on_rotate_error",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        fd: int,
+        on_trouble: LogTrouble | None = None,
+        *,
+        index_fd: int = -1,
+        rotate: Rotate | None = None,
+        max_bytes: int | None = None,
+        on_rotate_error: Callable[[OSError], None] | None = None,
+    ) -> None:
+        self.fd = fd
+        self._on_trouble = on_trouble
+        self.lost_bytes = 0
+        """Output the log did not get (since this writer was made)."""
+        self.failing = False
+        self.position = 0
+        """Bytes written to this log since it was made, across rotations: where
+        the next byte goes in the instance's output (procctl's events say
+        where they happened by it)."""
+        self._index_fd = index_fd
+        self._rotate = rotate
+        self.max_bytes = max_bytes if rotate is not None else None
+        """Rotate before a chunk would take the file past this; None: never."""
+        try:
+            self._file_bytes = os.fstat(fd).st_size
+        except OSError:
+            self._file_bytes = 0
+        self._index_bytes = 0
+        self._marked_at = self._wrote_at = float("-inf")
+        self._on_rotate_error = on_rotate_error
+
+    def write(self, data: bytes) -> None:
+        if self.max_bytes is not None and self._file_bytes and (
+            self._file_bytes + len(data) > self.max_bytes or self._index_bytes >= self.max_bytes // 4
+        ):
+            self._rotate_now()
+        if self._index_fd >= 0:
+            self._mark()
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]
+                self.position += written
+                self._file_bytes += written
+        except OSError as exc:
+            self.lost_bytes += len(view)
+            if not self.failing:
+                self.failing = True
+                if self._on_trouble is not None:
+                    self._on_trouble(exc, self.lost_bytes)
+            return
+        if self.failing:
+            self.failing = False
+            if self._on_trouble is not None:
+                self._on_trouble(None, self.lost_bytes)
+
+    def _mark(self) -> None:
+        """A record of when the next chunk arrived: for a file's first chunk,
+        for the first after a pause (QUIET_S without output), and otherwise
+        at most every MARK_EVERY_S (a flood's index stays small)."""
+        now = time.time()
+        paused = now - self._wrote_at >= QUIET_S
+        self._wrote_at = now
+        if self._file_bytes and not paused and now - self._marked_at < MARK_EVERY_S:
+            return
+        try:
+            os.write(self._index_fd, RECORD.pack(self.position, now))
+        except OSError:
+            return  # A missing mark costs a line's time a little precision, never output.
+        self._marked_at = now
+        self._index_bytes += RECORD.size
+
+    def _rotate_now(self) -> None:
+        assert self._rotate is not None
+        try:
+            fd, index_fd = self._rotate()
+        except OSError as exc:
+            # The file keeps growing under its new name or its old one; no
+            # byte is lost, and the log no longer rotates this run.
+            self.max_bytes = None
+            if self._on_rotate_error is not None:
+                self._on_rotate_error(exc)
+            return
+        self._close_fds()
+        self.fd, self._index_fd = fd, index_fd
+        self._file_bytes = self._index_bytes = 0
+
+    def _close_fds(self) -> None:
+        for fd in (self.fd, self._index_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self._index_fd = -1
+
+    def close(self) -> None:
+        self._close_fds()

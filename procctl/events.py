@@ -101,6 +101,20 @@ class Restarting(Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class GaveUp(Event):
+    """Its restart policy would run it again, but it has used its budget:
+    `max_restarts` restarts in a row, none after a run of `min_uptime`."""
+
+    restarts: int
+    """The restarts of the streak it gave up on."""
+    within_s: float
+    """From the end of the run that took the first of them to the end of the last run."""
+    why: str
+    """How the last run ended ("failed 1", "not alive: …")."""
+    kind = "gave_up"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Skipped(Event):
     why: str
     kind = "skipped"
@@ -374,7 +388,7 @@ def event_records(event: Event) -> Iterator[dict[str, Any]]:
 
 _KINDS: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Queued, Started, Ready, Skipped, LimitExceeded, Paused, Resumed, Notice, Requested, StateChanged, StatusMessage)
+    for cls in (Queued, Started, Ready, Skipped, GaveUp, LimitExceeded, Paused, Resumed, Notice, Requested, StateChanged, StatusMessage)
 }
 
 

@@ -241,6 +241,7 @@ PROCESS = (
     Key("ready", _ready),
     Key("restart", _restart),
     Key("max_restarts", bounded(0)),
+    Key("min_uptime", Reader.duration, "min_uptime_s"),
     Key("backoff", Reader.duration, "backoff_s"),
     Key("replicas", bounded(1, MAX_REPLICAS)),
     Key("port", bounded(1, 65535)),

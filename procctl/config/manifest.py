@@ -112,6 +112,11 @@ class ProcessSpec:
     ready: ReadySpec | None = None
     restart: RestartPolicy = "no"
     max_restarts: int = 5
+    """Restarts in a row, each after a run shorter than `min_uptime_s`, before
+    procctl gives up on it (pm2's max_restarts, supervisord's startretries)."""
+    min_uptime_s: float = 5.0
+    """A run that lasted this long was a good one: the restart budget and the
+    backoff start afresh after it (pm2's min_uptime, supervisord's startsecs)."""
     backoff_s: float = 1.0
     """First delay before a restart; doubles each time, capped at 30 s."""
     replicas: int = 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,7 +33,8 @@ from procctl.engine.probes import LogProbe, poll_probe
 from procctl.engine.run import Deadline, Run, Want
 from procctl.engine.logfile import LogFile
 from procctl.errors import SpawnError, StateDirError
-from procctl.states import IllegalTransition, State, may_follow
+from procctl.states import IllegalTransition, State, may_follow, status_text
+from procctl.units import format_duration
 
 if TYPE_CHECKING:
     from procctl.config.manifest import Limits
@@ -44,8 +46,20 @@ if TYPE_CHECKING:
     from procctl.engine.tree import ProcessTree
 
 MAX_BACKOFF_S = 30.0
-STABLE_RUN_S = 10.0
-"""A run that lasted this long resets the backoff delay to its first step."""
+
+
+@dataclasses.dataclass
+class RestartBudget:
+    """The restarts in a row since the instance last stayed up `min_uptime`
+    (or was restarted or started by hand): what `max_restarts` bounds and
+    what doubles the backoff, as pm2 and supervisord count them."""
+
+    used: int = 0
+    since: float | None = None
+    """Epoch seconds of the end of the run that took the first restart."""
+
+    def reset(self) -> None:
+        self.used, self.since = 0, None
 
 
 class Host(Protocol):
@@ -114,6 +128,7 @@ class InstanceRunner:
         self.started_once = False
         self.ready_once = False
         self.want = Want.UP
+        self.budget = RestartBudget()
         self._down_reason = ""
         """Why it was asked to stop (the first reason of a stop request)."""
         self._task: asyncio.Task[None] | None = None
@@ -197,6 +212,8 @@ class InstanceRunner:
         if self.state.final:
             self.start()
             return
+        # Asked for by hand: whatever went before, the budget starts afresh.
+        self.budget.reset()
         run = self.run
         if run is not None and run.child.running:
             self.want = Want.AGAIN
@@ -210,6 +227,7 @@ class InstanceRunner:
             return False
         self.want, self._down_reason = Want.UP, ""
         self.totals.reason = ""
+        self.budget.reset()
         self.transition(State.PENDING)
         self._host.launch(self)
         return True
@@ -325,7 +343,7 @@ class InstanceRunner:
             self._finish(Ending(State.SKIPPED, blocked))
             host.bus.publish(events.Skipped(self.process, self.name, why=blocked))
             return
-        failures = 0
+        spec, budget = self.job.spec, self.budget
         while True:
             ticket = await host.slot(self)
             try:
@@ -337,11 +355,18 @@ class InstanceRunner:
                 self.totals.restarts += 1
                 host.bus.publish(events.Restarting(self.process, self.name, attempt=self.totals.restarts, delay_s=0.0))
                 continue
+            if run_s >= spec.min_uptime_s:
+                budget.reset()
             if not self._restarts_after(ending.state):
                 self._finish(ending)
                 return
-            failures = 0 if run_s >= STABLE_RUN_S else failures + 1
-            delay = min(self.job.spec.backoff_s * 2 ** max(failures - 1, 0), MAX_BACKOFF_S)
+            if budget.used >= spec.max_restarts:
+                self._give_up(ending)
+                return
+            if budget.used == 0:
+                budget.since = time.time()
+            budget.used += 1
+            delay = min(spec.backoff_s * 2 ** (budget.used - 1), MAX_BACKOFF_S)
             self.totals.restarts += 1
             after = f" after: {ending.reason}" if ending.reason else ""
             self.transition(State.BACKOFF, f"restart {self.totals.restarts} in {delay:g}s{after}")
@@ -354,16 +379,27 @@ class InstanceRunner:
             self._wake = None
 
     def _restarts_after(self, state: State) -> bool:
+        """Whether the restart policy wants another run (the budget aside)."""
         if self._host.stopping or self.want is Want.DOWN:
             return False
         spec = self.job.spec
-        if self.totals.restarts >= spec.max_restarts:
+        if spec.max_restarts == 0:
             return False
         if state is State.LIMIT_EXCEEDED:
             return spec.on_limit == "restart"
         if spec.restart == "always":
             return True
         return spec.restart == "on-failure" and state.failure
+
+    def _give_up(self, ending: Ending) -> None:
+        """The policy wants another run, but the budget is spent: end here, and
+        say so everywhere (state, summary, events, the log and the view)."""
+        totals, budget = self.totals, self.budget
+        why = ending.reason or status_text(ending.state, totals.exit_code, totals.signal)
+        within = time.time() - budget.since if budget.since is not None else 0.0
+        self._host.bus.publish(events.GaveUp(self.process, self.name, restarts=budget.used, within_s=within, why=why))
+        restarts = f"{budget.used} restart{'s' if budget.used != 1 else ''}"
+        self._finish(Ending(ending.state, f"gave up after {restarts} in {format_duration(within)}: {why}"))
 
     def _finish(self, ending: Ending) -> None:
         self.totals.reason = ending.reason

@@ -131,8 +131,9 @@ def _program(export: Export, service: Service, job: Job, name: str, *, numprocs:
         # A job may end at once, and that is no failed start.
         lines.append("startsecs=0")
     else:
+        # Both count the failed starts in a row: a run shorter than min_uptime (startsecs).
+        lines.append(f"startsecs={max(math.ceil(spec.min_uptime_s), 1)}")
         lines.append(f"startretries={spec.max_restarts}")
-        notes.append("max_restarts: supervisord's startretries counts only starts that fail within startsecs")
         notes.append("backoff: supervisord waits 1s more after each failed start")
     lines.append(f"stopsignal={signal.Signals(spec.stop_signal).name.removeprefix('SIG')}")
     lines.append(f"stopwaitsecs={max(math.ceil(export.stop_timeout_s(service)), 1)}")

@@ -115,8 +115,10 @@ def _unit(export: Export, service: Service, job: Job) -> str:
     if service.awaited_success and not oneshot:
         notes.append("restarts always, so nothing can wait for it to succeed: dependents wait for its start")
     if spec.restart != "no":
-        # At most max_restarts restarts, ever (until `systemctl reset-failed`), as procctl counts them over a run.
+        # At most max_restarts restarts (until `systemctl reset-failed`): systemd counts every start, where
+        # procctl counts the restarts in a row and starts afresh after a run of min_uptime.
         unit += ["StartLimitIntervalSec=infinity", f"StartLimitBurst={spec.max_restarts + 1}"]
+        notes.append("max_restarts: systemd counts every start, not the restarts in a row since a run of min_uptime")
 
     svc: list[str] = ["[Service]"]
     if oneshot:

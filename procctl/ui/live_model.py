@@ -173,7 +173,7 @@ class LiveModel:
             elif isinstance(event, events.PoolSample):
                 self.max_parallel = event.pool_size
                 self.pool_cap = event.pool_cap if event.auto else None
-            elif isinstance(event, (events.Notice, events.Skipped, events.LimitExceeded)):
+            elif isinstance(event, (events.Notice, events.Skipped, events.LimitExceeded, events.GaveUp)):
                 if isinstance(event, events.Notice) and event.instance == "procctl" and event.message.startswith("stopping"):
                     self.stopping = event.message
                 self._note(event)

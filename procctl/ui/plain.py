@@ -14,7 +14,7 @@ from procctl import events
 from procctl.engine.outcome import RunResult
 from procctl.states import signal_name
 from procctl.ui.writer import Writer
-from procctl.units import format_size
+from procctl.units import format_duration, format_size
 
 # Cycled over process names, as foreman does; red is kept for errors.
 _PALETTE = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
@@ -92,6 +92,9 @@ def describe(event: events.Event) -> str | None:
         return f"{event.instance} restarting in {event.delay_s:g}s (restart {event.attempt}){why}"
     if isinstance(event, events.Skipped):
         return f"{event.instance} skipped: {event.why}"
+    if isinstance(event, events.GaveUp):
+        restarts = f"{event.restarts} restart{'s' if event.restarts != 1 else ''}"
+        return f"{event.instance} gave up after {restarts} in {format_duration(event.within_s)}: {event.why}"
     if isinstance(event, events.LimitExceeded):
         shown = format_size if event.limit == "memory" else (lambda v: f"{v:g}")
         if event.mechanism.startswith("cgroup"):

@@ -250,7 +250,7 @@ def _level(event: events.Event) -> str:
         return event.level if event.level in LEVEL_STYLES else "info"
     if isinstance(event, events.Exited):
         return "error" if event.status.failure else "info"
-    if isinstance(event, events.LimitExceeded):
+    if isinstance(event, (events.LimitExceeded, events.GaveUp)):
         return "error"
     if isinstance(event, (events.Restarting, events.Skipped)):
         return "warning"

@@ -4,6 +4,7 @@ size; the pool bounds jobs."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from typing import Any
@@ -185,3 +186,52 @@ def test_a_manifest_keeps_running_unless_a_process_asks_to_end_the_run(project: 
     result = project.run("run", "--keep-going", timeout=60)
     assert result.returncode == 3, result.stderr
     assert (project.logs / "web.log").read_text().endswith("clean exit\n")
+
+
+def test_a_restart_budget_starts_afresh_after_min_uptime(project: Project) -> None:
+    """max_restarts = 1, min_uptime = 1s:
+    1. The first run fails at once: its one restart is spent.
+    2. The second lasts 2 s, then fails: past min_uptime, so the budget starts
+       afresh and it is restarted (counted over the whole run, it would have
+       given up here).
+    3. The third stays up."""
+    counter = project.root / "runs"
+    project.write(f"""
+        [process.svc]
+        cmd = ["{PY}", "{helper('attempts.py')}", "{counter}", "0:1", "2:1", "stay"]
+        restart = "on-failure"
+        max_restarts = 1
+        min_uptime = "1s"
+        backoff = "10ms"
+    """)
+    proc = project.start("run", "--plain")
+    try:
+        log = project.logs / "svc.log"
+        wait_until(lambda: log.exists() and "attempt 3" in log.read_text(), timeout=60, what="the third run")
+        wait_until(lambda: _states(project).get("svc") == "running", what="the third run to be running")
+    finally:
+        _stop(proc)
+    assert "gave up" not in proc.out_path.read_text()  # type: ignore[attr-defined]
+
+
+def test_giving_up_says_how_many_restarts_in_how_long_and_why(project: Project) -> None:
+    """A run that keeps failing at once: after max_restarts restarts in a
+    row, the log, the summary and the events say procctl gave up, and why."""
+    project.write("""
+        [process.flaky]
+        cmd = "echo trying; exit 3"
+        restart = "on-failure"
+        max_restarts = 2
+        min_uptime = "1h"
+        backoff = "10ms"
+    """)
+    result = project.run("run", "--plain", "--events", "events.jsonl", timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert re.search(r"flaky gave up after 2 restarts in \S+: failed 3", result.stdout)  # the log
+    assert re.search(r"│ flaky +│ failed 3 .*│ gave up after 2 restarts in \S+: failed 3", result.stdout)  # the summary
+    records = [json.loads(line) for line in (project.root / "events.jsonl").read_text().splitlines()]
+    (gave_up,) = [r for r in records if r["event"] == "gave_up"]
+    assert (gave_up["instance"], gave_up["restarts"], gave_up["why"]) == ("flaky", 2, "failed 3")
+    assert records[-1]["event"] != "gave_up"  # its state follows
+    last_state = [r for r in records if r["event"] == "state" and r["instance"] == "flaky"][-1]
+    assert last_state["state"] == "failed" and last_state["reason"].startswith("gave up after 2 restarts in ")

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from fakes import FakeExecutor
+from fakes import FakeChild, FakeExecutor
 
 from procctl import events
 from procctl.config.loader import load_manifest
@@ -129,18 +129,23 @@ def test_start_of_an_ended_instance_publishes_pending(tmp_path: Path) -> None:
     assert world.states("job") == [State.STARTING, State.RUNNING, State.EXITED, State.PENDING, State.STARTING, State.RUNNING, State.EXITED]
 
 
-def test_restart_cuts_a_backoff_short(tmp_path: Path) -> None:
+def test_restart_cuts_a_backoff_short_and_starts_the_budget_afresh(tmp_path: Path) -> None:
+    """1. job fails; its one restart waits out a backoff of an hour.
+    2. `restart` cuts it short: the second run starts at once and fails.
+    3. The budget started afresh with the restart: it backs off again
+       (from the first step) rather than give up."""
     world = World(tmp_path, '[process.job]\ncmd = "exit 1"\nrestart = "always"\nbackoff = "1h"\nmax_restarts = 1\n')
 
     async def script(w: World) -> None:
         await w.until(lambda: w.state("job") is State.BACKOFF, "a backoff of an hour")
         assert w.ops.restart(["job"]) == {"restarting": ["job"]}
-        await w.until(lambda: w.state("job") is State.FAILED, "the second run to fail")
+        await w.until(lambda: len(w.executor.of("job")) == 2 and w.state("job") is State.BACKOFF, "the second run to fail and back off")
+        w.ops.kill(["job"])
 
     result = world.run(script)
-    assert len(world.executor.of("job")) == 2
-    assert [(e.attempt, e.delay_s) for e in world.seen if isinstance(e, events.Restarting)] == [(1, 30.0)]  # capped at 30 s
-    assert result.instances[0].restarts == 1 and result.exit_code == 1
+    assert [(e.attempt, e.delay_s) for e in world.seen if isinstance(e, events.Restarting)] == [(1, 30.0), (2, 30.0)]  # capped at 30 s
+    assert not [e for e in world.seen if isinstance(e, events.GaveUp)]
+    assert result.instances[0].restarts == 2 and result.instances[0].state is State.STOPPED
 
 
 def test_restart_of_a_running_instance_stops_this_run_and_starts_the_next_at_once(tmp_path: Path) -> None:
@@ -209,7 +214,8 @@ def test_a_command_that_cannot_start_fails_and_backs_off_by_its_policy(tmp_path:
     world = World(tmp_path, '[process.ghost]\ncmd = "missing"\nrestart = "on-failure"\nbackoff = "0s"\nmax_restarts = 1\n')
     result = world.run(lambda w: asyncio.sleep(0))
     ghost = result.instances[0]
-    assert (ghost.state, ghost.exit_code, ghost.reason, ghost.restarts) == (State.FAILED, 127, "command not found: missing", 1)
+    assert (ghost.state, ghost.exit_code, ghost.restarts) == (State.FAILED, 127, 1)
+    assert ghost.reason.startswith("gave up after 1 restart in ") and ghost.reason.endswith(": command not found: missing")
     assert world.states("ghost") == [State.STARTING, State.BACKOFF, State.STARTING, State.FAILED]
     assert result.exit_code == 1
 
@@ -255,3 +261,48 @@ def test_a_failure_while_setting_up_releases_what_was_acquired(tmp_path: Path) -
     assert world.state_dir.root.is_dir() and not world.state_dir.pid_file.exists()
     assert world.sup.recorder.sampler.running is False
     assert world.executor.children == []
+
+
+def _fail(child: FakeChild, ran_s: float = 0.0) -> None:
+    """End a fake run with code 1 after it ran `ran_s` (as its clock says)."""
+    child.started_at -= ran_s
+    child.exit(1)
+
+
+def test_a_run_of_min_uptime_starts_the_restart_budget_afresh(tmp_path: Path) -> None:
+    """max_restarts = 1, min_uptime = 5s:
+    1. The first run fails at once: restart 1 of 1.
+    2. The second runs a minute, then fails: a good run, so the budget starts
+       afresh and it is restarted again.
+    3. The third fails at once: the budget of one restart is spent; it gives
+       up, saying so with how many restarts, over how long, and why."""
+    world = World(tmp_path, '[process.svc]\ncmd = "run"\nrestart = "on-failure"\nbackoff = "0s"\nmax_restarts = 1\nmin_uptime = "5s"\n')
+
+    async def script(w: World) -> None:
+        for run, ran_s in enumerate((0.0, 60.0, 0.0), start=1):
+            await w.until(lambda: len(w.executor.of("svc")) == run and w.state("svc") is State.RUNNING, f"run {run}")
+            _fail(w.child("svc"), ran_s)
+        await w.until(lambda: w.state("svc").final, "svc to end")
+
+    result = world.run(script)
+    assert len(world.executor.of("svc")) == 3
+    (gave_up,) = [e for e in world.seen if isinstance(e, events.GaveUp)]
+    assert (gave_up.restarts, gave_up.why) == (1, "failed 1")
+    svc = result.instances[0]
+    assert svc.state is State.FAILED and svc.restarts == 2
+    assert svc.reason.startswith("gave up after 1 restart in ") and svc.reason.endswith(": failed 1")
+    assert world.states("svc")[-1] is State.FAILED
+
+
+def test_start_gives_an_instance_that_gave_up_a_fresh_budget(tmp_path: Path) -> None:
+    world = World(tmp_path, '[settings]\nfail_fast = false\n[process.svc]\ncmd = "exit 1"\nrestart = "on-failure"\nbackoff = "0s"\nmax_restarts = 2\n[process.keep]\ncmd = "run"\n')
+
+    async def script(w: World) -> None:
+        await w.until(lambda: w.state("svc") is State.FAILED, "svc to give up")
+        assert len(w.executor.of("svc")) == 3
+        assert w.ops.start(["svc"])["starting"] == ["svc"]
+        await w.until(lambda: len(w.executor.of("svc")) == 6 and w.state("svc") is State.FAILED, "svc to give up again")
+        w.sup.request_stop()
+
+    world.run(script)
+    assert [e.restarts for e in world.seen if isinstance(e, events.GaveUp)] == [2, 2]

@@ -29,6 +29,7 @@ ALL_EVENTS: list[events.Event] = [
     events.StatusMessage("db", "db", text="accepting connections", ts=1.5),
     events.RegionSample("shared", "table", size_bytes=4096, resident_bytes=1024, ts=1.5),
     events.Skipped("web", "web.1", why="dependency db failed", ts=1.5),
+    events.GaveUp("web", "web.1", restarts=5, within_s=12.25, why="failed 1", ts=1.5),
     events.LimitExceeded("web", "web.1", limit="memory", value=10.0, maximum=5.0, action="kill", mechanism="watchdog", ts=1.5),
     events.Paused("web", "web.1", ts=1.5),
     events.Resumed("web", "web.1", ts=1.5),

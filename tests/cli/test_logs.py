@@ -82,9 +82,11 @@ def test_logs_show_the_current_run_with_procctls_events_in_their_place(project: 
         order[3],  # started again
         "hello from web.2",
         order[5],  # failed
+        order[6],  # gave up
     ], first.stdout
     assert order[0].startswith("[procctl] web.2 started with pid") and "(attempt 2)" in order[3]
     assert order[2].startswith("[procctl] web.2 failed with code 3") and order[5].startswith("[procctl] web.2 failed with code 3")
+    assert order[6].startswith("[procctl] web.2 gave up after 1 restart in ")
     assert any(line.startswith("[procctl] web.2 restarting in") for line in lines)
 
     project.write("""

@@ -90,6 +90,7 @@ def test_every_verb_has_its_handler_and_its_command_and_every_request_a_verb() -
 
     options = {opt for param in commands["limits"].params for opt in param.opts}  # type: ignore[attr-defined]
     assert {"--" + key.replace("_", "-") for key in LIVE_LIMITS} <= options
+    assert VERBS["limits"].args[1].shown == "{" + ", ".join(LIVE_LIMITS) + "}"
     # Every request the CLI sends names a verb of the table, by its name.
     sent = set()
     for path in (ROOT / "procctl" / "cli").glob("*.py"):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from procctl.config import shared
-from procctl.config.manifest import MAX_REPLICAS, PROCESS_NAME, Limits, Manifest, ProcessSpec, ReadySpec, Settings, WatchSpec
+from procctl.config.manifest import MAX_REPLICAS, PROCESS_NAME, Limits, Manifest, LivenessSpec, ProcessSpec, ReadySpec, Settings, WatchSpec
 from procctl.config.placeholders import UnsafePlacement, compile_command
 from procctl.config.plan import cycle_of, dependency_levels
 from procctl.config.procfile import parse_procfile, ports
@@ -186,6 +186,25 @@ def _ready(reader: Reader, value: object, path: KeyPath) -> ReadySpec:
     return ReadySpec(kind=kind, target=target, **reader.keys(table, READY, *path))  # type: ignore[arg-type]
 
 
+LIVENESS = (
+    Key("interval", positive_duration, "interval_s"),
+    Key("timeout", positive_duration, "timeout_s"),
+    Key("failures", bounded(1, 1000)),
+)
+LIVENESS_KINDS = choices(LivenessSpec, "kind")
+
+
+def _liveness(reader: Reader, value: object, path: KeyPath) -> LivenessSpec:
+    table = reader.table(value, *path)
+    reader.check_keys(table, (*LIVENESS_KINDS, *(key.name for key in LIVENESS)), *path)
+    kinds = [kind for kind in LIVENESS_KINDS if kind in table]
+    if len(kinds) != 1:
+        raise reader.error(f"needs exactly one of {', '.join(LIVENESS_KINDS)}", *path)
+    kind = kinds[0]
+    target = _probe_target(reader, kind, table.pop(kind), (*path, kind))
+    return LivenessSpec(kind=kind, target=target, **reader.keys(table, LIVENESS, *path))  # type: ignore[arg-type]
+
+
 def _probe_target(reader: Reader, kind: str, value: object, path: KeyPath) -> str:
     if kind == "notify":
         if value is not True:
@@ -239,6 +258,7 @@ PROCESS = (
     Key("env_file", Reader.env_file),
     Key("depends_on", _depends_on),
     Key("ready", _ready),
+    Key("liveness", _liveness),
     Key("restart", _restart),
     Key("max_restarts", bounded(0)),
     Key("min_uptime", Reader.duration, "min_uptime_s"),

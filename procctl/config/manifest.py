@@ -43,6 +43,27 @@ class ReadySpec:
     """Pause between two attempts of a tcp, http or exec probe."""
 
 
+LivenessKind = Literal["tcp", "http", "exec"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LivenessSpec:
+    """How to tell that a running process still answers (process-compose's
+    and Kubernetes' liveness probe). It starts once the process is ready (or
+    has started, with no readiness probe); `failures` probes in a row that
+    fail stop it as hung, and its restart policy decides what follows."""
+
+    kind: LivenessKind
+    target: str
+    """'host:port' (tcp), a URL (http), a shell command (exec)."""
+    interval_s: float = 10.0
+    """Between two probes (and before the first)."""
+    timeout_s: float = 5.0
+    """Longest wait for one probe's answer."""
+    failures: int = 3
+    """Probes in a row that fail before the process counts as hung."""
+
+
 DEFAULT_LOG_MAX_SIZE = 32 * 1024 * 1024
 """A log rotates before it would grow past this."""
 DEFAULT_LOG_KEEP = 7
@@ -110,6 +131,7 @@ class ProcessSpec:
     """This process's own variables: its env_file, then its [env] table."""
     depends_on: Mapping[str, DependencyCondition]
     ready: ReadySpec | None = None
+    liveness: LivenessSpec | None = None
     restart: RestartPolicy = "no"
     max_restarts: int = 5
     """Restarts in a row, each after a run shorter than `min_uptime_s`, before

@@ -1,5 +1,11 @@
-"""Readiness probes: log, tcp, http, exec, notify. Each answers whether it
-passed; the supervisor decides what follows."""
+"""Readiness probes (log, tcp, http, exec, notify) and liveness probes (tcp,
+http, exec). Each answers whether it passed; the runner decides what
+follows.
+
+A tcp or http probe passes only when the listener belongs to the instance's
+own tree: a port another process holds answers the probe too, and would make
+a service ready that is about to fail with "address already in use". That
+is told at once (`PortHeld`), naming the holder."""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
-from procctl.config.manifest import ReadySpec
+from procctl.config.manifest import LivenessSpec, ReadySpec
+from procctl.engine import ports
 
 
 class LogProbe:
@@ -115,10 +122,75 @@ def substitute_port(target: str, env: Mapping[str, str]) -> str:
     return target.replace("{port}", port) if port else target
 
 
+class PortHeld(Exception):
+    """The probe's port is held by a process outside the instance's tree."""
+
+
+def endpoint(kind: str, target: str) -> tuple[str, int] | None:
+    """(host, port) a tcp or http probe connects to; None for other kinds
+    (or a target that names no port)."""
+    try:
+        if kind == "tcp":
+            host, _, port = target.rpartition(":")
+            return host.strip("[]") or "127.0.0.1", int(port)
+        if kind == "http":
+            parts = urllib.parse.urlsplit(target)
+            return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        pass
+    return None
+
+
+async def held_before_start(kind: str, target: str) -> None:
+    """Raise PortHeld when a process of this machine already listens where
+    the probe would connect (the instance has not started yet: it is
+    someone else)."""
+    where = endpoint(kind, target)
+    if where is None:
+        return
+    holders = await asyncio.to_thread(ports.listeners, *where)
+    if holders:
+        raise PortHeld(f"{where[0]}:{where[1]} is already held by {ports.describe(holders)}")
+
+
+async def _owned(kind: str, target: str, root: int | None) -> bool:
+    """After a connection succeeded: whether the listener is of the tree of
+    `root`. Raises PortHeld when only other processes listen there."""
+    where = endpoint(kind, target)
+    if root is None or where is None:
+        return True
+    ours, others = await asyncio.to_thread(ports.strangers, *where, (root,))
+    if ours or not others:
+        # (No listener of this machine at all: the target is elsewhere.)
+        return True
+    raise PortHeld(f"{where[0]}:{where[1]} answers, but is held by {ports.describe(others)}, not by its own processes")
+
+
+async def attempt(kind: str, target: str, *, cwd: Path, env: Mapping[str, str], timeout_s: float, root: int | None) -> bool:
+    """One try of a tcp, http or exec probe. A tcp or http one passes only
+    for a listener of the tree of `root` (PortHeld when another holds it)."""
+    if kind == "tcp":
+        host, port = endpoint(kind, target) or ("127.0.0.1", 0)
+        ok = await _tcp_once(host, port, timeout_s)
+    elif kind == "http":
+        ok = await _http_once(target, timeout_s)
+    else:
+        return await _exec_once(target, cwd, env, timeout_s)
+    return ok and await _owned(kind, target, root)
+
+
 async def poll_probe(
-    spec: ReadySpec, *, cwd: Path, env: Mapping[str, str], log_probe: LogProbe | None, notify_probe: NotifyProbe | None = None
+    spec: ReadySpec,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_probe: LogProbe | None,
+    notify_probe: NotifyProbe | None = None,
+    root: int | None = None,
 ) -> bool:
-    """Try the probe until it passes (True) or `spec.timeout_s` runs out (False)."""
+    """Try the probe until it passes (True) or `spec.timeout_s` runs out
+    (False). `root` is the instance's process, whose tree must hold a tcp or
+    http probe's listener; PortHeld when another process holds it."""
     deadline = time.monotonic() + spec.timeout_s
     if spec.kind == "notify":
         assert notify_probe is not None
@@ -136,13 +208,23 @@ async def poll_probe(
         if remaining <= 0:
             return False
         attempt_timeout = min(remaining, max(spec.interval_s * 4, 1.0))
-        if spec.kind == "tcp":
-            host, _, port = target.rpartition(":")
-            ok = await _tcp_once(host or "127.0.0.1", int(port), attempt_timeout)
-        elif spec.kind == "http":
-            ok = await _http_once(target, attempt_timeout)
-        else:
-            ok = await _exec_once(target, cwd, env, attempt_timeout)
-        if ok:
+        if await attempt(spec.kind, target, cwd=cwd, env=env, timeout_s=attempt_timeout, root=root):
             return True
         await asyncio.sleep(min(spec.interval_s, max(deadline - time.monotonic(), 0)))
+
+
+async def watch_liveness(spec: LivenessSpec, *, cwd: Path, env: Mapping[str, str], root: int | None) -> str:
+    """Probe every `spec.interval_s` for as long as the run lives; return why
+    once `spec.failures` probes in a row have failed."""
+    target = substitute_port(spec.target, env)
+    failed = 0
+    while True:
+        await asyncio.sleep(spec.interval_s)
+        try:
+            ok = await attempt(spec.kind, target, cwd=cwd, env=env, timeout_s=spec.timeout_s, root=root)
+            why = f"no answer within {spec.timeout_s:g}s" if spec.kind != "exec" else f"failed or took over {spec.timeout_s:g}s"
+        except PortHeld as exc:
+            ok, why = False, str(exc)
+        failed = 0 if ok else failed + 1
+        if failed >= spec.failures:
+            return f"liveness probe ({spec.kind} {target}) failed {failed} time{'s' if failed != 1 else ''} in a row: {why}"

@@ -93,7 +93,7 @@ class Run:
     """One spawn of an instance: made when its child started, dropped when
     the child has ended and been judged."""
 
-    __slots__ = ("child", "ticket", "env", "log_probe", "notify_probe", "cut", "why", "paused", "ready", "deadline", "probe", "stopping")
+    __slots__ = ("child", "ticket", "env", "log_probe", "notify_probe", "cut", "why", "paused", "ready", "deadline", "probe", "liveness", "stopping")
 
     def __init__(self, child: ChildProcess, ticket: int, env: dict[str, str], log_probe: LogProbe | None) -> None:
         self.child = child
@@ -112,6 +112,8 @@ class Run:
         """Its readiness probe passed."""
         self.deadline: Deadline | None = None
         self.probe: asyncio.Task[None] | None = None
+        self.liveness: asyncio.Task[None] | None = None
+        """Its liveness probe, once it is ready (or started, with no readiness probe)."""
         self.stopping: asyncio.Task[None] | None = None
 
     def close(self) -> None:
@@ -120,3 +122,5 @@ class Run:
             self.deadline.cancel()
         if self.probe is not None:
             self.probe.cancel()
+        if self.liveness is not None:
+            self.liveness.cancel()

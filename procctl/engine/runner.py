@@ -29,7 +29,7 @@ from procctl.engine import limits
 from procctl.engine.child import SpawnRequest
 from procctl.engine.enforcer import close_fds
 from procctl.engine.outcome import Cut, Ending, InstanceResult, Totals, judge
-from procctl.engine.probes import LogProbe, poll_probe
+from procctl.engine.probes import LogProbe, PortHeld, held_before_start, poll_probe, substitute_port, watch_liveness
 from procctl.engine.run import Deadline, Run, Want
 from procctl.engine.logfile import LogFile
 from procctl.errors import SpawnError, StateDirError
@@ -244,6 +244,10 @@ class InstanceRunner:
             # The probe starts afresh, with a whole timeout, on resume.
             run.probe.cancel()
             run.probe = None
+        if run.liveness is not None:
+            # A stopped tree cannot answer: its liveness is asked again on resume.
+            run.liveness.cancel()
+            run.liveness = None
         run.child.suspend(known)
         run.paused = True
         self.transition(State.PAUSED)
@@ -263,6 +267,8 @@ class InstanceRunner:
             probed = self.job.spec.ready is not None
             if probed and not run.ready:
                 self._start_probe(run)
+            elif run.cut is None:
+                self._start_liveness(run)
             self.transition(State.READY if probed and run.ready else State.RUNNING)
         self._host.bus.publish(events.Resumed(self.process, self.name))
         return True
@@ -427,7 +433,13 @@ class InstanceRunner:
         """Spawn, probe and wait for one run. Returns how it ended and its length."""
         host, job = self._host, self.job
         spec = job.spec
+        env = host.env(job)
+        # Before STARTING: a stop during the look is a stop while it waited.
+        held = await self._port_held(env)
         self.transition(State.STARTING)
+        if held:
+            host.bus.publish(events.Notice(job.process, job.name, message=held, level="error"))
+            return Ending(State.FAILED, held), 0.0
         log_probe = LogProbe(spec.ready.target) if spec.ready and spec.ready.kind == "log" else None
         process, instance, publish = job.process, job.name, host.bus.publish
 
@@ -436,7 +448,6 @@ class InstanceRunner:
             if log_probe is not None:
                 log_probe.feed(text)
 
-        env = host.env(job)
         join_fds = host.enforcer.join_fds(self)
         try:
             request = SpawnRequest(job.cmd, job.cwd, env, self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec), host.bus.flow)
@@ -467,6 +478,7 @@ class InstanceRunner:
             run.deadline = Deadline(spec.timeout_s, self._timed_out)
         if spec.ready is None:
             self.ready_once = True
+            self._start_liveness(run)
         else:
             self._start_probe(run)
         try:
@@ -537,6 +549,31 @@ class InstanceRunner:
 
     # ------------------------------------------------------------ probes
 
+    async def _port_held(self, env: dict[str, str]) -> str:
+        """Why it cannot start: the port its tcp or http probe would ask is
+        held already (by a process that cannot be its own: it has not
+        started). '' when nothing holds it."""
+        spec = self.job.spec
+        for probe in (spec.ready, spec.liveness):
+            if probe is not None and probe.kind in ("tcp", "http"):
+                try:
+                    await held_before_start(probe.kind, substitute_port(probe.target, env))
+                except PortHeld as exc:
+                    return f"port {exc}"
+        return ""
+
+    def _start_liveness(self, run: Run) -> None:
+        if self.job.spec.liveness is not None and run.liveness is None:
+            run.liveness = asyncio.get_running_loop().create_task(self._live_check(run))
+
+    async def _live_check(self, run: Run) -> None:
+        spec = self.job.spec.liveness
+        assert spec is not None
+        why = await watch_liveness(spec, cwd=self.job.cwd, env=run.env, root=run.child.pid)
+        run.liveness = None
+        if self.run is run:
+            self.hung(why)
+
     def _start_probe(self, run: Run) -> None:
         """(Re)start the readiness probe of the run, with a full timeout."""
         run.probe = asyncio.get_running_loop().create_task(self._probe(run))
@@ -544,15 +581,20 @@ class InstanceRunner:
     async def _probe(self, run: Run) -> None:
         spec = self.job.spec.ready
         assert spec is not None
-        passed = await poll_probe(spec, cwd=self.job.cwd, env=run.env, log_probe=run.log_probe, notify_probe=run.notify_probe)
+        held = ""
+        try:
+            passed = await poll_probe(spec, cwd=self.job.cwd, env=run.env, log_probe=run.log_probe, notify_probe=run.notify_probe, root=run.child.pid)
+        except PortHeld as exc:
+            passed, held = False, f"not ready: {exc}"
         if self.run is not run or not run.child.running:
             return
         if not passed:
-            why = f"not ready after {spec.timeout_s:g}s ({spec.kind} probe)"
+            why = held or f"not ready after {spec.timeout_s:g}s ({spec.kind} probe)"
             self._host.bus.publish(events.Notice(self.process, self.name, message=why, level="error"))
             self._cut(Cut.PROBE, "not ready", why)
         elif self.may(State.READY):
             run.ready = self.ready_once = True
             self.transition(State.READY)
             self._host.bus.publish(events.Ready(self.process, self.name, probe=spec.kind))
+            self._start_liveness(run)
 

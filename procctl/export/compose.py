@@ -179,6 +179,8 @@ def _service(export: Export, service: Service, job: Job, names: Mapping[str, lis
         notes.append("timeout: compose has no run time limit")
     if spec.watchdog_s is not None:
         notes.append("watchdog: compose has no notification socket")
+    if spec.liveness is not None:
+        notes.append("liveness: compose restarts no container whose healthcheck fails")
     if spec.shared:
         notes.append("shared: compose makes no shared memory regions (PROCCTL_SHM_* are not set)")
     if spec.on_limit == "restart" and spec.restart == "no" and spec.limits.memory is not None:

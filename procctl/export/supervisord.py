@@ -152,6 +152,8 @@ def _program(export: Export, service: Service, job: Job, name: str, *, numprocs:
         notes.append("timeout: supervisord has no run time limit")
     if spec.watchdog_s is not None:
         notes.append("watchdog: supervisord has no notification socket")
+    if spec.liveness is not None:
+        notes.append("liveness: supervisord has no liveness probes")
     if spec.shared:
         notes.append("shared: supervisord makes no shared memory regions (PROCCTL_SHM_* are not set)")
     comments = "".join(f"# Not mapped: {note}\n" for note in notes)

@@ -130,6 +130,8 @@ def _unit(export: Export, service: Service, job: Job) -> str:
         svc.append("Type=exec")
     if spec.watchdog_s is not None:
         svc.append(f"WatchdogSec={seconds(spec.watchdog_s)}")
+    if spec.liveness is not None:
+        notes.append("liveness: systemd has no liveness probes (its way is WatchdogSec= with sd_notify)")
     if spec.shared:
         notes.append("shared: systemd makes no shared memory regions (PROCCTL_SHM_* are not set)")
     svc.append("ExecStart=" + " ".join(quote(word, command=True) for word in _argv(export, service, job)))

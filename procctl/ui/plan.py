@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import signal
 from collections.abc import Mapping
@@ -91,6 +92,7 @@ def plan_json(plan: Plan, predictions: Mapping[str, Prediction] | None = None) -
                 "ready": {"kind": spec.ready.kind, "target": spec.ready.target, "timeout_s": spec.ready.timeout_s}
                 if spec.ready
                 else None,
+                "liveness": dataclasses.asdict(spec.liveness) if spec.liveness else None,
                 "restart": spec.restart,
                 "max_restarts": spec.max_restarts,
                 "timeout_s": spec.timeout_s,

@@ -341,15 +341,15 @@ def test_tcp_and_http_and_exec_probes(project: Project) -> None:
         port = 18765
         ready = {{ http = "http://127.0.0.1:{{port}}/", timeout = "20s" }}
         [process.tcp]
-        cmd = "echo tcp-dependent ran"
+        cmd = ["{PY}", "-m", "http.server", "--bind", "127.0.0.1", "18766"]
         depends_on = {{ http = "ready" }}
-        ready = {{ tcp = "127.0.0.1:18765", timeout = "20s" }}
+        ready = {{ tcp = "127.0.0.1:18766", timeout = "20s" }}
         [process.exec]
         cmd = "sleep 0.3; touch flag; sleep 30"
         ready = {{ exec = "test -e flag", timeout = "20s" }}
         [process.last]
         cmd = "echo all ready"
-        depends_on = {{ exec = "ready", tcp = "started" }}
+        depends_on = {{ exec = "ready", tcp = "ready" }}
     """)
     proc = project.start("run")
     try:
@@ -359,6 +359,7 @@ def test_tcp_and_http_and_exec_probes(project: Project) -> None:
         proc.wait(timeout=30)
     out = proc.out_path.read_text()  # type: ignore[attr-defined]
     assert "http is ready (http)" in out
+    assert "tcp is ready (tcp)" in out
     assert "exec is ready (exec)" in out
 
 

@@ -9,6 +9,9 @@ TIMEOUT_EXIT = 124
 """`run --timeout` ran out."""
 INTERRUPTED_EXIT = 130
 """Interrupted (SIGINT or SIGTERM), as a shell reports 128 + SIGINT."""
+COMMAND_NOT_FOUND = 127
+CANNOT_EXECUTE = 126
+"""A shell's codes for a command it cannot find, or cannot run (`procctl exec`)."""
 
 
 class ProcctlError(Exception):
@@ -76,3 +79,12 @@ class AlreadyRunning(ProcctlError):
     """A supervisor already runs for this manifest: it holds the lock."""
 
     exit_code = 2
+
+
+class CommandFailed(ProcctlError):
+    """A one-off command (`procctl exec`) could not be run: the exit code a
+    shell would give."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,53 +1,41 @@
-""".env files: KEY=value lines, as foreman, honcho and docker compose read them."""
+""".env files: KEY=value lines, as python-dotenv reads them (and honcho and
+foreman, which do not interpolate either)."""
 
 from __future__ import annotations
 
-import re
+import io
 from pathlib import Path
 
 from procctl.errors import ManifestError
 
-_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*$")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
 
-
-def _double_quoted(body: str) -> str:
-    out, i = [], 0
-    while i < len(body):
-        char = body[i]
-        if char == "\\" and i + 1 < len(body):
-            out.append(_ESCAPES.get(body[i + 1], "\\" + body[i + 1]))
-            i += 2
-            continue
-        out.append(char)
-        i += 1
-    return "".join(out)
+def _unterminated(line: str) -> str:
+    """The quote a broken line leaves open after its '=', if it does."""
+    value = line.partition("=")[2].lstrip()
+    return value[0] if value[:1] in ("'", '"') else ""
 
 
 def parse_env(text: str, path: Path) -> dict[str, str]:
-    """Parse .env text. Raises ManifestError naming the file and line."""
+    """Parse .env text as python-dotenv reads it, without interpolation (as
+    honcho and foreman): `export KEY=value`, a comment after a value
+    (quoted or not, after whitespace), `#` and the other quote inside quotes,
+    escapes in double quotes, values over several lines inside quotes. A
+    KEY with no `=` sets nothing, as there. Raises ManifestError naming the
+    file and line of the first line it cannot read."""
+    # python-dotenv is read for .env files only, and only when there is one.
+    from dotenv.parser import parse_stream
+
     values: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        match = _LINE.match(raw)
-        if not match:
-            raise ManifestError("expected KEY=value", path=path, line=number)
-        key, value = match.group(1), match.group(2)
-        if value[:1] in ("'", '"'):
-            quote = value[0]
-            end = value.rfind(quote)
-            if end == 0:
-                raise ManifestError(f"{key}: unterminated {quote}-quoted value", path=path, line=number)
-            rest = value[end + 1 :].strip()
-            if rest and not rest.startswith("#"):
-                raise ManifestError(f"{key}: unexpected text after the quoted value", path=path, line=number)
-            body = value[1:end]
-            value = _double_quoted(body) if quote == '"' else body
-        else:
-            value = re.split(r"\s+#", value, maxsplit=1)[0].strip()
-        values[key] = value
+    for binding in parse_stream(io.StringIO(text)):
+        original = binding.original.string
+        # A binding's text starts with the blank lines before it.
+        line = binding.original.line + original[: len(original) - len(original.lstrip())].count("\n")
+        if binding.error:
+            quote = _unterminated(original.strip())
+            why = f"unterminated {quote}-quoted value" if quote else "expected KEY=value"
+            raise ManifestError(why, path=path, line=line)
+        if binding.key is not None and binding.value is not None:
+            values[binding.key] = binding.value
     return values
 
 

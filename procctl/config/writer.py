@@ -98,9 +98,14 @@ def manifest_from_procfile(procfile: Path, env_file: Path | None) -> str:
     commands = parse_procfile(text, procfile.name)
     env = read_env_file(env_file, manifest=procfile, key=".env", line=None) if env_file else {}
     port = ports(list(commands), env, env_file.name if env_file else ".env")
-    document: dict[str, Any] = {}
+    # As foreman and honcho run it: the first process to end ends the run.
+    document: dict[str, Any] = {"settings": {"exit_on_end": True}}
     if env:
         document["env"] = env
     document["process"] = {name: {"cmd": command, "port": port[name]} for name, (command, _) in commands.items()}
-    header = f"# Converted from {procfile.name}" + (f" and {env_file.name}" if env_file else "") + " by `procctl import`.\n\n"
+    header = (
+        f"# Converted from {procfile.name}" + (f" and {env_file.name}" if env_file else "") + " by `procctl import`.\n"
+        "# exit_on_end: as under foreman and honcho, the first process to end stops the rest\n"
+        "# and gives procctl its exit code (false: the others run on).\n\n"
+    )
     return header + tomli_w.dumps(document)

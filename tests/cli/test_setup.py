@@ -55,13 +55,16 @@ def test_check_prints_the_plan(project: Project) -> None:
 
 
 def test_import_converts_procfile_and_env(project: Project) -> None:
-    (project.root / "Procfile").write_text("web: echo web $PORT $GREETING\n")
+    """The converted manifest runs as the Procfile did, under foreman's rule
+    too: web ends with 3, which stops the service beside it and is procctl's
+    exit code."""
+    (project.root / "Procfile").write_text("web: echo web $PORT $GREETING; exit 3\nsvc: sleep 300\n")
     (project.root / ".env").write_text("GREETING=hi\n")
     result = project.run("import")
     assert result.returncode == 0, result.stderr
-    run = project.run("run")
-    assert run.returncode == 0
-    assert "web 5000 hi" in run.stdout
+    run = project.run("run", "--plain")
+    assert run.returncode == 3
+    assert "web 5000 hi" in run.stdout and "svc" in run.stdout
     assert project.run("import", "missing").returncode == 2
 
 

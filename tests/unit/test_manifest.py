@@ -293,3 +293,43 @@ def test_a_procfile_ends_with_its_first_process_and_a_manifest_when_it_asks(tmp_
     assert {name: spec.exit_on_end for name, spec in load_manifest(toml).processes.items()} == {"web": False, "tests": True}
     toml.write_text("[settings]\nexit_on_end = true\n[process.web]\ncmd = 'a'\nexit_on_end = false\n[process.tests]\ncmd = 'b'\n")
     assert {name: spec.exit_on_end for name, spec in load_manifest(toml).processes.items()} == {"web": False, "tests": True}
+
+
+DOTENV = """\
+# a comment
+A="a" # a note "with quotes"
+B='has # a hash and "double quotes"'
+C="has # a hash and 'single quotes'"
+export D=exported
+E=plain # a note
+F=no#comment
+
+G="first line
+second line"
+H='one
+two'
+I="escapes: \\n \\t \\" \\\\"
+BARE
+"""
+
+
+def test_an_env_file_reads_as_python_dotenv_reads_it(tmp_path: Path) -> None:
+    """Comments after quoted values, `#` and the other quote inside quotes,
+    `export`, values over several lines: what python-dotenv itself reads
+    (without interpolation), and a broken line further down keeps its line."""
+    import io
+
+    from dotenv import dotenv_values
+
+    from procctl.config.envfile import parse_env
+
+    values = parse_env(DOTENV, tmp_path / ".env")
+    expected = {key: value for key, value in dotenv_values(stream=io.StringIO(DOTENV), interpolate=False).items() if value is not None}
+    assert values == expected
+    assert values["A"] == "a" and values["B"] == 'has # a hash and "double quotes"' and values["C"] == "has # a hash and 'single quotes'"
+    assert values["D"] == "exported" and values["E"] == "plain" and values["F"] == "no#comment"
+    assert values["G"] == "first line\nsecond line" and values["H"] == "one\ntwo" and values["I"] == 'escapes: \n \t " \\'
+    with pytest.raises(ManifestError, match=r"\.env:16: unterminated \"-quoted value"):
+        parse_env(DOTENV + 'J=1\nK="open\n', tmp_path / ".env")
+    with pytest.raises(ManifestError, match=r"\.env:3: expected KEY=value"):
+        parse_env("A=1\n\nNOT A LINE\n", tmp_path / ".env")

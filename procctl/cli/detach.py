@@ -24,28 +24,32 @@ _STARTED = {State.RUNNING, State.READY, State.PAUSED, State.EXITED, State.STOPPI
 _READY = {State.READY, State.EXITED}
 
 
-def _settled(status: dict[str, Any], wait_ready: bool, has_probe: dict[str, bool]) -> tuple[bool, list[str], list[str]]:
-    """(every instance is where `up` waits for it, the names that failed, the
-    names queued behind a full pool). An instance that waits for a slot while
-    every slot is held and nothing is starting cannot start until something
-    ends — with services, maybe never — so `up` does not wait for it."""
-    failed, pending, waiting = [], [], False
+def _settled(
+    status: dict[str, Any], wait_ready: bool, has_probe: dict[str, bool], pooled: dict[str, bool]
+) -> tuple[list[str], list[str], list[str]]:
+    """(the instances that failed, those `up` still waits for, the jobs
+    queued for the pool), each as `name (state: why)`. A service is waited
+    for until it is ready (with --wait and a probe) or has started; a job
+    queued while the pool has no room is not: it starts when a slot frees,
+    maybe only once others have ended."""
+    failed, unsettled, queued = [], [], []
+    pool = status.get("pool") or {}
+    starting = any(row["state"] == State.STARTING for row in status["instances"])
+    # No slot for a job now: every one is taken (or the adaptive pool holds
+    # back for CPU or memory), and none is being filled.
+    no_room = not starting and (pool.get("running", 0) >= pool.get("size", 1) or bool(pool.get("auto")))
     for row in status["instances"]:
         state = State(row["state"])
+        why = f": {row['reason']}" if row.get("reason") else ""
+        probed = wait_ready and has_probe.get(row["process"], False)
         if state.failure or state is State.SKIPPED:
-            failed.append(f"{row['name']} ({row['status']})")
-        elif state is State.PENDING:
-            pending.append(row["name"])
-        elif wait_ready and has_probe.get(row["process"], False):
-            waiting |= state not in _READY
-        else:
-            waiting |= state not in _STARTED
-    pool = status.get("pool") or {}
-    full = pool.get("running", 0) >= pool.get("size", 1) and pool.get("waiting", 0) > 0
-    starting = any(row["state"] == State.STARTING for row in status["instances"])
-    if pending and not (full and not starting):
-        waiting = True
-    return not waiting, failed, pending if not waiting else []
+            failed.append(f"{row['name']} ({row['status']}{why})")
+        elif state is State.PENDING and pooled.get(row["process"], False) and no_room:
+            queued.append(row["name"])
+        elif state not in (_READY if probed else _STARTED):
+            not_ready = ", not ready" if probed and state in _STARTED else ""
+            unsettled.append(f"{row['name']} ({row['status']}{not_ready}{why})")
+    return failed, unsettled, queued
 
 
 @app.command()
@@ -99,7 +103,9 @@ def up(
     )  # fmt: skip
     state.record_supervisor(lock, proc.pid)
     has_probe = {name: spec.ready is not None for name, spec in manifest.processes.items()}
+    pooled = {name: spec.pool for name, spec in manifest.processes.items()}
     deadline = time.monotonic() + limit
+    unsettled: list[str] = []
     while True:
         code = proc.poll()
         if code == 0:
@@ -113,20 +119,21 @@ def up(
         except NoSupervisor:
             status = None
         if status is not None:
-            settled, failed, queued = _settled(status, wait, has_probe)
+            failed, unsettled, queued = _settled(status, wait, has_probe, pooled)
             if failed:
                 raise ProcctlError(f"failed to come up: {', '.join(failed)} (see {state.logs}; the supervisor runs on: 'procctl down' stops it)")
-            if settled:
+            if not unsettled:
                 break
         if time.monotonic() > deadline:
-            raise ProcctlError(f"not {'ready' if wait else 'started'} after {limit:g}s (see {log}; the supervisor runs on: 'procctl down' stops it)")
+            which = f": {', '.join(unsettled)}" if status is not None else " (the supervisor never answered)"
+            raise ProcctlError(f"not {'ready' if wait else 'started'} after {limit:g}s{which} (see {log}; the supervisor runs on: 'procctl down' stops it)")
         time.sleep(0.05)
     up_count = len(status["instances"]) - len(queued)
     typer.echo(f"supervisor {proc.pid} is up: {up_count} instances {'ready' if wait else 'started'}; 'procctl down' stops it")
     if queued:
         size = status["pool"]["size"]
         typer.echo(
-            f"queued behind a full pool of {size}: {', '.join(queued)} (they start when a slot frees; raise -j or max_parallel to run them now)"
+            f"queued for the pool of {size}: {', '.join(queued)} (jobs: they start when a slot frees; raise -j or max_parallel to run more at once)"
         )
 
 

@@ -368,7 +368,7 @@ def test_up_starts_every_service_and_returns_when_jobs_wait_behind_a_full_pool(p
     try:
         assert up.returncode == 0, up.stderr
         assert "5 instances started" in up.stdout
-        assert "queued behind a full pool of 2: job[3]" in up.stdout
+        assert "queued for the pool of 2: job[3]" in up.stdout
         status = _status(project)
         assert status is not None
         assert {r["name"]: r["state"] for r in status["instances"]} == {

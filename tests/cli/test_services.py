@@ -235,3 +235,40 @@ def test_giving_up_says_how_many_restarts_in_how_long_and_why(project: Project) 
     assert records[-1]["event"] != "gave_up"  # its state follows
     last_state = [r for r in records if r["event"] == "state" and r["instance"] == "flaky"][-1]
     assert last_state["state"] == "failed" and last_state["reason"].startswith("gave up after 2 restarts in ")
+
+
+def test_up_wait_names_the_service_that_is_not_ready_and_ignores_queued_jobs(project: Project) -> None:
+    """1. `up -d --wait`: `db` becomes ready, `cache` never does (its probe
+       would allow far longer than --wait-timeout); two jobs share a pool of
+       one, so one of them is queued.
+    2. up exits 1 naming cache as not ready; db and the queued job are not
+       named.
+    3. Once cache is taken out (`up -d --wait db job`), the same queued job
+       does not stop --wait from succeeding."""
+    project.write(f"""
+        [settings]
+        max_parallel = 1
+        [process.db]
+        cmd = ["{PY}", "-c", "import time; print('db ready', flush=True); time.sleep(300)"]
+        ready = {{ log = "db ready" }}
+        [process.cache]
+        cmd = "sleep 300"
+        ready = {{ log = "never said", timeout = "1h" }}
+        [process.job]
+        cmd = "sleep 300"
+        each = [1, 2]
+    """)
+    up = project.run("up", "-d", "--wait", "--wait-timeout", "3s", timeout=120)
+    try:
+        assert up.returncode == 1, up.stderr
+        assert "procctl: not ready after 3s: " in up.stderr and "cache (running, not ready)" in up.stderr
+        assert "db (" not in up.stderr and "job[" not in up.stderr
+    finally:
+        assert project.run("down").returncode == 0
+    up = project.run("up", "-d", "--wait", "--wait-timeout", "60s", "db", "job", timeout=120)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "queued for the pool of 1: job[2]" in up.stdout
+        assert {r["name"]: r["state"] for r in _status(project)["instances"]}["db"] == "ready"  # type: ignore[index]
+    finally:
+        assert project.run("down").returncode == 0

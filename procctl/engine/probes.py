@@ -213,6 +213,13 @@ async def poll_probe(
         await asyncio.sleep(min(spec.interval_s, max(deadline - time.monotonic(), 0)))
 
 
+_LIVENESS_MISSES = {
+    "tcp": "no connection within {timeout}",
+    "http": "no 2xx or 3xx answer within {timeout}",
+    "exec": "the command failed or took over {timeout}",
+}
+
+
 async def watch_liveness(spec: LivenessSpec, *, cwd: Path, env: Mapping[str, str], root: int | None) -> str:
     """Probe every `spec.interval_s` for as long as the run lives; return why
     once `spec.failures` probes in a row have failed."""
@@ -222,7 +229,7 @@ async def watch_liveness(spec: LivenessSpec, *, cwd: Path, env: Mapping[str, str
         await asyncio.sleep(spec.interval_s)
         try:
             ok = await attempt(spec.kind, target, cwd=cwd, env=env, timeout_s=spec.timeout_s, root=root)
-            why = f"no answer within {spec.timeout_s:g}s" if spec.kind != "exec" else f"failed or took over {spec.timeout_s:g}s"
+            why = _LIVENESS_MISSES[spec.kind].format(timeout=f"{spec.timeout_s:g}s")
         except PortHeld as exc:
             ok, why = False, str(exc)
         failed = 0 if ok else failed + 1

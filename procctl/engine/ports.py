@@ -64,8 +64,12 @@ def listeners(host: str, port: int) -> list[Holder]:
     targets = addresses(host)
     if targets and not (targets & _local_addresses()) and not any(ip.startswith("127.") for ip in targets):
         return []  # Not this machine: nothing here can hold it.
+    try:
+        connections = psutil.net_connections("tcp")
+    except psutil.Error:
+        return []  # Cannot be told: the probe goes by the connection alone.
     found: dict[int | None, Holder] = {}
-    for conn in psutil.net_connections("tcp"):
+    for conn in connections:
         if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
             continue
         if not _reaches(conn.laddr.ip, targets) or conn.pid in found:

@@ -129,23 +129,28 @@ def parse(datagram: bytes) -> Notification:
     return Notification(**fields)  # type: ignore[arg-type]
 
 
-def _close_passed_fds(ancillary: list[tuple[int, int, bytes]]) -> int | None:
-    """Close every descriptor that came with a datagram; the sender's pid."""
+def _passed(ancillary: list[tuple[int, int, bytes]]) -> tuple[int | None, list[int]]:
+    """The sender's pid and the descriptors that came with a datagram."""
     pid: int | None = None
+    passed: list[int] = []
     for level, kind, data in ancillary:
         if level != socket.SOL_SOCKET:
             continue
         if kind == socket.SCM_RIGHTS:
             fds = array.array("i")
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-            for fd in fds:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            passed.extend(fds)
         elif kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED.size:
             pid = _UCRED.unpack(data[: _UCRED.size])[0]
-    return pid
+    return pid, passed
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 Target = TypeVar("Target")
@@ -224,8 +229,14 @@ class NotifyServer(Generic[Target]):
                 return
             except OSError:
                 return
-            pid = _close_passed_fds(ancillary)
-            self._handle(data, flags, pid)
+            pid, fds = _passed(ancillary)
+            try:
+                self._handle(data, flags, pid)
+            finally:
+                # Closed only once the datagram is handled: a barrier's sender
+                # waits for this close and may exit at once, and a sender
+                # gone (reaped) can no longer be told from its pid.
+                _close_all(fds)
 
     def _handle(self, data: bytes, flags: int, pid: int | None) -> None:
         if pid is None or pid <= 0:

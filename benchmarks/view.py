@@ -111,7 +111,7 @@ def _selected(screen: object) -> str | None:
     return None
 
 
-def key_latencies(argv: list[str], root: Path, presses: int, *, cols: int = 200, rows: int = 50, ready: str = "running 1000/") -> list[float]:
+def key_latencies(argv: list[str], root: Path, presses: int, *, cols: int = 200, rows: int = 50, ready: str = "running 1000 ") -> list[float]:
     """Milliseconds from each key written to the pty (`j`, `k`, `j`, … so
     that the selection never runs off the end) to the selection drawn on
     its new row. `argv` is procctl's command line (a `run` of many

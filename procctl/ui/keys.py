@@ -23,7 +23,7 @@ KEYS: tuple[Key, ...] = (
     Key("mouse", "a click selects an instance; the wheel scrolls the table, the output or the log", "both"),
     Key("Enter", "open the selected instance's output full-screen", "table", "⏎ log"),
     Key("Esc", "back from the log (q too), or clear the filter", "both"),
-    Key("r", "restart the instance", "both", "r restart"),
+    Key("r", "restart the instance (asks first when it is running)", "both", "r restart"),
     Key("s", "stop the instance (asks first), or start it when it has ended", "both", "s stop"),
     Key("p", "pause or resume the instance (its whole process tree)", "both", "p pause"),
     Key("+ -", "one replica more or fewer of its process (fewer asks first)", "both", "+- scale"),
@@ -34,7 +34,7 @@ KEYS: tuple[Key, ...] = (
     Key("w", "wrap long lines, or scroll them sideways (← →)", "both"),
     Key("Tab", "move between the table and the merged output", "table"),
     Key("?", "this list of keys", "both", "? help"),
-    Key("q  Ctrl-C", "run: stop everything, as Ctrl-C does (a second Ctrl-C forces); top: leave, the supervisor runs on", "table", "q quit"),
+    Key("q  Ctrl-C", "run: stop everything, as Ctrl-C does (q asks first; a second Ctrl-C forces); top: leave, the supervisor runs on", "table", "q quit"),
 )
 
 

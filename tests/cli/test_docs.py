@@ -101,12 +101,14 @@ def test_every_verb_has_its_handler_and_its_command_and_every_request_a_verb() -
     assert sent and sent <= set(VERBS), sent - set(VERBS)
 
 
-def test_the_readme_key_table_is_the_views() -> None:
+def test_the_readme_key_table_and_the_man_page_are_the_views() -> None:
     from procctl.ui.keys import KEYS
 
     readme = (ROOT / "README.md").read_text()
+    man = (ROOT / "man" / "procctl.1").read_text().replace("\\-", "-")
     for key in KEYS:
         assert f"| `{key.keys}` | {key.does} |" in readme, f"README's key table lacks {key.keys!r}: {key.does}"
+        assert f".B {key.keys}\n{key.does}.\n" in man, f"the man page's key list lacks {key.keys!r}: {key.does}"
 
 
 def test_the_architecture_map_names_every_module() -> None:

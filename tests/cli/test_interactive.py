@@ -124,11 +124,11 @@ def _joined(text: str) -> str:
 
 def test_run_keys_restart_pause_and_read_a_long_line_then_q_stops_everything(project: Project, screens: list[Screen]) -> None:
     """1. `procctl run` on a 110×32 terminal: the table and the merged output.
-    2. r on the selected ticker: its pid changes (status --json).
+    2. r, then y to its question, on the selected ticker: its pid changes (status --json).
     3. p: it is paused (state T in /proc) and its log stops growing; p again:
        it resumes and writes again.
     4. Enter on `long`: its line, longer than the terminal, is shown in full.
-    5. q: everything stops as on Ctrl-C (exit 130), nothing is left."""
+    5. q, then y: everything stops as on Ctrl-C (exit 130), nothing is left."""
     project.write(f"""
         [settings]
         metrics_interval = "200ms"
@@ -143,6 +143,8 @@ def test_run_keys_restart_pause_and_read_a_long_line_then_q_stops_everything(pro
     first = wait_until(lambda: (_row(project, "ticker") or {}).get("pid"), what="ticker's pid")
 
     view.press("r")
+    view.wait_for(lambda text: "Restart ticker?" in text, "the question before a restart")
+    view.press("y")
     wait_until(lambda: (_row(project, "ticker") or {}).get("pid") not in (None, first), what="ticker to run with a new pid")
     view.wait_for(lambda text: "ticker: restart requested" in text, "the restart in the merged output")
 
@@ -168,13 +170,15 @@ def test_run_keys_restart_pause_and_read_a_long_line_then_q_stops_everything(pro
 
     children = [pid for pid in marked_pids(project.marker) if pid != view.proc.pid]
     view.press("q")
+    view.wait_for(lambda text: "Stop everything?" in text, "the question before stopping everything")
+    view.press("y")
     assert view.wait_exit() == 130
     assert not [pid for pid in children if alive(pid)]
 
 
 def test_top_attaches_to_a_running_supervisor_and_leaves_it_running(project: Project, screens: list[Screen]) -> None:
     """1. `procctl up -d`, then two `procctl top` at once.
-    2. r in the first: the selected instance restarts (new pid).
+    2. r and y in the first: the selected instance restarts (new pid).
     3. `procctl scale web=3` from a third process: the second view shows web.3
        and says it came from another terminal.
     4. q in the first: it leaves, the supervisor and the second view run on."""
@@ -196,6 +200,8 @@ def test_top_attaches_to_a_running_supervisor_and_leaves_it_running(project: Pro
             view.wait_for(lambda text: "ticker" in text and "web.2" in text and "tick " in text and "q leave" in text, "top's table, live output and keys")
         pid = wait_until(lambda: (_row(project, "ticker") or {}).get("pid"), what="ticker's pid")
         first.press("r")
+        first.wait_for(lambda text: "Restart ticker?" in text, "the question before a restart")
+        first.press("y")
         wait_until(lambda: (_row(project, "ticker") or {}).get("pid") not in (None, pid), what="ticker restarted from top")
         scaler = project.start("scale", "web=3")
         assert scaler.wait(timeout=30) == 0

@@ -129,7 +129,13 @@ def test_every_action_is_a_control_verb_and_what_cannot_be_undone_asks_first() -
 
     async def scenario(app: LiveApp, pilot: Pilot[int]) -> None:
         await _settle(pilot, app)
+        # Restarting a running instance ends its process: it asks.
         await pilot.press("j", "r")
+        assert isinstance(app.screen, Confirm) and face.calls == []
+        await pilot.press("n")
+        assert face.calls == [] and not isinstance(app.screen, Confirm)
+        await pilot.press("r", "y")
+        await pilot.pause()
         assert face.calls[-1] == ("restart", {"names": ["web.2"]})
         await pilot.press("p")
         assert face.calls[-1] == ("pause", {"names": ["web.2"]})
@@ -158,12 +164,14 @@ def test_every_action_is_a_control_verb_and_what_cannot_be_undone_asks_first() -
         await pilot.press("y")
         await pilot.pause()
         assert face.calls[-1] == ("scale", {"process": "web", "replicas": 2})
-        # A signal is asked for, TERM by default.
+        # A signal is asked for, TERM by default; what is typed shows.
         await pilot.press("K")
         assert isinstance(app.screen, Prompt)
-        await pilot.press(*"HUP", "enter")
+        await pilot.press(*"WINCH")
+        assert "WINCH" in _screen(app)
+        await pilot.press("enter")
         await pilot.pause()
-        assert face.calls[-1] == ("kill", {"names": ["web.2"], "signal": "HUP"})
+        assert face.calls[-1] == ("kill", {"names": ["web.2"], "signal": "WINCH"})
         await pilot.press("K", "enter")
         await pilot.pause()
         assert face.calls[-1] == ("kill", {"names": ["web.2"], "signal": "TERM"})
@@ -171,11 +179,13 @@ def test_every_action_is_a_control_verb_and_what_cannot_be_undone_asks_first() -
         await pilot.press("K", "escape")
         await pilot.pause()
         assert len(face.calls) == count
-        # An ended instance starts again at once.
+        # An ended instance starts again at once, by s or r.
         face.publish(events.StateChanged("web", "web.2", state=State.STOPPED))
         await _settle(pilot, app)
         await pilot.press("s")
         assert face.calls[-1] == ("start", {"names": ["web.2"]})
+        await pilot.press("r")
+        assert face.calls[-1] == ("restart", {"names": ["web.2"]}) and not isinstance(app.screen, Confirm)
 
     drive(face, scenario)
 
@@ -197,19 +207,33 @@ def test_q_and_ctrl_c_leave_through_the_face() -> None:
     face = FakeFace(_web(1))
 
     async def scenario(app: LiveApp, pilot: Pilot[int]) -> None:
+        # In `run`, q stops every process: it asks; n keeps them running.
         await pilot.press("q")
-        await pilot.press("ctrl+c")
-        assert face.left == 2
+        assert isinstance(app.screen, Confirm) and "Stop everything?" in _screen(app)
+        await pilot.press("n")
+        assert face.left == 0
+        await pilot.press("q", "y")
+        await pilot.pause()
+        assert face.left == 1
         # In `run` the view stays up while everything stops, and says so.
         assert "Ctrl-C again forces" in _screen(app)
+        # Ctrl-C does not ask, as outside the view; q again asks to force.
+        await pilot.press("ctrl+c")
+        assert face.left == 2
+        await pilot.press("q")
+        assert isinstance(app.screen, Confirm) and "Force the stop?" in _screen(app)
+        await pilot.press("y")
+        await pilot.pause()
+        assert face.left == 3
 
     drive(face, scenario)
     attached = FakeFace(_web(1), attached=True)
 
     async def leave(app: LiveApp, pilot: Pilot[int]) -> None:
+        # Leaving `top` stops nothing: no question.
         await pilot.press("q")
         await pilot.pause()
-        assert app._exit
+        assert app._exit and attached.left == 1
 
     drive(attached, leave)
 

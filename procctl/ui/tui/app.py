@@ -41,6 +41,8 @@ LOG_BYTES = 8 << 20
 """At most this much of a log file is read when its view opens."""
 
 _OWN_STYLE = Style(bold=True)
+_HAS_A_PROCESS = frozenset({State.STARTING, State.RUNNING, State.READY, State.PAUSED, State.STOPPING})
+"""States in which a restart or a stop ends a live process (asked first)."""
 
 
 class LiveApp(App[int]):
@@ -71,7 +73,7 @@ class LiveApp(App[int]):
         Binding("w", "wrap", "wrap", show=False),
         Binding("question_mark", "help", "help", show=False),
         Binding("escape", "clear_filter", "clear filter", show=False),
-        Binding("q", "leave", "quit", show=False),
+        Binding("q", "quit_key", "quit", show=False),
         Binding("ctrl+c", "leave", "quit", show=False, priority=True),
     ]
 
@@ -215,8 +217,19 @@ class LiveApp(App[int]):
 
     async def action_restart(self) -> None:
         target = self.target()
-        if target is not None:
-            await self.send("restart", {"names": [target[0]]})
+        if target is None:
+            return
+        name, _, state = target
+        if state not in _HAS_A_PROCESS:
+            # Nothing runs that a restart would end: it only starts one.
+            await self.send("restart", {"names": [name]})
+            return
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await self.send("restart", {"names": [name]})
+
+        self.push_screen(Confirm(f"Restart {name}? Its running process gets its stop signal and a new one starts."), answered)
 
     async def action_stop_start(self) -> None:
         target = self.target()
@@ -330,6 +343,23 @@ class LiveApp(App[int]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.face.attached))
+
+    def action_quit_key(self) -> None:
+        """q: leaving `top` costs nothing; in `run` it stops every process,
+        so it asks (Ctrl-C, as outside the view, does not)."""
+        if self.face.attached:
+            self.action_leave()
+            return
+        if self.leaving:
+            question = "Force the stop? Every process still running gets SIGKILL now."
+        else:
+            question = "Stop everything? Each process gets its stop signal (as on Ctrl-C), and procctl ends."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.action_leave()
+
+        self.push_screen(Confirm(question), answered)
 
     def action_leave(self) -> None:
         self.leaving += 1

@@ -48,7 +48,7 @@ class HelpScreen(ModalScreen[None]):
 
 
 class Confirm(ModalScreen[bool]):
-    """A yes/no question: y or Enter says yes, anything else no."""
+    """A yes/no question: y says yes, any other key no."""
 
     DEFAULT_CSS = """
     Confirm { align: center middle; }
@@ -80,7 +80,9 @@ class Prompt(ModalScreen[str | None]):
     DEFAULT_CSS = """
     Prompt { align: center bottom; }
     Prompt > Vertical { height: auto; border: round $accent; background: $panel; }
-    Prompt Input { border: none; height: 1; padding: 0 1; }
+    /* :focus too: Input's own focused border outranks a plain descendant
+       rule, and in one row it would leave no room for the text typed. */
+    Prompt Input, Prompt Input:focus { border: none; height: 1; padding: 0 1; }
     """
     BINDINGS = [Binding("escape", "cancel", "cancel", show=False)]
 

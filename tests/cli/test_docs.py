@@ -123,3 +123,11 @@ def test_the_architecture_map_names_every_module() -> None:
         and path.relative_to(package).as_posix() not in text and f"procctl/{path.relative_to(package).as_posix()}" not in text
     ]
     assert not missing, f"not in docs/architecture.md: {missing}"
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    """What a contributor is told to run is what CI runs, step for step."""
+    steps = (ROOT / ".ci" / "run").read_text().split("\ncd ", 1)[1].splitlines()[1:]
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Run the tests:\n\n```sh\n", 1)[1].split("```", 1)[0]
+    assert [line for line in steps if line.strip()] == [line for line in block.splitlines() if line.strip()]

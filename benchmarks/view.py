@@ -47,6 +47,7 @@ def frame_times(rows: int, frames: int, *, width: int, height: int) -> list[floa
         queue = events.EventQueue(max_output_events=512)
         instances = [InstanceInfo(instance, process) for process, instance in names]
         seed: list[events.Event] = []
+        backlog: list[events.Output] = []
         max_parallel = rows
         client_pid = os.getpid()
         ended = False

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from procctl import events
 from procctl.control import client
 from procctl.control.protocol import ProtocolError, Request, decode_reply, decode_request, make_request
 from procctl.control.server import ControlServer
-from procctl.errors import NoSupervisor, UsageError
+from procctl.errors import NoSupervisor, ProcctlError, UsageError
 from procctl.states import State
 from procctl.ui.live_model import InstanceInfo
 
@@ -33,6 +34,8 @@ VIEW_OUTPUT_EVENTS = 512
 """Output events the view's queue holds before it drops the oldest."""
 RECORD_LIMIT = 16 << 20
 """Longest record line `Attached` reads (an output line may be long)."""
+BACKLOG_LINES = 1000
+"""Lines of its instances' logs a fresh `top` shows from before it attached."""
 
 
 class InProcess:
@@ -49,6 +52,7 @@ class InProcess:
         self.instances = list(instances)
         self.max_parallel = max_parallel
         self.seed: list[events.Event] = []
+        self.backlog: list[events.Output] = []
         self.client_pid = os.getpid()
         self.ended = False
 
@@ -88,6 +92,7 @@ class Attached:
             for row in snapshot.get("instances", [])
         ]
         self.seed = _seed(status)
+        self.backlog: list[events.Output] = []
         self.client_pid = os.getpid()
         self.ended = False
         self._task: asyncio.Task[None] | None = None
@@ -98,6 +103,9 @@ class Attached:
         sock = client.connect(path, manifest, 10.0)
         sock.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=RECORD_LIMIT)
+        # Lines that arrived before this instant come from the log files,
+        # the rest through the subscription: none twice.
+        before = time.time()
         try:
             writer.write(Request(verb="subscribe", args={}, id=1).encode())
             line = await asyncio.wait_for(reader.readline(), 30.0)
@@ -111,6 +119,7 @@ class Attached:
             raise
         face = cls(path, manifest, reader, writer, reply.result)
         face._task = asyncio.get_running_loop().create_task(face._read())
+        face.backlog = await asyncio.to_thread(_backlog, manifest, face.instances, before)
         return face
 
     async def _read(self) -> None:
@@ -150,10 +159,36 @@ class Attached:
             await self._writer.wait_closed()
 
 
+def _backlog(manifest: Path, instances: Sequence[InstanceInfo], before: float) -> list[events.Output]:
+    """The last lines the instances wrote before `before`, merged by time,
+    as the output events they were (at most BACKLOG_LINES in all). Logs that
+    cannot be read give none: the view still shows what comes next."""
+    from procctl.engine.lines import LineSplitter
+    from procctl.engine.logread import RunLogs, interleave
+    from procctl.engine.store import StateDir
+
+    logged = [info for info in instances if info.log_path]
+    if not logged:
+        return []
+    each = max(BACKLOG_LINES // len(logged), 20)
+    try:
+        run_logs = RunLogs(StateDir.beside(manifest))
+        streams = [run_logs.lines(Path(info.log_path).name, info.name, last=each) for info in logged]
+    except (OSError, ProcctlError):
+        return []
+    process = {info.name: info.process for info in logged}
+    backlog = []
+    # A line without its newline is still being written: it arrives whole
+    # through the subscription.
+    for entry in interleave(streams)[-BACKLOG_LINES:]:
+        if entry.ts is not None and entry.ts < before and entry.line.endswith(b"\n"):
+            text = LineSplitter().feed(entry.line)
+            backlog.append(events.Output(process[entry.instance], entry.instance, stream="stdout", text=text, ts=entry.ts))
+    return backlog
+
+
 def _seed(status: dict[str, Any]) -> list[events.Event]:
     """Events that bring a fresh view to where the supervisor is now."""
-    import time
-
     now = time.time()
     seeded: list[events.Event] = []
     for row in status.get("instances", []):

@@ -32,6 +32,9 @@ class Supervision(Protocol):
     """Events that bring a fresh view to the supervisor's present (`top`
     opening on a supervisor that has run for a while): folded into the
     table, not shown as lines."""
+    backlog: Sequence[events.Output]
+    """What the instances wrote before the view opened (`top`), oldest
+    first: shown in the merged output as it was, then the live lines."""
     max_parallel: int
     client_pid: int
     """What the supervisor knows this view's requests by (`Requested.client_pid`)."""

@@ -181,23 +181,29 @@ def test_top_attaches_to_a_running_supervisor_and_leaves_it_running(project: Pro
     2. r and y in the first: the selected instance restarts (new pid).
     3. `procctl scale web=3` from a third process: the second view shows web.3
        and says it came from another terminal.
-    4. q in the first: it leaves, the supervisor and the second view run on."""
+    4. q in the first: it leaves, the supervisor and the second view run on.
+    Each view opens with what was written before it attached."""
     project.write(f"""
         [process.ticker]
         cmd = '''{TICKER}'''
         [process.web]
         cmd = "exec sleep 600"
         replicas = 2
+        [process.early]
+        cmd = "echo said-before-top; exec sleep 600"
     """)
     up = project.run("up", "-d", "-j", "8")
     assert up.returncode == 0, up.stderr
     try:
+        wait_until(lambda: (project.logs / "early.log").exists() and b"said-before-top" in (project.logs / "early.log").read_bytes(),
+                   what="early's line in its log")
         first = Screen(project, "top")
         screens.append(first)
         second = Screen(project, "top")
         screens.append(second)
         for view in (first, second):
             view.wait_for(lambda text: "ticker" in text and "web.2" in text and "tick " in text and "q leave" in text, "top's table, live output and keys")
+            view.wait_for(lambda text: "said-before-top" in text, "a line written before top attached")
         pid = wait_until(lambda: (_row(project, "ticker") or {}).get("pid"), what="ticker's pid")
         first.press("r")
         first.wait_for(lambda text: "Restart ticker?" in text, "the question before a restart")
@@ -209,9 +215,9 @@ def test_top_attaches_to_a_running_supervisor_and_leaves_it_running(project: Pro
                         "the scale from another terminal")
         first.press("q")
         assert first.wait_exit() == 0
-        # The supervisor runs on: the ticker and the three replicas.
-        wait_until(lambda: (status := _status(project)) is not None and len([row for row in status["instances"] if row["state"] == "running"]) == 4,
-                   what="four instances running after top left")
+        # The supervisor runs on: the ticker, early and the three replicas.
+        wait_until(lambda: (status := _status(project)) is not None and len([row for row in status["instances"] if row["state"] == "running"]) == 5,
+                   what="five instances running after top left")
         second.pump()
         assert second.proc.poll() is None
     finally:

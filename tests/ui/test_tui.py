@@ -36,6 +36,7 @@ class FakeFace:
         self.queue = events.EventQueue(max_output_events=512)
         self.instances = list(instances)
         self.seed: list[events.Event] = []
+        self.backlog: list[events.Output] = []
         self.max_parallel = 4
         self.client_pid = os.getpid()
         self.ended = False
@@ -334,6 +335,26 @@ def test_the_output_keeps_colours_own_events_and_a_bounded_scrollback() -> None:
         assert len(app.scrollback) == LIMIT
         assert app.scrollback.entries[-1].raw == f"flood {LIMIT + 1999}"
         assert app.scrollback.entries[0].raw == "flood 2000"
+
+    drive(face, scenario)
+
+
+def test_what_was_written_before_the_view_opened_shows_first() -> None:
+    """`top` on a supervisor that has run a while: the lines its instances
+    wrote before (the face's backlog) come first, then the live ones."""
+    face = FakeFace(_web(2), attached=True)
+    face.backlog = [
+        events.Output("web", "web.1", stream="stdout", text="earlier one\n", ts=1000.0),
+        events.Output("web", "web.2", stream="stdout", text="earlier two\n", ts=1001.0),
+    ]
+    _running(face, "web.1", "web.2")
+    face.publish(events.Output("web", "web.1", stream="stdout", text="live one\n"))
+
+    async def scenario(app: LiveApp, pilot: Pilot[int]) -> None:
+        await _settle(pilot, app)
+        assert [entry.raw for entry in app.scrollback.entries if entry.instance != "procctl"] == ["earlier one", "earlier two", "live one"]
+        assert app.model.rows["web.2"].last_line == "earlier two"
+        assert "earlier two" in _screen(app)
 
     drive(face, scenario)
 

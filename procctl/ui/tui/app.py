@@ -82,8 +82,10 @@ class LiveApp(App[int]):
         self.face = face
         self.model = LiveModel(face.instances, max_parallel=face.max_parallel)
         self.model.fold(face.seed)
+        self.model.fold(face.backlog)
         self.renderer = Renderer(self.model)
         self.scrollback = Scrollback()
+        self.scrollback.extend(entries_from_events(face.backlog, face.client_pid))
         self.tail = tail
         self.fps = fps
         self.timestamps = False

@@ -119,15 +119,21 @@ def test_pause_all_holds_the_queue(project: Project) -> None:
 
 
 def test_paused_job_does_not_time_out(project: Project) -> None:
-    project.write("""
+    # The job ends only once the gate opens (after the pause has outlasted
+    # its timeout), however slowly the commands below start on a busy machine.
+    gate = project.root / "gate"
+    project.write(f"""
         [process.job]
-        cmd = "sleep 1; echo finished"
-        timeout = "2s"
+        cmd = "while [ ! -e {gate} ]; do sleep 0.05; done; echo finished"
+        timeout = "4s"
     """)
     proc = _start(project)
     try:
-        assert project.run("pause", "job").returncode == 0
-        time.sleep(2.5)  # past the timeout, but paused all along
+        wait_until(lambda: (status := _status(project)) is not None and _instance(status, "job")["state"] == "running", what="the job to run")
+        paused = project.run("pause", "job", "--json")
+        assert paused.returncode == 0 and json.loads(paused.stdout)["paused"] == ["job"], paused.stdout + paused.stderr
+        time.sleep(4.5)  # past the timeout, but paused all along
+        gate.touch()
         assert project.run("resume", "job").returncode == 0
         assert proc.wait(timeout=30) == 0
         assert "finished" in proc.out_path.read_text()  # type: ignore[attr-defined]

@@ -36,6 +36,9 @@ RECORD_LIMIT = 16 << 20
 """Longest record line `Attached` reads (an output line may be long)."""
 BACKLOG_LINES = 1000
 """Lines of its instances' logs a fresh `top` shows from before it attached."""
+BACKLOG_LOGS = 50
+"""Logs read for them: those written to last (at a thousand instances,
+reading every log would hold the view back by seconds)."""
 
 
 class InProcess:
@@ -167,12 +170,22 @@ def _backlog(manifest: Path, instances: Sequence[InstanceInfo], before: float) -
     from procctl.engine.logread import RunLogs, interleave
     from procctl.engine.store import StateDir
 
-    logged = [info for info in instances if info.log_path]
-    if not logged:
-        return []
-    each = max(BACKLOG_LINES // len(logged), 20)
     try:
         run_logs = RunLogs(StateDir.beside(manifest))
+        if run_logs.fd is None:
+            return []
+        written: dict[str, float] = {}
+        with os.scandir(run_logs.fd) as found:
+            for file in found:
+                if file.name.endswith(".log"):
+                    stat = file.stat(follow_symlinks=False)
+                    if stat.st_size:
+                        written[file.name] = stat.st_mtime
+        logged = [info for info in instances if info.log_path and Path(info.log_path).name in written]
+        logged = sorted(logged, key=lambda info: written[Path(info.log_path).name])[-BACKLOG_LOGS:]
+        if not logged:
+            return []
+        each = max(BACKLOG_LINES // len(logged), 20)
         streams = [run_logs.lines(Path(info.log_path).name, info.name, last=each) for info in logged]
     except (OSError, ProcctlError):
         return []

@@ -172,6 +172,20 @@ class Requested(Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Reloaded(Event):
+    """A reload (`procctl reload`, or SIGHUP to a detached supervisor)
+    changed this process. Its name and instance are the process's."""
+
+    action: str
+    """added, removed, restarted, scaled, updated (a change that restarts nothing)."""
+    changes: list[str]
+    """The manifest keys whose change it was (`cmd`, `env`, `replicas`…)."""
+    detail: str
+    """What it did, in a few words (`restarted (cmd changed)`, `scaled; started web.3`)."""
+    kind = "reload"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message(Event):
     """A line `procctl send` wrote to the instance's stdin."""
 
@@ -388,7 +402,7 @@ def event_records(event: Event) -> Iterator[dict[str, Any]]:
 
 _KINDS: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Queued, Started, Ready, Skipped, GaveUp, LimitExceeded, Paused, Resumed, Notice, Requested, StateChanged, StatusMessage)
+    for cls in (Queued, Started, Ready, Skipped, GaveUp, LimitExceeded, Paused, Resumed, Notice, Requested, StateChanged, StatusMessage, Reloaded)
 }
 
 

@@ -66,10 +66,12 @@ FOLLOWS: dict[State, frozenset[State]] = {
     State.PAUSED: frozenset({State.RUNNING, State.READY, State.STOPPING, State.BACKOFF} | _ENDED_ON_ITS_OWN),
     # STOPPING ends as its stop says (stopped on request, timed out, over a
     # limit, failed its probe), or starts again: at once for `restart`,
-    # after a backoff when the restart policy wants it.
-    State.STOPPING: frozenset({State.STOPPED, State.TIMED_OUT, State.LIMIT_EXCEEDED, State.FAILED, State.STARTING, State.BACKOFF}),
+    # after a backoff when the restart policy wants it, behind its
+    # dependencies (PENDING) when a reload changed it.
+    State.STOPPING: frozenset({State.STOPPED, State.TIMED_OUT, State.LIMIT_EXCEEDED, State.FAILED, State.STARTING, State.BACKOFF, State.PENDING}),
     # BACKOFF -> STARTING: the delay ran out (or `restart` cut it short). -> STOPPED: a stop came first.
-    State.BACKOFF: frozenset({State.STARTING, State.STOPPED}),
+    # -> PENDING: a reload changed it, and it waits for its dependencies again.
+    State.BACKOFF: frozenset({State.STARTING, State.STOPPED, State.PENDING}),
     # An ended instance goes back to PENDING on `start` or `restart`.
     **{final: frozenset({State.PENDING}) for final in _FINAL},
 }

@@ -169,3 +169,38 @@ def limits(
     from procctl.ui.tables import limits_table
 
     make_console().print(limits_table(result))
+
+
+@app.command()
+def reload(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what a reload would do, and change nothing.")] = False,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply the edited manifest to the running supervisor: start new, stop removed, restart changed, keep the rest."""
+    result = call(file, "reload", {"dry_run": dry_run})
+    if as_json:
+        _emit(result, True, "")
+        return
+    lines = ["dry run: nothing changed; a reload would do this:"] if dry_run else []
+    for step in result["processes"]:
+        lines.append(f"{step['process']}: {reload_line(step)}")
+    lines.extend(f"settings: {change}" for change in result["settings"])
+    lines.extend(f"note: {note}" for note in result["notes"])
+    typer.echo("\n".join(lines))
+
+
+def reload_line(step: dict[str, Any]) -> str:
+    """`restarted (cmd changed): web.1, web.2`, `added: worker`, `unchanged`."""
+    action = step["action"]
+    changes = f" ({', '.join(step['changes'])} changed)" if step["changes"] and action not in ("added", "removed") else ""
+    parts = []
+    if step["restarted"]:
+        parts.append(("restarts " if action != "restarted" else "") + ", ".join(step["restarted"]))
+    if step["started"]:
+        parts.append(("starts " if action != "added" else "") + ", ".join(step["started"]))
+    if step["stopped"]:
+        parts.append(("stops " if action != "removed" else "") + ", ".join(step["stopped"]))
+    if action == "unchanged" and step["kept"]:
+        parts.append("keeps " + ", ".join(step["kept"]))
+    return f"{action}{changes}" + (": " + "; ".join(parts) if parts else "")

@@ -50,8 +50,8 @@ def logs(
     from procctl.engine.logread import RunLogs
     from procctl.engine.store import StateDir
 
-    manifest = load_manifest_option(file)
-    state = StateDir.beside(manifest.path)
+    processes, each, path = _manifest(file)
+    state = StateDir.beside(path)
     if previous and run is not None:
         raise UsageError("--previous and --run name a run each: give one")
     chosen = run
@@ -66,8 +66,7 @@ def logs(
             kept = ", ".join(state.past_runs()) or "none"
             raise UsageError(f"--run: no run {chosen!r} is kept; kept runs: {kept}")
         raise UsageError("no log files yet: run the manifest first")
-    each = [name for name, spec in manifest.processes.items() if spec.each is not None]
-    selection = Selection(list(names or []), list(manifest.processes), each)
+    selection = Selection(list(names or []), processes, each)
     present = selection.pick(run_logs.log_names())
     if not present and not follow:
         raise UsageError("no log files yet: run the manifest first")
@@ -84,6 +83,21 @@ def logs(
             following.run()
         except KeyboardInterrupt:
             pass
+
+
+def _manifest(file: Path | None) -> tuple[list[str], list[str], Path]:
+    """The manifest's processes, those with `each` items, and its path. A
+    manifest being edited may not load: its logs are still there to read
+    (then every name is taken as it is found in them)."""
+    from procctl.config.locate import find_manifest
+    from procctl.errors import ManifestError
+
+    path = find_manifest(file)
+    try:
+        manifest = load_manifest_option(path)
+    except ManifestError:
+        return [], [], path.absolute()
+    return list(manifest.processes), [name for name, spec in manifest.processes.items() if spec.each is not None], manifest.path
 
 
 def _print_history(

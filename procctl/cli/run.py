@@ -89,14 +89,20 @@ def run(
     if events_to == "-" and (json_summary or junit == "-"):
         raise UsageError("--events - takes stdout: write the other report to a file")
     run_timeout = parse_duration_option("--timeout", timeout)
-    manifest = select_processes(
-        load_manifest_option(file),
-        [*(names or []), *_name_list(only)],
-        exclude=_name_list(exclude),
-        with_dependencies=not no_deps,
-    )
-    manifest = allow_to_die(manifest, _name_list(can_die), everything=any_can_die)
-    plan = build_plan(manifest, **plan_options(parallel, schedule))
+    def read_plan(path: Path | None) -> Plan:
+        """The manifest read and picked from as this run does: at the start,
+        and again for each reload."""
+        picked = select_processes(
+            load_manifest_option(path),
+            [*(names or []), *_name_list(only)],
+            exclude=_name_list(exclude),
+            with_dependencies=not no_deps,
+        )
+        picked = allow_to_die(picked, _name_list(can_die), everything=any_can_die)
+        return build_plan(picked, **plan_options(parallel, schedule))
+
+    plan = read_plan(file)
+    manifest = plan.manifest
     warn_of_starvation(plan)
     state_dir = StateDir.beside(manifest.path)
     state_dir.prepare()
@@ -133,6 +139,7 @@ def run(
         run_timeout_s=run_timeout,
         predictions=load_predictions(plan, state_dir, lambda message: typer.echo(f"procctl: warning: {message}", err=True)),
         control_socket=socket_path(state_dir),
+        edited_plan=lambda: read_plan(manifest.path),
     )
     server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path, bus)
     services.insert(0, lambda: serving(server))

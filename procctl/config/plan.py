@@ -138,6 +138,14 @@ def replica_job(manifest: Manifest, spec: ProcessSpec, index: int) -> Job:
     return _job(manifest, spec, index, replicated=True)
 
 
+def job_like(manifest: Manifest, spec: ProcessSpec, old: Job) -> Job:
+    """The job a (changed) definition makes of an existing instance: the same
+    name, number and item — what a reload restarts it with."""
+    if old.item is not None:
+        return _job(manifest, spec, old.index, replicated=False, item=old.item)
+    return _job(manifest, spec, old.index, replicated=old.index > 0)
+
+
 def dependency_levels(processes: Mapping[str, ProcessSpec]) -> dict[str, int]:
     """The dependency depth of each process (0: it depends on nothing), by
     one walk of the graph. Raises graphlib.CycleError, whose second argument

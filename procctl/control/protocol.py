@@ -114,6 +114,15 @@ VERBS: dict[str, Verb] = {
             '`read`: `{"name", "offset", "data": base64}`; `write`: `{"name", "offset", "written": int}`',
         ),
         Verb(
+            "reload", "reload", (Arg("dry_run", bool, "bool"),),
+            "read the manifest again and apply it: new processes start, removed ones stop gracefully, changed ones restart "
+            "(cmd, env, env file contents, cwd, limits, probes…), replicas and `each` items are added or stopped, the rest keep "
+            "running with the same pid. An invalid manifest is refused with its file:line:key error, and nothing changes. "
+            "`dry_run`: only say what it would do",
+            '`{"dry_run": bool, "processes": [{"process", "action", "changes": [str], "started": [str], "stopped": [str], '
+            '"restarted": [str], "kept": [str]}], "settings": [str], "notes": [str]}`',
+        ),
+        Verb(
             "shutdown", "shutdown", (),
             "graceful stop of everything, in reverse dependency order (what `procctl down` sends)", '`{"stopping": true}`',
         ),

@@ -79,6 +79,10 @@ def _announcements(verb: str, args: dict[str, Any], result: Any) -> list[tuple[s
     if verb == "limits" and args.get("set"):
         changed = ", ".join(f"{key} {value}" for key, value in args["set"].items())
         return [(name, f"limits changed: {changed}") for name in names]
+    if verb == "reload" and not args.get("dry_run"):
+        # What it changed is told by its `reload` events, one per process.
+        changed = sum(1 for step in result.get("processes", ()) if step.get("action") != "unchanged")
+        return [(OWN, f"reloaded the manifest: {changed} process{'es' if changed != 1 else ''} changed")]
     if verb == "shutdown":
         return [(OWN, "shutdown requested")]
     return []

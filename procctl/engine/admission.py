@@ -51,6 +51,14 @@ class Admission:
         if self.pool is not None:
             self.pool.close()
 
+    def replan(self, plan: Plan) -> None:
+        """A reload's plan: its schedule, and its pool size from now on
+        (jobs running past a smaller size finish; none starts until below it)."""
+        self._plan = plan
+        if self.pool is not None and (self.pool.cap, self.pool.auto) != (plan.pool_size, plan.auto):
+            self.pool.resize(plan.max_parallel, cap=plan.pool_size, auto=plan.auto)
+            self._publish()
+
     def _publish(self) -> None:
         pool = self.pool
         if pool is not None:
@@ -68,10 +76,10 @@ class Admission:
 
     async def dependencies(self, runner: InstanceRunner) -> str:
         """Wait until every dependency holds. Returns '' or why it never will."""
-        deps = runner.job.spec.depends_on
         while True:
             pending = False
-            for dep, condition in deps.items():
+            # Read afresh each time: a reload may have changed them meanwhile.
+            for dep, condition in runner.job.spec.depends_on.items():
                 verdict = self._verdict(dep, condition)
                 if verdict is None:
                     pending = True

@@ -148,6 +148,18 @@ class Ipc(Generic[T]):
             self._sample_regions()
             self._sampler = asyncio.get_running_loop().create_task(self._sample_forever())
 
+    def add_regions(self, sizes: Mapping[str, int]) -> None:
+        """Regions a reload declared: those new to the run are created (a
+        region already there keeps its size: its users map it)."""
+        new = {name: size for name, size in sizes.items() if name not in self._sizes}
+        if not new:
+            return
+        self._sizes.update(new)
+        self.regions.add(new)
+        self._sample_regions()
+        if self._sampler is None:
+            self._sampler = asyncio.get_running_loop().create_task(self._sample_forever())
+
     def close(self) -> None:
         if self._sampler is not None:
             self._sampler.cancel()

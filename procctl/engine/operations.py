@@ -114,7 +114,7 @@ class Operations:
                 index += 1
         else:
             for runner in sorted(current, key=lambda r: r.job.index, reverse=True)[: len(current) - replicas]:
-                runner.stop("scaled down")
+                runner.retire("scaled down")
                 removed.append(runner.name)
         return {"process": process, "replicas": replicas, "added": added, "removed": removed}
 
@@ -138,6 +138,18 @@ class Operations:
         if unread:
             reply["not_read"] = unread
         return reply
+
+    def reload(self, dry_run: bool = False) -> dict[str, Any]:
+        """Apply the edited manifest (or, with `dry_run`, say what that would
+        do). An invalid manifest is refused with its file:line:key error and
+        nothing changes."""
+        plan = self.sup.reload(dry_run=dry_run)
+        return {
+            "dry_run": dry_run,
+            "processes": [step.record() for step in plan.steps],
+            "settings": plan.settings,
+            "notes": plan.notes,
+        }
 
     def shutdown(self) -> dict[str, Any]:
         self.sup.request_stop("shutdown requested")

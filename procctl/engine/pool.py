@@ -217,6 +217,15 @@ class Pool:
         if self.limit != before:
             self._on_resize()
 
+    def resize(self, size: int, *, cap: int, auto: bool) -> None:
+        """New bounds (a reload): the running jobs keep their slots; new ones
+        start while fewer run than the new size."""
+        self.auto = auto
+        self.cap = cap
+        self.limit = min(size, cap)
+        if self._waiters:
+            self._dispatch_soon()
+
     def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()

@@ -131,6 +131,15 @@ class InstanceRunner:
         self.budget = RestartBudget()
         self._down_reason = ""
         """Why it was asked to stop (the first reason of a stop request)."""
+        self._again_reason = ""
+        """Why it is to run again at once (Want.AGAIN), as its `restarting` event says."""
+        self._next_job: Job | None = None
+        """A reloaded definition, taken when the current run has ended."""
+        self._regate = True
+        """Its dependencies must hold before its next run (at first, and
+        after a reload restarted it)."""
+        self.retired = False
+        """Stopped for good by a scale down or a reload that removed it."""
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         """Set to cut a backoff short."""
@@ -207,19 +216,63 @@ class InstanceRunner:
             self._mark(run, Cut.REQUEST, self._down_reason, self._down_reason, known)
             run.child.kill(known)
 
-    def restart(self) -> None:
-        """End the current run and start the next at once; start an ended one."""
+    def restart(self, reason: str = "restart requested") -> None:
+        """End the current run and start the next at once; start an ended one.
+        Asked for (by hand, a reload, a watched file), it is not a failure:
+        it never counts against `max_restarts`, and the count starts afresh."""
         if self.state.final:
             self.start()
             return
-        # Asked for by hand: whatever went before, the budget starts afresh.
+        # Asked for (by hand, a reload, a watched file): the budget starts afresh.
         self.budget.reset()
         run = self.run
         if run is not None and run.child.running:
-            self.want = Want.AGAIN
-            self._cut(Cut.RESTART, "restart requested", "restart requested")
+            self.want, self._again_reason = Want.AGAIN, reason
+            self._cut(Cut.RESTART, reason, reason)
+        elif run is not None and self.state is State.STARTING:
+            # Its child is being started: the cut follows once it runs.
+            self.want, self._again_reason = Want.AGAIN, reason
         elif self.state is State.BACKOFF and self._wake is not None:
             self._wake.set()
+
+    def replace(self, job: Job, *, restart: bool, reason: str) -> None:
+        """A reload's definition of this instance. With `restart`, the current
+        run ends gracefully (as its old definition says) and the next runs
+        the new one once its dependencies hold again; an ended instance
+        starts again. Without, the new definition (its dependencies, say)
+        holds from now on. Not counted against `max_restarts`."""
+        if not restart:
+            self._adopt(job)
+            return
+        # Dependents that start from now on wait for it to be ready again.
+        self.ready_once = False
+        self._regate = True
+        if self.state.final:
+            self._adopt(job)
+            self.start()
+            return
+        if self.run is not None:
+            self._next_job = job
+            self.restart(reason)
+            return
+        self._adopt(job)
+        if self._wake is not None:
+            self._wake.set()
+        else:
+            self._host.changed()  # It waits at the gate: the gate looks again.
+
+    def _adopt(self, job: Job) -> None:
+        if job.spec.limits != self.job.spec.limits:
+            self.limits = job.spec.limits
+        self.job = job
+        if self._log is not None and self._log.max_bytes is not None:
+            self._log.max_bytes = job.spec.log_max_size
+
+    def retire(self, reason: str) -> bool:
+        """Stop it for good: it is no longer wanted (scaled down, removed
+        from the manifest). False when it had ended."""
+        self.retired = True
+        return self.stop(reason)
 
     def start(self) -> bool:
         """Start an instance that has ended (or was skipped). False when it has not ended."""
@@ -344,13 +397,22 @@ class InstanceRunner:
     async def _life(self) -> None:
         host = self._host
         host.bus.publish(events.Queued(self.process, self.name))
-        blocked = await host.dependencies(self)
-        if blocked:
-            self._finish(Ending(State.SKIPPED, blocked))
-            host.bus.publish(events.Skipped(self.process, self.name, why=blocked))
-            return
-        spec, budget = self.job.spec, self.budget
+        budget = self.budget
+        why = ""
         while True:
+            if self._next_job is not None:
+                self._adopt(self._next_job)
+                self._next_job = None
+            if self._regate:
+                self._regate = False
+                if self.state is not State.PENDING:
+                    self.transition(State.PENDING, why)
+                blocked = await host.dependencies(self)
+                if blocked:
+                    self._finish(Ending(State.SKIPPED, blocked))
+                    host.bus.publish(events.Skipped(self.process, self.name, why=blocked))
+                    return
+            spec = self.job.spec
             ticket = await host.slot(self)
             try:
                 ending, run_s = await self._run_once(ticket)
@@ -359,7 +421,8 @@ class InstanceRunner:
             if self.want is Want.AGAIN and not host.stopping:
                 self.want = Want.UP
                 self.totals.restarts += 1
-                host.bus.publish(events.Restarting(self.process, self.name, attempt=self.totals.restarts, delay_s=0.0))
+                why, self._again_reason = self._again_reason, ""
+                host.bus.publish(events.Restarting(self.process, self.name, attempt=self.totals.restarts, delay_s=0.0, reason=why))
                 continue
             if run_s >= spec.min_uptime_s:
                 budget.reset()
@@ -474,6 +537,9 @@ class InstanceRunner:
         if self.want is Want.DOWN or host.stopping:
             # A stop came while the child was starting.
             self._cut(Cut.REQUEST, self._down_reason or "stopped", self._down_reason or "stopped")
+        elif self.want is Want.AGAIN:
+            # So did a restart.
+            self._cut(Cut.RESTART, self._again_reason, self._again_reason)
         if spec.timeout_s:
             run.deadline = Deadline(spec.timeout_s, self._timed_out)
         if spec.ready is None:

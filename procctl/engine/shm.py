@@ -130,6 +130,12 @@ class Regions:
             self.close()
             raise
 
+    def add(self, sizes: Mapping[str, int]) -> None:
+        """More regions, for a reload that declared them."""
+        for name, size in sizes.items():
+            if name not in self._regions:
+                self._regions[name] = Region(name, size)
+
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._regions.values())
 

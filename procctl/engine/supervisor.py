@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from procctl import events
@@ -28,6 +28,8 @@ from procctl.engine.logfile import LogFile
 from procctl.engine.metrics import Recorder
 from procctl.engine.outcome import RunResult
 from procctl.engine.predict import Prediction
+from procctl.engine.reload import Current, ReloadPlan, plan_reload
+from procctl.engine.reload import apply as apply_reload
 from procctl.engine.process import LocalExecutor
 from procctl.engine.runlog import RunLog
 from procctl.engine.runner import InstanceRunner
@@ -49,11 +51,16 @@ class Supervisor:
         predictions: Mapping[str, Prediction] | None = None,
         executor: Executor | None = None,
         control_socket: Path | None = None,
+        edited_plan: Callable[[], Plan] | None = None,
     ) -> None:
         self.plan = plan
         self.bus = bus
         self.state_dir = state_dir
+        self._fail_fast_given = fail_fast
         self.fail_fast = plan.manifest.settings.fail_fast if fail_fast is None else fail_fast
+        self._edited_plan = edited_plan
+        """Reads the manifest again, as this run read it (the same processes
+        picked, the same -j): what `reload` applies. None: no reload."""
         self.run_timeout_s = run_timeout_s
         self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency())
         """Starts the children (entered for the whole run)."""
@@ -179,6 +186,41 @@ class Supervisor:
         self._join(runner)
         self.launch(runner)
         return runner
+
+    # ---------------------------------------------------------------- reload
+
+    def reload(self, *, dry_run: bool = False) -> ReloadPlan:
+        """Read the edited manifest and apply it (`engine.reload`): what is
+        new starts, what is gone stops, what changed restarts, the rest runs
+        on. An invalid manifest raises (ManifestError, UsageError) before
+        anything is touched. With `dry_run`, only the plan."""
+        if self._edited_plan is None:
+            raise UsageError("this supervisor has no manifest to read again")
+        if self._stopping or (self._stop_requested is not None and self._stop_requested.is_set()):
+            raise UsageError("the supervisor is stopping")
+        edited = self._edited_plan()
+        current = {
+            process: [Current(runner.name, runner.job, runner.state.final) for runner in runners if not runner.retired]
+            for process, runners in self._by_process.items()
+        }
+        plan = plan_reload(self.plan, current, edited)
+        if not dry_run:
+            apply_reload(self, plan)
+        return plan
+
+    def instance(self, name: str) -> InstanceRunner:
+        return self._by_name[name]
+
+    def forget_process(self, process: str) -> None:
+        self._by_process.pop(process, None)
+
+    def replan(self, reload: ReloadPlan) -> None:
+        plan = reload.plan
+        self.plan = plan
+        if self._fail_fast_given is None:
+            self.fail_fast = plan.manifest.settings.fail_fast
+        self.admission.replan(plan)
+        self.ipc.add_regions({name: region.size_bytes for name, region in plan.manifest.shared.items()})
 
     def resolve(self, names: Iterable[str], *, everything: bool = False) -> list[InstanceRunner]:
         """Instances by process name (all of its instances) or instance name

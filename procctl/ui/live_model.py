@@ -166,7 +166,7 @@ class LiveModel:
             elif isinstance(event, events.StatusMessage):
                 self._row(event).reported = event.text
                 self._note(event)
-            elif isinstance(event, events.Message):
+            elif isinstance(event, (events.Message, events.Reloaded)):
                 self._note(event)
             elif isinstance(event, events.RegionSample):
                 self.regions[event.instance] = (event.size_bytes, event.resident_bytes)

@@ -108,6 +108,8 @@ def describe(event: events.Event) -> str | None:
         return event.message if event.instance == _SYSTEM else f"{event.instance}: {event.message}"
     if isinstance(event, events.Message):
         return f"{event.instance} ← {event.sender or 'procctl send'}: {_shown(event.text)}"
+    if isinstance(event, events.Reloaded):
+        return f"{event.instance}: reload: {event.detail}"
     if isinstance(event, events.StatusMessage):
         return f"{event.instance} status: {_shown(event.text)}"
     return None

@@ -64,6 +64,7 @@ def up(
         typer.Option("--can-die", help="These processes (comma-separated, repeatable) may end without stopping the rest.", show_default=False),
     ] = None,
     any_can_die: Annotated[bool, typer.Option("--any-can-die", help="No process that ends stops the rest.")] = False,
+    no_watch: Annotated[bool, typer.Option("--no-watch", help="Ignore every process's `watch`: no restart when files change.")] = False,
     file: FileOption = None,
 ) -> None:
     """Start the supervisor; with -d in the background, returning once processes are up."""
@@ -80,6 +81,8 @@ def up(
         args += ["--can-die", value]
     if any_can_die:
         args.append("--any-can-die")
+    if no_watch:
+        args.append("--no-watch")
     args += list(names or [])
     if not detach:
         os.execv(sys.executable, args)

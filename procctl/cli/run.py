@@ -70,6 +70,7 @@ def run(
     ] = None,
     junit: Annotated[Optional[str], typer.Option("--junit", help="Write a JUnit XML report to FILE when the run ends.", show_default=False)] = None,
     json_summary: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON instead of a table.")] = False,
+    no_watch: Annotated[bool, typer.Option("--no-watch", help="Ignore every process's `watch`: no restart when files change.")] = False,
 ) -> None:
     """Run the manifest's processes in the foreground until they end or Ctrl-C."""
     from procctl.config.plan import build_plan
@@ -140,6 +141,7 @@ def run(
         predictions=load_predictions(plan, state_dir, lambda message: typer.echo(f"procctl: warning: {message}", err=True)),
         control_socket=socket_path(state_dir),
         edited_plan=lambda: read_plan(manifest.path),
+        watch=not no_watch,
     )
     server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path, bus)
     services.insert(0, lambda: serving(server))

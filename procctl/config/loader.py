@@ -273,6 +273,7 @@ PROCESS = (
     Key("shared", lambda reader, value, path: shared.uses(reader, value, path[1], reader.regions)),
     Key("pool", Reader.boolean),
     Key("exit_on_end", Reader.boolean),
+    Key("watch", _watch),
     *_limit_keys(ProcessSpec),
     *_log_keys(),
 )

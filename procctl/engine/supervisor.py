@@ -35,6 +35,7 @@ from procctl.engine.runlog import RunLog
 from procctl.engine.runner import InstanceRunner
 from procctl.engine.store import StateDir
 from procctl.engine.tree import ProcessTree
+from procctl.engine.watcher import Watches
 from procctl.errors import INTERRUPTED_EXIT, TIMEOUT_EXIT, UsageError
 from procctl.states import State
 
@@ -52,6 +53,7 @@ class Supervisor:
         executor: Executor | None = None,
         control_socket: Path | None = None,
         edited_plan: Callable[[], Plan] | None = None,
+        watch: bool = True,
     ) -> None:
         self.plan = plan
         self.bus = bus
@@ -94,6 +96,8 @@ class Supervisor:
             interval_s=plan.manifest.settings.metrics_interval_s,
         )
         """The notification socket, the runs' watchdogs and the shared regions."""
+        self.watches: Watches | None = Watches(bus, self._live_instances, lambda: self._stopping) if watch else None
+        """What restarts a process when its files change (None: --no-watch)."""
 
     # ----------------------------------------------------------------- run
 
@@ -128,6 +132,8 @@ class Supervisor:
                 self._idle.set()
             for runner in self.runners:
                 self.launch(runner)
+            self._open_watches()
+            stack.callback(self._close_watches)
             await self._supervise()
         return self._result(time.monotonic() - began)
 
@@ -187,6 +193,24 @@ class Supervisor:
         self.launch(runner)
         return runner
 
+    # ----------------------------------------------------------------- watch
+
+    def _open_watches(self) -> None:
+        processes = self.plan.manifest.processes.values()
+        if self.watches is not None:
+            self.watches.apply(processes)
+            return
+        watched = [spec.name for spec in processes if spec.watch is not None]
+        if watched:
+            self.bus.publish(events.Notice("procctl", "procctl", message=f"watch is off for this run (--no-watch): {', '.join(watched)}"))
+
+    def _close_watches(self) -> None:
+        if self.watches is not None:
+            self.watches.close()
+
+    def _live_instances(self, process: str) -> list[InstanceRunner]:
+        return [runner for runner in self._by_process.get(process, ()) if not runner.retired]
+
     # ---------------------------------------------------------------- reload
 
     def reload(self, *, dry_run: bool = False) -> ReloadPlan:
@@ -221,6 +245,8 @@ class Supervisor:
             self.fail_fast = plan.manifest.settings.fail_fast
         self.admission.replan(plan)
         self.ipc.add_regions({name: region.size_bytes for name, region in plan.manifest.shared.items()})
+        if self.watches is not None:
+            self.watches.apply(plan.manifest.processes.values())
 
     def resolve(self, names: Iterable[str], *, everything: bool = False) -> list[InstanceRunner]:
         """Instances by process name (all of its instances) or instance name
@@ -308,6 +334,7 @@ class Supervisor:
 
     async def _shutdown(self) -> None:
         self._stopping = True
+        self._close_watches()  # Nothing restarts for a change from now on.
         self.changed()
         for runner in self.runners:
             if runner.run is None:

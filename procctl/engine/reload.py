@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 NOT_RESTARTING = frozenset({"name", "line", "replicas", "each", "depends_on", "watch"})
 """Fields of a process whose change alone restarts nothing."""
 
-_KEYS = {"backoff_s": "backoff", "timeout_s": "timeout", "stop_timeout_s": "stop_timeout", "watchdog_s": "watchdog"}
+_KEYS = {"backoff_s": "backoff", "timeout_s": "timeout", "stop_timeout_s": "stop_timeout", "watchdog_s": "watchdog", "min_uptime_s": "min_uptime"}
 """Field names that the manifest spells otherwise."""
 
 SETTINGS_APPLIED = ("max_parallel", "stop_timeout", "fail_fast")

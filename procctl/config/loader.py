@@ -75,7 +75,7 @@ def _log_keys() -> tuple[Key, ...]:
     )
 
 
-INHERITED = ("log_max_size", "log_keep")
+INHERITED = ("log_max_size", "log_keep", "tty")
 """Process keys whose value, when a process does not set it, is [settings]'s."""
 
 
@@ -120,6 +120,7 @@ SETTINGS = (
     Key("fail_fast", Reader.boolean),
     Key("pool", Reader.boolean),
     Key("exit_on_end", Reader.boolean),
+    Key("tty", Reader.boolean),
     Key("metrics_interval", positive_duration, "metrics_interval_s"),
     Key("env_file", Reader.env_file),
     Key("schedule", chosen(Settings, "schedule")),
@@ -274,6 +275,7 @@ PROCESS = (
     Key("pool", Reader.boolean),
     Key("exit_on_end", Reader.boolean),
     Key("watch", _watch),
+    Key("tty", Reader.boolean),
     *_limit_keys(ProcessSpec),
     *_log_keys(),
 )

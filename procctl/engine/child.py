@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from procctl.config.manifest import Limits
     from procctl.engine.logfile import LogFile
-    from procctl.engine.terminal import Terminal
+    from procctl.engine.terminal import Terminals
     from procctl.events import Flow
     from procctl.engine.tree import ProcessTree
 
@@ -51,9 +51,9 @@ class SpawnRequest:
     regions; local children only)."""
     flow: Flow | None = None
     """While held, the child's output waits (a sink cannot keep up)."""
-    terminal: Terminal | None = None
-    """Run it on a pseudo-terminal of its own, of this terminal's size
-    (`tty = true`; local children only)."""
+    terminals: Terminals | None = None
+    """Run it on a pseudo-terminal of its own, made by these, of procctl's
+    terminal's size (`tty = true`; local children only)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

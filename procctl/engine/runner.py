@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from procctl.engine.enforcer import Enforcer
     from procctl.engine.ipc import Ipc
     from procctl.engine.metrics import Recorder
+    from procctl.engine.terminal import Terminals
     from procctl.engine.tree import ProcessTree
 
 MAX_BACKOFF_S = 30.0
@@ -71,6 +72,8 @@ class Host(Protocol):
     enforcer: Enforcer
     ipc: Ipc[InstanceRunner]
     """Its notifications, its watchdog, its shared regions."""
+    terminals: Terminals
+    """Where a `tty = true` run gets its pseudo-terminal."""
 
     @property
     def stopping(self) -> bool:
@@ -513,7 +516,10 @@ class InstanceRunner:
 
         join_fds = host.enforcer.join_fds(self)
         try:
-            request = SpawnRequest(job.cmd, job.cwd, env, self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec), host.bus.flow)
+            request = SpawnRequest(
+                job.cmd, job.cwd, env, self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec), host.bus.flow,
+                host.terminals if spec.tty else None,
+            )  # fmt: skip
             child = host.executor.child(request)
             # The run exists from here: a stop while the child starts waits for it.
             run = self.run = Run(child, ticket, env, log_probe)

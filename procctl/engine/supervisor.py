@@ -34,6 +34,7 @@ from procctl.engine.process import LocalExecutor
 from procctl.engine.runlog import RunLog
 from procctl.engine.runner import InstanceRunner
 from procctl.engine.store import StateDir
+from procctl.engine.terminal import Terminals
 from procctl.engine.tree import ProcessTree
 from procctl.engine.watcher import Watches
 from procctl.errors import INTERRUPTED_EXIT, TIMEOUT_EXIT, UsageError
@@ -96,6 +97,8 @@ class Supervisor:
             interval_s=plan.manifest.settings.metrics_interval_s,
         )
         """The notification socket, the runs' watchdogs and the shared regions."""
+        self.terminals = Terminals()
+        """The pseudo-terminals of `tty = true` processes."""
         self.watches: Watches | None = Watches(bus, self._live_instances, lambda: self._stopping) if watch else None
         """What restarts a process when its files change (None: --no-watch)."""
 
@@ -114,6 +117,7 @@ class Supervisor:
             self.recorder.start()
             stack.callback(self.recorder.close)
             stack.callback(self.enforcer.close)
+            stack.callback(self.terminals.close)
             executor = stack.enter_context(self.executor)
             self.enforcer.open(executor.companions)
             self.ipc.open()

@@ -86,3 +86,26 @@ def test_batches_within_the_debounce_are_one_restart_of_each_instance() -> None:
     assert runners[1].restarts == ["watch: src/a.py and 1 more changed"]
     assert runners[2].restarts == []
     assert [getattr(event, "message", "") for event in notices] == ["watch: src/a.py and 1 more changed: starting it again"]
+
+
+def test_a_reload_renews_a_changed_watch_and_ends_a_removed_one(tmp_path: Path) -> None:
+    from procctl.config.manifest import ProcessSpec
+
+    def spec(*paths: str) -> ProcessSpec:
+        return ProcessSpec(name="web", cmd="true", cwd=tmp_path, env={}, depends_on={}, watch=WatchSpec(paths=paths))
+
+    async def scenario() -> None:
+        watches = Watches(events.Bus(), lambda process: [], lambda: False)
+        watches.apply([spec("*.py")])
+        first = watches._running["web"][1]
+        watches.apply([spec("*.py")])
+        assert watches._running["web"][1] is first
+        watches.apply([spec("*.py", "*.toml")])
+        second = watches._running["web"][1]
+        assert second is not first
+        watches.apply([])
+        assert watches._running == {}
+        await asyncio.gather(first, second, return_exceptions=True)
+        assert first.cancelled() and second.cancelled()
+
+    asyncio.run(scenario())

@@ -1,5 +1,6 @@
 """The interactive view's library is imported only when the view is used:
-`status --json` and `run --plain` never pay for it."""
+`status --json` and `run --plain` never pay for it (nor for the file
+watcher, without `watch`)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ def test_plain_runs_and_status_json_never_import_textual(project: Project) -> No
     project.write('[process.a]\ncmd = "sleep 30"\n[process.b]\ncmd = "echo hi"\n')
     code, modules = _imported(project, "run", "--plain", "b")
     assert code == 0 and "textual" not in modules and "rich" in modules  # rich: the summary table
+    assert "watchfiles" not in modules  # no process has `watch`
     supervisor = project.start("run", "--plain", "a")
     try:
         wait_until(lambda: project.run("status", "--json").returncode == 0, what="the supervisor to answer")
         code, modules = _imported(project, "status", "--json")
-        assert code == 0 and not {"textual", "rich"} & modules
+        assert code == 0 and not {"textual", "rich", "watchfiles"} & modules
     finally:
         supervisor.terminate()
         supervisor.wait(timeout=30)

@@ -77,8 +77,10 @@ class Terminals:
         return master, slave
 
     def release(self, master: int) -> None:
-        self._masters.discard(master)
-        os.close(master)
+        """Close a terminal's master side (once: `close` may have been first)."""
+        if master in self._masters:
+            self._masters.discard(master)
+            os.close(master)
 
     def _follow(self) -> None:
         """Take SIGWINCH (once), passing it on to whoever had it (the view)."""

@@ -100,7 +100,7 @@ class Host(Protocol):
 
     def stop_timeout_s(self, job: Job) -> float: ...
 
-    def open_log(self, job: Job, *, truncate: bool) -> LogFile:
+    async def open_log(self, job: Job, *, truncate: bool) -> LogFile:
         """The writer of the job's log (and its time index), rotating as its
         process says. Raises OSError or StateDirError."""
         ...
@@ -199,7 +199,7 @@ class InstanceRunner:
             self.want, self._down_reason = Want.DOWN, reason
         if self.run is not None:
             self._cut(Cut.REQUEST, reason, self._down_reason, known)
-        elif self._task is not None:
+        elif self._task is not None and self.state is not State.STARTING:
             # Nothing runs: it waits for its dependencies, a slot or a backoff.
             self._task.cancel()
         return True
@@ -212,7 +212,7 @@ class InstanceRunner:
             self.want, self._down_reason = Want.DOWN, "stopped"
         run = self.run
         if run is None:
-            if self._task is not None:
+            if self._task is not None and self.state is not State.STARTING:
                 self._task.cancel()
             return
         if run.child.running:
@@ -478,13 +478,13 @@ class InstanceRunner:
         self.transition(ending.state, ending.reason)
         self._host.ended(self)
 
-    def _open_log(self) -> LogFile:
+    async def _open_log(self) -> LogFile:
         """Its log, opened at its first start (truncated) and kept across
         restarts (appended to). One that cannot be opened fails this start
         with one line (SpawnError), never the supervisor."""
         if self._log is None:
             try:
-                self._log = self._host.open_log(self.job, truncate=not self.started_once)
+                self._log = await self._host.open_log(self.job, truncate=not self.started_once)
             except (OSError, StateDirError) as exc:
                 why = str(exc) if isinstance(exc, StateDirError) else f"{self.log_path}: {exc.strerror or exc}"
                 raise SpawnError(f"cannot write its log: {why}") from None
@@ -517,7 +517,7 @@ class InstanceRunner:
         join_fds = host.enforcer.join_fds(self)
         try:
             request = SpawnRequest(
-                job.cmd, job.cwd, env, self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec), host.bus.flow,
+                job.cmd, job.cwd, env, await self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec), host.bus.flow,
                 host.terminals if spec.tty else None,
             )  # fmt: skip
             child = host.executor.child(request)

@@ -33,12 +33,19 @@ from procctl.engine.reload import apply as apply_reload
 from procctl.engine.process import LocalExecutor
 from procctl.engine.runlog import RunLog
 from procctl.engine.runner import InstanceRunner
+from procctl.engine.spawner import Spawner
 from procctl.engine.store import StateDir
 from procctl.engine.terminal import Terminals
 from procctl.engine.tree import ProcessTree
 from procctl.engine.watcher import Watches
 from procctl.errors import INTERRUPTED_EXIT, TIMEOUT_EXIT, UsageError
 from procctl.states import State
+
+
+def _close_pair(fds: tuple[int, int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
 
 
 class Supervisor:
@@ -65,7 +72,9 @@ class Supervisor:
         """Reads the manifest again, as this run read it (the same processes
         picked, the same -j): what `reload` applies. None: no reload."""
         self.run_timeout_s = run_timeout_s
-        self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency())
+        self.spawner = Spawner()
+        """Threads for the blocking steps of a start: the spawn, the log's creation."""
+        self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency(), spawner=self.spawner)
         """Starts the children (entered for the whole run)."""
         self.control_socket = control_socket
         """Where the control server listens, told to every child."""
@@ -119,6 +128,8 @@ class Supervisor:
             stack.callback(self.enforcer.close)
             stack.callback(self.terminals.close)
             executor = stack.enter_context(self.executor)
+            # Closed before the executor: no spawn is in flight at its last sweep.
+            stack.enter_context(self.spawner)
             self.enforcer.open(executor.companions)
             self.ipc.open()
             # Closed after every child is gone (the kill below runs first).
@@ -169,9 +180,10 @@ class Supervisor:
         runner = self._by_name.get(instance)
         return runner.log_position if runner is not None else None
 
-    def open_log(self, job: Job, *, truncate: bool) -> LogFile:
+    async def open_log(self, job: Job, *, truncate: bool) -> LogFile:
         runner = self._by_name[job.name]
-        fd, index_fd = self.state_dir.open_log_pair(job.log_name, truncate=truncate)
+        # Creating two files waits on the disk: a spawner thread does it.
+        fd, index_fd = await self.spawner.call(lambda: self.state_dir.open_log_pair(job.log_name, truncate=truncate), _close_pair)
 
         def rotate() -> tuple[int, int]:
             return self.state_dir.rotate_log(job.log_name, runner.job.spec.log_keep)

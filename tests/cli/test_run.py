@@ -389,6 +389,33 @@ def test_command_not_found_is_one_line_and_exit_1(project: Project) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_spawn_errors_of_many_jobs_each_get_their_line(project: Project) -> None:
+    # Spawned off the loop's thread, several at once: each failure is still its own line.
+    project.write("""
+        [settings]
+        max_parallel = 4
+        fail_fast = false
+        [process.ghost]
+        cmd = ["no-such-program-anywhere"]
+        replicas = 3
+        [process.plain]
+        cmd = ["./not-executable.sh"]
+        replicas = 3
+        [process.fine]
+        cmd = "echo fine"
+    """)
+    script = project.root / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho never\n")
+    script.chmod(0o644)
+    result = project.run("run", "--plain")
+    assert result.returncode == 1
+    lines = [line for line in result.stdout.splitlines() if "procctl |" in line]
+    assert sum("command not found: no-such-program-anywhere" in line for line in lines) == 3
+    assert sum("cannot execute ./not-executable.sh: permission denied" in line for line in lines) == 3
+    assert "fine" in result.stdout and "never" not in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_named_processes_bring_their_dependencies(project: Project) -> None:
     project.write("""
         [process.a]

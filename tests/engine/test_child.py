@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -254,3 +255,83 @@ def test_a_descendant_in_a_session_of_its_own_is_stopped_gracefully_too(tmp_path
     child, killed_hard = _graceful_stop(tmp_path, ("/bin/sh", "-c", script), lines)
     assert not killed_hard
     assert (tmp_path / "child.log").read_bytes().endswith(b"flushing\nclean exit\n")
+
+
+@pytest.mark.parametrize("case", ["missing", "not-executable", "no-cwd"])
+def test_spawn_errors_from_a_spawner_thread_are_the_same_one_line(tmp_path: Path, case: str) -> None:
+    from procctl.engine.spawner import Spawner
+    from procctl.errors import SpawnError
+
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    cmd, cwd, expected = {
+        "missing": (("definitely-not-a-command-xyz",), tmp_path, "command not found: definitely-not-a-command-xyz"),
+        "not-executable": ((str(script),), tmp_path, f"cannot execute {script}: permission denied"),
+        "no-cwd": (("true",), tmp_path / "gone", f"working directory {tmp_path / 'gone'} does not exist"),
+    }[case]
+    threads: list[str] = []
+
+    async def scenario() -> str:
+        log_fd = os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            with Spawner() as spawner:
+                child = Child(cmd, cwd=cwd, env=dict(os.environ), log=LogFile(log_fd), on_output=lambda s, d: None, spawner=spawner)
+                real = child._spawn
+
+                def spawn():  # type: ignore[no-untyped-def]
+                    threads.append(threading.current_thread().name)
+                    return real()
+
+                child._spawn = spawn  # type: ignore[method-assign]
+                try:
+                    await child.start()
+                except SpawnError as exc:
+                    return str(exc)
+                return ""
+        finally:
+            os.close(log_fd)
+
+    assert asyncio.run(scenario()) == expected
+    assert threads and threads[0] != threading.main_thread().name
+
+
+def test_a_start_abandoned_while_spawning_leaves_no_child(tmp_path: Path) -> None:
+    """The runner awaiting a spawn is cancelled while the spawner thread is
+    in it: the child it makes is killed and reaped there, not lost."""
+    from procctl.engine.spawner import Spawner
+
+    spawned: list[int] = []
+    entered, gate = threading.Event(), threading.Event()
+
+    async def scenario() -> None:
+        log_fd = os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            with Spawner() as spawner:
+                child = Child(("sleep", "600"), cwd=tmp_path, env=dict(os.environ), log=LogFile(log_fd), on_output=lambda s, d: None, spawner=spawner)
+                real = child._spawn
+
+                def spawn():  # type: ignore[no-untyped-def]
+                    entered.set()
+                    gate.wait(30)
+                    made = real()
+                    spawned.append(made[0].pid)
+                    return made
+
+                child._spawn = spawn  # type: ignore[method-assign]
+                starting = asyncio.ensure_future(child.start())
+                while not entered.is_set():
+                    await asyncio.sleep(0.005)
+                starting.cancel()
+                await asyncio.sleep(0)
+                gate.set()
+                with pytest.raises(asyncio.CancelledError):
+                    await starting
+            # Closing the spawner waited for the thread, and with it the undo.
+        finally:
+            gate.set()
+            os.close(log_fd)
+
+    asyncio.run(scenario())
+    assert len(spawned) == 1
+    assert not os.path.exists(f"/proc/{spawned[0]}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import textwrap
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -51,11 +52,13 @@ class World:
         return self.executor.of(name)[run]
 
     async def until(self, condition: Callable[[], object], what: str) -> None:
-        # Fake children need no time: a few turns of the loop settle anything.
-        for _ in range(1000):
+        # Fake children need no time, but a log is created on a spawner
+        # thread: a few turns of the loop settle the rest.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             if condition():
                 return
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
         raise AssertionError(f"never happened: {what}")
 
     def run(self, script: Callable[[World], Awaitable[None]]) -> RunResult:

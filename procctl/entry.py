@@ -6,6 +6,8 @@ without loading the Typer app (typer, rich and every command module: 75 ms of
 imports, three times what this path needs); every other command line goes to
 the app unchanged.
 
+`procctl --version` (alone) is answered here too.
+
 The fast path takes only the exact forms it knows — `status --json` with an
 optional `-f FILE`, `--file FILE` or `--file=FILE` — so that help, errors and
 anything new stay the app's. Its replies and errors are the same bytes the
@@ -74,7 +76,12 @@ def main() -> NoReturn:
 
     try:
         fast, file = _fast_status_file(sys.argv[1:])
-        if fast:
+        if sys.argv[1:] == ["--version"]:
+            # What the app's --version prints, without loading the app (~100 ms).
+            from procctl import __version__
+
+            sys.stdout.write(f"procctl {__version__}\n")
+        elif fast:
             _status_json(file)
         else:
             from procctl.cli import app

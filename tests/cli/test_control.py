@@ -442,3 +442,14 @@ def test_status_json_answers_without_loading_the_app(project: Project) -> None:
         assert code == 0 and "typer" in modules and " a " in table
     finally:
         assert _stop(proc) == 130
+
+
+def test_version_answers_without_loading_the_app(project: Project) -> None:
+    code, out, modules = _imported(project, "--version")
+    from procctl import __version__
+
+    assert code == 0 and out == f"procctl {__version__}\n"
+    assert not {"typer", "rich", "asyncio", "psutil"} & modules, modules
+    # With anything else on the line, the app answers it, with the same text.
+    app = subprocess.run([sys.executable, "-m", "procctl", "--version", "status"], cwd=project.root, env=project.env(), capture_output=True, text=True, timeout=60)
+    assert app.stdout == out

@@ -7,8 +7,9 @@ times, and reports medians with min and max; the figure that counts is the
 ratio of the two medians, measured on the same machine in the same minute.
 `--write-docs` rewrites docs/benchmarks.md with the results.
 
-Measurements (SPEC "Performance targets"): spawn, output, bringup, idle,
-control, scale, shutdown, benchmark (procctl benchmark vs hyperfine), pool
+Measurements (SPEC "Performance targets"): spawn (2000 jobs, and 20,000
+as spawn20k), output, bringup, idle,
+control, scale (and scale10k: 10,000 running), shutdown, benchmark (procctl benchmark vs hyperfine), pool
 (longest-first vs FIFO) and memory (memory-aware `-j auto`). Missing peers
 (honcho, supervisor, GNU parallel, hyperfine) are installed first when
 possible; a row whose peer cannot be had is skipped with a message. A
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import accuracy
 import fleet
+import many
 import psutil
 import scheduling
 import throughput
@@ -51,11 +53,13 @@ from harness import (
 
 MEASUREMENTS: dict[str, Callable[[int, bool], Measurement]] = {
     "spawn": throughput.spawn,
+    "spawn20k": throughput.spawn_many,
     "output": throughput.output,
     "bringup": fleet.bringup,
     "idle": fleet.idle,
     "control": fleet.control,
     "scale": fleet.scale,
+    "scale10k": many.scale_many,
     "shutdown": fleet.shutdown,
     "benchmark": accuracy.benchmark,
     "pool": scheduling.smart_pool,

@@ -5,11 +5,13 @@
 Each measurement runs procctl and its reference back to back, `--rounds`
 times, and reports medians with min and max; the figure that counts is the
 ratio of the two medians, measured on the same machine in the same minute.
-`--write-docs` rewrites docs/benchmarks.md with the results.
+`--write-docs` rewrites docs/benchmarks.md with the results (with `--only`,
+the rows not measured are kept from the document as it was, and it says so).
 
 Measurements (SPEC "Performance targets"): spawn (2000 jobs, and 20,000
 as spawn20k), output, bringup, idle,
-control, scale (and scale10k: 10,000 running), shutdown, benchmark (procctl benchmark vs hyperfine), pool
+control, startup (the quick commands and the first spawn against
+`python -c pass`), scale (and scale10k: 10,000 running), shutdown, benchmark (procctl benchmark vs hyperfine), pool
 (longest-first vs FIFO) and memory (memory-aware `-j auto`). Missing peers
 (honcho, supervisor, GNU parallel, hyperfine) are installed first when
 possible; a row whose peer cannot be had is skipped with a message. A
@@ -38,6 +40,7 @@ import fleet
 import many
 import psutil
 import scheduling
+import startup
 import throughput
 from harness import (
     ROOT,
@@ -58,6 +61,7 @@ MEASUREMENTS: dict[str, Callable[[int, bool], Measurement]] = {
     "bringup": fleet.bringup,
     "idle": fleet.idle,
     "control": fleet.control,
+    "startup": startup.startup,
     "scale": fleet.scale,
     "scale10k": many.scale_many,
     "shutdown": fleet.shutdown,
@@ -219,6 +223,51 @@ def render(results: list[Measurement], failures: list[tuple[str, str]], command:
     return "\n".join(lines)
 
 
+def _old_parts(text: str) -> tuple[str, str, dict[str, str], dict[str, list[str]]]:
+    """Of an earlier docs/benchmarks.md: its 'Measured …' line, its load
+    average, its summary rows and its sections, by measurement name."""
+    lines = text.splitlines()
+    measured = next((line for line in lines if line.startswith("Measured ")), "")
+    load = next((line.split("|")[2].strip() for line in lines if line.startswith("| load average |")), "")
+    rows: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    in_summary = False
+    for line in lines:
+        if line.startswith("## "):
+            in_summary = line == "## Summary"
+            name = line[3:].partition(":")[0]
+            current = sections.setdefault(name, []) if ":" in line and line != "## Failed measurements" else None
+        elif in_summary and line.startswith("| ") and not line.startswith(("| what ", "| --- ")):
+            rows[line.split("|")[1].strip()] = line
+        if current is not None:
+            current.append(line)
+    return measured, load, rows, sections
+
+
+def merge(new: str, old: str) -> str:
+    """`new` (a run of some measurements) with the summary rows and the
+    sections of the measurements it did not run kept from `old`."""
+    measured, load, rows, sections = _old_parts(old)
+    _, _, new_rows, new_sections = _old_parts(new)
+    kept = [name for name in rows if name not in new_rows]
+    if not kept:
+        return new
+    lines = new.splitlines()
+    note = (f"The rows {', '.join(kept)} were not measured in this run: they are kept from the earlier one "
+            f"({measured.removeprefix('Measured ').rstrip(', with')}; load average {load}).")
+    at = lines.index("## Machine")
+    lines[at:at] = [note, ""]
+    summary_end = lines.index("## Summary") + 4
+    while summary_end < len(lines) and lines[summary_end].startswith("| "):
+        summary_end += 1
+    lines[summary_end:summary_end] = [rows[name] for name in kept]
+    tail = [line for name in kept for line in ["", *sections.get(name, [])]]
+    failed = lines.index("## Failed measurements") - 1 if "## Failed measurements" in lines else len(lines)
+    lines[failed:failed] = tail
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------- main
 
 
@@ -260,7 +309,11 @@ def main() -> None:
     text = render(results, failures, command.strip(), time.perf_counter() - began)
     print(text)
     if args.write_docs:
-        (ROOT / "docs" / "benchmarks.md").write_text(text + "\n")
+        doc = ROOT / "docs" / "benchmarks.md"
+        if set(wanted) != set(MEASUREMENTS) and doc.exists():
+            # A run of some measurements keeps the others' rows from the last full run.
+            text = merge(text, doc.read_text())
+        doc.write_text(text + "\n")
         progress(f"wrote {ROOT / 'docs' / 'benchmarks.md'}")
 
 

@@ -223,12 +223,23 @@ def render(results: list[Measurement], failures: list[tuple[str, str]], command:
     return "\n".join(lines)
 
 
-def _old_parts(text: str) -> tuple[str, str, dict[str, str], dict[str, list[str]]]:
-    """Of an earlier docs/benchmarks.md: its 'Measured …' line, its load
-    average, its summary rows and its sections, by measurement name."""
+KEPT = "- Not measured in this run, kept from an earlier one ("
+
+
+def _old_parts(text: str) -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
+    """Of an earlier docs/benchmarks.md: where each summary row was measured
+    (its run's date and load average), its summary rows and its sections,
+    by measurement name."""
     lines = text.splitlines()
-    measured = next((line for line in lines if line.startswith("Measured ")), "")
+    measured = next((line for line in lines if line.startswith("Measured ")), "").removeprefix("Measured ").removesuffix(", with")
     load = next((line.split("|")[2].strip() for line in lines if line.startswith("| load average |")), "")
+    whence: dict[str, str] = {}
+    for line in lines:
+        if line.startswith(KEPT):
+            # "- Not measured in this run, kept from an earlier one (WHEN): a, b."
+            when, _, names = line.removeprefix(KEPT).rpartition("): ")
+            for name in names.removesuffix(".").split(", "):
+                whence[name] = when
     rows: dict[str, str] = {}
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
@@ -239,25 +250,30 @@ def _old_parts(text: str) -> tuple[str, str, dict[str, str], dict[str, list[str]
             name = line[3:].partition(":")[0]
             current = sections.setdefault(name, []) if ":" in line and line != "## Failed measurements" else None
         elif in_summary and line.startswith("| ") and not line.startswith(("| what ", "| --- ")):
-            rows[line.split("|")[1].strip()] = line
+            name = line.split("|")[1].strip()
+            rows[name] = line
+            whence.setdefault(name, f"{measured}; load average {load}")
         if current is not None:
             current.append(line)
-    return measured, load, rows, sections
+    return whence, rows, sections
 
 
 def merge(new: str, old: str) -> str:
     """`new` (a run of some measurements) with the summary rows and the
-    sections of the measurements it did not run kept from `old`."""
-    measured, load, rows, sections = _old_parts(old)
-    _, _, new_rows, new_sections = _old_parts(new)
+    sections of the measurements it did not run kept from `old`, each
+    saying which run it comes from."""
+    whence, rows, sections = _old_parts(old)
+    _, new_rows, _ = _old_parts(new)
     kept = [name for name in rows if name not in new_rows]
     if not kept:
         return new
     lines = new.splitlines()
-    note = (f"The rows {', '.join(kept)} were not measured in this run: they are kept from the earlier one "
-            f"({measured.removeprefix('Measured ').rstrip(', with')}; load average {load}).")
+    by_run: dict[str, list[str]] = {}
+    for name in kept:
+        by_run.setdefault(whence[name], []).append(name)
+    notes = [f"{KEPT}{when}): {', '.join(names)}." for when, names in by_run.items()]
     at = lines.index("## Machine")
-    lines[at:at] = [note, ""]
+    lines[at:at] = [*notes, ""]
     summary_end = lines.index("## Summary") + 4
     while summary_end < len(lines) and lines[summary_end].startswith("| "):
         summary_end += 1

@@ -6,6 +6,7 @@ What a fake child does is read from its command:
 - `exit N`: ends with code N as soon as it has started;
 - `missing`: cannot be started (SpawnError, as a missing command);
 - `stubborn`: ignores the stop signal until `kill` (or `release`);
+- `slow-start`: its start waits until `let_start` (a spawn queued for a thread);
 - anything else runs until it is stopped, killed or told to `exit`.
 """
 
@@ -36,6 +37,7 @@ class FakeChild:
         self.stops = 0
         self._exit: asyncio.Future[Exit] | None = None
         self._released: asyncio.Future[None] | None = None
+        self._may_start: asyncio.Event | None = None
 
     @property
     def command(self) -> str:
@@ -48,6 +50,9 @@ class FakeChild:
     async def start(self) -> int:
         if self.command == "missing":
             raise SpawnError("command not found: missing")
+        if self.command == "slow-start":
+            self._may_start = asyncio.Event()
+            await self._may_start.wait()
         loop = asyncio.get_running_loop()
         self.pid = next(_PIDS)
         self.started_at = time.time()
@@ -55,6 +60,14 @@ class FakeChild:
         if self.command.startswith("exit "):
             loop.call_soon(self.exit, int(self.command.split()[1]))
         return self.pid
+
+    @property
+    def starting(self) -> bool:
+        return self._may_start is not None and not self._may_start.is_set()
+
+    def let_start(self) -> None:
+        if self._may_start is not None:
+            self._may_start.set()
 
     def exit(self, returncode: int) -> None:
         """End now with `returncode` (-N: signal N)."""

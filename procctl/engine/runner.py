@@ -166,6 +166,12 @@ class InstanceRunner:
         return self.run.child if self.run is not None else None
 
     @property
+    def _spawned(self) -> bool:
+        """Its current run's child has started (a pid): only then is there
+        anything to stop gracefully."""
+        return self.run is not None and self.run.child.pid != 0
+
+    @property
     def paused(self) -> bool:
         return self.run is not None and self.run.paused
 
@@ -197,10 +203,11 @@ class InstanceRunner:
             return False
         if self.want is not Want.DOWN:
             self.want, self._down_reason = Want.DOWN, reason
-        if self.run is not None:
+        if self._spawned:
             self._cut(Cut.REQUEST, reason, self._down_reason, known)
-        elif self._task is not None and self.state is not State.STARTING:
-            # Nothing runs: it waits for its dependencies, a slot or a backoff.
+        elif self._task is not None:
+            # Nothing runs: it waits for its dependencies, a slot, a backoff
+            # or its spawn (a start not begun is dropped, one begun is undone).
             self._task.cancel()
         return True
 
@@ -211,8 +218,8 @@ class InstanceRunner:
         if self.want is not Want.DOWN:
             self.want, self._down_reason = Want.DOWN, "stopped"
         run = self.run
-        if run is None:
-            if self._task is not None and self.state is not State.STARTING:
+        if run is None or not self._spawned:
+            if self._task is not None:
                 self._task.cancel()
             return
         if run.child.running:
@@ -380,10 +387,11 @@ class InstanceRunner:
         try:
             await self._life()
         except asyncio.CancelledError:
-            if self.run is not None:
+            if self._spawned:
                 raise
             # `stop` cancels a runner only while it waits (for dependencies,
-            # a slot or a backoff): nothing of it runs.
+            # a slot, a backoff or its spawn): nothing of it runs.
+            self.run = None
             if not self.state.final:
                 why = self._down_reason or "stopped before it started"
                 if self.started_once:

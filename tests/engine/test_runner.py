@@ -98,6 +98,30 @@ def test_a_stop_in_flight_is_not_undone_by_pause_and_resume(tmp_path: Path) -> N
     assert result.exit_code == 0
 
 
+@pytest.mark.parametrize("verb", ["kill", "stop everything"])
+def test_a_stop_while_the_spawn_waits_starts_nothing(tmp_path: Path, verb: str) -> None:
+    """Its start is queued (for a spawner thread) when the stop comes: it is
+    dropped before anything runs, and the instance ends skipped."""
+    world = World(tmp_path, '[process.svc]\ncmd = "slow-start"\n')
+
+    async def script(w: World) -> None:
+        await w.until(lambda: w.executor.of("svc") and w.child("svc").starting, "svc waiting for its spawn")
+        try:
+            if verb == "kill":
+                assert w.ops.kill(["svc"]) == {"stopping": ["svc"]}
+            else:
+                w.sup.request_stop()
+            await w.until(lambda: w.state("svc").final, "svc to end")
+        finally:
+            w.child("svc").let_start()
+
+    result = world.run(script)
+    assert world.states("svc") == [State.STARTING, State.SKIPPED]
+    assert world.child("svc").pid == 0 and result.instances[0].state is State.SKIPPED
+    assert [e.instance for e in world.seen if isinstance(e, events.Skipped)] == ["svc"]
+    assert not any(isinstance(e, events.Started) for e in world.seen)
+
+
 def test_pause_holds_the_tree_and_resume_brings_it_back(tmp_path: Path) -> None:
     world = World(tmp_path, '[process.svc]\ncmd = "run"\n')
 

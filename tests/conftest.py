@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -62,6 +63,13 @@ def _default_sigint() -> None:
     Python then installs no KeyboardInterrupt handler: a test's Ctrl-C would
     go unheard."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def started(status: dict[str, Any] | None) -> bool:
+    """The supervisor answers (`status --json`) and no instance is between its
+    pool slot and its spawn: spawns run on threads, so the first answer may
+    come while some are still being made ("starting")."""
+    return status is not None and not any(row["state"] == "starting" for row in status["instances"])
 
 
 class Project:
@@ -147,9 +155,10 @@ class Project:
         return json.loads(result.stdout) if result.returncode == 0 else None
 
     def supervise(self, *args: str) -> subprocess.Popen[bytes]:
-        """`procctl run ARGS` in the background, once its control socket answers."""
+        """`procctl run ARGS` in the background, once its control socket
+        answers and the starts it began have spawned."""
         proc = self.start("run", *args)
-        wait_until(lambda: self.status() is not None or proc.poll() is not None, what="the supervisor to answer")
+        wait_until(lambda: started(self.status()) or proc.poll() is not None, what="the supervisor to answer")
         assert proc.poll() is None, proc.err_path.read_text()  # type: ignore[attr-defined]
         return proc
 

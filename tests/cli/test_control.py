@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PY, Project, alive, helper, marked_pids, wait_until
+from conftest import PY, Project, alive, helper, marked_pids, started, wait_until
 
 
 def _status(project: Project, *args: str) -> dict[str, Any] | None:
@@ -31,7 +31,7 @@ def _instance(status: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _start(project: Project, *args: str) -> subprocess.Popen[bytes]:
     proc = project.start("run", *args)
-    wait_until(lambda: _status(project) is not None or proc.poll() is not None, what="the supervisor to answer")
+    wait_until(lambda: started(_status(project)) or proc.poll() is not None, what="the supervisor to answer")
     assert proc.poll() is None, proc.err_path.read_text()  # type: ignore[attr-defined]
     return proc
 
@@ -170,11 +170,12 @@ def test_kill_does_not_restart_an_always_process(project: Project) -> None:
 def test_kill_with_signal_delivers_just_that(project: Project) -> None:
     project.write("""
         [process.svc]
-        cmd = "trap 'echo got HUP' HUP; while :; do sleep 0.05; done"
+        cmd = "trap 'echo got HUP' HUP; echo trapping; while :; do sleep 0.05; done"
     """)
     proc = _start(project)
     try:
-        wait_until(lambda: (project.logs / "svc.log").exists())
+        # Its trap is set once it says so (a HUP before would end the shell).
+        wait_until(lambda: "trapping" in project.log("svc"), what="the trap to be set")
         result = project.run("kill", "svc", "--signal", "HUP")
         assert "sent SIGHUP to: svc" in result.stdout
         wait_until(lambda: "got HUP" in (project.logs / "svc.log").read_text(), what="the trap to run")

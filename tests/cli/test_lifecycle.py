@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import PY, Project, helper, wait_until
+from conftest import PY, Project, helper, started, wait_until
 
 
 def _status(project: Project) -> dict[str, Any] | None:
@@ -26,7 +26,7 @@ def _state(project: Project, name: str) -> str | None:
 
 def _start(project: Project, *args: str) -> subprocess.Popen[bytes]:
     proc = project.start("run", *args)
-    wait_until(lambda: _status(project) is not None or proc.poll() is not None, what="the supervisor to answer")
+    wait_until(lambda: started(_status(project)) or proc.poll() is not None, what="the supervisor to answer")
     assert proc.poll() is None, proc.err_path.read_text()  # type: ignore[attr-defined]
     return proc
 

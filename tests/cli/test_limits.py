@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import PY, Project, helper, wait_until
+from conftest import PY, Project, helper, started, wait_until
 
 from procctl.engine import cgroups
 
@@ -31,7 +31,7 @@ def _limit(pid: int, label: str) -> str:
 
 def _start(project: Project, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     proc = project.start("run", env=env)
-    wait_until(lambda: project.run("status", "--json").returncode == 0 or proc.poll() is not None, what="the supervisor")
+    wait_until(lambda: started(project.status()) or proc.poll() is not None, what="the supervisor")
     return proc
 
 

@@ -436,7 +436,11 @@ def test_named_processes_bring_their_dependencies(project: Project) -> None:
 
 
 def test_procfile_and_env_work_unchanged(project: Project) -> None:
-    (project.root / "Procfile").write_text("web: echo web on $PORT says $GREETING\nworker: echo worker on $PORT\n")
+    # As foreman, the first to end stops the other: each ends only once the other has spoken.
+    wait_for = "until grep -q {0} .procctl/logs/{0}.log 2>/dev/null; do sleep 0.05; done"
+    (project.root / "Procfile").write_text(
+        f"web: echo web on $PORT says $GREETING; {wait_for.format('worker')}\nworker: echo worker on $PORT; {wait_for.format('web')}\n"
+    )
     (project.root / ".env").write_text("GREETING='hello there'\n")
     result = project.run("run")
     assert result.returncode == 0, result.stderr

@@ -12,14 +12,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from conftest import PY, Project, wait_until
+from conftest import PY, Project, started, wait_until
 
 TICKER = f"{PY} -u -c \"import itertools, time\nfor i in itertools.count():\n    print('tick', i, flush=True)\n    time.sleep(0.05)\""
 
 
 def _start(project: Project, *args: str) -> subprocess.Popen[bytes]:
     proc = project.start("run", "--plain", *args)
-    wait_until(lambda: project.run("status", "--json").returncode == 0 or proc.poll() is not None, what="the supervisor to answer")
+    wait_until(lambda: started(project.status()) or proc.poll() is not None, what="the supervisor to answer")
     assert proc.poll() is None, proc.err_path.read_text()  # type: ignore[attr-defined]
     return proc
 

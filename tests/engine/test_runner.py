@@ -248,8 +248,14 @@ def test_a_command_that_cannot_start_fails_and_backs_off_by_its_policy(tmp_path:
 
 
 def test_fail_fast_stops_the_rest_and_names_the_first_failure(tmp_path: Path) -> None:
-    world = World(tmp_path, '[process.bad]\ncmd = "exit 3"\n[process.svc]\ncmd = "run"\n')
-    result = world.run(lambda w: asyncio.sleep(0))
+    world = World(tmp_path, '[process.bad]\ncmd = "run"\n[process.svc]\ncmd = "run"\n')
+
+    async def script(w: World) -> None:
+        # Both run first (a start still to come when the run stops is skipped, not stopped).
+        await w.until(lambda: w.state("bad") is State.RUNNING and w.state("svc") is State.RUNNING, "both running")
+        w.child("bad").exit(3)
+
+    result = world.run(script)
     assert {r.name: r.status_text for r in result.instances} == {"bad": "failed 3", "svc": "stopped"}
     assert result.first_failure is not None and result.first_failure.name == "bad"
     assert result.exit_code == 1

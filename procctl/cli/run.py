@@ -108,7 +108,7 @@ def run(
     state_dir = StateDir.beside(manifest.path)
     state_dir.prepare()
     # Held until this process ends: one supervisor per manifest.
-    lock = hold_supervisor_lock(state_dir, manifest.path)
+    lock, detached = hold_supervisor_lock(state_dir, manifest.path)
     bus = Bus()
     stream = _open_event_stream(events_to, bus)
     if junit is not None:
@@ -140,6 +140,7 @@ def run(
         run_timeout_s=run_timeout,
         predictions=load_predictions(plan, state_dir, lambda message: typer.echo(f"procctl: warning: {message}", err=True)),
         control_socket=socket_path(state_dir),
+        detached=detached,
         edited_plan=lambda: read_plan(manifest.path),
         watch=not no_watch,
     )
@@ -172,16 +173,18 @@ def warn_of_starvation(plan: Plan) -> None:
         typer.echo(f"procctl: warning: {warning}", err=True)
 
 
-def hold_supervisor_lock(state_dir: StateDir, manifest_path: Path) -> int:
-    """The supervisor's lock: the one `up -d` took for us, else our own."""
+def hold_supervisor_lock(state_dir: StateDir, manifest_path: Path) -> tuple[int, bool]:
+    """The supervisor's lock: the one `up -d` took for us, else our own; and
+    whether `up -d` started us (detached)."""
     from procctl.engine.store import LOCK_FD_VAR
 
     passed = os.environ.pop(LOCK_FD_VAR, None)  # not for the children
     lock = state_dir.adopt_lock(passed) if passed else None
+    detached = lock is not None
     if lock is None:
         lock = state_dir.lock_supervisor(manifest_path)
     state_dir.record_supervisor(lock, os.getpid())
-    return lock
+    return lock, detached
 
 
 def _name_list(values: list[str] | None) -> list[str]:

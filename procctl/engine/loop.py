@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -14,6 +15,13 @@ from contextlib import AbstractAsyncContextManager
 from procctl.engine.signals import SignalCapture
 from procctl.engine.outcome import RunResult
 from procctl.engine.supervisor import Supervisor
+
+
+_STOP_REASONS = {
+    signal.SIGINT: "interrupted",
+    signal.SIGTERM: "terminated (SIGTERM)",
+    signal.SIGHUP: "hangup (SIGHUP: the terminal closed)",
+}
 
 
 def _use_pidfd_watcher() -> None:
@@ -59,7 +67,8 @@ def run_supervisor(
     supervisor: Supervisor,
     services: Sequence[Callable[[], AbstractAsyncContextManager[object]]] = (),
 ) -> RunResult:
-    """Run to the end; SIGINT/SIGTERM stop gracefully, a second one forces.
+    """Run to the end; SIGINT/SIGTERM (and SIGHUP: see `signals.hangup_action`)
+    stop gracefully, a second one forces.
 
     `services` (the control socket, a live view) are entered on the loop before
     the first child starts and left after the last one ended; one that fails
@@ -69,8 +78,10 @@ def run_supervisor(
 
     async def main() -> RunResult:
         capture = SignalCapture(
-            lambda signum: supervisor.request_stop("interrupted", interrupted=True),
+            lambda signum: supervisor.request_stop(_STOP_REASONS.get(signum, "interrupted"), interrupted=True),
             lambda signum: supervisor.force_stop(),
+            on_reload=supervisor.reload_on_hangup,
+            detached=supervisor.detached,
         )
         async with contextlib.AsyncExitStack() as stack:
             for service in services:

@@ -1,22 +1,57 @@
-"""SIGINT/SIGTERM for the supervisor: the handler only records; the loop acts.
+"""SIGINT, SIGTERM and SIGHUP for the supervisor: the handler only records;
+the loop acts.
 
-First signal: graceful stop. Second: force (SIGKILL everything). The previous
-handlers come back when the capture ends. (The run then exits with
+First SIGINT or SIGTERM: graceful stop. A second: force (SIGKILL
+everything). SIGHUP means what `hangup_action` says. The previous handlers
+come back when the capture ends. (The run then exits with
 `errors.INTERRUPTED_EXIT`.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import signal
 from collections.abc import Callable
 
 
+class Hangup(enum.Enum):
+    """What SIGHUP asks of a supervisor."""
+
+    STOP = "stop"
+    """A graceful stop, as SIGTERM."""
+    RELOAD = "reload"
+    """Apply the edited manifest (as daemons take SIGHUP)."""
+
+
+def hangup_action(detached: bool) -> Hangup:
+    """The one place that decides what SIGHUP does.
+
+    In the foreground it means the terminal closed: a graceful stop, as
+    SIGTERM (never the instant death of the default action, whose guardian
+    would SIGKILL every child). A detached supervisor (`up -d`) has no
+    terminal, and SIGHUP is how daemons are told to reload (nginx,
+    supervisord): it applies the edited manifest, as `procctl reload`."""
+    return Hangup.RELOAD if detached else Hangup.STOP
+
+
 class SignalCapture:
-    def __init__(self, on_graceful: Callable[[int], None], on_force: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        on_graceful: Callable[[int], None],
+        on_force: Callable[[int], None],
+        *,
+        on_reload: Callable[[], None] | None = None,
+        detached: bool = False,
+    ) -> None:
         self._on_graceful = on_graceful
         self._on_force = on_force
+        self._on_reload = on_reload
+        self._hangup = hangup_action(detached)
+        if self._hangup is Hangup.RELOAD and on_reload is None:
+            self._hangup = Hangup.STOP
         self.received: list[int] = []
+        """The signals that asked for a stop, in order."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _handle(self, signum: int) -> None:
@@ -26,13 +61,23 @@ class SignalCapture:
         else:
             self._on_force(signum)
 
+    def _handle_hangup(self) -> None:
+        if self._hangup is Hangup.RELOAD:
+            assert self._on_reload is not None
+            self._on_reload()
+        elif not self.received:
+            # A hangup only ever starts a stop, never forces one: it may
+            # come again for the same closed terminal.
+            self._handle(int(signal.SIGHUP))
+
     def __enter__(self) -> SignalCapture:
         self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.add_signal_handler(sig, self._handle, int(sig))
+        self._loop.add_signal_handler(signal.SIGHUP, self._handle_hangup)
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._loop is not None
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._loop.remove_signal_handler(sig)

@@ -38,7 +38,7 @@ from procctl.engine.store import StateDir
 from procctl.engine.terminal import Terminals
 from procctl.engine.tree import ProcessTree
 from procctl.engine.watcher import Watches
-from procctl.errors import INTERRUPTED_EXIT, TIMEOUT_EXIT, UsageError
+from procctl.errors import INTERRUPTED_EXIT, TIMEOUT_EXIT, ProcctlError, UsageError
 from procctl.states import State
 
 
@@ -60,12 +60,15 @@ class Supervisor:
         predictions: Mapping[str, Prediction] | None = None,
         executor: Executor | None = None,
         control_socket: Path | None = None,
+        detached: bool = False,
         edited_plan: Callable[[], Plan] | None = None,
         watch: bool = True,
     ) -> None:
         self.plan = plan
         self.bus = bus
         self.state_dir = state_dir
+        self.detached = detached
+        """Started by `up -d`: SIGHUP reloads (`signals.hangup_action`)."""
         self._fail_fast_given = fail_fast
         self.fail_fast = plan.manifest.settings.fail_fast if fail_fast is None else fail_fast
         self._edited_plan = edited_plan
@@ -247,6 +250,20 @@ class Supervisor:
         if not dry_run:
             apply_reload(self, plan)
         return plan
+
+    def reload_on_hangup(self) -> None:
+        """SIGHUP to a detached supervisor: a reload, as nginx and supervisord
+        take it. No one waits for a reply, so its outcome goes to the run's
+        output (`supervisor.log`) and events: what changed, or why the edited
+        manifest was refused (then nothing changed)."""
+        try:
+            plan = self.reload()
+        except ProcctlError as exc:
+            self.bus.publish(events.Notice("procctl", "procctl", message=f"reload (SIGHUP) refused, nothing changed: {exc}", level="error"))
+            return
+        changed = [step.process for step in plan.steps if step.action != "unchanged"]
+        done = f"{len(changed)} process{'es' if len(changed) != 1 else ''} changed ({', '.join(changed)})" if changed else "nothing changed"
+        self.bus.publish(events.Notice("procctl", "procctl", message=f"reload (SIGHUP): {done}"))
 
     def instance(self, name: str) -> InstanceRunner:
         return self._by_name[name]

@@ -5,6 +5,7 @@ their pids; an invalid manifest changes nothing."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 
@@ -215,3 +216,54 @@ def test_reload_needs_a_running_supervisor(project: Project) -> None:
     project.write('[process.a]\ncmd = "true"\n')
     result = project.run("reload")
     assert result.returncode == 3 and "Traceback" not in result.stderr
+
+
+def test_sighup_to_a_detached_supervisor_reloads(project: Project) -> None:
+    """1. `up -d`; db, web, worker and old run.
+    2. The manifest is edited as above; SIGHUP to the supervisor: it reloads
+       as `procctl reload` does (worker restarted, new added, old stopped,
+       db and web keep their pids) and runs on; its log says what it did.
+    3. An invalid edit, SIGHUP again: refused in the log, nothing changed,
+       and it runs on until `down`."""
+    project.write(BEFORE)
+    up = project.run("up", "-d")
+    assert up.returncode == 0, up.stderr
+    log = project.root / ".procctl" / "supervisor.log"
+    try:
+        before = _running(project, {"db", "web", "worker", "old"})
+        pid = (project.status() or {})["pid"]
+        project.write(AFTER)
+        os.kill(pid, signal.SIGHUP)  # type: ignore[arg-type]
+        wait_until(lambda: "reload (SIGHUP): 3 processes changed (worker, new, old)" in log.read_text(), what="the reload to be told")
+        after = _running(project, {"db", "web", "worker", "new"})
+        assert after["db"] == before["db"] and after["web"] == before["web"]
+        assert after["worker"][1] != before["worker"][1]
+        wait_until(lambda: _pids(project)["old"][0] == "stopped", what="old to stop")
+        text = log.read_text()
+        assert "worker: reload: restarted (env changed)" in text and "new: reload: added" in text
+        assert "stopping" not in text
+
+        project.write(AFTER.replace("[process.new]", "[process.new]\n    colour = 'blue'"))
+        os.kill(pid, signal.SIGHUP)  # type: ignore[arg-type]
+        wait_until(lambda: "reload (SIGHUP) refused, nothing changed: procfile.toml:" in log.read_text(), what="the refusal to be told")
+        assert "process.new.colour: unknown key" in log.read_text()
+        now = _pids(project)
+        assert {name: now[name] for name in ("db", "web", "worker", "new")} == {name: after[name] for name in ("db", "web", "worker", "new")}
+        assert (project.status() or {})["pid"] == pid
+    finally:
+        down = project.run("down")
+    assert down.returncode == 0, down.stderr
+
+
+def test_sighup_to_a_foreground_run_stops_it_gracefully(project: Project) -> None:
+    """In the foreground SIGHUP means the terminal closed: no reload, a
+    graceful stop (each instance gets its stop signal), exit 130."""
+    project.write(BEFORE)
+    proc = project.supervise("--plain")
+    _running(project, {"db", "web", "worker", "old"})
+    project.write(AFTER)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 130
+    out = proc.out_path.read_text()  # type: ignore[attr-defined]
+    assert "stopping: hangup (SIGHUP: the terminal closed)" in out
+    assert "4 stopped" in out and "reload" not in out

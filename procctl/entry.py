@@ -88,17 +88,52 @@ def main() -> NoReturn:
             _status_json(file)
         else:
             from procctl.cli import app
+            from procctl.cli.legacy import rewrite
 
-            app()
+            args, warnings = rewrite(sys.argv[1:])
+            for warning in warnings:
+                sys.stderr.write(f"procctl: warning: {warning}\n")
+            code = app(args=args, prog_name="procctl", standalone_mode=False)
+            sys.exit(code if isinstance(code, int) else 0)
     except ProcctlError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", INTERRUPTED_EXIT)
+    except Exception as exc:
+        usage = _click_error(exc, sys.argv[1:])
+        if usage is None:
+            raise
+        _fail(*usage)
     except BrokenPipeError:
         # Our stdout was closed early (`procctl ... | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     sys.exit(0)
+
+
+def _click_error(exc: Exception, argv: list[str]) -> tuple[str, int] | None:
+    """A command-line parser's error (an unknown option, a missing or bad
+    value) as procctl's own errors read: one line and the same exit code.
+    None for anything else."""
+    import typer
+
+    click_error = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+    if not isinstance(exc, click_error):
+        if type(exc).__name__ == "Abort":  # end of input at a prompt
+            return "aborted", 1
+        return None
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # bare `procctl`: the help, as before
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    message = message[:1].lower() + message[1:].rstrip(".")
+    if ctx is not None:
+        command = ctx.command_path.removeprefix("procctl").strip()
+    else:  # the parser's own errors (an option without its value) carry no context
+        command = argv[0] if argv and not argv[0].startswith("-") else ""
+    where = f"{command}: " if command else ""
+    return f"{where}{message} (see '{' '.join(['procctl', command]).strip()} -h')", exc.exit_code  # type: ignore[attr-defined]
 
 
 def _fail(message: str, code: int) -> NoReturn:

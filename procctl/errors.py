@@ -62,6 +62,11 @@ class NoSupervisor(ProcctlError):
     exit_code = 3
 
 
+class NotRunning(NoSupervisor):
+    """No supervisor runs for this manifest at all: no socket, or nobody
+    listening on it (not one that could not be reached)."""
+
+
 class SpawnError(ProcctlError):
     """A child could not be started (command not found, bad cwd)."""
 

@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from procctl.cli.app import FileOption, app, load_manifest_option, make_console, parse_duration_option
+from procctl.cli.app import FileOption, app, complete_name, load_manifest_option, make_console, parse_duration_option
 from procctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def _commands(texts: list[str], processes: list[str], file: Path | None, shell: 
         for name in processes:
             jobs = resolve([name], firsts)
             if not jobs:
-                raise UsageError(f"-p {name}: it has no instance to time (an `each` with no items)")
+                raise UsageError(f"--process {name}: it has no instance to time (an `each` with no items)")
             job = jobs[0]  # A replicated or `each` process: its first instance.
             via_shell = isinstance(job.cmd, str)
             argv = ("/bin/sh", "-c", job.cmd) if isinstance(job.cmd, str) else tuple(job.cmd)
@@ -95,10 +95,11 @@ def _close_exports(opened: dict[str, tuple[str, IO[str] | None]], *, remove: boo
 def benchmark(
     commands: Annotated[
         Optional[list[str]],
-        typer.Argument(help="Command lines to time, one argument each (quote them); run through sh unless --shell none.", show_default=False),
+        typer.Argument(metavar="[COMMAND]...", help="Command lines to time, one argument each (quote them); run through sh unless --shell none.", show_default=False),
     ] = None,
     process: Annotated[
-        Optional[list[str]], typer.Option("--process", "-p", help="Time a manifest process instead (its cmd, env and cwd); repeatable.", show_default=False)
+        Optional[list[str]],
+        typer.Option("--process", metavar="NAME", help="Time a manifest process instead (its cmd, env and cwd); repeatable.", show_default=False, autocompletion=complete_name),
     ] = None,
     file: FileOption = None,
     runs: Annotated[Optional[int], typer.Option("--runs", "-r", help="Exactly N timed runs per command (with --spawn: N rounds, default 3).", min=1, show_default=False)] = None,
@@ -110,24 +111,37 @@ def benchmark(
     parallel: Annotated[
         Optional[int], typer.Option("--parallel", "-j", help="Runs in flight at once (default 1; with --spawn, 8).", min=1, show_default=False)
     ] = None,
-    prepare: Annotated[Optional[str], typer.Option("--prepare", help="A command run (untimed) before each run; it must succeed.", show_default=False)] = None,
-    shell: Annotated[str, typer.Option("--shell", help="The shell of the command lines, or 'none' to split them and exec directly.")] = "sh",
+    prepare: Annotated[
+        Optional[str], typer.Option("--prepare", "-p", metavar="CMD", help="A command run (untimed) before each run; it must succeed (as hyperfine's -p).", show_default=False)
+    ] = None,
+    shell: Annotated[str, typer.Option("--shell", "-S", metavar="SHELL", help="The shell of the command lines, or 'none' to split them and exec directly.")] = "sh",
+    no_shell: Annotated[bool, typer.Option("-N", help="The same as --shell none (as hyperfine's -N).")] = False,
     ignore_failure: Annotated[bool, typer.Option("--ignore-failure", "-i", help="Time runs that exit non-zero instead of failing.")] = False,
     export_json: Annotated[Optional[str], typer.Option("--export-json", help="Write the results as JSON in hyperfine's layout, with every run's figures, to FILE ('-': stdout).", show_default=False)] = None,
     export_markdown: Annotated[Optional[str], typer.Option("--export-markdown", help="Write the results table as Markdown to FILE ('-': stdout).", show_default=False)] = None,
     export_csv: Annotated[Optional[str], typer.Option("--export-csv", help="Write one CSV row per command, hyperfine's columns first, to FILE ('-': stdout).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON export instead of the table.")] = False,
     spawn: Annotated[bool, typer.Option("--spawn", help="Time procctl's own pool on /bin/true jobs against xargs -P.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", help="With --spawn: how many /bin/true jobs.", min=1)] = 2000,
+    tasks: Annotated[int, typer.Option("--tasks", metavar="N", help="With --spawn: how many /bin/true tasks to run (-j says how many at once).", min=1)] = 2000,
+    old_jobs: Annotated[Optional[int], typer.Option("--jobs", help="Deprecated spelling of --tasks.", hidden=True, min=1, show_default=False)] = None,
 ) -> None:
     """Time commands like hyperfine, with -j runs in flight: mean ± σ, min, median, p95, max, CPU, peak RSS, runs/s."""
+    if old_jobs is not None:
+        _warn("'benchmark --jobs' is deprecated: it counts tasks, where make and GNU parallel mean how many at once; use --tasks")
+        tasks = old_jobs
+    if no_shell:
+        shell = "none"
     if spawn:
         if commands or process:
-            raise UsageError("--spawn times procctl itself: give no commands and no -p with it")
-        _spawn(jobs, parallel or SPAWN_PARALLEL, runs or SPAWN_ROUNDS, as_json)
+            raise UsageError("--spawn times procctl itself: give no commands and no --process with it")
+        _spawn(tasks, parallel or SPAWN_PARALLEL, runs or SPAWN_ROUNDS, as_json)
         return
     if not commands and not process:
-        raise UsageError("nothing to time: give a command line (procctl benchmark 'sleep 0.1') or -p NAME")
+        hint = ""
+        if prepare is not None:
+            # `-p NAME` timed a process before -p became hyperfine's --prepare.
+            hint = f"; -p is --prepare, as in hyperfine: to time a process of the manifest, use --process {prepare}"
+        raise UsageError(f"nothing to time: give a command line (procctl benchmark 'sleep 0.1') or --process NAME{hint}")
     if runs is not None and (min_runs is not None or max_time is not None):
         raise UsageError("--runs fixes the number of runs: drop --min-runs and --max-time, or --runs")
 
@@ -192,7 +206,7 @@ def _database(commands: list[Command]) -> Path:
     return state_database(None)
 
 
-def _spawn(jobs: int, parallel: int, rounds: int, as_json: bool) -> None:
+def _spawn(tasks: int, parallel: int, rounds: int, as_json: bool) -> None:
     import json
 
     from procctl.bench.spawn import spawn_benchmark
@@ -202,7 +216,7 @@ def _spawn(jobs: int, parallel: int, rounds: int, as_json: bool) -> None:
         if sys.stderr.isatty():
             typer.echo(f"round {number}/{rounds}: {tool} {format_time(seconds)}", err=True)
 
-    result = spawn_benchmark(jobs, parallel, rounds, on_round)
+    result = spawn_benchmark(tasks, parallel, rounds, on_round)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return

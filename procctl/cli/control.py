@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from procctl.cli.app import FileOption, app, make_console
+from procctl.cli.app import FileOption, app, complete_assignment, complete_name, make_console
 from procctl.errors import UsageError
 
 
@@ -32,7 +32,10 @@ def _emit(result: Any, as_json: bool, text: str) -> None:
         typer.echo(text)
 
 
-NamesArg = Annotated[Optional[list[str]], typer.Argument(help="Processes (all their instances) or instances (web.2, thumb[7]).", show_default=False)]
+NamesArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(metavar="[NAME]...", help="Processes (all their instances) or instances (web.2, thumb[7]).", show_default=False, autocompletion=complete_name),
+]
 AllOption = Annotated[bool, typer.Option("--all", help="Every instance.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the reply as JSON.")]
 
@@ -109,7 +112,7 @@ def start(names: NamesArg = None, file: FileOption = None, as_json: JsonOption =
 
 @app.command()
 def scale(
-    assignment: Annotated[str, typer.Argument(help="NAME=N: the number of replicas of process NAME.")],
+    assignment: Annotated[str, typer.Argument(metavar="NAME=N", help="The number of replicas N of process NAME.", autocompletion=complete_assignment)],
     file: FileOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -128,7 +131,7 @@ def scale(
 
 @app.command()
 def send(
-    arguments: Annotated[list[str], typer.Argument(help="NAME TEXT, or with --all just TEXT.")],
+    arguments: Annotated[list[str], typer.Argument(metavar="[NAME] TEXT...", help="NAME TEXT, or with --all just TEXT.", autocompletion=complete_name)],
     everything: Annotated[bool, typer.Option("--all", help="Send to every instance.")] = False,
     file: FileOption = None,
     as_json: JsonOption = False,

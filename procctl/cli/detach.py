@@ -17,7 +17,22 @@ import typer
 
 from procctl.cli.app import FileOption, app, parse_duration_option
 from procctl.cli.control import call
-from procctl.errors import NoSupervisor, ProcctlError
+from procctl.cli.run import (
+    AnyCanDieOption,
+    CanDieOption,
+    ExceptOption,
+    KeepGoingOption,
+    NamesArg,
+    NoDepsOption,
+    NoWatchOption,
+    OnlyOption,
+    ParallelOption,
+    ScheduleOption,
+    TimeoutOption,
+    selected_plan,
+    warn_of_starvation,
+)
+from procctl.errors import AlreadyRunning, NoSupervisor, NotRunning, ProcctlError, UsageError
 from procctl.states import State
 
 _STARTED = {State.RUNNING, State.READY, State.PAUSED, State.EXITED, State.STOPPING}
@@ -54,49 +69,60 @@ def _settled(
 
 @app.command()
 def up(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Only these processes (and what they depend on).", show_default=False)] = None,
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the supervisor in the background.")] = False,
+    names: NamesArg = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the supervisor in the background; when one already runs, say so and exit 0.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Return once every process with a probe is ready, not just started.")] = False,
-    wait_timeout: Annotated[str, typer.Option("--wait-timeout", help="Give up waiting after this long (exit 1).")] = "60s",
-    parallel: Annotated[Optional[int], typer.Option("--parallel", "-j", help="Pool size (overrides max_parallel).", show_default=False)] = None,
-    can_die: Annotated[
-        Optional[list[str]],
-        typer.Option("--can-die", help="These processes (comma-separated, repeatable) may end without stopping the rest.", show_default=False),
+    wait_timeout: Annotated[str, typer.Option("--wait-timeout", metavar="DURATION", help="Give up waiting after this long (exit 1).")] = "60s",
+    parallel: ParallelOption = None,
+    schedule: ScheduleOption = None,
+    timeout: TimeoutOption = None,
+    keep_going: KeepGoingOption = False,
+    only: OnlyOption = None,
+    exclude: ExceptOption = None,
+    no_deps: NoDepsOption = False,
+    can_die: CanDieOption = None,
+    any_can_die: AnyCanDieOption = False,
+    events_to: Annotated[
+        Optional[str], typer.Option("--events", metavar="FILE", help="Write every event as JSON lines to FILE.", show_default=False)
     ] = None,
-    any_can_die: Annotated[bool, typer.Option("--any-can-die", help="No process that ends stops the rest.")] = False,
-    no_watch: Annotated[bool, typer.Option("--no-watch", help="Ignore every process's `watch`: no restart when files change.")] = False,
+    junit: Annotated[Optional[str], typer.Option("--junit", metavar="FILE", help="Write a JUnit XML report to FILE when the run ends.", show_default=False)] = None,
+    no_watch: NoWatchOption = False,
     file: FileOption = None,
 ) -> None:
-    """Start the supervisor; with -d in the background, returning once processes are up."""
+    """Start the supervisor; with -d in the background, returning once processes are up. Takes run's options."""
     from procctl.config.locate import find_manifest
     from procctl.config.loader import load_manifest
     from procctl.engine.store import LOCK_FD_VAR, StateDir, tail_of
 
     manifest_path = find_manifest(file)
     manifest = load_manifest(manifest_path)
+    # Checked here, where the user reads the error, not in the supervisor's log.
+    plan = selected_plan(manifest, names, only, exclude, no_deps, can_die, any_can_die, parallel, schedule)
+    parse_duration_option("--timeout", timeout)
     args = [sys.executable, "-m", "procctl", "run", "--plain", "-f", str(manifest_path)]
-    if parallel is not None:
-        args += ["-j", str(parallel)]
-    for value in can_die or []:
-        args += ["--can-die", value]
-    if any_can_die:
-        args.append("--any-can-die")
-    if no_watch:
-        args.append("--no-watch")
-    args += list(names or [])
+    given = {"-j": parallel, "--schedule": schedule, "--timeout": timeout, "--events": _absolute(events_to), "--junit": _absolute(junit)}
+    args += [part for flag, value in given.items() if value is not None for part in (flag, value)]
+    repeated = {"--only": only, "--except": exclude, "--can-die": can_die}
+    args += [part for flag, values in repeated.items() for value in values or [] for part in (flag, value)]
+    switches = {"--keep-going": keep_going, "--no-deps": no_deps, "--any-can-die": any_can_die, "--no-watch": no_watch}
+    args += [flag for flag, on in switches.items() if on]
+    args += ["--", *(names or [])]
     if not detach:
         os.execv(sys.executable, args)
-    from procctl.cli.run import warn_of_starvation
-    from procctl.config.plan import build_plan
-    from procctl.config.select import select_processes
-
-    warn_of_starvation(build_plan(select_processes(manifest, names or []), parallel=parallel))
+    if "-" in (events_to, junit):
+        raise UsageError("up -d has no terminal to write to: give --events and --junit a file")
+    warn_of_starvation(plan)
     limit = parse_duration_option("--wait-timeout", wait_timeout) or 60.0
     state = StateDir.beside(manifest_path)
     state.prepare()
     # The lock decides, not the socket: taken here and handed to the
     # supervisor, so that a second `up -d` is refused before it touches the log.
-    lock = state.lock_supervisor(manifest_path)
+    try:
+        lock = state.lock_supervisor(manifest_path)
+    except AlreadyRunning as running:
+        # As `docker compose up -d` does for what runs: nothing to do, and no error.
+        typer.echo(f"already up: {running}")
+        return
     log = state.supervisor_log
     log_fd = state.open("supervisor.log", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     env = dict(os.environ, **{LOCK_FD_VAR: str(lock)})
@@ -140,15 +166,30 @@ def up(
         )
 
 
+def _absolute(path: str | None) -> str | None:
+    """A report path as the user meant it: the supervisor runs in the manifest's directory."""
+    return path if path in (None, "-") else os.path.abspath(path)  # type: ignore[type-var]
+
+
 @app.command()
 def down(
     file: FileOption = None,
-    timeout: Annotated[str, typer.Option("--timeout", help="Longest wait for everything to stop.")] = "60s",
+    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Longest wait for everything to stop.")] = "60s",
 ) -> None:
-    """Stop the running supervisor gracefully; return when everything is gone."""
+    """Stop the running supervisor gracefully; return when everything is gone. Nothing running: say so, exit 0."""
     limit = parse_duration_option("--timeout", timeout) or 60.0
-    pid = call(file, "ping")["pid"]
-    call(file, "shutdown")
+    from procctl.config.locate import find_manifest
+
+    try:
+        pid = call(file, "ping")["pid"]
+    except NotRunning:
+        # As `docker compose down` does when nothing runs: what it asks for holds already.
+        typer.echo(f"already down: no supervisor runs for {find_manifest(file)}")
+        return
+    try:
+        call(file, "shutdown")
+    except NoSupervisor:
+        pass  # it ended between the two requests: waited for below
     deadline = time.monotonic() + limit
     while _alive(pid):
         if time.monotonic() > deadline:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from procctl.cli.app import FileOption, app, make_console
+from procctl.cli.app import FileOption, app, complete_name, make_console
 
 
 def state_database(file: Path | None) -> Path:
@@ -30,7 +30,9 @@ def state_database(file: Path | None) -> Path:
 
 @app.command()
 def history(
-    name: Annotated[Optional[str], typer.Argument(help="A process or an instance (default: all).", show_default=False)] = None,
+    name: Annotated[
+        Optional[str], typer.Argument(metavar="[NAME]", help="A process or an instance (default: all).", show_default=False, autocompletion=complete_name)
+    ] = None,
     file: FileOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs to show, newest first.", min=1)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,

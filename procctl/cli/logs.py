@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, BinaryIO, Optional
 
 import typer
 
-from procctl.cli.app import app, load_manifest_option
+from procctl.cli.app import FileOption, app, complete_name, load_manifest_option
 from procctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -32,8 +32,10 @@ FOLLOW_POLL_S = 0.1
 
 @app.command()
 def logs(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Processes or instances (default: all).", show_default=False)] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing what comes, also from new instances, until the supervisor stops.")] = False,
+    names: Annotated[
+        Optional[list[str]], typer.Argument(metavar="[NAME]...", help="Processes or instances (default: all).", show_default=False, autocompletion=complete_name)
+    ] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-F", help="Keep printing what comes, also from new instances, until the supervisor stops.")] = False,
     lines: Annotated[
         Optional[int], typer.Option("--lines", "-n", help="How many of each instance's last lines to print first (default 100; all with --since).", min=0, show_default=False)
     ] = None,
@@ -44,9 +46,9 @@ def logs(
     no_events: Annotated[bool, typer.Option("--no-events", help="Only the output: leave out procctl's own events (started, exited, restarting…).")] = False,
     previous: Annotated[bool, typer.Option("--previous", help="The run before the current (or last) one.")] = False,
     run: Annotated[Optional[str], typer.Option("--run", help="An earlier run, by its id (see `ls .procctl/logs/past`).", show_default=False)] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", help="The manifest (default: $PROCCTL_FILE, ./procfile.toml, ./Procfile).", show_default=False)] = None,
+    file: FileOption = None,
 ) -> None:
-    """Print what processes wrote, with procctl's events among the lines; -f follows them live."""
+    """Print what processes wrote, with procctl's events among the lines; -F follows them live."""
     from procctl.engine.logread import RunLogs
     from procctl.engine.store import StateDir
 

@@ -13,10 +13,20 @@ from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
-from procctl.cli.app import FileOption, app, color_wanted, load_manifest_option, make_console, parse_duration_option
+from procctl.cli.app import (
+    FileOption,
+    app,
+    color_wanted,
+    complete_name,
+    complete_name_list,
+    load_manifest_option,
+    make_console,
+    parse_duration_option,
+)
 from procctl.errors import UsageError
 
 if TYPE_CHECKING:
+    from procctl.config.manifest import Manifest
     from procctl.config.plan import Plan
     from procctl.control.server import ControlServer
     from procctl.engine.supervisor import Supervisor
@@ -31,50 +41,72 @@ if TYPE_CHECKING:
     from procctl.ui.writer import Writer
 
 
+NamesArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(metavar="[NAME]...", help="Run only these processes (and what they depend on).", show_default=False, autocompletion=complete_name),
+]
+ParallelOption = Annotated[
+    Optional[str],
+    typer.Option("--parallel", "-j", metavar="N|auto", help="Pool size: N processes at once, or 'auto' (adapts to load; with -j N too, N is the cap).", show_default=False),
+]
+ScheduleOption = Annotated[
+    Optional[str], typer.Option("--schedule", metavar="ORDER", help="Queue order: fifo, or longest-first (by durations in the run history).", show_default=False)
+]
+TimeoutOption = Annotated[
+    Optional[str], typer.Option("--timeout", metavar="DURATION", help="Stop everything after this long (e.g. 10m) and exit 124.", show_default=False)
+]
+KeepGoingOption = Annotated[bool, typer.Option("--keep-going", help="A failure does not stop the rest (overrides fail_fast).")]
+OnlyOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--only", metavar="NAMES", help="Run only these processes (comma-separated, repeatable) and what they depend on.", show_default=False, autocompletion=complete_name_list),
+]
+ExceptOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--except", metavar="NAMES", help="Leave these processes out (comma-separated, repeatable), even when others depend on them.", show_default=False, autocompletion=complete_name_list),
+]
+NoDepsOption = Annotated[bool, typer.Option("--no-deps", help="Do not bring in the dependencies of the picked processes.")]
+CanDieOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--can-die",
+        metavar="NAMES",
+        help="These processes (comma-separated, repeatable) may end without stopping the rest (exit_on_end off; a Procfile's default is on).",
+        show_default=False,
+        autocompletion=complete_name_list,
+    ),
+]
+AnyCanDieOption = Annotated[bool, typer.Option("--any-can-die", help="No process that ends stops the rest (exit_on_end off for all).")]
+NoWatchOption = Annotated[bool, typer.Option("--no-watch", help="Ignore every process's `watch`: no restart when files change.")]
+
+
 @app.command()
 def run(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Run only these processes (and what they depend on).", show_default=False)] = None,
+    names: NamesArg = None,
     file: FileOption = None,
-    parallel: Annotated[
-        Optional[str],
-        typer.Option("--parallel", "-j", help="Pool size: N processes at once, or 'auto' (adapts to load; with -j N too, N is the cap).", show_default=False),
-    ] = None,
-    schedule: Annotated[
-        Optional[str], typer.Option("--schedule", help="Queue order: fifo, or longest-first (by durations in the run history).", show_default=False)
-    ] = None,
+    parallel: ParallelOption = None,
+    schedule: ScheduleOption = None,
     plain_output: Annotated[bool, typer.Option("--plain", help="Prefixed lines even on a terminal.")] = False,
     tail: Annotated[
-        Optional[int], typer.Option("--tail", help="Lines of merged output under the live table (default: what fits).", min=0, show_default=False)
+        Optional[int], typer.Option("--tail", metavar="N", help="Lines of merged output under the live table (default: what fits).", min=0, show_default=False)
     ] = None,
-    timeout: Annotated[
-        Optional[str], typer.Option("--timeout", help="Stop everything after this long (e.g. 10m) and exit 124.", show_default=False)
-    ] = None,
-    keep_going: Annotated[bool, typer.Option("--keep-going", help="A failure does not stop the rest (overrides fail_fast).")] = False,
-    only: Annotated[
-        Optional[list[str]], typer.Option("--only", help="Run only these processes (comma-separated, repeatable) and what they depend on.", show_default=False)
-    ] = None,
-    exclude: Annotated[
-        Optional[list[str]], typer.Option("--except", help="Leave these processes out (comma-separated, repeatable), even when others depend on them.", show_default=False)
-    ] = None,
-    no_deps: Annotated[bool, typer.Option("--no-deps", help="Do not bring in the dependencies of the picked processes.")] = False,
-    can_die: Annotated[
-        Optional[list[str]],
-        typer.Option("--can-die", help="These processes (comma-separated, repeatable) may end without stopping the rest (exit_on_end off; a Procfile's default is on).", show_default=False),
-    ] = None,
-    any_can_die: Annotated[bool, typer.Option("--any-can-die", help="No process that ends stops the rest (exit_on_end off for all).")] = False,
+    timeout: TimeoutOption = None,
+    keep_going: KeepGoingOption = False,
+    only: OnlyOption = None,
+    exclude: ExceptOption = None,
+    no_deps: NoDepsOption = False,
+    can_die: CanDieOption = None,
+    any_can_die: AnyCanDieOption = False,
     output: Annotated[
-        str, typer.Option("--output", help="interleaved: prefixed lines as they come; grouped: each run's output as one block when it ends.")
+        str, typer.Option("--output", metavar="MODE", help="interleaved: prefixed lines as they come; grouped: each run's output as one block when it ends.")
     ] = "interleaved",
     events_to: Annotated[
-        Optional[str], typer.Option("--events", help="Write every event as JSON lines to FILE ('-': stdout, and the human output goes to stderr).", show_default=False)
+        Optional[str], typer.Option("--events", metavar="FILE", help="Write every event as JSON lines to FILE ('-': stdout, and the human output goes to stderr).", show_default=False)
     ] = None,
-    junit: Annotated[Optional[str], typer.Option("--junit", help="Write a JUnit XML report to FILE when the run ends.", show_default=False)] = None,
-    json_summary: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON instead of a table.")] = False,
-    no_watch: Annotated[bool, typer.Option("--no-watch", help="Ignore every process's `watch`: no restart when files change.")] = False,
+    junit: Annotated[Optional[str], typer.Option("--junit", metavar="FILE", help="Write a JUnit XML report to FILE when the run ends ('-': stdout, and the human output goes to stderr).", show_default=False)] = None,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout instead of a table (the human output goes to stderr).")] = False,
+    no_watch: NoWatchOption = False,
 ) -> None:
     """Run the manifest's processes in the foreground until they end or Ctrl-C."""
-    from procctl.config.plan import build_plan
-    from procctl.config.select import allow_to_die, select_processes
     from procctl.control.address import socket_path
     from procctl.control.server import ControlServer, serving
     from procctl.engine.operations import Operations
@@ -89,18 +121,13 @@ def run(
         raise UsageError(f"--output: expected interleaved or grouped, got {output!r}")
     if events_to == "-" and (json_summary or junit == "-"):
         raise UsageError("--events - takes stdout: write the other report to a file")
+    if json_summary and junit == "-":
+        raise UsageError("--json takes stdout: write the JUnit report to a file")
     run_timeout = parse_duration_option("--timeout", timeout)
     def read_plan(path: Path | None) -> Plan:
         """The manifest read and picked from as this run does: at the start,
         and again for each reload."""
-        picked = select_processes(
-            load_manifest_option(path),
-            [*(names or []), *_name_list(only)],
-            exclude=_name_list(exclude),
-            with_dependencies=not no_deps,
-        )
-        picked = allow_to_die(picked, _name_list(can_die), everything=any_can_die)
-        return build_plan(picked, **plan_options(parallel, schedule))
+        return selected_plan(load_manifest_option(path), names, only, exclude, no_deps, can_die, any_can_die, parallel, schedule)
 
     plan = read_plan(file)
     manifest = plan.manifest
@@ -113,8 +140,9 @@ def run(
     stream = _open_event_stream(events_to, bus)
     if junit is not None:
         _check_writable("--junit", junit)
-    # With the event stream on stdout, people read stderr.
-    human = sys.stderr if events_to == "-" else sys.stdout
+    # With a report on stdout (the event stream, the JSON summary, the JUnit
+    # report), people read stderr: stdout stays what a program parses.
+    human = sys.stderr if events_to == "-" or json_summary or junit == "-" else sys.stdout
     # Every sink for people writes through this: never on the loop's time.
     write = Writer(human.buffer, bus.flow)
     services: list[Callable[[], AbstractAsyncContextManager[object]]] = []
@@ -162,8 +190,28 @@ def run(
         human.flush()
     if junit is not None:
         _write_junit(result, manifest.path, junit)
-    _print_summary(result, json_summary, human)
+    _print_summary(result, json_summary, sys.stdout if json_summary else human)
     raise typer.Exit(result.exit_code)
+
+
+def selected_plan(
+    manifest: Manifest,
+    names: list[str] | None,
+    only: list[str] | None,
+    exclude: list[str] | None,
+    no_deps: bool,
+    can_die: list[str] | None,
+    any_can_die: bool,
+    parallel: str | None,
+    schedule: str | None,
+) -> Plan:
+    """The plan of what `run` (and `up`) were asked to run."""
+    from procctl.config.plan import build_plan
+    from procctl.config.select import allow_to_die, select_processes
+
+    manifest = select_processes(manifest, [*(names or []), *_name_list(only)], exclude=_name_list(exclude), with_dependencies=not no_deps)
+    manifest = allow_to_die(manifest, _name_list(can_die), everything=any_can_die)
+    return build_plan(manifest, **plan_options(parallel, schedule))
 
 
 def warn_of_starvation(plan: Plan) -> None:

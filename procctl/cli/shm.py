@@ -59,8 +59,8 @@ def _span(region: dict[str, Any], offset: int, length: int, verb: str) -> None:
 
 @app.command()
 def shm(
-    action: Annotated[Action, typer.Argument(help="ls: list the regions; read: bytes to stdout; write: bytes from stdin.", show_default=False)],
-    name: Annotated[Optional[str], typer.Argument(help="The region ([shared.NAME]) to read or write.", show_default=False)] = None,
+    action: Annotated[Action, typer.Argument(metavar="ACTION", help="ls: list the regions; read: bytes to stdout; write: bytes from stdin.", show_default=False)],
+    name: Annotated[Optional[str], typer.Argument(metavar="[REGION]", help="The region ([shared.NAME]) to read or write.", show_default=False)] = None,
     offset: Annotated[int, typer.Option("--offset", help="Where to read or write, in bytes from the region's start.")] = 0,
     length: Annotated[
         Optional[int], typer.Option("--length", help="Bytes to read (default: up to the region's end).", show_default=False)

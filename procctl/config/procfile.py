@@ -10,6 +10,7 @@ from procctl.errors import ManifestError
 
 DEFAULT_PORT = 5000
 PORT_STEP = 100
+MAX_PORT = 65535
 """foreman gives process i (from 0) PORT = base + 100 × i."""
 
 
@@ -39,4 +40,8 @@ def ports(names: list[str], env: Mapping[str, str], env_file: str) -> dict[str, 
         base = int(env.get("PORT", DEFAULT_PORT))
     except ValueError:
         raise ManifestError(f"PORT must be a number, got {env['PORT']!r}", path=env_file) from None
-    return {name: base + PORT_STEP * i for i, name in enumerate(names)}
+    given = {name: base + PORT_STEP * i for i, name in enumerate(names)}
+    for name, port in given.items():
+        if not 1 <= port <= MAX_PORT:
+            raise ManifestError(f"PORT {base} gives {name} port {port}, outside 1 to {MAX_PORT}", path=env_file)
+    return given

@@ -4,6 +4,7 @@ from a Procfile and its .env (written by tomli-w)."""
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -86,9 +87,11 @@ def example_files() -> dict[str, bytes]:
     return {name: directory.joinpath(name).read_bytes() for name in (EXAMPLE_MANIFEST, *(f for f in files if f != EXAMPLE_MANIFEST))}
 
 
-def manifest_from_procfile(procfile: Path, env_file: Path | None) -> str:
-    """procfile.toml text for a Procfile (`name: command` lines) and its .env,
-    read as `procctl run` reads them (the same PORT for each process)."""
+def manifest_from_procfile(procfile: Path, env_file: Path | None, manifest: Path) -> str:
+    """procfile.toml text (to be written at `manifest`) for a Procfile
+    (`name: command` lines) and its .env, read as `procctl run` reads them
+    (the same PORT for each process). The .env is named, not copied: its
+    values are often secrets, and the manifest is meant to be committed."""
     try:
         text = procfile.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -100,12 +103,15 @@ def manifest_from_procfile(procfile: Path, env_file: Path | None) -> str:
     port = ports(list(commands), env, env_file.name if env_file else ".env")
     # As foreman and honcho run it: the first process to end ends the run.
     document: dict[str, Any] = {"settings": {"exit_on_end": True}}
-    if env:
-        document["env"] = env
+    if env_file is not None:
+        document["settings"]["env_file"] = os.path.relpath(env_file.absolute(), manifest.absolute().parent)
     document["process"] = {name: {"cmd": command, "port": port[name]} for name, (command, _) in commands.items()}
-    header = (
-        f"# Converted from {procfile.name}" + (f" and {env_file.name}" if env_file else "") + " by `procctl import`.\n"
+    header = f"# Converted from {procfile.name} by `procctl import`.\n"
+    header += (
         "# exit_on_end: as under foreman and honcho, the first process to end stops the rest\n"
-        "# and gives procctl its exit code (false: the others run on).\n\n"
+        "# and gives procctl its exit code (false: the others run on).\n"
     )
+    if env_file is not None:
+        header += f"# The environment stays in {env_file.name}, which env_file names: keep that file out of version control.\n"
+    header += "\n"
     return header + tomli_w.dumps(document)

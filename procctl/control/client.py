@@ -11,7 +11,7 @@ from typing import Any
 
 from procctl.control.address import socket_location
 from procctl.control.protocol import MAX_REQUEST_BYTES, ProtocolError, Reply, decode_reply, make_request
-from procctl.errors import NoSupervisor, ProcctlError, UsageError
+from procctl.errors import NoSupervisor, NotRunning, ProcctlError, UsageError
 
 REPLY_LIMIT = 64 * 1024 * 1024
 
@@ -34,9 +34,7 @@ def connect(path: Path, manifest: Path, timeout_s: float) -> socket.socket:
         sock.connect(location[1])
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
-        raise NoSupervisor(
-            f"no supervisor is running for {manifest} (start one with 'procctl run' or 'procctl up -d')"
-        ) from None
+        raise NotRunning(f"no supervisor is running for {manifest} (start one with 'procctl run' or 'procctl up -d')") from None
     except OSError as exc:
         sock.close()
         raise NoSupervisor(f"cannot reach the supervisor of {manifest}: {exc.strerror or exc}") from None

@@ -138,7 +138,7 @@ def test_a_manifest_process_runs_with_its_env_and_cwd(project: Project) -> None:
         cwd = "sub"
         env = { GREETING = "hello" }
     """)
-    result = project.run("benchmark", "-p", "greet", "--runs", "2", "--json")
+    result = project.run("benchmark", "--process", "greet", "--runs", "2", "--json")
     _ok(result)
     assert (project.root / "sub" / "out.txt").read_text() == "hello from-manifest\n" * 2
     entry = json.loads(result.stdout)["results"][0]
@@ -147,7 +147,7 @@ def test_a_manifest_process_runs_with_its_env_and_cwd(project: Project) -> None:
     assert len(rows) == 2
     assert all(row["manifest"] == str(project.manifest) and row["instance"] == "bench" for row in rows)
 
-    unknown = project.run("benchmark", "-p", "nope", "--runs", "1")
+    unknown = project.run("benchmark", "--process", "nope", "--runs", "1")
     assert unknown.returncode == 2 and "nope" in unknown.stderr and "greet" in unknown.stderr
 
 
@@ -202,8 +202,8 @@ def test_usage_errors_are_one_line(project: Project) -> None:
 
 
 def test_spawn_prints_the_ratio_to_xargs(project: Project) -> None:
-    """--spawn --jobs 50: procctl run and xargs -P on the same 50 jobs, and their ratio."""
-    result = project.run("benchmark", "--spawn", "--jobs", "50", "--runs", "1")
+    """--spawn --tasks 50: procctl run and xargs -P on the same 50 jobs, and their ratio."""
+    result = project.run("benchmark", "--spawn", "--tasks", "50", "--runs", "1")
     _ok(result)
     assert "procctl run -j 8" in result.stdout and "xargs -P 8" in result.stdout
     match = re.search(r"ratio procctl/xargs: (\d+\.\d\d)", result.stdout)

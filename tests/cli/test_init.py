@@ -112,7 +112,7 @@ def test_the_example_runs_with_python_alone(project: Project) -> None:
     manifest.write_text(text.replace("54329", str(_free_port())).replace("8731", str(_free_port())))
     result = project.run("run", "--plain", "--json", "-f", str(manifest), timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    summary = json.loads(result.stdout[result.stdout.index("\n{") :])
+    summary = json.loads(result.stdout)
     assert summary["exit_code"] == 0 and len(summary["instances"]) == 11
     assert {(row["name"], row["exit_code"]) for row in summary["instances"]} == {
         *((name, 0) for name in ("db", "web", "flaky")),

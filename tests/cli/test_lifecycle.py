@@ -126,5 +126,5 @@ def test_a_run_stopped_on_request_is_stopped_in_the_events_the_history_and_the_s
     history = json.loads(project.run("history", "--json").stdout)
     assert [row["status"] for row in history] == ["stopped", "stopped"]
     out = Path(proc.out_path).read_text()  # type: ignore[attr-defined]
-    summary = json.loads(out[out.index("\n{") :])  # the prefixed lines, then the summary
+    summary = json.loads(out)  # only the summary: the prefixed lines went to stderr
     assert [(inst["name"], inst["state"]) for inst in summary["instances"]] == [("svc", "stopped")]

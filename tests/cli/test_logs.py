@@ -136,7 +136,7 @@ def test_follow_shows_new_instances_and_ends_after_down(project: Project) -> Non
     """)
     up = project.run("up", "-d")
     assert up.returncode == 0, up.stderr
-    follower = project.start("logs", "-f", "-n", "1")
+    follower = project.start("logs", "-F", "-n", "1")
     try:
         out = follower.out_path  # type: ignore[attr-defined]
         wait_until(lambda: out.read_text().count("tick web") >= 3, what="the follower to show web")

@@ -32,24 +32,34 @@ def _refused_naming(result_rc: int, stderr: str, pid: int) -> None:
     assert re.fullmatch(rf"procctl: a supervisor is already running for .*procfile\.toml \(pid {pid}\); 'procctl down' stops it", lines[0]), lines[0]
 
 
+def _already_up(result_rc: int, stdout: str, stderr: str, pid: int) -> None:
+    """A second `up -d` is no error, as in docker compose: it says which supervisor runs."""
+    assert result_rc == 0 and not stderr, stderr
+    assert re.fullmatch(
+        rf"already up: a supervisor is already running for .*procfile\.toml \((pid {pid}|its pid not yet in .*)\); 'procctl down' stops it\n", stdout
+    ), stdout
+
+
 def _log(project: Project) -> str:
     return (project.root / ".procctl" / "supervisor.log").read_text()
 
 
 def test_three_concurrent_up_start_exactly_one(project: Project) -> None:
     """1. Three `up -d` at once.
-    2. One starts the supervisor (exit 0); the other two exit 2 naming its pid.
+    2. One starts the supervisor; the other two say it is already up, naming
+       its pid; all three exit 0 (as docker compose's `up -d`).
     3. One supervisor runs, and its log holds its output: no loser truncated it."""
     project.write(MANIFEST)
     ups = [project.start("up", "-d") for _ in range(3)]
     for up in ups:
         up.wait(timeout=60)
-    codes = sorted(up.returncode for up in ups)
-    assert codes == [0, 2, 2], [(up.returncode, up.err_path.read_text()) for up in ups]  # type: ignore[attr-defined]
-    winner = next(up for up in ups if up.returncode == 0)
-    pid = int(re.search(r"supervisor (\d+) is up", winner.out_path.read_text()).group(1))  # type: ignore[attr-defined, union-attr]
-    for loser in (up for up in ups if up.returncode != 0):
-        _refused_naming(loser.returncode, loser.err_path.read_text(), pid)  # type: ignore[attr-defined]
+    codes = [up.returncode for up in ups]
+    assert codes == [0, 0, 0], [(up.returncode, up.err_path.read_text()) for up in ups]  # type: ignore[attr-defined]
+    winners = [up for up in ups if " is up" in up.out_path.read_text()]  # type: ignore[attr-defined]
+    assert len(winners) == 1, [up.out_path.read_text() for up in ups]  # type: ignore[attr-defined]
+    pid = int(re.search(r"supervisor (\d+) is up", winners[0].out_path.read_text()).group(1))  # type: ignore[attr-defined, union-attr]
+    for loser in (up for up in ups if up is not winners[0]):
+        _already_up(loser.returncode, loser.out_path.read_text(), loser.err_path.read_text(), pid)  # type: ignore[attr-defined]
     assert _supervisors(project) == [pid]
     wait_until(lambda: "hello from a" in _log(project), what="the supervisor's output in its log")
     status = json.loads(project.run("status", "--json").stdout)
@@ -59,7 +69,8 @@ def test_three_concurrent_up_start_exactly_one(project: Project) -> None:
 
 def test_a_removed_socket_does_not_let_a_second_supervisor_start(project: Project) -> None:
     """1. A supervisor runs (up -d); its socket file is removed.
-    2. `up -d` and `run` are both refused, naming its pid; nothing else starts.
+    2. `run` is refused and `up -d` says it is up already, both naming its
+       pid; nothing else starts.
     3. supervisor.log still holds what the first one wrote."""
     project.write(MANIFEST)
     up = project.run("up", "-d")
@@ -67,9 +78,11 @@ def test_a_removed_socket_does_not_let_a_second_supervisor_start(project: Projec
     pid = int(re.search(r"supervisor (\d+) is up", up.stdout).group(1))  # type: ignore[union-attr]
     wait_until(lambda: "hello from a" in _log(project), what="the supervisor's output in its log")
     (project.root / ".procctl" / "procctl.sock").unlink()
-    for args in (("up", "-d"), ("run",), ("run", "--plain", "a")):
+    for args in (("run",), ("run", "--plain", "a"), ("up",)):
         result = project.run(*args)
         _refused_naming(result.returncode, result.stderr, pid)
+    again = project.run("up", "-d")
+    _already_up(again.returncode, again.stdout, again.stderr, pid)
     assert _supervisors(project) == [pid]
     assert "hello from a" in _log(project)
     assert (project.root / ".procctl" / "supervisor.lock").read_text() == f"{pid}\n"

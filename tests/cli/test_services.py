@@ -141,7 +141,7 @@ def test_a_procfile_stops_when_one_of_its_processes_ends(project: Project) -> No
     _procfile(project, 7)
     result = project.run("run", "-f", "Procfile", "--json", timeout=60)
     assert result.returncode == 7, result.stderr
-    summary = {row["name"]: row["status"] for row in json.loads(result.stdout[result.stdout.index("\n{") :])["instances"]}
+    summary = {row["name"]: row["status"] for row in json.loads(result.stdout)["instances"]}
     assert summary == {"web": "stopped", "oneshot": "failed 7"}
     assert (project.logs / "web.log").read_text().endswith("clean exit\n")
 

@@ -236,7 +236,7 @@ def test_the_shared_table_example_runs_with_python_alone(project: Project) -> No
     events_file = project.root / "events.jsonl"
     result = project.run("run", "--plain", "--json", "-f", "shared_table.toml", "--events", str(events_file), timeout=180)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    summary = json.loads(result.stdout[result.stdout.index("\n{") :])
+    summary = json.loads(result.stdout)
     assert {(row["name"], row["exit_code"]) for row in summary["instances"]} == {("loader", 0), *((f"worker[{i}]", 0) for i in range(1, 13))}
     for i in range(1, 13):
         assert project.log(f"worker.{i}").rstrip().endswith("ok")

@@ -261,7 +261,7 @@ def test_a_procfile_is_read_alike_by_run_and_by_import(tmp_path: Path) -> None:
     procfile = write(tmp_path, "web: serve --port $PORT\nworker: work\n", name="Procfile")
     (tmp_path / ".env").write_text("PORT=7000\n")
     run = load_manifest(procfile)
-    imported = tomllib.loads(manifest_from_procfile(procfile, tmp_path / ".env"))["process"]
+    imported = tomllib.loads(manifest_from_procfile(procfile, tmp_path / ".env", tmp_path / "procfile.toml"))["process"]
     assert {name: (spec.cmd, spec.port) for name, spec in run.processes.items()} == {
         name: (table["cmd"], table["port"]) for name, table in imported.items()
     } == {"web": ("serve --port $PORT", 7000), "worker": ("work", 7100)}
@@ -269,10 +269,10 @@ def test_a_procfile_is_read_alike_by_run_and_by_import(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="PORT must be a number"):
         load_manifest(procfile)
     with pytest.raises(ManifestError, match="PORT must be a number"):
-        manifest_from_procfile(procfile, tmp_path / ".env")
+        manifest_from_procfile(procfile, tmp_path / ".env", tmp_path / "procfile.toml")
     procfile.write_text("web: a\nweb: b\n")
     (tmp_path / ".env").unlink()
-    for read in (lambda: load_manifest(procfile), lambda: manifest_from_procfile(procfile, None)):
+    for read in (lambda: load_manifest(procfile), lambda: manifest_from_procfile(procfile, None, tmp_path / "procfile.toml")):
         with pytest.raises(ManifestError, match="Procfile:2: process 'web' is defined twice"):
             read()
 

@@ -83,15 +83,19 @@ def test_procfile_import_round_trip(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text("SECRET='s p a c e'\nDEBUG=1\n")
     out = tmp_path / "procfile.toml"
-    out.write_text(manifest_from_procfile(procfile, env))
+    text = manifest_from_procfile(procfile, env, out)
+    # The .env is named, not copied: its values (often secrets) stay out of a file meant to be committed.
+    assert "SECRET" not in text and "s p a c e" not in text
+    out.write_text(text)
     manifest = load_manifest(out)
+    assert manifest.settings.env_file == env
     assert manifest.processes["web"].cmd == "gunicorn app:app --bind 0.0.0.0:$PORT"
     assert manifest.processes["worker"].cmd == "celery -A tasks worker"
     assert manifest.env == {"SECRET": "s p a c e", "DEBUG": "1"}
     assert [p.port for p in manifest.processes.values()] == [5000, 5100]
     procfile.write_text("no colon here\n")
     with pytest.raises(ManifestError, match="Procfile:1: expected 'name: command'"):
-        manifest_from_procfile(procfile, None)
+        manifest_from_procfile(procfile, None, out)
 
 
 def test_one_resolver_for_process_and_instance_names() -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from procctl.cli.app import FileOption, app, complete_name, make_console
+from procctl.cli.app import FileOption, app, complete_name, load_manifest_option, make_console
 
 
 def state_database(file: Path | None) -> Path:
@@ -41,7 +41,10 @@ def history(
     from procctl.engine.history import list_runs
     from procctl.ui.tables import history_table
 
-    rows = list_runs(state_database(file), name=name, limit=limit)
+    database = state_database(file)
+    rows = list_runs(database, name=name, limit=limit)
+    if name is not None and not rows:
+        _check_known(name, file, database)
     if as_json:
         sys.stdout.write(json.dumps([row.to_dict() for row in rows], indent=2) + "\n")
         return
@@ -49,3 +52,24 @@ def history(
         typer.echo("no runs recorded yet" + (f" for {name}" if name else ""))
         return
     make_console().print(history_table(rows))
+
+
+def _check_known(name: str, file: Path | None, database: Path) -> None:
+    """A name with no runs is either one that has not run yet (fine) or one
+    that names nothing: a UsageError with the nearest known name."""
+    from procctl.config.select import unknown_name
+    from procctl.engine.history import list_runs
+    from procctl.engine.logread import process_of
+    from procctl.errors import ManifestError
+
+    known: dict[str, None] = {}
+    try:
+        known.update(dict.fromkeys(load_manifest_option(file).processes))
+    except ManifestError:
+        if file is not None:
+            raise
+    recent = list_runs(database, limit=1000)
+    known.update(dict.fromkeys(row.process for row in recent))
+    if not known or name in known or process_of(name) in known:
+        return  # (nothing known at all: nothing to say it is wrong)
+    raise unknown_name(name, known, [row.instance for row in recent])

@@ -43,8 +43,12 @@ def _region(regions: list[dict[str, Any]], name: str) -> dict[str, Any]:
     for region in regions:
         if region["name"] == name:
             return region
-    known = ", ".join(region["name"] for region in regions) or "none"
-    raise UsageError(f"unknown shared region {name!r}; regions of this run: {known}")
+    from procctl.config.reading import nearest
+
+    names = [region["name"] for region in regions]
+    close = nearest(name, names)
+    hint = f" (did you mean {close!r}?)" if close else ""
+    raise UsageError(f"unknown shared region {name!r}{hint}; regions of this run: {', '.join(names) or 'none'}")
 
 
 def _span(region: dict[str, Any], offset: int, length: int, verb: str) -> None:

@@ -39,7 +39,10 @@ class KeyLines:
     def __init__(self, text: str) -> None:
         self._lines: dict[KeyPath, int] = {}
         table: KeyPath = ()
+        inside = _Inside()
         for number, line in enumerate(text.splitlines(), start=1):
+            if inside.continues(line):
+                continue  # a line of a multi-line string or array: no key starts here
             header = self._HEADER.match(line)
             if header:
                 table = self._split(header.group(1))
@@ -69,6 +72,64 @@ class KeyLines:
             if path[:depth] in self._lines:
                 return self._lines[path[:depth]]
         return 1
+
+
+class _Inside:
+    """Whether a line of TOML starts inside a multi-line string or an array
+    (or inline table) left open by the lines before it, where a line that
+    looks like `key = value` or `[table]` is neither."""
+
+    def __init__(self) -> None:
+        self.string: str | None = None  # the open ''' or """ delimiter
+        self.depth = 0  # brackets and braces open outside strings
+
+    def continues(self, line: str) -> bool:
+        """True when `line` starts inside; reads it either way."""
+        inside = self.string is not None or self.depth > 0
+        i = 0
+        while i < len(line):
+            if self.string is not None:
+                if line[i] == "\\" and self.string == '"""':
+                    i += 2
+                    continue
+                if line.startswith(self.string, i):
+                    i += 3
+                    while i < len(line) and line[i] == self.string[0]:  # up to two quotes may end the content
+                        i += 1
+                    self.string = None
+                    continue
+                i += 1
+                continue
+            char = line[i]
+            if char == "#":
+                break
+            if line.startswith('"""', i) or line.startswith("'''", i):
+                self.string = line[i : i + 3]
+                i += 3
+                continue
+            if char in "\"'":
+                i = _string_end(line, i)
+                continue
+            if char in "[{":
+                self.depth += 1
+            elif char in "]}":
+                self.depth = max(self.depth - 1, 0)
+            i += 1
+        return inside
+
+
+def _string_end(line: str, start: int) -> int:
+    """Past the one-line string that opens at `start`."""
+    quote = line[start]
+    i = start + 1
+    while i < len(line):
+        if line[i] == "\\" and quote == '"':
+            i += 2
+            continue
+        if line[i] == quote:
+            return i + 1
+        i += 1
+    return i
 
 
 def nearest(word: str, choices: Iterable[str]) -> str | None:

@@ -26,11 +26,22 @@ def resolve(names: Iterable[str], processes: Mapping[str, Sequence[T]], instance
         elif instances is not None and name in instances:
             matches = (instances[name],)
         else:
-            what = "process" if instances is None else "process or instance"
-            raise UsageError(f"unknown {what} {name!r}; known processes: {', '.join(processes)}")
+            raise unknown_name(name, processes, instances)
         for match in matches:
             found.setdefault(id(match), match)
     return list(found.values())
+
+
+def unknown_name(name: str, processes: Iterable[str], instances: Iterable[str] | None = None) -> UsageError:
+    """The error for a name that names nothing: the known processes, and the
+    nearest process or instance name when one is close."""
+    from procctl.config.reading import nearest
+
+    processes = list(processes)
+    what = "process" if instances is None else "process or instance"
+    close = nearest(name, processes) or (nearest(name, instances) if instances is not None else None)
+    hint = f" (did you mean {close!r}?)" if close else ""
+    return UsageError(f"unknown {what} {name!r}{hint}; known processes: {', '.join(processes)}")
 
 
 def select_processes(
@@ -79,7 +90,7 @@ def allow_to_die(manifest: Manifest, names: Iterable[str], *, everything: bool =
     chosen = set(manifest.processes) if everything else set(names)
     unknown = sorted(chosen - set(manifest.processes))
     if unknown:
-        raise UsageError(f"--can-die: unknown process {unknown[0]!r}; the manifest has: {', '.join(manifest.processes)}")
+        raise UsageError(f"--can-die: {unknown_name(unknown[0], manifest.processes)}")
     processes = {
         name: dataclasses.replace(spec, exit_on_end=False) if name in chosen and spec.exit_on_end else spec
         for name, spec in manifest.processes.items()

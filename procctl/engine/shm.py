@@ -145,8 +145,12 @@ class Regions:
     def get(self, name: str) -> Region:
         region = self._regions.get(name)
         if region is None:
+            from procctl.config.reading import nearest
+
             known = ", ".join(self._regions) or "none"
-            raise UsageError(f"unknown shared region {name!r}; regions of this run: {known}")
+            close = nearest(name, self._regions)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            raise UsageError(f"unknown shared region {name!r}{hint}; regions of this run: {known}")
         return region
 
     def grant(self, uses: Iterable[tuple[str, Mode]]) -> Grant:

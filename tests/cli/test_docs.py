@@ -131,3 +131,43 @@ def test_ci_runs_exactly_the_readmes_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     block = readme.split("Run the tests:\n\n```sh\n", 1)[1].split("```", 1)[0]
     assert [line for line in steps if line.strip()] == [line for line in block.splitlines() if line.strip()]
+
+
+def _toml_blocks() -> list[tuple[str, str]]:
+    """(where, text) of every TOML example: the ```toml blocks of README.md
+    and docs/, and the man page's MANIFEST example."""
+    blocks = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text()
+        for match in re.finditer(r"^```toml\n(.*?)^```", text, re.S | re.M):
+            blocks.append((f"{path.name}:{text[: match.start()].count(chr(10)) + 1}", match.group(1)))
+    man = _man_text()
+    section = man[man.index(".SH MANIFEST") :]
+    example = section[section.index(".nf\n") + 4 : section.index(".fi\n")]
+    blocks.append(("man/procctl.1 MANIFEST", example.replace("\\e", "\\")))
+    return blocks
+
+
+def test_every_toml_example_in_the_docs_loads(tmp_path: Path) -> None:
+    """Each example is a manifest procctl loads (TOML 1.0, as tomllib reads
+    it, and valid for the loader), given the files and directories it names."""
+    import tomllib
+
+    from procctl.config.loader import load_manifest
+
+    blocks = _toml_blocks()
+    assert len(blocks) >= 4, blocks
+    for number, (where, text) in enumerate(blocks):
+        directory = tmp_path / str(number)
+        directory.mkdir()
+        document = tomllib.loads(text)  # a TOML 1.1 inline table spread over lines fails here
+        tables = [document.get("settings", {}), *document.get("process", {}).values()]
+        for table in tables:
+            if "env_file" in table:
+                (directory / table["env_file"]).write_text("")
+            if "cwd" in table:
+                (directory / table["cwd"]).mkdir(exist_ok=True)
+        manifest = directory / "procfile.toml"
+        manifest.write_text(text)
+        loaded = load_manifest(manifest)
+        assert loaded.processes or "process" not in document, where

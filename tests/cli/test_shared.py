@@ -162,7 +162,7 @@ def test_shm_ls_read_and_write_and_their_one_line_errors(project: Project) -> No
             (("read", "table", "--offset", "8000", "--length", "200"), None, "shm read table: 200 bytes at offset 8000 go past its end (8192 bytes)"),
             (("read", "table", "--offset", "9000"), None, "shm read table: offset 9000 is past its end (8192 bytes)"),
             (("write", "table", "--offset", "8100"), b"x" * 100, "shm write table: the data is longer than the 92 bytes from offset 8100 to its end (8192 bytes)"),
-            (("read", "tabel"), None, "unknown shared region 'tabel'; regions of this run: table"),
+            (("read", "tabel"), None, "unknown shared region 'tabel' (did you mean 'table'?); regions of this run: table"),
             (("read",), None, "shm read: name the region (procctl shm read NAME)"),
         ]:
             result = project.run("shm", *args, input=stdin)

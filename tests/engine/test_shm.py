@@ -110,7 +110,7 @@ def test_one_request_moves_a_bounded_number_of_bytes() -> None:
 def test_an_unknown_region_names_the_known_ones(regions: Regions) -> None:
     with pytest.raises(UsageError) as caught:
         regions.get("tabel")
-    assert str(caught.value) == "unknown shared region 'tabel'; regions of this run: table, scratch"
+    assert str(caught.value) == "unknown shared region 'tabel' (did you mean 'table'?); regions of this run: table, scratch"
 
 
 def test_mapped_by_sees_which_processes_map_a_region(regions: Regions) -> None:

@@ -153,6 +153,13 @@ def test_every_process_key(tmp_path: Path) -> None:
         ("[process.web]\ncmd = 'x'\nlimits = { memory = '1XB' }\n", "process.web.limits.memory: not a size"),
         ("[process.web]\ncmd = 'x'\non_limit = 'explode'\n", "process.web.on_limit: expected \"kill\" or \"restart\""),
         ("[env]\nA = [1]\n[process.web]\ncmd = 'x'\n", "procfile.toml:2: env.A: expected a string"),
+        # Lines inside a multi-line string or array are not keys or headers:
+        # the key is the real one, inside and after them.
+        ('[process.web]\ncmd = """\ntimeout = 5\n[process.other]\n"""\ntimeout = "soon"\n', "procfile.toml:6: process.web.timeout: not a duration"),
+        ("[process.web]\ncmd = '''\nrestart = 1\n'''\nrestart = 'sometimes'\n", "procfile.toml:5: process.web.restart: expected one of"),
+        ('[process.web]\ncmd = """a \\"""\nreplicas = 9\n"""\nreplicas = 0\n', "procfile.toml:5: process.web.replicas: expected an integer"),
+        ('[process.web]\ncmd = ["sh", "-c", """\n[process.web.ready]\n"""]\nready = { lgo = "x" }\n', "procfile.toml:5: process.web.ready.lgo: unknown key"),
+        ("[process.web]\ncmd = 'x'\neach = [\n  'a',\n  'timeout = 1',\n]\ntimeout = 'soon'\n", "procfile.toml:7: process.web.timeout: not a duration"),
         # A key with a newline is quoted, so the error stays on one line.
         ("[env]\n\"A\\nB\" = []\n[process.web]\ncmd = 'x'\n", 'procfile.toml:2: env."A\\nB": expected a string'),
     ],
@@ -286,7 +293,7 @@ def test_a_procfile_ends_with_its_first_process_and_a_manifest_when_it_asks(tmp_
     assert {name: spec.exit_on_end for name, spec in loaded.processes.items()} == {"web": True, "worker": True}
     assert {name: spec.exit_on_end for name, spec in allow_to_die(loaded, ["worker"]).processes.items()} == {"web": True, "worker": False}
     assert not any(spec.exit_on_end for spec in allow_to_die(loaded, [], everything=True).processes.values())
-    with pytest.raises(UsageError, match="--can-die: unknown process 'wokrer'; the manifest has: web, worker"):
+    with pytest.raises(UsageError, match=r"--can-die: unknown process 'wokrer' \(did you mean 'worker'\?\); known processes: web, worker"):
         allow_to_die(loaded, ["wokrer"])
     toml = tmp_path / "procfile.toml"
     toml.write_text("[process.web]\ncmd = 'a'\n[process.tests]\ncmd = 'b'\nexit_on_end = true\n")

@@ -106,9 +106,9 @@ def test_one_resolver_for_process_and_instance_names() -> None:
     instances = {"web.1": "web.1", "web.2": "web.2", "db": "db"}
     assert resolve(["web.2", "web", "db", "web.1"], processes, instances) == ["web.2", "web.1", "db"]
     assert resolve(["jobs"], processes, instances) == []  # a process with no instance now
-    with pytest.raises(UsageError, match=r"^unknown process or instance 'wbe'; known processes: web, db, jobs$"):
+    with pytest.raises(UsageError, match=r"^unknown process or instance 'wbe' \(did you mean 'web'\?\); known processes: web, db, jobs$"):
         resolve(["wbe"], processes, instances)
-    with pytest.raises(UsageError, match=r"^unknown process 'web.1'; known processes: web, db, jobs$"):
+    with pytest.raises(UsageError, match=r"^unknown process 'web.1' \(did you mean 'web'\?\); known processes: web, db, jobs$"):
         resolve(["web.1"], processes)
 
 

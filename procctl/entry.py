@@ -53,14 +53,13 @@ def _fast_status_file(argv: list[str]) -> tuple[bool, str | None]:
 
 
 def _status_json(file: str | None) -> None:
-    import json
-
     from procctl.control.address import supervisor_of
     from procctl.control.client import request
+    from procctl.jsonout import dumps
 
     path, manifest = supervisor_of(file)
     result = request(path, manifest, "status", None, timeout_s=30.0)
-    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    sys.stdout.write(dumps(result))
 
 
 def _not_linux() -> str | None:

@@ -425,7 +425,7 @@ def from_record(record: dict[str, Any]) -> Event | None:
     if kind == "output":
         return Output(**base, stream=str(record["stream"]), text=str(record["line"]) + "\n")
     if kind == "exited":
-        return Exited(**base, status=State(record["status"]), code=record["code"], signal=_signal_number(record["signal"]),
+        return Exited(**base, status=State(record["status"].replace(" ", "_")), code=record["code"], signal=_signal_number(record["signal"]),
                       duration_s=float(record["duration"]))
     if kind == "restarting":
         return Restarting(**base, attempt=int(record["attempt"]), delay_s=float(record["delay"]), reason=str(record.get("reason", "")))

@@ -29,11 +29,17 @@ class State(enum.StrEnum):
     EXITED = "exited"
     FAILED = "failed"
     KILLED = "killed"
-    TIMED_OUT = "timed out"
-    LIMIT_EXCEEDED = "limit exceeded"
+    TIMED_OUT = "timed_out"
+    LIMIT_EXCEEDED = "limit_exceeded"
     SKIPPED = "skipped"
     STOPPED = "stopped"
     """Ended because procctl was asked to stop it (Ctrl-C, fail_fast, kill)."""
+
+    @property
+    def text(self) -> str:
+        """The state as people read it (`timed out`); the value is the
+        token JSON, events and the history carry (`timed_out`)."""
+        return self.value.replace("_", " ")
 
     @property
     def final(self) -> bool:
@@ -108,7 +114,7 @@ def status_text(state: State, exit_code: int | None, signum: int | None) -> str:
         return f"failed {exit_code}" if exit_code is not None else "failed"
     if state is State.KILLED:
         return f"killed {signal_name(signum)}"
-    return str(state)
+    return state.text
 
 
 class Ended:

@@ -19,6 +19,7 @@ FORBIDDEN = {
     "states.py": ("procctl.engine", "procctl.ui", "procctl.config", "procctl.events", "rich", "typer"),
     "errors.py": ("procctl.engine", "procctl.ui", "rich", "typer"),
     "units.py": ("procctl.engine", "procctl.ui", "rich", "typer"),
+    "jsonout.py": ("procctl.engine", "procctl.ui", "procctl.cli", "rich", "typer"),
 }
 
 

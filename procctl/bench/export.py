@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any
 
 from procctl import __version__
 from procctl.bench.result import BenchmarkResult, CommandResult, RunFigures
+from procctl.jsonout import dumps
 
 HYPERFINE_CSV_FIELDS = ("command", "mean", "stddev", "median", "user", "system", "min", "max")
 """hyperfine's CSV header, in its order."""
@@ -101,7 +101,7 @@ def to_dict(result: BenchmarkResult) -> dict[str, Any]:
 
 
 def to_json(result: BenchmarkResult) -> str:
-    return json.dumps(to_dict(result), indent=2) + "\n"
+    return dumps(to_dict(result))
 
 
 def _unit(seconds: float) -> tuple[str, float, int]:

@@ -207,9 +207,8 @@ def _database(commands: list[Command]) -> Path:
 
 
 def _spawn(tasks: int, parallel: int, rounds: int, as_json: bool) -> None:
-    import json
-
     from procctl.bench.spawn import spawn_benchmark
+    from procctl.jsonout import dumps
     from procctl.ui.bench import format_time, spawn_table
 
     def on_round(tool: str, number: int, seconds: float) -> None:
@@ -218,7 +217,7 @@ def _spawn(tasks: int, parallel: int, rounds: int, as_json: bool) -> None:
 
     result = spawn_benchmark(tasks, parallel, rounds, on_round)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        sys.stdout.write(dumps(result.to_dict()))
         return
     console = make_console()
     console.print(spawn_table(result))

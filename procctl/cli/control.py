@@ -6,7 +6,6 @@ that `procctl status --json` answers about as fast as Python starts.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -15,6 +14,7 @@ import typer
 
 from procctl.cli.app import FileOption, app, complete_assignment, complete_name, make_console
 from procctl.errors import UsageError
+from procctl.jsonout import dumps
 
 
 def call(file: Path | None, verb: str, args: dict[str, Any] | None = None, timeout_s: float = 30.0) -> Any:
@@ -27,7 +27,7 @@ def call(file: Path | None, verb: str, args: dict[str, Any] | None = None, timeo
 
 def _emit(result: Any, as_json: bool, text: str) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.write(dumps(result))
     elif text:
         typer.echo(text)
 

@@ -33,7 +33,7 @@ from procctl.cli.run import (
     warn_of_starvation,
 )
 from procctl.errors import AlreadyRunning, NoSupervisor, NotRunning, ProcctlError, UsageError
-from procctl.states import State
+from procctl.states import State, status_text
 
 _STARTED = {State.RUNNING, State.READY, State.PAUSED, State.EXITED, State.STOPPING}
 _READY = {State.READY, State.EXITED}
@@ -58,12 +58,12 @@ def _settled(
         why = f": {row['reason']}" if row.get("reason") else ""
         probed = wait_ready and has_probe.get(row["process"], False)
         if state.failure or state is State.SKIPPED:
-            failed.append(f"{row['name']} ({row['status']}{why})")
+            failed.append(f"{row['name']} ({status_text(state, row['exit_code'], row['signal'])}{why})")
         elif state is State.PENDING and pooled.get(row["process"], False) and no_room:
             queued.append(row["name"])
         elif state not in (_READY if probed else _STARTED):
             not_ready = ", not ready" if probed and state in _STARTED else ""
-            unsettled.append(f"{row['name']} ({row['status']}{not_ready}{why})")
+            unsettled.append(f"{row['name']} ({status_text(state, row['exit_code'], row['signal'])}{not_ready}{why})")
     return failed, unsettled, queued
 
 

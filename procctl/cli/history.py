@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from procctl.cli.app import FileOption, app, complete_name, load_manifest_option, make_console
+from procctl.jsonout import dumps
 
 
 def state_database(file: Path | None) -> Path:
@@ -46,7 +46,7 @@ def history(
     if name is not None and not rows:
         _check_known(name, file, database)
     if as_json:
-        sys.stdout.write(json.dumps([row.to_dict() for row in rows], indent=2) + "\n")
+        sys.stdout.write(dumps({"runs": [row.to_dict() for row in rows]}))
         return
     if not rows:
         typer.echo("no runs recorded yet" + (f" for {name}" if name else ""))

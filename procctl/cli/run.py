@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ from procctl.cli.app import (
     parse_duration_option,
 )
 from procctl.errors import UsageError
+from procctl.jsonout import dumps
 
 if TYPE_CHECKING:
     from procctl.config.manifest import Manifest
@@ -350,7 +350,7 @@ def _print_summary(result: RunResult, as_json: bool, out: TextIO) -> None:
     from procctl.ui.tables import summary_json, summary_lines, summary_table
 
     if as_json:
-        out.write(json.dumps(summary_json(result), indent=2) + "\n")
+        out.write(dumps(summary_json(result)))
         return
     console = make_console(out)
     try:
@@ -377,7 +377,7 @@ def check(
     state_dir = StateDir.beside(plan.manifest.path)
     predictions = load_predictions(plan, state_dir, lambda message: typer.echo(f"procctl: warning: {message}", err=True), always=True)
     if as_json:
-        sys.stdout.write(json.dumps(plan_json(plan, predictions), indent=2) + "\n")
+        sys.stdout.write(dumps(plan_json(plan, predictions)))
         return
     warn_of_starvation(plan)
     console = make_console()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -19,6 +18,7 @@ import typer
 
 from procctl.cli.app import FileOption, app, make_console
 from procctl.errors import UsageError
+from procctl.jsonout import dumps
 
 READ_PIECE_BYTES = 1024 * 1024
 WRITE_PIECE_BYTES = 32 * 1024
@@ -102,7 +102,7 @@ def shm(
 
 def _list(regions: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps({"regions": regions}, indent=2) + "\n")
+        sys.stdout.write(dumps({"regions": regions}))
         return
     from procctl.ui.tables import regions_table
 

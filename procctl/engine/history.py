@@ -102,7 +102,7 @@ class RunRow:
     """Epoch seconds."""
     ended_at: float
     status: str
-    """The state this run ended in: `exited`, `failed`, `killed`, `timed out`..."""
+    """The state this run ended in: `exited`, `failed`, `killed`, `timed_out`..."""
     exit_code: int | None
     signal: int | None
     duration_s: float
@@ -115,7 +115,9 @@ class RunRow:
     """Restarts of the instance before this run (0 for its first run)."""
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        """As `history --json` prints it: `status` is called `state` there, as
+        in every other JSON procctl prints."""
+        return {("state" if key == "status" else key): value for key, value in dataclasses.asdict(self).items()}
 
 
 def _connect(path: Path, timeout_s: float, *, readonly: bool = False) -> sqlite3.Connection | None:
@@ -271,7 +273,9 @@ class History:
 
 
 def _row(values: sqlite3.Row) -> RunRow:
-    return RunRow(**{name: values[name] for name in _COLUMNS})
+    row = RunRow(**{name: values[name] for name in _COLUMNS})
+    # Rows written before states were single tokens say `timed out`.
+    return dataclasses.replace(row, status=row.status.replace(" ", "_")) if " " in row.status else row
 
 
 def _query(db_path: Path, where: str, args: list[object], limit: int | None) -> list[RunRow]:

@@ -25,7 +25,6 @@ from procctl.engine.runner import InstanceRunner
 from procctl.engine.supervisor import Supervisor
 from procctl.engine.tree import ProcessTree
 from procctl.errors import UsageError
-from procctl.states import status_text
 
 
 class Operations:
@@ -243,7 +242,6 @@ class Operations:
                     "name": runner.name,
                     "process": runner.process,
                     "state": str(runner.state),
-                    "status": status_text(runner.state, totals.exit_code, totals.signal),
                     "pid": child.pid if running and child is not None else None,
                     "uptime_s": now - child.started_at if running and child is not None else None,
                     "restarts": totals.restarts,

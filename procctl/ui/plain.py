@@ -86,7 +86,7 @@ def describe(event: events.Event) -> str | None:
         return f"{event.instance} is ready ({event.probe})"
     if isinstance(event, events.Exited):
         how = f"code {event.code}" if event.code is not None else f"signal {signal_name(event.signal)}"
-        return f"{event.instance} {event.status} with {how} after {event.duration_s:.2f}s"
+        return f"{event.instance} {event.status.text} with {how} after {event.duration_s:.2f}s"
     if isinstance(event, events.Restarting):
         why = f": {event.reason}" if event.reason else ""
         return f"{event.instance} restarting in {event.delay_s:g}s (restart {event.attempt}){why}"

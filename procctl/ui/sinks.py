@@ -93,7 +93,7 @@ def _failure_message(inst: InstanceResult) -> str:
     else:
         how = "no exit status"
     why = f": {inst.reason}" if inst.reason else ""
-    return f"{inst.name} {inst.state} ({how}){why}"
+    return f"{inst.name} {inst.state.text} ({how}){why}"
 
 
 def junit_tree(result: RunResult, suite: str) -> ET.ElementTree:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from procctl.engine.outcome import InstanceResult, RunResult
-from procctl.states import State, exit_text, signal_name
+from procctl.states import State, exit_text, signal_name, status_text
 from procctl.units import format_duration, format_size
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def summary_lines(result: RunResult) -> list[str]:
     lines = []
     counts: dict[str, int] = {}
     for inst in result.instances:
-        counts[str(inst.state)] = counts.get(str(inst.state), 0) + 1
+        counts[inst.state.text] = counts.get(inst.state.text, 0) + 1
     tally = ", ".join(f"{n} {state}" for state, n in counts.items())
     lines.append(f"{len(result.instances)} instances in {format_duration(result.duration_s)}: {tally}")
     if result.first_failure is not None:
@@ -131,7 +131,6 @@ def instance_json(inst: InstanceResult) -> dict[str, Any]:
         "name": inst.name,
         "process": inst.process,
         "state": str(inst.state),
-        "status": inst.status_text,
         "exit_code": inst.exit_code,
         "signal": inst.signal,
         "duration_s": inst.duration_s,
@@ -176,7 +175,7 @@ def status_table(status: dict[str, Any]) -> Table:
             rss += " pss"
         cells = [
             row["name"],
-            Text(row["status"] if state.final else row["state"], style=STATE_STYLES.get(state, "")),
+            Text(status_text(state, row["exit_code"], row["signal"]), style=STATE_STYLES.get(state, "")),
             str(row["pid"] or "-"),
             format_duration(row["uptime_s"]),
             str(row["restarts"]),
@@ -222,7 +221,7 @@ def history_table(rows: Sequence[RunRow]) -> Table:
         table.add_row(
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.started_at)),
             row.instance,
-            Text(row.status, style=STATE_STYLES.get(state, "") if state else ""),
+            Text(state.text if state else row.status, style=STATE_STYLES.get(state, "") if state else ""),
             exit_text,
             format_duration(row.duration_s),
             format_size(row.peak_rss_bytes),

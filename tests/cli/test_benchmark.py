@@ -95,8 +95,8 @@ def test_a_failing_command_fails_the_benchmark(project: Project) -> None:
     assert len(lines) == 1 and lines[0].startswith("procctl: ") and "exited with code 3" in lines[0]
     assert "--ignore-failure" in lines[0]
     assert not (project.root / "out.json").exists()
-    history = json.loads(project.run("history", "--json").stdout)
-    assert history and history[0]["status"] == "failed" and history[0]["exit_code"] == 3
+    history = json.loads(project.run("history", "--json").stdout)["runs"]
+    assert history and history[0]["state"] == "failed" and history[0]["exit_code"] == 3
 
     kept = project.run("benchmark", "--runs", "3", "--ignore-failure", "--json", "sh -c 'exit 3'")
     _ok(kept)
@@ -143,7 +143,7 @@ def test_a_manifest_process_runs_with_its_env_and_cwd(project: Project) -> None:
     assert (project.root / "sub" / "out.txt").read_text() == "hello from-manifest\n" * 2
     entry = json.loads(result.stdout)["results"][0]
     assert entry["process"] == "greet" and entry["name"] == "greet"
-    rows = json.loads(project.run("history", "--json", "greet").stdout)
+    rows = json.loads(project.run("history", "--json", "greet").stdout)["runs"]
     assert len(rows) == 2
     assert all(row["manifest"] == str(project.manifest) and row["instance"] == "bench" for row in rows)
 
@@ -155,10 +155,10 @@ def test_history_gets_a_row_per_timed_run(project: Project) -> None:
     """1. Two warmups and three timed runs of an ad-hoc command.
     2. `procctl history` lists the three timed runs under the manifest 'benchmark'."""
     _ok(project.run("benchmark", "--warmup", "2", "--runs", "3", "true"))
-    rows = json.loads(project.run("history", "--json").stdout)
+    rows = json.loads(project.run("history", "--json").stdout)["runs"]
     assert len(rows) == 3
     for row in rows:
-        assert (row["manifest"], row["process"], row["instance"], row["status"]) == ("benchmark", "true", "bench", "exited")
+        assert (row["manifest"], row["process"], row["instance"], row["state"]) == ("benchmark", "true", "bench", "exited")
         assert row["exit_code"] == 0 and row["cpu_time_s"] is not None
     table = project.run("history")
     _ok(table)

@@ -256,3 +256,27 @@ def test_a_dumb_terminal_gets_no_escape_sequences(project: Project) -> None:
         out = _on_dumb_terminal(project, *args)
         assert b"\x1b" not in out, (args, out[:300])
         assert out.strip(), args
+
+
+def test_an_unknown_name_gets_the_nearest_known_one_everywhere(project: Project) -> None:
+    project.write(MANIFEST)
+    hint = "(did you mean 'web'?); known processes: web, worker"
+    assert project.run("run", "--plain").returncode == 0
+    for args in (("run", "wbe"), ("run", "--except", "wbe"), ("up", "-d", "wbe"), ("logs", "wbe"), ("benchmark", "--process", "wbe"), ("history", "wbe")):
+        result = project.run(*args)
+        assert result.returncode == 2 and hint in result.stderr and len(result.stderr.splitlines()) == 1, (args, result.stderr)
+    assert "(did you mean 'worker'?)" in project.run("run", "--can-die", "wokrer").stderr
+    # history: a known process with no runs yet is no error; a name unknown
+    # to both the manifest and the history is.
+    project.write(MANIFEST + '    [process.later]\n    cmd = "true"\n')
+    assert project.run("history", "later").returncode == 0
+    assert project.run("history", "web.1").returncode == 0
+    assert project.run("history", "nothing-like-it").returncode == 2
+    project.write(MANIFEST + '    [process.svc]\n    cmd = "sleep 120"\n')
+    assert project.run("up", "-d", "svc").returncode == 0
+    try:
+        for args in (("pause", "scv"), ("scale", "scv=2"), ("send", "scv", "hi")):
+            result = project.run(*args)
+            assert result.returncode == 2 and "(did you mean 'svc'?)" in result.stderr, (args, result.stderr)
+    finally:
+        assert project.run("down").returncode == 0

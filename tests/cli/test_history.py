@@ -11,7 +11,7 @@ from conftest import PY, Project, helper
 def _history(project: Project, *args: str) -> list[dict[str, object]]:
     result = project.run("history", "--json", *args)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["runs"]  # type: ignore[no-any-return]
 
 
 def test_history_rows_match_what_ran(project: Project) -> None:
@@ -32,8 +32,8 @@ def test_history_rows_match_what_ran(project: Project) -> None:
     rows = _history(project)
     by_instance = {row["instance"]: row for row in rows}
     assert set(by_instance) == {"ok", "bad", "job[1]", "job[2]"}
-    assert by_instance["bad"]["exit_code"] == 3 and by_instance["bad"]["status"] == "failed"
-    assert by_instance["ok"]["exit_code"] == 0 and by_instance["ok"]["status"] == "exited"
+    assert by_instance["bad"]["exit_code"] == 3 and by_instance["bad"]["state"] == "failed"
+    assert by_instance["ok"]["exit_code"] == 0 and by_instance["ok"]["state"] == "exited"
     assert by_instance["job[2]"]["item"] == "b" and by_instance["job[2]"]["command"] == "echo 'b'"
     ok = by_instance["ok"]
     assert ok["manifest"] == str(project.manifest)

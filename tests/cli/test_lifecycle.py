@@ -123,8 +123,8 @@ def test_a_run_stopped_on_request_is_stopped_in_the_events_the_history_and_the_s
     assert proc.wait(timeout=30) == 0
     records = [json.loads(line) for line in events_file.read_text().splitlines()]
     assert [r["status"] for r in records if r["event"] == "exited"] == ["stopped", "stopped"]
-    history = json.loads(project.run("history", "--json").stdout)
-    assert [row["status"] for row in history] == ["stopped", "stopped"]
+    history = json.loads(project.run("history", "--json").stdout)["runs"]
+    assert [row["state"] for row in history] == ["stopped", "stopped"]
     out = Path(proc.out_path).read_text()  # type: ignore[attr-defined]
     summary = json.loads(out)  # only the summary: the prefixed lines went to stderr
     assert [(inst["name"], inst["state"]) for inst in summary["instances"]] == [("svc", "stopped")]

@@ -51,7 +51,7 @@ def test_memory_watchdog_stops_a_growing_tree_and_reports_the_figure(project: Pr
     assert result.returncode == 1
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     hog = summary["instances"][0]
-    assert hog["state"] == "limit exceeded"
+    assert hog["state"] == "limit_exceeded"
     match = re.match(r"memory ([\d.]+)MiB > 100\.0MiB", hog["reason"])
     assert match, hog["reason"]
     assert 100 < float(match.group(1)) < 400
@@ -95,7 +95,7 @@ def test_cpu_time_ends_a_busy_loop(project: Project) -> None:
     result = project.run("run", "--json", timeout=60)
     assert result.returncode == 1
     spin = json.loads(result.stdout[result.stdout.index("{") :])["instances"][0]
-    assert spin["state"] == "limit exceeded"
+    assert spin["state"] == "limit_exceeded"
     assert spin["signal"] in (signal.SIGXCPU, signal.SIGKILL)
 
 
@@ -222,7 +222,7 @@ def test_memory_cgroup_holds_the_tree_to_its_limit(project: Project, kernel_limi
     result = project.run("run", "--json", "--events", str(events_file))
     assert result.returncode == 1
     hog = json.loads(result.stdout[result.stdout.index("{") :])["instances"][0]
-    assert hog["state"] == "limit exceeded"
+    assert hog["state"] == "limit_exceeded"
     pattern = rf"memory [\d.]+MiB reached the 100\.0MiB limit \({kernel_limits}: the kernel ended \d+ process"
     assert re.match(pattern, hog["reason"]), hog["reason"]
     records = [json.loads(line) for line in events_file.read_text().splitlines()]

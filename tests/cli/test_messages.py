@@ -33,7 +33,7 @@ def test_a_child_knows_its_supervisor_from_its_environment(project: Project, tmp
         assert fields["PROCCTL_PROCESS"] == "web"
         assert fields["PROCCTL_INSTANCE"] == instance
         assert fields["PROCCTL_RUN_ID"].split("-")[0].isdigit()
-    history = json.loads(project.run("history", "--json").stdout)
+    history = json.loads(project.run("history", "--json").stdout)["runs"]
     assert {row["session"] for row in history} == {fields["PROCCTL_RUN_ID"]}
 
 

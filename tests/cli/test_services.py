@@ -141,8 +141,9 @@ def test_a_procfile_stops_when_one_of_its_processes_ends(project: Project) -> No
     _procfile(project, 7)
     result = project.run("run", "-f", "Procfile", "--json", timeout=60)
     assert result.returncode == 7, result.stderr
-    summary = {row["name"]: row["status"] for row in json.loads(result.stdout)["instances"]}
-    assert summary == {"web": "stopped", "oneshot": "failed 7"}
+    summary = {row["name"]: row for row in json.loads(result.stdout)["instances"]}
+    assert {name: row["state"] for name, row in summary.items()} == {"web": "stopped", "oneshot": "failed"}
+    assert summary["oneshot"]["exit_code"] == 7
     assert (project.logs / "web.log").read_text().endswith("clean exit\n")
 
 

@@ -28,7 +28,7 @@ _CURSOR = Style(reverse=True)
 def matches(row: Row, query: str) -> bool:
     """The filter: part of the instance's name, its process or its state."""
     query = query.lower()
-    return query in row.name.lower() or query in row.status_text.lower() or query in str(row.state)
+    return query in row.name.lower() or query in row.status_text.lower() or query in row.state.text
 
 
 class ColumnHeads(Static):

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from procctl.cli.app import FileOption, app
+from procctl.cli.app import FileOption, app, complete_name
 from procctl.errors import CANNOT_EXECUTE, COMMAND_NOT_FOUND, CommandFailed, UsageError
 
 _NOT_ITS_OWN = ("PROCCTL_PROCESS", "PROCCTL_INSTANCE")
@@ -47,10 +47,10 @@ def environment(manifest_file: Path | None, process: str | None) -> tuple[dict[s
 
 @app.command(name="exec", context_settings={"allow_interspersed_args": False})
 def exec_(
-    command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).", show_default=False)],
+    command: Annotated[list[str], typer.Argument(metavar="CMD [ARGS]...", help="The command and its arguments (after --).", show_default=False)],
     process: Annotated[
         Optional[str],
-        typer.Option("--process", "-p", help="Also this process's (or instance's) env, PORT and cwd.", show_default=False),
+        typer.Option("--process", "-p", metavar="NAME", help="Also this process's (or instance's) env, PORT and cwd.", show_default=False, autocompletion=complete_name),
     ] = None,
     file: FileOption = None,
 ) -> None:

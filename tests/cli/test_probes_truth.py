@@ -54,11 +54,12 @@ def test_a_port_held_before_the_start_is_told_and_the_dependent_never_starts(pro
     """)
     result = project.run("run", "--plain", "--json")
     assert result.returncode == 1, result.stderr
-    assert f"redis: port 127.0.0.1:{port} is already held by pid {os.getpid()} (" in result.stdout
-    assert "redis is ready" not in result.stdout and "web ran" not in result.stdout and "redis ran" not in result.stdout
-    summary = {row["name"]: row for row in json.loads(result.stdout[result.stdout.index("{") :])["instances"]}
-    assert summary["redis"]["status"] == "failed" and f"pid {os.getpid()}" in summary["redis"]["reason"]
-    assert summary["web"]["status"] == "skipped"
+    # With --json the lines are on stderr and the summary alone on stdout.
+    assert f"redis: port 127.0.0.1:{port} is already held by pid {os.getpid()} (" in result.stderr
+    assert "redis is ready" not in result.stderr and "web ran" not in result.stderr and "redis ran" not in result.stderr
+    summary = {row["name"]: row for row in json.loads(result.stdout)["instances"]}
+    assert summary["redis"]["state"] == "failed" and f"pid {os.getpid()}" in summary["redis"]["reason"]
+    assert summary["web"]["state"] == "skipped"
 
 
 def test_a_tcp_probe_does_not_pass_on_a_listener_outside_the_tree(project: Project) -> None:

@@ -86,6 +86,9 @@ def test_a_supervisors_json_outputs_match_their_schemas(project: Project) -> Non
             result = project.run(name, *args, "--json")
             assert result.returncode == 0, (name, result.stderr)
             _valid(name, result.stdout)
+        reloaded = project.run("reload", "--dry-run", "--json")
+        assert reloaded.returncode == 0, reloaded.stderr
+        assert _valid("reload", reloaded.stdout)["dry_run"] is True
         regions = _valid("shm", project.run("shm", "ls", "--json").stdout)
         assert [region["name"] for region in regions["regions"]] == ["table"]
     finally:

@@ -41,6 +41,7 @@ def _shell_argv(text: str, shell: str) -> tuple[tuple[str, ...], bool]:
 
 def _commands(texts: list[str], processes: list[str], file: Path | None, shell: str) -> list[Command]:
     from procctl.bench.result import Command
+    from procctl.config.command import argv_of
     from procctl.engine.history import command_text
 
     commands: list[Command] = []
@@ -57,7 +58,7 @@ def _commands(texts: list[str], processes: list[str], file: Path | None, shell: 
                 raise UsageError(f"--process {name}: it has no instance to time (an `each` with no items)")
             job = jobs[0]  # A replicated or `each` process: its first instance.
             via_shell = isinstance(job.cmd, str)
-            argv = ("/bin/sh", "-c", job.cmd) if isinstance(job.cmd, str) else tuple(job.cmd)
+            argv = argv_of(job.cmd)
             env = {**os.environ, **job.env}
             commands.append(Command(name, argv, job.cwd, env, via_shell, command_text(job.cmd), process=name, manifest=manifest.path))
     for text in texts:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from procctl.config.command import argv_of
 from procctl.engine import childenv, limits
 from procctl.engine.child import Exit, OutputCallback, SpawnRequest
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
@@ -144,7 +145,7 @@ class Child:
         """Runs in the child between fork and exec (rlimits, nice)."""
         self.pass_fds = pass_fds
         """Descriptors the child inherits under the same numbers (shared regions)."""
-        self.argv: tuple[str, ...] = ("/bin/sh", "-c", cmd) if isinstance(cmd, str) else tuple(cmd)
+        self.argv: tuple[str, ...] = argv_of(cmd)
         self.cwd = cwd
         self.env = env
         self._log = log

@@ -21,6 +21,7 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
+from procctl.config.command import argv_of
 from procctl.config.manifest import ProcessSpec
 from procctl.config.plan import Job
 from procctl.export.model import Export, Service, identical_replicas, ready_target, seconds, split_environment
@@ -119,7 +120,7 @@ def _names(service: Service) -> list[str]:
 def _service(export: Export, service: Service, job: Job, names: Mapping[str, list[str]]) -> tuple[dict[str, Any], list[str]]:
     spec = service.spec
     notes: list[str] = []
-    argv = ["/bin/sh", "-c", job.cmd] if isinstance(job.cmd, str) else list(job.cmd)
+    argv = list(argv_of(job.cmd))
     body: dict[str, Any] = {
         "image": export.options.image,
         "entrypoint": [],

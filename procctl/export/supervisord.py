@@ -23,6 +23,7 @@ import re
 import signal
 import string
 
+from procctl.config.command import argv_of
 from procctl.config.plan import Job
 from procctl.export.model import ENV_NAME, Export, Service, identical_replicas
 
@@ -97,7 +98,7 @@ def env_value(export: Export, service: Service, key: str, value: str) -> str:
 def _program(export: Export, service: Service, job: Job, name: str, *, numprocs: int) -> str:
     spec = service.spec
     notes: list[str] = []
-    argv = ["/bin/sh", "-c", job.cmd] if isinstance(job.cmd, str) else list(job.cmd)
+    argv = list(argv_of(job.cmd))
     for word in argv:
         _check_line(export, service, "cmd", word, "the command")
     wrapper: list[str] = []

@@ -17,6 +17,7 @@ import os
 import re
 import signal
 
+from procctl.config.command import argv_of
 from procctl.config.plan import Job
 from procctl.export.model import ENV_NAME, Export, Service, seconds, split_environment
 
@@ -87,7 +88,7 @@ def _path(export: Export, service: Service, key: str, path: str) -> str:
 
 
 def _argv(export: Export, service: Service, job: Job) -> list[str]:
-    argv = ["/bin/sh", "-c", job.cmd] if isinstance(job.cmd, str) else list(job.cmd)
+    argv = list(argv_of(job.cmd))
     if any("\0" in word for word in argv):
         raise export.cannot(service, "cmd", "systemd", "the command holds a NUL character")
     program = argv[0]

@@ -265,7 +265,7 @@ def test_systemd_units_pass_verify_and_systemd_reads_back_what_procctl_runs(proj
             env.pop(key)
         assert units[unit]["env"] == env, unit
         assert units[unit]["env_files"] == [str(project.root / "base.env")]
-    assert units["shop-web.1.service"]["argv"] == ["/bin/sh", "-c", "/bin/sleep 1000 8000"]
+    assert units["shop-web.1.service"]["argv"] == ["/bin/sh", "-c", "exec /bin/sleep 1000 8000"]
 
     web = (out / "shop-web.2.service").read_text()
     for line in [
@@ -294,7 +294,7 @@ def test_systemd_verify_rejects_broken_units(project: Project) -> None:
     good = web.read_text()
     for broken in (
         good.replace("Restart=always", "Restart=sometimes"),  # a warning only: exit 0
-        good.replace('ExecStart=/bin/sh -c "/bin/sleep 1000 8000"', 'ExecStart=/bin/sh -c "/bin/sleep 1000 8000'),
+        good.replace('ExecStart=/bin/sh -c "exec /bin/sleep 1000 8000"', 'ExecStart=/bin/sh -c "/bin/sleep 1000 8000'),
         good.replace("ExecStart=/bin/sh", "ExecStart=/no/such/sh"),
     ):
         assert broken != good
@@ -439,7 +439,7 @@ def test_supervisord_config_reads_back_what_procctl_runs(project: Project) -> No
     assert programs["web.2"].environment == expected_env("web", "web.2", port=8001, newline=False, supervisord=True)
     assert programs["worker.3"].environment == expected_env("worker", "worker.3", newline=False, supervisord=True)
     assert shlex.split(programs["web.1"].command) == [
-        "nice", "-n", "5", "prlimit", "--core=0:0", "--cpu=60:60", "--nofile=1024:2048", "--", "/bin/sh", "-c", "/bin/sleep 1000 8000",
+        "nice", "-n", "5", "prlimit", "--core=0:0", "--cpu=60:60", "--nofile=1024:2048", "--", "/bin/sh", "-c", "exec /bin/sleep 1000 8000",
     ]  # fmt: skip
     assert programs["shell"].directory == str(project.root)
     assert programs["shell"].stopsignal == 2 and programs["shell"].stopwaitsecs == 7

@@ -1,14 +1,17 @@
 """A graceful stop waits for the whole tree, whatever asked for it: a
-service run through /bin/sh (dash forks it, so the shell is its group's
-leader and dies of the stop signal at once) still finishes its shutdown, and
-its last lines reach the log and the screen."""
+service run through /bin/sh still finishes its shutdown, its last lines reach
+the log and the screen, and its own exit code is what procctl records (a
+simple command is exec'd by the shell, which dash would otherwise fork, lead
+the group and die of the stop signal at once)."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import PY, Project, helper, marked_pids, wait_until
@@ -21,6 +24,12 @@ exit' and exits 3."""
 def _log(project: Project, name: str) -> str:
     path = project.logs / f"{name}.log"
     return path.read_text() if path.exists() else ""
+
+
+def _exit_codes(path: Path) -> list[int | None]:
+    """The code of each of web's ends in an --events file."""
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    return [event["code"] for event in events if event["event"] == "exited" and event["name"] == "web"]
 
 
 def _manifest(project: Project, extra: str = "") -> None:
@@ -64,7 +73,8 @@ def test_a_shell_wrapped_service_finishes_its_shutdown(project: Project, trigger
     3. It prints 'flushing' and, half a second later, 'clean exit': both
        reach its log and procctl's output; nothing is left running."""
     _manifest(project)
-    proc = project.start("run", "--plain")
+    events = project.root / "events.jsonl"
+    proc = project.start("run", "--plain", "--events", str(events))
     try:
         wait_until(lambda: "up" in _log(project, "web"), what="web to be up")
         TRIGGERS[trigger](project, proc)
@@ -79,6 +89,7 @@ def test_a_shell_wrapped_service_finishes_its_shutdown(project: Project, trigger
     assert "flushing\nclean exit\n" in _log(project, "web")
     assert re.search(r"web +\| clean exit", proc.out_path.read_text())  # type: ignore[attr-defined]
     assert "SIGKILL" not in proc.out_path.read_text()  # type: ignore[attr-defined]
+    assert _exit_codes(events) == [3]  # web's own code, not the shell's death by SIGTERM
     assert not marked_pids(project.marker)
 
 
@@ -86,13 +97,15 @@ def test_restart_lets_the_run_before_finish(project: Project) -> None:
     """`restart web`: the first run finishes its shutdown before the second
     starts."""
     _manifest(project)
-    proc = project.start("run", "--plain")
+    events = project.root / "events.jsonl"
+    proc = project.start("run", "--plain", "--events", str(events))
     try:
         wait_until(lambda: "up" in _log(project, "web"), what="web to be up")
         assert project.run("restart", "web").returncode == 0
         wait_until(lambda: _log(project, "web").count("up ") == 2, timeout=30, what="the second run")
         first, second = _log(project, "web").split("clean exit\n", 1)
         assert first.endswith("flushing\n") and second.startswith("up ")
+        wait_until(lambda: _exit_codes(events) == [3], timeout=30, what="the first run's end in the events")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
@@ -105,6 +118,10 @@ def test_down_lets_a_detached_service_finish(project: Project) -> None:
     assert project.run("down").returncode == 0
     assert _log(project, "web").endswith("flushing\nclean exit\n")
     assert re.search(r"web +\| clean exit", (project.root / ".procctl" / "supervisor.log").read_text())
+    history = project.run("history", "--json")
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
+    assert [(row["instance"], row["exit_code"]) for row in (rows if isinstance(rows, list) else rows["runs"])] == [("web", 3)]
     assert not marked_pids(project.marker)
 
 

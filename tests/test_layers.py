@@ -20,6 +20,8 @@ FORBIDDEN = {
     "errors.py": ("procctl.engine", "procctl.ui", "rich", "typer"),
     "units.py": ("procctl.engine", "procctl.ui", "rich", "typer"),
     "jsonout.py": ("procctl.engine", "procctl.ui", "procctl.cli", "rich", "typer"),
+    # The control client reads it: nothing of procctl, nothing heavy.
+    "bounds.py": ("procctl", "rich", "typer"),
 }
 
 

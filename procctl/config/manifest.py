@@ -13,12 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-
+from procctl.bounds import MAX_REPLICAS
 
 PROCESS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 """What a process may be called: letters, digits, '-' and '_'."""
-MAX_REPLICAS = 10_000
-"""The most replicas a process may have, in the manifest and through `scale`."""
 MAX_RLIMIT = 2**62
 """The largest count or size procctl takes for a limit: well inside what the
 kernel's 64-bit fields hold."""

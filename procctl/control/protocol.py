@@ -11,8 +11,7 @@ import dataclasses
 import json
 from typing import Any
 
-from procctl.config.manifest import MAX_REPLICAS
-from procctl.engine.shm import MAX_TRANSFER_BYTES
+from procctl.bounds import MAX_REPLICAS, MAX_TRANSFER_BYTES
 
 MAX_REQUEST_BYTES = 64 * 1024
 """A request line longer than this is refused unread."""

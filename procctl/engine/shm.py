@@ -26,12 +26,10 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
+from procctl.bounds import MAX_TRANSFER_BYTES
 from procctl.errors import ProcctlError, UsageError
 
 Mode = Literal["rw", "ro"]
-
-MAX_TRANSFER_BYTES = 1024 * 1024
-"""Bytes one `shm read` or `shm write` request moves at most."""
 
 _SEALS = fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
 

@@ -1,0 +1,10 @@
+"""The bounds on counts and sizes that a manifest or a control request can
+set, kept apart from the modules that enforce them: the control client
+checks a request against them before it sends it, and must not load the
+manifest's model or the shared-memory code to know two numbers."""
+
+MAX_REPLICAS = 10_000
+"""Instances of one process: the manifest's `replicas` and a `scale` request."""
+
+MAX_TRANSFER_BYTES = 1024 * 1024
+"""Bytes one `shm read` or `shm write` request moves."""

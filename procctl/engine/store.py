@@ -26,7 +26,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import stat
 import time
 from pathlib import Path
@@ -367,8 +366,11 @@ class StateDir:
             finally:
                 os.close(target)
             runs = sorted(os.listdir(past), key=_run_order)
-            for old in runs[: max(len(runs) - logindex.KEEP_PAST_RUNS, 0)]:
-                shutil.rmtree(old, dir_fd=past)
+            if len(runs) > logindex.KEEP_PAST_RUNS:
+                import shutil  # (with bz2 and lzma: ~3 ms that status --json, which reads this module, need not pay)
+
+                for old in runs[: len(runs) - logindex.KEEP_PAST_RUNS]:
+                    shutil.rmtree(old, dir_fd=past)
         fd = open_in(logs, logindex.RUN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, shown=self.logs / logindex.RUN_FILE)
         try:
             os.write(fd, json.dumps({"run": run_id, **record}).encode() + b"\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -32,6 +33,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like '10s', got {value!r}")
     if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"expected a finite duration like '10s', got {value!r}")
         if value < 0:
             raise ValueError(f"a duration cannot be negative: {value}")
         return float(value)
@@ -44,7 +47,10 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"not a duration: {value!r} (write e.g. '500ms', '10s', '2m', '1h')")
     if len(parts) > 1 and any(not u for _, u in parts):
         raise ValueError(f"not a duration: {value!r} (every part needs a unit)")
-    return sum(float(n) * _DURATION_UNITS[u or "s"] for n, u in parts)
+    seconds = sum(float(n) * _DURATION_UNITS[u or "s"] for n, u in parts)
+    if not math.isfinite(seconds):
+        raise ValueError("expected a duration like '10s', got one too long to count")
+    return seconds
 
 
 def parse_size(value: object) -> int:

@@ -94,7 +94,10 @@ def load_manifest_option(file: Path | None) -> Manifest:
     from procctl.config.locate import find_manifest
     from procctl.config.loader import load_manifest
 
-    return load_manifest(find_manifest(file))
+    manifest = load_manifest(find_manifest(file))
+    for warning in manifest.warnings:
+        typer.echo(f"procctl: warning: {warning}", err=True)
+    return manifest
 
 
 def parse_duration_option(option: str, value: str | None) -> float | None:

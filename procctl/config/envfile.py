@@ -26,6 +26,9 @@ def parse_env(text: str, path: Path) -> dict[str, str]:
     from dotenv.parser import parse_stream
 
     values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if "\0" in raw:
+            raise ManifestError("a NUL byte in the line: no environment variable can hold one", path=path, line=number)
     for binding in parse_stream(io.StringIO(text)):
         original = binding.original.string
         # A binding's text starts with the blank lines before it.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from procctl.config import shared
-from procctl.config.manifest import MAX_REPLICAS, PROCESS_NAME, Limits, Manifest, LivenessSpec, ProcessSpec, ReadySpec, Settings, WatchSpec
+from procctl.config.manifest import MAX_NAME_LENGTH, MAX_REPLICAS, PROCESS_NAME, Limits, Manifest, LivenessSpec, ProcessSpec, ReadySpec, Settings, WatchSpec
 from procctl.config.placeholders import UnsafePlacement, compile_command
 from procctl.config.plan import cycle_of, dependency_levels
 from procctl.config.procfile import parse_procfile, ports
@@ -229,6 +229,8 @@ def _probe_target(reader: Reader, kind: str, value: object, path: KeyPath) -> st
 def _each(reader: Reader, value: object, path: KeyPath) -> tuple[str, ...]:
     if isinstance(value, list):
         items = []
+        if not value:
+            reader.warn("the list is empty: 0 jobs", *path)
         for item in value:
             if isinstance(item, (dict, list)):
                 raise reader.error(f"items must be strings or numbers, got {describe(item)}", *path)
@@ -240,7 +242,10 @@ def _each(reader: Reader, value: object, path: KeyPath) -> tuple[str, ...]:
         raise reader.error("needs one of: a list, { glob = ... }, { range = [a, b] }", *path)
     if "glob" in table:
         pattern = reader.string(table["glob"], (*path, "glob"))
-        return tuple(sorted(glob.glob(pattern, root_dir=reader.root, recursive=True)))
+        matches = tuple(sorted(glob.glob(pattern, root_dir=reader.root, recursive=True)))
+        if not matches:
+            reader.warn(f"the glob {pattern!r} matches no file: 0 jobs", *path, "glob")
+        return matches
     bounds = table["range"]
     if (
         not isinstance(bounds, list)
@@ -249,6 +254,8 @@ def _each(reader: Reader, value: object, path: KeyPath) -> tuple[str, ...]:
         or bounds[1] - bounds[0] > 1_000_000
     ):
         raise reader.error(f"expected [first, last] integers, got {describe(bounds)}", *path, "range")
+    if bounds[0] > bounds[1]:
+        reader.warn(f"the range [{bounds[0]}, {bounds[1]}] is empty (its first is past its last): 0 jobs", *path, "range")
     return tuple(str(i) for i in range(bounds[0], bounds[1] + 1))
 
 
@@ -291,7 +298,12 @@ def _process(reader: Reader, name: str, raw: object) -> ProcessSpec:
     path = ("process", name)
     if not PROCESS_NAME.match(name):
         raise reader.error("a process name is letters, digits, '-' and '_'", *path)
+    if len(name) > MAX_NAME_LENGTH:
+        raise reader.error(f"a process name is at most {MAX_NAME_LENGTH} characters, this one has {len(name)}", *path)
     fields = reader.keys(reader.table(raw, *path), PROCESS, *path)
+    if "port" in fields and fields["port"] + fields.get("replicas", 1) - 1 > 65535:
+        last = fields["port"] + fields.get("replicas", 1) - 1
+        raise reader.error(f"the last of {fields.get('replicas', 1)} replicas would get PORT={last}, past 65535 (lower port or replicas)", *path, "port")
     if "cmd" not in fields:
         raise reader.error("missing key: cmd (the command to run)", *path)
     env = reader.env_file_values(fields["env_file"], (*path, "env_file")) if "env_file" in fields else {}
@@ -320,6 +332,21 @@ def _process(reader: Reader, name: str, raw: object) -> ProcessSpec:
     return ProcessSpec(name=name, cwd=fields.pop("cwd", reader.root), line=reader.lines.line(*path), **fields)
 
 
+def _refuse_nul(reader: Reader, value: object, path: KeyPath = ()) -> None:
+    """No string of the manifest may hold a NUL byte: none could reach a
+    child (argv, the environment and paths end at the first NUL)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\0" in key:
+                raise reader.error("a key cannot hold a NUL byte (\\u0000)", *path, key)
+            _refuse_nul(reader, item, (*path, key))
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(reader, item, path)
+    elif isinstance(value, str) and "\0" in value:
+        raise reader.error("a value cannot hold a NUL byte (\\u0000)", *path)
+
+
 def _load_toml(path: Path, text: str) -> Manifest:
     try:
         data = tomllib.loads(text)
@@ -330,6 +357,7 @@ def _load_toml(path: Path, text: str) -> Manifest:
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message).strip() or "invalid TOML"
         raise ManifestError(f"invalid TOML: {message}", path=path.name, line=line) from None
     reader = Reader(path, text)
+    _refuse_nul(reader, data)
     reader.check_keys(data, TOP_KEYS)
     settings, env = _settings(reader, data.get("settings", {}))
     reader.defaults = settings
@@ -349,7 +377,7 @@ def _load_toml(path: Path, text: str) -> Manifest:
         raise ManifestError(
             "dependency cycle: " + " → ".join(cycle), path=path.name, line=processes[cycle[0]].line, key=f"process.{cycle[0]}.depends_on"
         ) from None
-    return Manifest(path=path, settings=settings, env=env, processes=processes, kind="toml", shared=reader.regions)
+    return Manifest(path=path, settings=settings, env=env, processes=processes, kind="toml", shared=reader.regions, warnings=tuple(reader.warnings))
 
 
 def _load_procfile(path: Path, text: str) -> Manifest:
@@ -381,6 +409,8 @@ def load_manifest(path: Path) -> Manifest:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ManifestError("not valid UTF-8", path=path.name, line=line) from None
+    if "\0" in text:
+        raise ManifestError("a NUL byte in the file", path=path.name, line=text.count("\n", 0, text.index("\0")) + 1)
     try:
         if path.suffix == ".toml":
             return _load_toml(path, text)

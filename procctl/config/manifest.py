@@ -17,6 +17,9 @@ from procctl.bounds import MAX_REPLICAS
 
 PROCESS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 """What a process may be called: letters, digits, '-' and '_'."""
+MAX_NAME_LENGTH = 128
+"""The longest process name: with an instance's number and `.log` its log
+file's name stays well inside NAME_MAX (255 bytes)."""
 MAX_RLIMIT = 2**62
 """The largest count or size procctl takes for a limit: well inside what the
 kernel's 64-bit fields hold."""
@@ -229,6 +232,9 @@ class Manifest:
     kind: Literal["toml", "procfile"] = "toml"
     shared: Mapping[str, SharedRegion] = dataclasses.field(default_factory=dict)
     """The `[shared.NAME]` regions, in the order the manifest defines them."""
+    warnings: tuple[str, ...] = ()
+    """What is allowed but probably not meant (an `each` that makes no job),
+    each as one line naming file:line:key; the CLI shows them."""
 
     @property
     def root(self) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from procctl.config.manifest import PROCESS_NAME
+from procctl.config.manifest import MAX_NAME_LENGTH, PROCESS_NAME
 from procctl.errors import ManifestError
 
 DEFAULT_PORT = 5000
@@ -26,6 +26,8 @@ def parse_procfile(text: str, file: str) -> dict[str, tuple[str, int]]:
         name, command = name.strip(), command.strip()
         if not sep or not PROCESS_NAME.match(name) or not command:
             raise ManifestError("expected 'name: command'", path=file, line=number)
+        if len(name) > MAX_NAME_LENGTH:
+            raise ManifestError(f"a process name is at most {MAX_NAME_LENGTH} characters, this one has {len(name)}", path=file, line=number)
         if name in processes:
             raise ManifestError(f"process {name!r} is defined twice", path=file, line=number)
         processes[name] = (command, number)

@@ -176,6 +176,11 @@ class Reader:
         """The [shared] regions a process may list."""
         self.names: tuple[str, ...] = ()
         """Every process of the manifest (what `depends_on` may name)."""
+        self.warnings: list[str] = []
+        """What is allowed but probably not meant, one line each."""
+
+    def warn(self, message: str, *path: str) -> None:
+        self.warnings.append(str(ManifestError(message, path=self.path.name, line=self.lines.line(*path), key=dotted(path))))
 
     def error(self, message: str, *path: str, suggestion: str | None = None) -> ManifestError:
         return ManifestError(message, path=self.path.name, line=self.lines.line(*path), key=dotted(path), suggestion=suggestion)
@@ -268,6 +273,9 @@ class Reader:
     def env_table(self, value: object, path: KeyPath) -> dict[str, str]:
         env: dict[str, str] = {}
         for key, item in self.table(value, *path).items():
+            if not key or "=" in key:
+                # execve takes NAME=value: such a name cannot reach a child.
+                raise self.error("an environment variable's name cannot be empty or contain '='", *path, key)
             if isinstance(item, bool):
                 env[key] = "true" if item else "false"
             elif isinstance(item, (str, int, float)):

@@ -12,6 +12,7 @@ import math
 import os
 import signal
 
+from procctl.config import rlimits
 from procctl.config.manifest import MAX_RLIMIT, Limits
 from procctl.units import parse_duration, parse_size
 
@@ -64,6 +65,9 @@ def limit(key: str, value: object) -> int | float | tuple[int, int]:
     soft, hard = (_rlimit(key, item) for item in pair)
     if soft > hard:
         raise ValueError(f"the soft limit ({pair[0]}) is above the hard limit ({pair[1]})")
+    refusal = rlimits.over_ceiling(key, (soft, hard))
+    if refusal is not None:
+        raise ValueError(f"{refusal}: no process could be started with it")
     return soft, hard
 
 
@@ -77,16 +81,7 @@ def _rlimit(key: str, value: object) -> int:
         return _within(parse_size(value), 0, MAX_RLIMIT, "bytes")
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a whole number, got {describe(value)}")
-    return _within(value, 0, nofile_ceiling() if key == "nofile" else MAX_RLIMIT, "")
-
-
-def nofile_ceiling() -> int:
-    """The most open files the kernel lets a process have (fs.nr_open)."""
-    try:
-        with open("/proc/sys/fs/nr_open", "rb") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 1 << 20
+    return _within(value, 0, MAX_RLIMIT, "")
 
 
 def _within(value: int | float, low: int, high: int, unit: str, *, above: bool = False) -> int:

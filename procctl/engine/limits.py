@@ -24,18 +24,12 @@ from typing import Any
 
 import psutil
 
+from procctl.config import rlimits
 from procctl.config.manifest import Limits
 from procctl.engine.tree import ProcessTree
-from procctl.errors import UsageError
+from procctl.errors import SpawnError, UsageError
 
-RLIMITS = {
-    "address_space": resource.RLIMIT_AS,
-    "cpu_time": resource.RLIMIT_CPU,
-    "nofile": resource.RLIMIT_NOFILE,
-    "nproc": resource.RLIMIT_NPROC,
-    "fsize": resource.RLIMIT_FSIZE,
-    "core": resource.RLIMIT_CORE,
-}
+RLIMITS = rlimits.RESOURCES
 """Manifest key → kernel resource."""
 
 THROTTLE_PERIOD_S = 0.1
@@ -54,8 +48,15 @@ def rlimit_pairs(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
 def preexec(limits: Limits, nice: int | None, join_fds: list[int] | None = None) -> Callable[[], None] | None:
     """The function the child runs between fork and exec, or None if there is
     nothing to set (then the fast vfork path stays in use). `join_fds` are
-    `cgroup.procs` files the child joins by writing `0` (itself)."""
+    `cgroup.procs` files the child joins by writing `0` (itself). A limit
+    the child could not set is a SpawnError naming it, raised here, before
+    the fork."""
     pairs = rlimit_pairs(limits)
+    for key in RLIMITS:
+        value = getattr(limits, key)
+        refusal = rlimits.over_ceiling(key, value) if value is not None else None
+        if refusal is not None:
+            raise SpawnError(f"cannot set the limit {refusal}")
     fds = tuple(join_fds or ())
     if not pairs and nice is None and not fds:
         return None

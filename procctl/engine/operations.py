@@ -99,6 +99,8 @@ class Operations:
         (spec,) = resolve([process], {name: (spec,) for name, spec in self.sup.plan.manifest.processes.items()})
         if spec.each is not None:
             raise UsageError(f"{process} runs one job per `each` item; it cannot be scaled")
+        if spec.port is not None and replicas and spec.port + replicas - 1 > 65535:
+            raise UsageError(f"scale: {process}.{replicas} would get PORT={spec.port + replicas - 1}, past 65535 (its port is {spec.port})")
         mine = [runner for runner in self.sup.runners if runner.process == process]
         current = [runner for runner in mine if not runner.state.final]
         added, removed = [], []

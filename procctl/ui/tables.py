@@ -118,7 +118,7 @@ def summary_lines(result: RunResult) -> list[str]:
     counts: dict[str, int] = {}
     for inst in result.instances:
         counts[inst.state.text] = counts.get(inst.state.text, 0) + 1
-    tally = ", ".join(f"{n} {state}" for state, n in counts.items())
+    tally = ", ".join(f"{n} {state}" for state, n in counts.items()) or "nothing to run"
     lines.append(f"{len(result.instances)} instances in {format_duration(result.duration_s)}: {tally}")
     if result.first_failure is not None:
         first = result.first_failure

@@ -61,7 +61,7 @@ def test_limits_past_what_the_kernel_takes_are_usage_errors(project: Project, ru
     connection; now every value past a bound is one line, exit 2."""
     for option, value, words in (
         ("--nofile", str(2**70), ("limits: nofile: must be 0 to", "got 1,180,591,620,717,411,303,424")),
-        ("--nofile", "99999999", ("limits: nofile: must be 0 to",)),
+        ("--nofile", "99999999", ("limits: nofile: nofile 99,999,999 is over",)),
         ("--nproc", str(2**63), ("limits: nproc: must be 0 to 4,611,686,018,427,387,904",)),
         ("--memory", "0", ("limits: memory: must be 1 to",)),
         ("--memory", "99999999999EiB", ("limits: memory",)),

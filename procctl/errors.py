@@ -8,7 +8,10 @@ from __future__ import annotations
 TIMEOUT_EXIT = 124
 """`run --timeout` ran out."""
 INTERRUPTED_EXIT = 130
-"""Interrupted (SIGINT or SIGTERM), as a shell reports 128 + SIGINT."""
+"""Interrupted (SIGINT, SIGTERM or SIGHUP), as a shell reports 128 + SIGINT."""
+STDOUT_CLOSED_EXIT = 141
+"""`run`'s output lost its reader (`procctl run | head`): stopped gracefully,
+as a shell reports 128 + SIGPIPE for `yes | head`."""
 COMMAND_NOT_FOUND = 127
 CANNOT_EXECUTE = 126
 """A shell's codes for a command it cannot find, or cannot run (`procctl exec`)."""

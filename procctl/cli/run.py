@@ -137,14 +137,18 @@ def run(
     # Held until this process ends: one supervisor per manifest.
     lock, detached = hold_supervisor_lock(state_dir, manifest.path)
     bus = Bus()
-    stream = _open_event_stream(events_to, bus)
+    stopping_for_stdout = _StdoutClosed()
+    stream = _open_event_stream(events_to, bus, stopping_for_stdout if events_to == "-" else None)
     if junit is not None:
         _check_writable("--junit", junit)
     # With a report on stdout (the event stream, the JSON summary, the JUnit
     # report), people read stderr: stdout stays what a program parses.
     human = sys.stderr if events_to == "-" or json_summary or junit == "-" else sys.stdout
     # Every sink for people writes through this: never on the loop's time.
-    write = Writer(human.buffer, bus.flow)
+    # Output nobody reads any more stops the run, as it stops `yes | head`;
+    # stderr going away (with the event stream on stdout) does the same.
+    human_closed = stopping_for_stdout if human is sys.stdout else _StdoutClosed(stream_name="stderr")
+    write = Writer(human.buffer, bus.flow, on_gone=human_closed)
     services: list[Callable[[], AbstractAsyncContextManager[object]]] = []
     grouped: plain.GroupedPrinter | None = None
     if stream is not None:
@@ -172,6 +176,7 @@ def run(
         edited_plan=lambda: read_plan(manifest.path),
         watch=not no_watch,
     )
+    stopping_for_stdout.supervisor = human_closed.supervisor = supervisor
     server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path, bus)
     services.insert(0, lambda: serving(server))
     if mode == "interactive":
@@ -235,18 +240,60 @@ def hold_supervisor_lock(state_dir: StateDir, manifest_path: Path) -> tuple[int,
     return lock, detached
 
 
+class _StdoutClosed:
+    """Told by a writer of our output that its reader went away (`| head`,
+    a closed terminal): says so on stderr and stops the run gracefully,
+    which then exits STDOUT_CLOSED_EXIT (141, as a shell reports a process
+    that SIGPIPE ended)."""
+
+    def __init__(self, stream_name: str = "stdout") -> None:
+        self.stream_name = stream_name
+        self.supervisor: Supervisor | None = None
+        self.happened = False
+
+    def __call__(self) -> None:
+        import asyncio
+
+        from procctl.errors import STDOUT_CLOSED_EXIT
+
+        if self.happened:
+            return
+        self.happened = True
+        fd = 1 if self.stream_name == "stdout" else 2
+        # Nothing more can reach it: later writes (the summary, the
+        # interpreter's last flush) go nowhere instead of failing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+        other = sys.stderr if fd == 1 else sys.stdout
+        try:
+            other.write(f"procctl: {self.stream_name} was closed (its reader went away): stopping everything gracefully\n")
+            other.flush()
+        except (OSError, ValueError):
+            pass
+        supervisor = self.supervisor
+        if supervisor is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # the run is over already
+        # A bus subscriber tells us: the stop starts on the loop's next turn.
+        loop.call_soon(lambda: supervisor.request_stop(f"{self.stream_name} was closed", exit_code=STDOUT_CLOSED_EXIT))
+
+
 def _name_list(values: list[str] | None) -> list[str]:
     """`--only a,b --only c` → [a, b, c]."""
     return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
 
 
-def _open_event_stream(target: str | None, bus: Bus) -> EventStream | None:
+def _open_event_stream(target: str | None, bus: Bus, on_stdout_closed: Callable[[], None] | None) -> EventStream | None:
     from procctl.ui.sinks import EventStream
 
     if target is None:
         return None
     try:
-        return EventStream.open(target, bus.flow)
+        return EventStream.open(target, bus.flow, on_stdout_closed)
     except OSError as exc:
         raise UsageError(f"--events {target}: {exc.strerror or exc}") from None
 
@@ -349,16 +396,21 @@ def load_predictions(plan: Plan, state_dir: StateDir, warn: Callable[[str], None
 def _print_summary(result: RunResult, as_json: bool, out: TextIO) -> None:
     from procctl.ui.tables import summary_json, summary_lines, summary_table
 
-    if as_json:
-        out.write(dumps(summary_json(result)))
-        return
-    console = make_console(out)
     try:
+        if as_json:
+            out.write(dumps(summary_json(result)))
+            out.flush()
+            return
+        console = make_console(out)
         console.print(summary_table(result))  # type: ignore[arg-type]
         for line in summary_lines(result):  # type: ignore[arg-type]
             console.print(line, highlight=False, markup=False)
-    except BrokenPipeError:
-        pass
+    except OSError:
+        # Nobody reads it any more (a closed pipe, a closed terminal: EPIPE,
+        # EIO): the run is over and recorded; the exit code says how it went.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
 
 
 @app.command()

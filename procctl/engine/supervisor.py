@@ -81,6 +81,9 @@ class Supervisor:
         """Starts the children (entered for the whole run)."""
         self.control_socket = control_socket
         """Where the control server listens, told to every child."""
+        self.detached = detached
+        """Started by `up -d`: no terminal, and it stays up until `down` even
+        when nothing is left running."""
         self.runners: list[InstanceRunner] = []
         self._by_process: dict[str, list[InstanceRunner]] = {}
         self._by_name: dict[str, InstanceRunner] = {}
@@ -342,11 +345,15 @@ class Supervisor:
 
     # ------------------------------------------------------------ stopping
 
-    def request_stop(self, reason: str = "stop requested", *, interrupted: bool = False) -> None:
-        """Graceful stop of everything, in reverse dependency order."""
+    def request_stop(self, reason: str = "stop requested", *, interrupted: bool = False, exit_code: int | None = None) -> None:
+        """Graceful stop of everything, in reverse dependency order.
+        `interrupted` (a signal) makes the exit 130 whenever it comes;
+        `exit_code` counts only for the stop that comes first."""
         if interrupted:
             self._interrupted = True
         if self._stop_requested is not None and not self._stop_requested.is_set():
+            if exit_code is not None and self._exit_override is None:
+                self._exit_override = exit_code
             self.bus.publish(events.Notice("procctl", "procctl", message=f"stopping: {reason}"))
             self._stop_requested.set()
 

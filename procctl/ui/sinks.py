@@ -15,6 +15,7 @@ import re
 import socket
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,19 +44,20 @@ class EventStream:
     away (a closed pipe) the stream stops; the run goes on.
     """
 
-    def __init__(self, out: BinaryIO, *, close: bool, flow: Flow | None = None) -> None:
+    def __init__(self, out: BinaryIO, *, close: bool, flow: Flow | None = None, on_gone: Callable[[], None] | None = None) -> None:
         self._out = out
-        self._write = Writer(out, flow)
+        self._write = Writer(out, flow, on_gone=on_gone)
         self._close = close
 
     @classmethod
-    def open(cls, target: str, flow: Flow | None = None) -> EventStream:
-        """'-' is stdout; anything else a file, created (or truncated) now so
-        that a bad path fails before anything starts. Raises OSError."""
+    def open(cls, target: str, flow: Flow | None = None, on_stdout_gone: Callable[[], None] | None = None) -> EventStream:
+        """'-' is stdout (`on_stdout_gone` is told if its reader goes away);
+        anything else a file, created (or truncated) now so that a bad path
+        fails before anything starts. Raises OSError."""
         if target == "-":
             import sys
 
-            return cls(sys.stdout.buffer, close=False, flow=flow)
+            return cls(sys.stdout.buffer, close=False, flow=flow, on_gone=on_stdout_gone)
         return cls(open(target, "wb"), close=True, flow=flow)
 
     def __call__(self, event: events.Event) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import os
 import socket
 import stat
@@ -65,10 +66,17 @@ def _without_waiting(out: BinaryIO) -> tuple[Send, Callable[[bool], None], Calla
     return (lambda data: os.write(own, data)), (lambda blocking: os.set_blocking(own, blocking)), (lambda: os.close(own)), own
 
 
+_GONE = (errno.EPIPE, errno.EIO, errno.ECONNRESET, errno.ENXIO)
+"""Errors that mean the reader went away (a closed pipe, a closed terminal),
+as against a stream that failed (a full disk under a log file)."""
+
+
 class Writer:
-    def __init__(self, out: BinaryIO, flow: Flow | None = None) -> None:
+    def __init__(self, out: BinaryIO, flow: Flow | None = None, on_gone: Callable[[], None] | None = None) -> None:
         self._out = out
         self._flow = flow
+        self._on_gone = on_gone
+        """Told once, when the reader goes away (not when a file fails)."""
         out.flush()  # What was written before goes first.
         self._own = _without_waiting(out)
         self._queue: collections.deque[bytes | IO[bytes]] = collections.deque()
@@ -114,8 +122,9 @@ class Writer:
         try:
             self._out.write(data)
             self._out.flush()
-        except (BrokenPipeError, ValueError, OSError):
+        except (BrokenPipeError, ValueError, OSError) as exc:
             self.broken = True
+            self._gone(exc)
 
     def _send(self, data: bytes) -> int | None:
         """Bytes written without waiting; None when the writer broke."""
@@ -124,9 +133,15 @@ class Writer:
             return self._own[0](data)
         except BlockingIOError:
             return 0
-        except (BrokenPipeError, ValueError, OSError):
+        except (BrokenPipeError, ValueError, OSError) as exc:
             self._break()
+            self._gone(exc)
             return None
+
+    def _gone(self, exc: Exception) -> None:
+        if self._on_gone is not None and (isinstance(exc, ValueError) or getattr(exc, "errno", None) in _GONE):
+            on_gone, self._on_gone = self._on_gone, None
+            on_gone()
 
     def _keep(self, item: bytes | IO[bytes], size: int) -> None:
         self._queue.append(item)

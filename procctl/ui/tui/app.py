@@ -77,6 +77,12 @@ class LiveApp(App[int]):
         Binding("ctrl+c", "leave", "quit", show=False, priority=True),
     ]
 
+    def get_driver_class(self) -> Any:
+        # A closed terminal must not hang the view's shutdown.
+        from procctl.ui.tui.terminal import surviving
+
+        return surviving(super().get_driver_class())
+
     def __init__(self, face: Supervision, *, tail: int | None = None, fps: float = FPS) -> None:
         super().__init__()
         self.face = face

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from procctl.engine.logfile import LogFile
     from procctl.config.manifest import Limits
     from procctl.engine.logfile import LogFile
     from procctl.engine.terminal import Terminals

@@ -45,7 +45,7 @@ class LogFile:
     failing write costs one system call) and what it lost is counted."""
 
     __slots__ = (
-        "fd", "_on_trouble", "lost_bytes", "failing", "position", "_index_fd", "_rotate", "max_bytes",
+        "fd", "on_trouble", "lost_bytes", "failing", "position", "_index_fd", "_rotate", "max_bytes",
         "_file_bytes", "_index_bytes", "_marked_at", "_wrote_at", "_on_rotate_error",
     )  # fmt: skip
 
@@ -60,7 +60,7 @@ class LogFile:
         on_rotate_error: Callable[[OSError], None] | None = None,
     ) -> None:
         self.fd = fd
-        self._on_trouble = on_trouble
+        self.on_trouble = on_trouble
         self.lost_bytes = 0
         """Output the log did not get (since this writer was made)."""
         self.failing = False
@@ -98,13 +98,13 @@ class LogFile:
             self.lost_bytes += len(view)
             if not self.failing:
                 self.failing = True
-                if self._on_trouble is not None:
-                    self._on_trouble(exc, self.lost_bytes)
+                if self.on_trouble is not None:
+                    self.on_trouble(exc, self.lost_bytes)
             return
         if self.failing:
             self.failing = False
-            if self._on_trouble is not None:
-                self._on_trouble(None, self.lost_bytes)
+            if self.on_trouble is not None:
+                self.on_trouble(None, self.lost_bytes)
 
     def _mark(self) -> None:
         """A record of when the next chunk arrived: for a file's first chunk,

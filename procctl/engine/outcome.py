@@ -90,6 +90,11 @@ class Totals:
     """User + system CPU seconds of the tree over every run, descendants included."""
     mean_cpu_percent: float | None = None
     """cpu_time_s over duration_s (100 = one core busy throughout)."""
+    log_lost_bytes: int = 0
+    """Output its log file did not get (a full disk, an I/O error): it was
+    shown and streamed all the same."""
+    log_error: str = ""
+    """Why the log refused writes, when it did."""
 
 
 @dataclasses.dataclass(kw_only=True)

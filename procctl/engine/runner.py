@@ -193,6 +193,8 @@ class InstanceRunner:
 
     def result(self) -> InstanceResult:
         """Its totals and its state now, together."""
+        if self._log is not None:
+            self.totals.log_lost_bytes = self._log.lost_bytes
         return InstanceResult(**vars(self.totals), name=self.name, process=self.process, state=self.state, log_path=self.log_path)
 
     # ------------------------------------------------------------- verbs
@@ -493,6 +495,7 @@ class InstanceRunner:
         if self._log is None:
             try:
                 self._log = await self._host.open_log(self.job, truncate=not self.started_once)
+                self._log.on_trouble = self.log_trouble
             except (OSError, StateDirError) as exc:
                 why = str(exc) if isinstance(exc, StateDirError) else f"{self.log_path}: {exc.strerror or exc}"
                 raise SpawnError(f"cannot write its log: {why}") from None
@@ -502,6 +505,17 @@ class InstanceRunner:
     def log_position(self) -> int:
         """How much of its output its log has taken (0 before its first start)."""
         return self._log.position if self._log is not None else 0
+
+    def log_trouble(self, error: OSError | None, lost_bytes: int) -> None:
+        """Its log stopped taking writes (`error`), or takes them again."""
+        self.totals.log_lost_bytes = lost_bytes
+        if error is not None:
+            self.totals.log_error = error.strerror or str(error)
+            message = f"its log {self.log_path} refuses writes ({self.totals.log_error}): its output is still shown, not logged, until the log takes writes again"
+            self._host.bus.publish(events.Notice(self.process, self.name, message=message, level="warning"))
+        else:
+            message = f"its log {self.log_path} takes writes again; {lost_bytes:,} bytes of output are missing from it ({self.totals.log_error})"
+            self._host.bus.publish(events.Notice(self.process, self.name, message=message))
 
     async def _run_once(self, ticket: int) -> tuple[Ending, float]:
         """Spawn, probe and wait for one run. Returns how it ended and its length."""

@@ -171,8 +171,16 @@ class Supervisor:
         """This run's logs begin (the last run's move to `logs/past/`), and
         procctl's own events are kept with them for the whole run."""
         settings = self.plan.manifest.settings
-        self.state_dir.begin_run(self.recorder.run_id, {"pid": os.getpid(), "started": time.time(), "manifest": str(self.plan.manifest.path)})
-        fd, _ = self.state_dir.open_log_pair(logindex.EVENTS, truncate=True, indexed=False)
+        try:
+            self.state_dir.begin_run(self.recorder.run_id, {"pid": os.getpid(), "started": time.time(), "manifest": str(self.plan.manifest.path)})
+            fd, _ = self.state_dir.open_log_pair(logindex.EVENTS, truncate=True, indexed=False)
+        except OSError as exc:
+            # A full or failing disk: the run goes on, its instances' logs
+            # say so each for itself (`logfile`), without the event log.
+            message = f"the run's event log is off ({exc.strerror or exc}): procctl logs will show the output without procctl's events"
+            self.bus.publish(events.Notice("procctl", "procctl", message=message, level="warning"))
+            yield
+            return
         log = LogFile(fd, rotate=lambda: self.state_dir.rotate_log(logindex.EVENTS, settings.log_keep, indexed=False), max_bytes=settings.log_max_size)
         run_log = RunLog(log, self._log_position)
         self.bus.subscribe(run_log)

@@ -123,6 +123,14 @@ def summary_lines(result: RunResult) -> list[str]:
     if result.first_failure is not None:
         first = result.first_failure
         lines.append(f"first failure: {first.name} ({first.status_text}); log: {first.log_path}")
+    unlogged = [inst for inst in result.instances if inst.log_lost_bytes or inst.log_error]
+    for inst in unlogged[:NOTABLE_ROWS]:
+        lines.append(
+            f"warning: {inst.name}: its log {inst.log_path} is missing {format_size(inst.log_lost_bytes)} of output"
+            f" ({inst.log_error or 'refused writes'}); it was shown, not logged"
+        )
+    if len(unlogged) > NOTABLE_ROWS:
+        lines.append(f"warning: {len(unlogged) - NOTABLE_ROWS} more instances' logs are missing output: see --json")
     return lines
 
 
@@ -141,6 +149,8 @@ def instance_json(inst: InstanceResult) -> dict[str, Any]:
         "mean_cpu_percent": inst.mean_cpu_percent,
         "reason": inst.reason,
         "log": str(inst.log_path) if inst.log_path else None,
+        "log_lost_bytes": inst.log_lost_bytes,
+        "log_error": inst.log_error or None,
     }
 
 

@@ -42,11 +42,11 @@ class Hierarchy:
     own: Path
 
 
-def _read(path: Path) -> str:
+def read_text(path: Path) -> str:
     return path.read_text()
 
 
-def _write(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
         os.write(fd, text.encode())
@@ -54,7 +54,7 @@ def _write(path: Path, text: str) -> None:
         os.close(fd)
 
 
-def _mounts(mountinfo: str) -> list[tuple[str, Path, str, set[str]]]:
+def mount_table(mountinfo: str) -> list[tuple[str, Path, str, set[str]]]:
     """(root within the hierarchy, mount point, fs type, super options) of each cgroup mount."""
     found = []
     for line in mountinfo.splitlines():
@@ -71,8 +71,8 @@ def locate(controllers: tuple[str, ...] = WANTED, *, proc: Path = Path("/proc/se
     """Where each of `controllers` can be reached from this process: its
     cgroup v2 group when that offers the controller, else a v1 hierarchy."""
     try:
-        memberships = _read(proc / "cgroup").splitlines()
-        mounts = _mounts(_read(proc / "mountinfo"))
+        memberships = read_text(proc / "cgroup").splitlines()
+        mounts = mount_table(read_text(proc / "mountinfo"))
     except OSError:
         return {}
     v1_paths: dict[str, str] = {}
@@ -101,7 +101,7 @@ def locate(controllers: tuple[str, ...] = WANTED, *, proc: Path = Path("/proc/se
             if placed is None:
                 continue
             try:
-                offered = set(_read(placed / "cgroup.controllers").split())
+                offered = set(read_text(placed / "cgroup.controllers").split())
             except OSError:
                 continue
             for name in controllers:
@@ -150,7 +150,7 @@ class Group:
         """Cap the group's memory, swap included (none: no cap). Raises OSError."""
         path = self.dirs["memory"]
         if self.version == 2:
-            _write(path / "memory.max", "max" if limit is None else str(limit))
+            write_text(path / "memory.max", "max" if limit is None else str(limit))
             _write_if_there(path / "memory.swap.max", "max" if limit is None else "0")
             # A breach ends the whole tree at once, not its largest process alone.
             _write_if_there(path / "memory.oom.group", "1")
@@ -158,28 +158,28 @@ class Group:
         value = -1 if limit is None else limit
         limit_file, swap_file = path / "memory.limit_in_bytes", path / "memory.memsw.limit_in_bytes"
         if not swap_file.exists():
-            _write(limit_file, str(value))
+            write_text(limit_file, str(value))
             return
         # memsw may never be below the plain limit: raise it first, lower it last.
-        raising = value < 0 or value > int(_read(limit_file))
+        raising = value < 0 or value > int(read_text(limit_file))
         for target in (swap_file, limit_file) if raising else (limit_file, swap_file):
-            _write(target, str(value))
+            write_text(target, str(value))
 
     def set_cpu(self, percent: float | None) -> None:
         """Hold the group to `percent` of one core (none: no cap). Raises OSError."""
         path = self.dirs["cpu"]
         quota = None if percent is None else max(1000, round(CPU_PERIOD_US * percent / 100))
         if self.version == 2:
-            _write(path / "cpu.max", f"{'max' if quota is None else quota} {CPU_PERIOD_US}")
+            write_text(path / "cpu.max", f"{'max' if quota is None else quota} {CPU_PERIOD_US}")
             return
-        _write(path / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-        _write(path / "cpu.cfs_quota_us", str(-1 if quota is None else quota))
+        write_text(path / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+        write_text(path / "cpu.cfs_quota_us", str(-1 if quota is None else quota))
 
     def oom_kills(self) -> int:
         """How many processes of the group the kernel's OOM killer has ended."""
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
-            match = re.search(r"^oom_kill (\d+)$", _read(self.dirs["memory"] / name), re.MULTILINE)
+            match = re.search(r"^oom_kill (\d+)$", read_text(self.dirs["memory"] / name), re.MULTILINE)
         except OSError:
             return 0
         return int(match.group(1)) if match else 0
@@ -191,7 +191,7 @@ class Group:
         names = ("memory.peak", "memory.current") if self.version == 2 else ("memory.max_usage_in_bytes", "memory.usage_in_bytes")
         for name in names:
             try:
-                return int(_read(path / name))
+                return int(read_text(path / name))
             except (OSError, ValueError):
                 continue
         return 0
@@ -211,7 +211,7 @@ class Group:
 
 def _write_if_there(path: Path, text: str) -> None:
     try:
-        _write(path, text)
+        write_text(path, text)
     except FileNotFoundError:
         pass
 
@@ -242,7 +242,7 @@ class Host:
         versions = [place.version for place in places.values()]
         version = max(set(versions), key=lambda v: (versions.count(v), v))
         places = {name: place for name, place in places.items() if place.version == version}
-        _sweep_stale({place.own for place in places.values()})
+        sweep_stale({place.own for place in places.values()})
         try:
             return _create_v2(places, companions) if version == 2 else _create_v1(places)
         except OSError:
@@ -287,7 +287,7 @@ class Host:
             self._delegation = None
 
 
-def _sweep_stale(parents: set[Path]) -> None:
+def sweep_stale(parents: set[Path]) -> None:
     """Remove the empty groups of supervisors that died without cleaning up."""
     for parent in parents:
         try:
@@ -295,7 +295,7 @@ def _sweep_stale(parents: set[Path]) -> None:
         except OSError:
             continue
         for entry in entries:
-            match = re.fullmatch(re.escape(GROUP_PREFIX) + r"(\d+)(\.supervisor)?", entry.name)
+            match = re.fullmatch(re.escape(GROUP_PREFIX) + r"(\d+)(\.supervisor|\.run)?", entry.name)
             if match is None or not entry.is_dir() or psutil.pid_exists(int(match.group(1))):
                 continue
             for child in entry.iterdir():
@@ -343,8 +343,8 @@ class Delegation:
         delegation = cls(group, leaf, controllers, pids)
         try:
             for pid in pids:
-                _write(leaf / "cgroup.procs", str(pid))
-            _write(group / "cgroup.subtree_control", " ".join(f"+{name}" for name in controllers))
+                write_text(leaf / "cgroup.procs", str(pid))
+            write_text(group / "cgroup.subtree_control", " ".join(f"+{name}" for name in controllers))
         except OSError:
             delegation.undo()
             raise
@@ -354,10 +354,10 @@ class Delegation:
         # Best effort: a step the kernel refuses leaves an empty leaf, which
         # a later supervisor's sweep removes.
         try:
-            _write(self.group / "cgroup.subtree_control", " ".join(f"-{name}" for name in self.controllers))
+            write_text(self.group / "cgroup.subtree_control", " ".join(f"-{name}" for name in self.controllers))
             for pid in self.pids:
                 try:
-                    _write(self.group / "cgroup.procs", str(pid))
+                    write_text(self.group / "cgroup.procs", str(pid))
                 except ProcessLookupError:
                     pass
             self.leaf.rmdir()
@@ -371,7 +371,7 @@ def _create_v2(places: dict[str, Hierarchy], companions: tuple[int, ...]) -> Hos
     enable = " ".join(f"+{name}" for name in wanted)
     delegation: Delegation | None = None
     try:
-        _write(own / "cgroup.subtree_control", enable)
+        write_text(own / "cgroup.subtree_control", enable)
     except OSError as exc:
         ours = (os.getpid(), *companions)
         if exc.errno != errno.EBUSY or not _only(own, ours):
@@ -380,7 +380,7 @@ def _create_v2(places: dict[str, Hierarchy], companions: tuple[int, ...]) -> Hos
     base = own / f"{GROUP_PREFIX}{os.getpid()}"
     try:
         base.mkdir(exist_ok=True)
-        _write(base / "cgroup.subtree_control", enable)
+        write_text(base / "cgroup.subtree_control", enable)
     except OSError:
         try:
             base.rmdir()
@@ -395,6 +395,6 @@ def _create_v2(places: dict[str, Hierarchy], companions: tuple[int, ...]) -> Hos
 def _only(group: Path, pids: tuple[int, ...]) -> bool:
     """True when the group holds these processes and no other."""
     try:
-        return {int(pid) for pid in _read(group / "cgroup.procs").split()} <= set(pids)
+        return {int(pid) for pid in read_text(group / "cgroup.procs").split()} <= set(pids)
     except (OSError, ValueError):
         return False

@@ -26,6 +26,7 @@ from procctl.engine.child import Exit, OutputCallback, SpawnRequest
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
 from procctl.engine.logfile import LogFile
 from procctl.engine.pipes import Input, Output
+from procctl.engine.rungroup import RunGroup
 from procctl.engine.terminal import Terminals, take_terminal
 from procctl.engine.spawner import Spawner
 from procctl.engine.tree import ProcessTree, stat_fields
@@ -449,20 +450,29 @@ def _raise_fd_limit(concurrency: int) -> None:
 
 
 class LocalExecutor:
-    """Children on this machine (`Child`), held by a guardian for the run: if
-    procctl dies, however it dies, they die with it."""
+    """Children on this machine (`Child`), held for the run by a cgroup they
+    cannot leave (`rungroup`) and by a guardian: if procctl dies, however it
+    dies, they die with it. `on_notice(message, level)` hears what the run
+    should be told (a guardian replaced, escaped processes killed)."""
 
-    def __init__(self, concurrency: int = 1, spawner: Spawner | None = None) -> None:
+    def __init__(self, concurrency: int = 1, spawner: Spawner | None = None, on_notice: Callable[[str, str], None] | None = None) -> None:
         self._concurrency = concurrency
         """How many children may run at once (the pool's size)."""
         self._spawner = spawner
         """The threads its children are spawned on (None: the loop's)."""
+        self._on_notice = on_notice
         self._guardian: Guardian | None = None
+        self._run_group: RunGroup | None = None
         self._env: dict[str, str] = {}
 
     def __enter__(self) -> LocalExecutor:
         _raise_fd_limit(self._concurrency)
-        self._guardian = Guardian()
+        # The guardian first, outside the run's group: it must outlive it.
+        self._guardian = Guardian(self._on_notice)
+        self._guardian.observe()
+        self._run_group = RunGroup.enter()
+        if self._run_group is not None:
+            self._guardian.track(str(self._run_group.path))
         # What procctl itself was told by a supervisor of its own is not passed on.
         stale = childenv.stale()
         self._env = {key: value for key, value in os.environ.items() if key not in stale}
@@ -471,10 +481,26 @@ class LocalExecutor:
 
     def __exit__(self, *exc: object) -> None:
         guardian, self._guardian = self._guardian, None
-        if guardian is not None:
-            # Descendants that escaped both their group and their parent.
-            sweep(guardian.token, exclude=guardian.pid)
-            guardian.close()
+        run_group, self._run_group = self._run_group, None
+        if guardian is None:
+            return
+        # Descendants that escaped both their group and their parent.
+        if run_group is not None:
+            escaped = run_group.leave(spare=(guardian.pid,))
+            guardian.untrack(str(run_group.path))
+        else:
+            escaped = sweep(guardian.token, exclude=guardian.pid)
+        guardian.close()
+        if escaped and self._on_notice is not None:
+            where = "the run's cgroup" if run_group is not None else "the process table (by the run's token)"
+            self._on_notice(f"killed {escaped} process(es) still running after every instance ended, found in {where}", "warning")
+
+    @property
+    def tracking(self) -> str:
+        """How the run's processes are tracked: its cgroup, or the token."""
+        if self._run_group is not None:
+            return self._run_group.label
+        return f"the environment token {TOKEN_VAR}"
 
     @property
     def env(self) -> Mapping[str, str]:

@@ -77,7 +77,7 @@ class Supervisor:
         self.run_timeout_s = run_timeout_s
         self.spawner = Spawner()
         """Threads for the blocking steps of a start: the spawn, the log's creation."""
-        self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency(), spawner=self.spawner)
+        self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency(), spawner=self.spawner, on_notice=self._executor_notice)
         """Starts the children (entered for the whole run)."""
         self.control_socket = control_socket
         """Where the control server listens, told to every child."""
@@ -370,6 +370,9 @@ class Supervisor:
         self._stopping = True
         self.bus.publish(events.Notice("procctl", "procctl", message="forced stop: SIGKILL to everything", level="warning"))
         self._kill_all()
+
+    def _executor_notice(self, message: str, level: str) -> None:
+        self.bus.publish(events.Notice("procctl", "procctl", message=message, level=level))
 
     def _kill_all(self) -> None:
         known = ProcessTree() if any(runner.child is not None for runner in self.runners) else None

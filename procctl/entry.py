@@ -53,12 +53,10 @@ def _fast_status_file(argv: list[str]) -> tuple[bool, str | None]:
 
 
 def _status_json(file: str | None) -> None:
-    from procctl.control.address import supervisor_of
-    from procctl.control.client import request
+    from procctl.control.client import call
     from procctl.jsonout import dumps
 
-    path, manifest = supervisor_of(file)
-    result = request(path, manifest, "status", None, timeout_s=30.0)
+    result = call(file, "status", timeout_s=30.0)
     sys.stdout.write(dumps(result))
 
 

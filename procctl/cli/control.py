@@ -18,11 +18,9 @@ from procctl.jsonout import dumps
 
 
 def call(file: Path | None, verb: str, args: dict[str, Any] | None = None, timeout_s: float = 30.0) -> Any:
-    from procctl.control.address import supervisor_of
-    from procctl.control.client import request
+    from procctl.control import client
 
-    path, manifest = supervisor_of(file)
-    return request(path, manifest, verb, args, timeout_s=timeout_s)
+    return client.call(file, verb, args, timeout_s=timeout_s)
 
 
 def _emit(result: Any, as_json: bool, text: str) -> None:

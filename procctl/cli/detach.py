@@ -177,25 +177,36 @@ def down(
     timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Longest wait for everything to stop.")] = "60s",
 ) -> None:
     """Stop the running supervisor gracefully; return when everything is gone. Nothing running: say so, exit 0."""
-    limit = parse_duration_option("--timeout", timeout) or 60.0
-    from procctl.config.locate import find_manifest
+    import signal
 
+    from procctl.config.locate import find_manifest
+    from procctl.control.client import Unreachable
+
+    limit = parse_duration_option("--timeout", timeout) or 60.0
+    how = ""
     try:
         pid = call(file, "ping")["pid"]
+    except Unreachable as exc:
+        # Its socket is gone for good; the lock proves which process it is.
+        # SIGTERM is the same graceful stop `shutdown` asks for.
+        pid = exc.pid
+        os.kill(pid, signal.SIGTERM)
+        how = " (reached by its pid: its control socket was gone)"
     except NotRunning:
         # As `docker compose down` does when nothing runs: what it asks for holds already.
         typer.echo(f"already down: no supervisor runs for {find_manifest(file)}")
         return
-    try:
-        call(file, "shutdown")
-    except NoSupervisor:
-        pass  # it ended between the two requests: waited for below
+    else:
+        try:
+            call(file, "shutdown")
+        except NoSupervisor:
+            pass  # it ended between the two requests: waited for below
     deadline = time.monotonic() + limit
     while _alive(pid):
         if time.monotonic() > deadline:
             raise ProcctlError(f"the supervisor (pid {pid}) is still stopping after {limit:g}s")
         time.sleep(0.05)
-    typer.echo(f"supervisor {pid} stopped")
+    typer.echo(f"supervisor {pid} stopped{how}")
 
 
 def _alive(pid: int) -> bool:

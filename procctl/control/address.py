@@ -85,6 +85,23 @@ def supervisor_of(file: str | os.PathLike[str] | None) -> tuple[Path, Path]:
         if inherited:
             return Path(inherited), Path(os.environ.get(childenv.MANIFEST) or inherited)
     from procctl.config.locate import find_manifest
+    from procctl.errors import ManifestError
 
-    manifest = find_manifest(file)
+    try:
+        manifest = find_manifest(file)
+    except ManifestError:
+        # A manifest deleted (or moved) while its supervisor runs: its state
+        # directory, where the manifest was, still leads to the supervisor.
+        named = file if file is not None else os.environ.get("PROCCTL_FILE") or None
+        where = Path(named).absolute().parent if named is not None else Path.cwd()
+        state = StateDir(where / ".procctl")
+        if state.supervisor_pid() is None:
+            raise
+        return socket_path(state), Path(named).absolute() if named is not None else where
     return socket_path(StateDir.beside(manifest)), manifest
+
+
+def state_dir_of(socket: Path, manifest: Path) -> StateDir:
+    """The state directory of the supervisor `supervisor_of` named (where
+    its lock is), from the manifest (or the directory, when it is gone)."""
+    return StateDir((manifest if manifest.is_dir() else manifest.parent) / ".procctl")

@@ -5,7 +5,9 @@ No socket, or nobody answering on it, is NoSupervisor (exit 3).
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +117,45 @@ def request(path: Path, manifest: Path, verb: str, args: dict[str, Any] | None =
     _encode(verb, args, 1)
     with Connection(path, manifest, timeout_s=timeout_s) as connection:
         return connection.call(verb, args)
+
+
+SOCKET_BACK_S = 3.0
+"""How long a client waits for a running supervisor to lay its removed
+socket down again (it looks every `server.SOCKET_CHECK_S`)."""
+
+
+class Unreachable(NoSupervisor):
+    """A supervisor runs (it holds the lock; `pid` proven) but does not
+    answer on its socket."""
+
+    def __init__(self, message: str, pid: int) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+def call(file: str | os.PathLike[str] | None, verb: str, args: dict[str, Any] | None = None, *, timeout_s: float = 30.0) -> Any:
+    """One request to the supervisor of `file` (see `address.supervisor_of`).
+    When its socket is gone (removed by hand) but the supervisor still runs,
+    wait a moment for it to lay the socket down again; if it does not,
+    raise `Unreachable` with its pid."""
+    from procctl.control.address import state_dir_of, supervisor_of
+
+    path, manifest = supervisor_of(file)
+    try:
+        return request(path, manifest, verb, args, timeout_s=timeout_s)
+    except NoSupervisor as exc:
+        pid = state_dir_of(path, manifest).supervisor_pid()
+        if pid is None:
+            raise
+        first = exc
+    deadline = time.monotonic() + SOCKET_BACK_S
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            return request(path, manifest, verb, args, timeout_s=timeout_s)
+        except NoSupervisor:
+            continue
+    raise Unreachable(
+        f"the supervisor of {manifest} runs (pid {pid}) but does not answer on {path} ({first}); 'procctl down' stops it by its pid",
+        pid,
+    )

@@ -27,7 +27,7 @@ from procctl.control.address import socket_location
 from procctl.control.protocol import MAX_REQUEST_BYTES, VERBS, ProtocolError, Reply, Request, decode_request
 from procctl.engine.operations import Operations
 from procctl.engine.store import check_entry
-from procctl.errors import AlreadyRunning, ProcctlError
+from procctl.errors import AlreadyRunning, ProcctlError, StateDirError
 
 _PEERCRED = struct.Struct("3i")
 """struct ucred: pid, uid, gid."""
@@ -88,6 +88,10 @@ def _announcements(verb: str, args: dict[str, Any], result: Any) -> list[tuple[s
     return []
 
 
+SOCKET_CHECK_S = 1.0
+"""How often the server checks that its socket is still there."""
+
+
 class ControlServer:
     def __init__(self, operations: Operations, path: Path, manifest: Path, bus: events.Bus | None = None) -> None:
         self.ops = operations
@@ -112,6 +116,26 @@ class ControlServer:
             os.unlink(self.path.name, dir_fd=self._dir_fd)
         self._server = await asyncio.start_unix_server(self._serve, path=where, limit=MAX_REQUEST_BYTES + 1)
         os.chmod(where, 0o600)
+
+    async def keep(self) -> None:
+        """Lay the socket down again when it is removed while we run (a
+        cleanup script, `rm -r .procctl`): `status` and `down` must always
+        reach the one supervisor that holds the lock."""
+        while True:
+            await asyncio.sleep(SOCKET_CHECK_S)
+            try:
+                location = socket_location(self.path, create=False)
+                if location is not None and check_entry(location[0], self.path.name, shown=self.path, kind=stat.S_IFSOCK):
+                    continue
+            except StateDirError:
+                continue  # Something else is there now: never touch it.
+            old = self._server
+            try:
+                await self.start()
+            except (OSError, ProcctlError):
+                continue
+            if old is not None:
+                old.close()
 
     async def close(self) -> None:
         # Subscribers get what is left, then the end of their stream.
@@ -211,7 +235,11 @@ class ControlServer:
 @contextlib.asynccontextmanager
 async def serving(server: ControlServer) -> AsyncIterator[ControlServer]:
     await server.start()
+    keeper = asyncio.get_running_loop().create_task(server.keep())
     try:
         yield server
     finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
         await server.close()

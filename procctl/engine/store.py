@@ -451,6 +451,37 @@ class StateDir:
         os.ftruncate(lock_fd, 0)
         os.pwrite(lock_fd, f"{pid}\n".encode(), 0)
 
+    def supervisor_pid(self) -> int | None:
+        """The pid of the supervisor that holds this directory's lock, when
+        one does — proven, not just read: the pid written in the lock is a
+        live process that has the lock file itself open. None otherwise.
+        Takes no lock (a check must never make a starting supervisor think
+        another one runs)."""
+        try:
+            fd = self.open(LOCK_NAME, os.O_RDONLY)
+        except (OSError, StateDirError):
+            return None
+        try:
+            lock = os.fstat(fd)
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        finally:
+            os.close(fd)
+        if not text.isdigit():
+            return None
+        pid = int(text)
+        try:
+            descriptors = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            return None
+        for name in descriptors:
+            try:
+                held = os.stat(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if (held.st_dev, held.st_ino) == (lock.st_dev, lock.st_ino):
+                return pid
+        return None
+
     def write_pid(self, pid: int) -> None:
         fd = self.open("supervisor.pid", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:

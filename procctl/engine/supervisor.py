@@ -312,15 +312,17 @@ class Supervisor:
         task.add_done_callback(self._task_done)
 
     async def _supervise(self) -> None:
-        """Wait until no runner has anything left to do; a stop request
-        turns into the ordered shutdown. Runners may be added meanwhile
-        (start, scale): `launch` counts them in."""
+        """Wait until no runner has anything left to do — or, detached,
+        until a stop request: a detached supervisor stays up with nothing
+        running (a `start` or `scale` may come), as supervisord does, until
+        `down`. A stop request turns into the ordered shutdown. Runners may
+        be added meanwhile (start, scale): `launch` counts them in."""
         assert self._stop_requested is not None and self._idle is not None
         loop = asyncio.get_running_loop()
         stop_waiter = loop.create_task(self._stop_requested.wait())
         idle_waiter = loop.create_task(self._idle.wait())
         try:
-            await asyncio.wait({stop_waiter, idle_waiter}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({stop_waiter} if self.detached else {stop_waiter, idle_waiter}, return_when=asyncio.FIRST_COMPLETED)
             if stop_waiter.done() and not idle_waiter.done():
                 await self._shutdown()
                 await idle_waiter

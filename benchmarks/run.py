@@ -12,7 +12,8 @@ Measurements (SPEC "Performance targets"): spawn (2000 jobs, and 20,000
 as spawn20k), output, bringup, idle,
 control, startup (the quick commands and the first spawn against
 `python -c pass`), scale (and scale10k: 10,000 running), shutdown, benchmark (procctl benchmark vs hyperfine), pool
-(longest-first vs FIFO) and memory (memory-aware `-j auto`). Missing peers
+(longest-first vs FIFO), memory (memory-aware `-j auto`) and bigpool (an
+`each` of a million items, a manifest of ten thousand processes). Missing peers
 (honcho, supervisor, GNU parallel, hyperfine) are installed first when
 possible; a row whose peer cannot be had is skipped with a message. A
 measurement that fails prints one error line and the others go on.
@@ -36,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import accuracy
+import bigpool
 import fleet
 import many
 import psutil
@@ -68,6 +70,7 @@ MEASUREMENTS: dict[str, Callable[[int, bool], Measurement]] = {
     "benchmark": accuracy.benchmark,
     "pool": scheduling.smart_pool,
     "memory": scheduling.memory_pool,
+    "bigpool": bigpool.bigpool,
 }
 
 PEERS = {

@@ -115,8 +115,10 @@ class FakeChild:
 
 
 class FakeExecutor:
-    def __init__(self) -> None:
+    def __init__(self, *, keep: bool = True) -> None:
         self.children: list[FakeChild] = []
+        self._keep = keep
+        """Keep every child made (for `of`); off for runs of many thousands."""
 
     def __enter__(self) -> FakeExecutor:
         return self
@@ -134,7 +136,8 @@ class FakeExecutor:
 
     def child(self, request: SpawnRequest) -> FakeChild:
         child = FakeChild(request)
-        self.children.append(child)
+        if self._keep:
+            self.children.append(child)
         return child
 
     def of(self, name: str) -> list[FakeChild]:

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
@@ -163,7 +163,7 @@ def run(
         bus.subscribe(view.queue)
         services.append(view.session)
     elif mode == "plain":
-        bus.subscribe(plain.PlainPrinter(write, color=color_wanted(human), names=[job.name for job in plan.jobs], processes=plan.order))
+        bus.subscribe(plain.PlainPrinter(write, color=color_wanted(human), names=plan.jobs.longest_names(), processes=plan.order))
     supervisor = Supervisor(
         plan,
         bus,
@@ -344,9 +344,16 @@ def _interactive(server: ControlServer, bus: Bus, supervisor: Supervisor, plan: 
 
 
 def _instance_infos(plan: Plan, state_dir: StateDir) -> list[InstanceInfo]:
+    from procctl.config.plan import EAGER_JOBS
     from procctl.ui.live_model import InstanceInfo
 
-    return [InstanceInfo(job.name, job.process, str(state_dir.log_path(job.log_name)), each=job.item is not None, pooled=job.pooled) for job in plan.jobs]
+    # A big pool's rows come as its instances start (it is made as it runs).
+    return [
+        InstanceInfo(job.name, job.process, str(state_dir.log_path(job.log_name)), each=job.item is not None, pooled=job.pooled)
+        for segment in plan.jobs.segments
+        if len(segment) <= EAGER_JOBS
+        for job in segment
+    ]
 
 
 def live_view(plan: Plan, state_dir: StateDir, tail: int | None, out: TextIO, write: Writer) -> LiveView:
@@ -375,7 +382,7 @@ def plan_options(parallel: str | None, schedule: str | None) -> dict[str, object
     return options
 
 
-def load_predictions(plan: Plan, state_dir: StateDir, warn: Callable[[str], None], *, always: bool = False) -> dict[str, Prediction]:
+def load_predictions(plan: Plan, state_dir: StateDir, warn: Callable[[str], None], *, always: bool = False) -> Mapping[str, Prediction]:
     """Predictions from the run history, when the schedule or the adaptive
     pool uses them (or `always`, for check). An unreadable history is a
     warning, not an error."""

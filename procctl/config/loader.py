@@ -15,11 +15,12 @@ import graphlib
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from procctl.config import shared
-from procctl.config.manifest import MAX_NAME_LENGTH, MAX_REPLICAS, PROCESS_NAME, Limits, Manifest, LivenessSpec, ProcessSpec, ReadySpec, Settings, WatchSpec
+from procctl.config.manifest import MAX_NAME_LENGTH, MAX_REPLICAS, PROCESS_NAME, ItemRange, Limits, Manifest, LivenessSpec, ProcessSpec, ReadySpec, Settings, WatchSpec
 from procctl.config.placeholders import UnsafePlacement, compile_command
 from procctl.config.plan import cycle_of, dependency_levels
 from procctl.config.procfile import parse_procfile, ports
@@ -147,7 +148,6 @@ def _cwd(reader: Reader, value: object, path: KeyPath) -> Path:
 
 def _depends_on(reader: Reader, value: object, path: KeyPath) -> dict[str, str]:
     name = path[1]
-    known = [other for other in reader.names if other != name]
     if isinstance(value, list):
         pairs = []
         for item in value:
@@ -163,8 +163,10 @@ def _depends_on(reader: Reader, value: object, path: KeyPath) -> dict[str, str]:
     for dep, condition in pairs:
         if dep == name:
             raise reader.error("a process cannot depend on itself", *path)
-        if dep not in known:
-            raise reader.error(f"unknown process {dep!r}", *path, suggestion=nearest(dep, known))
+        if dep not in reader.names:
+            # (The list of the others only for the message: a lookup per
+            # dependency keeps ten thousand processes linear.)
+            raise reader.error(f"unknown process {dep!r}", *path, suggestion=nearest(dep, [other for other in reader.names if other != name]))
         depends[dep] = reader.choice(condition, (*path, dep), conditions)
     return depends
 
@@ -226,7 +228,7 @@ def _probe_target(reader: Reader, kind: str, value: object, path: KeyPath) -> st
     return target
 
 
-def _each(reader: Reader, value: object, path: KeyPath) -> tuple[str, ...]:
+def _each(reader: Reader, value: object, path: KeyPath) -> Sequence[str]:
     if isinstance(value, list):
         items = []
         if not value:
@@ -256,7 +258,7 @@ def _each(reader: Reader, value: object, path: KeyPath) -> tuple[str, ...]:
         raise reader.error(f"expected [first, last] integers, got {describe(bounds)}", *path, "range")
     if bounds[0] > bounds[1]:
         reader.warn(f"the range [{bounds[0]}, {bounds[1]}] is empty (its first is past its last): 0 jobs", *path, "range")
-    return tuple(str(i) for i in range(bounds[0], bounds[1] + 1))
+    return ItemRange(bounds[0], bounds[1])
 
 
 PROCESS = (
@@ -368,7 +370,7 @@ def _load_toml(path: Path, text: str) -> Manifest:
     raw_processes = reader.table(data.get("process", {}), "process")
     if not raw_processes:
         raise ManifestError("no processes defined (add a [process.NAME] table with a cmd)", path=path.name, line=1)
-    reader.names = tuple(raw_processes)
+    reader.names = dict.fromkeys(raw_processes)
     processes = {name: _process(reader, name, raw) for name, raw in raw_processes.items()}
     try:
         dependency_levels(processes)

@@ -9,9 +9,9 @@ import dataclasses
 import os
 import re
 import signal
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, overload
 
 from procctl.bounds import MAX_REPLICAS
 
@@ -119,6 +119,47 @@ class Limits:
         return all(getattr(self, field.name) is None for field in dataclasses.fields(self))
 
 
+class ItemRange(Sequence[str]):
+    """The items of `each = { range = [first, last] }`: numbers as text, made
+    when asked for. A million of them cost two integers, not a million strings."""
+
+    __slots__ = ("first", "last")
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first = first
+        self.last = last
+
+    def __len__(self) -> int:
+        return max(self.last - self.first + 1, 0)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        numbers = range(self.first, self.last + 1)[index]
+        return str(numbers) if isinstance(numbers, int) else [str(n) for n in numbers]
+
+    def __iter__(self) -> Iterator[str]:
+        return map(str, range(self.first, self.last + 1))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ItemRange):
+            return len(self) == len(other) == 0 or (self.first, self.last) == (other.first, other.last)
+        if isinstance(other, (tuple, list)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        # As a tuple of the same items hashes: equal objects, equal hashes.
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"ItemRange({self.first}, {self.last})"
+
+
 @dataclasses.dataclass(frozen=True)
 class ProcessSpec:
     """One `[process.NAME]` table (or one Procfile line)."""
@@ -145,8 +186,9 @@ class ProcessSpec:
     replicas: int = 1
     port: int | None = None
     """Base port: replica i (1-based) gets PORT = port + i - 1."""
-    each: tuple[str, ...] | None = None
-    """Items, one job each; a glob is expanded (sorted) at load time."""
+    each: Sequence[str] | None = None
+    """Items, one job each: a tuple (a list, or a glob expanded and sorted at
+    load time) or an `ItemRange`, whose items are made as they are asked for."""
     timeout_s: float | None = None
     stop_signal: int = int(signal.SIGTERM)
     stop_timeout_s: float | None = None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import graphlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import overload
 from pathlib import Path
 
 from procctl.config.manifest import Manifest, ProcessSpec
@@ -45,6 +46,133 @@ class Job:
         return self.spec.pool
 
 
+EAGER_JOBS = 10_000
+"""A process with more instances than this (an `each` over a big range) is
+never expanded whole: its instances are made as the pool admits them, and
+what is shown of it (check, predictions, the summary) is summed up."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment(Sequence[Job]):
+    """The instances of one process, each made when asked for: a million
+    `each` items cost nothing until the pool admits them."""
+
+    manifest: Manifest
+    spec: ProcessSpec
+
+    def __len__(self) -> int:
+        spec = self.spec
+        if spec.each is not None:
+            return len(spec.each)
+        return spec.replicas
+
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Job]: ...
+
+    def __getitem__(self, index: int | slice) -> Job | Sequence[Job]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        count = len(self)
+        if index < 0:
+            index += count
+        if not 0 <= index < count:
+            raise IndexError(index)
+        spec = self.spec
+        if spec.each is not None:
+            return _job(self.manifest, spec, index + 1, replicated=False, item=spec.each[index])
+        if spec.replicas > 1:
+            return _job(self.manifest, spec, index + 1, replicated=True)
+        return _job(self.manifest, spec, 0, replicated=False)
+
+    def __iter__(self) -> Iterator[Job]:
+        spec = self.spec
+        if spec.each is not None:
+            for i, item in enumerate(spec.each, start=1):
+                yield _job(self.manifest, spec, i, replicated=False, item=item)
+        elif spec.replicas > 1:
+            for i in range(1, spec.replicas + 1):
+                yield _job(self.manifest, spec, i, replicated=True)
+        else:
+            yield _job(self.manifest, spec, 0, replicated=False)
+
+    def named(self, name: str) -> Job | None:
+        """The instance called `name` (`thumb[7]`, `web.2`, `web`), if it is one of these."""
+        process = self.spec.name
+        if name == process:
+            return self[0] if self.spec.each is None and self.spec.replicas == 1 else None
+        if self.spec.each is not None:
+            number = name[len(process) + 1 : -1] if name.startswith(process + "[") and name.endswith("]") else ""
+        elif self.spec.replicas > 1:
+            number = name[len(process) + 1 :] if name.startswith(process + ".") else ""
+        else:
+            return None
+        if not number.isdigit() or number != str(int(number)) or not 1 <= int(number) <= len(self):
+            return None
+        return self[int(number) - 1]
+
+    @property
+    def longest_name(self) -> str:
+        """The widest instance name (the last one's number has the most digits)."""
+        count = len(self)
+        if self.spec.each is not None:
+            return f"{self.spec.name}[{count}]"
+        return f"{self.spec.name}.{count}" if count > 1 else self.spec.name
+
+
+class Jobs(Sequence[Job]):
+    """Every instance of a plan, processes in dependency order, each made when
+    asked for (`Segment`)."""
+
+    def __init__(self, segments: Sequence[Segment]) -> None:
+        self.segments = tuple(segments)
+        self._by_process = {segment.spec.name: segment for segment in self.segments}
+        self._len = sum(len(segment) for segment in self.segments)
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Job]: ...
+
+    def __getitem__(self, index: int | slice) -> Job | Sequence[Job]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(index)
+        for segment in self.segments:
+            if index < len(segment):
+                return segment[index]
+            index -= len(segment)
+        raise IndexError(index)
+
+    def __iter__(self) -> Iterator[Job]:
+        for segment in self.segments:
+            yield from segment
+
+    def of(self, process: str) -> Segment | tuple[()]:
+        return self._by_process.get(process, ())
+
+    def named(self, name: str) -> Job | None:
+        """The instance called `name`, found without making the others."""
+        process = name.split("[", 1)[0] if name.endswith("]") else name
+        segment = self._by_process.get(process)
+        if segment is None and "." in name:
+            segment = self._by_process.get(name.rsplit(".", 1)[0])
+        return segment.named(name) if segment is not None else None
+
+    def longest_names(self) -> list[str]:
+        """One name per process, the widest of its instances (for aligning columns)."""
+        return [segment.longest_name for segment in self.segments if len(segment)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     manifest: Manifest
@@ -54,8 +182,9 @@ class Plan:
     levels: Mapping[str, int]
     """Dependency depth of each process: 0 depends on nothing; stop runs from the
     deepest level down."""
-    jobs: tuple[Job, ...]
-    """Every instance, processes in `order`, instances in index order."""
+    jobs: Jobs
+    """Every instance, processes in `order`, instances in index order; each
+    made when asked for."""
     max_parallel: int
     """The pool size to start with (after -j)."""
     auto: bool = False
@@ -67,30 +196,35 @@ class Plan:
     min_free_bytes: int = 0
     """Memory to leave free when admitting jobs (auto and predicted RSS)."""
 
-    def jobs_of(self, process: str) -> tuple[Job, ...]:
-        return tuple(job for job in self.jobs if job.process == process)
+    def jobs_of(self, process: str) -> Sequence[Job]:
+        return self.jobs.of(process)
 
     @property
     def pool_size(self) -> int:
         """The most jobs the pool can ever run at once."""
         return self.parallel_cap if self.auto else self.max_parallel
 
+    def pooled_count(self) -> int:
+        """How many instances wait for a slot of the pool (jobs)."""
+        return sum(len(segment) for segment in self.jobs.segments if segment.spec.pool)
+
     def concurrency(self) -> int:
         """The most instances that can run at once: every service, and as
         many jobs as the pool holds."""
-        pooled = sum(1 for job in self.jobs if job.pooled)
+        pooled = self.pooled_count()
         return len(self.jobs) - pooled + min(pooled, self.pool_size)
 
     def starvation(self) -> str | None:
         """Why some pooled instance could wait for ever, if one could: the
         pool's every slot can be held by instances declared never to end."""
-        pooled = [job for job in self.jobs if job.pooled]
-        forever = [job for job in pooled if job.spec.may_run_forever]
+        pooled = self.pooled_count()
+        forever_segments = [segment for segment in self.jobs.segments if segment.spec.pool and segment.spec.may_run_forever]
+        forever = sum(len(segment) for segment in forever_segments)
         size = self.pool_size
-        if len(forever) < size or len(pooled) <= size:
+        if forever < size or pooled <= size:
             return None
-        waiting = len(pooled) - size
-        holders = ", ".join(_some(job.name for job in forever))
+        waiting = pooled - size
+        holders = ", ".join(_some(job.name for segment in forever_segments for job in segment[: size + 1]))
         return (
             f"the pool of {size} can be held for ever by {holders} (restart = \"always\" or a readiness probe, "
             f"and no timeout): {waiting} other instance{'s' if waiting != 1 else ''} in the pool could wait for ever; "
@@ -186,15 +320,7 @@ def build_plan(
     if parallel is not None and parallel < 1:
         raise UsageError("--parallel: must be at least 1")
     order, levels = _order(manifest)
-    jobs: list[Job] = []
-    for name in order:
-        spec = manifest.processes[name]
-        if spec.each is not None:
-            jobs.extend(_job(manifest, spec, i, replicated=False, item=item) for i, item in enumerate(spec.each, start=1))
-        elif spec.replicas > 1:
-            jobs.extend(_job(manifest, spec, i, replicated=True) for i in range(1, spec.replicas + 1))
-        else:
-            jobs.append(_job(manifest, spec, 0, replicated=False))
+    jobs = Jobs([Segment(manifest, manifest.processes[name]) for name in order])
     settings = manifest.settings
     cpus = os.cpu_count() or 1
     adaptive = auto if auto is not None else settings.max_parallel == "auto"
@@ -210,7 +336,7 @@ def build_plan(
         manifest=manifest,
         order=order,
         levels=levels,
-        jobs=tuple(jobs),
+        jobs=jobs,
         max_parallel=pool,
         auto=adaptive,
         parallel_cap=cap,

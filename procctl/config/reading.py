@@ -174,8 +174,8 @@ class Reader:
         """The [settings] in force: processes inherit its limits."""
         self.regions: dict[str, SharedRegion] = {}
         """The [shared] regions a process may list."""
-        self.names: tuple[str, ...] = ()
-        """Every process of the manifest (what `depends_on` may name)."""
+        self.names: Mapping[str, None] = {}
+        """Every process of the manifest (what `depends_on` may name), in order."""
         self.warnings: list[str] = []
         """What is allowed but probably not meant, one line each."""
 

@@ -14,22 +14,33 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from procctl import events
-from procctl.config.plan import Plan
+from procctl.config.plan import Job, Plan
 from procctl.engine.pool import Pool
 from procctl.engine.predict import Prediction
 from procctl.states import State
 
 if TYPE_CHECKING:
+    from procctl.engine.feeder import Feeder
     from procctl.engine.runner import InstanceRunner
 
 
 class Admission:
-    def __init__(self, plan: Plan, bus: events.Bus, predictions: Mapping[str, Prediction], by_process: Mapping[str, Sequence[InstanceRunner]]) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        bus: events.Bus,
+        predictions: Mapping[str, Prediction],
+        by_process: Mapping[str, Sequence[InstanceRunner]],
+        feeders: Mapping[str, Feeder] | None = None,
+    ) -> None:
         self._plan = plan
         self._bus = bus
         self._predictions = predictions
         self._by_process = by_process
         """Every instance of each process, as the supervisor keeps them."""
+        self._feeders = feeders or {}
+        """The big pools: those of their instances that run are in `by_process`,
+        the rest wait in the feeder or are in its ledger."""
         self._changed: asyncio.Event | None = None
         self.pool: Pool | None = None
 
@@ -76,10 +87,14 @@ class Admission:
 
     async def dependencies(self, runner: InstanceRunner) -> str:
         """Wait until every dependency holds. Returns '' or why it never will."""
+        return await self.dependencies_of(runner.job)
+
+    async def dependencies_of(self, job: Job) -> str:
         while True:
             pending = False
-            # Read afresh each time: a reload may have changed them meanwhile.
-            for dep, condition in runner.job.spec.depends_on.items():
+            # Read afresh each time, from the plan in force: a reload may have changed them meanwhile.
+            spec = self._plan.manifest.processes.get(job.process, job.spec)
+            for dep, condition in spec.depends_on.items():
                 verdict = self._verdict(dep, condition)
                 if verdict is None:
                     pending = True
@@ -93,6 +108,12 @@ class Admission:
     def _verdict(self, process: str, condition: str) -> str | None:
         """'' when it holds, None while undecided, else why it never will."""
         undecided = False
+        feeder = self._feeders.get(process)
+        if feeder is not None:
+            verdict = feeder.verdict(condition)
+            if verdict:
+                return verdict
+            undecided = verdict is None
         for dep in self._by_process.get(process, ()):
             if condition == "started":
                 holds = dep.started_once
@@ -112,20 +133,28 @@ class Admission:
     async def slot(self, runner: InstanceRunner) -> int:
         """A job waits for a pool slot; a service only while the queue is held."""
         assert self.pool is not None
+        if runner.admitted is not None:
+            ticket, runner.admitted = runner.admitted, None
+            return ticket  # A big pool's instance, made once it had its slot.
         if not runner.job.pooled:
             return await self.pool.enter()
-        prediction = self._predictions.get(runner.name)
-        return await self.pool.acquire(priority=self._priority(runner), rss_bytes=prediction.rss_bytes if prediction else None, name=runner.name)
+        return await self.admit(runner.job)
+
+    async def admit(self, job: Job) -> int:
+        """A slot for `job`: its ticket."""
+        assert self.pool is not None
+        prediction = self._predictions.get(job.name)
+        return await self.pool.acquire(priority=self._priority(job), rss_bytes=prediction.rss_bytes if prediction else None, name=job.name)
 
     def release(self, ticket: int) -> None:
         assert self.pool is not None
         self.pool.release(ticket)
 
-    def _priority(self, runner: InstanceRunner) -> float:
+    def _priority(self, job: Job) -> float:
         """Lower leaves the queue first: plan order (FIFO), or the longest
         predicted duration first when the schedule says so."""
         if self._plan.schedule == "longest-first":
-            prediction = self._predictions.get(runner.name)
+            prediction = self._predictions.get(job.name)
             if prediction is not None and prediction.duration_s is not None:
                 return -prediction.duration_s
         return 0.0

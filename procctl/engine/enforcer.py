@@ -111,6 +111,15 @@ class Enforcer:
         run.oom_kills = group.oom_kills() if group.has("memory") else 0
         return fds
 
+    def forget(self, inst: Instance) -> None:
+        """The instance is gone for good (a big pool's, ended): its group too."""
+        run = self._held.pop(inst.name, None)
+        if run is not None:
+            if run.throttle is not None:
+                run.throttle.stop()
+            if run.group is not None:
+                run.group.remove()
+
     def stopping(self, inst: Instance) -> None:
         """The run is being stopped: end the duty cycle, or the tree would sit
         stopped through its stop signal."""

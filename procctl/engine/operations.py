@@ -203,7 +203,8 @@ class Operations:
             "cap": pool.cap,
             "auto": pool.auto,
             "running": pool.running,
-            "waiting": pool.waiting,
+            # (A big pool's items wait in its feeder, not at the pool.)
+            "waiting": pool.waiting + self.sup.queued_items,
             "schedule": plan.schedule,
         }
 

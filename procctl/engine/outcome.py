@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import signal
+from collections.abc import Iterator, Sequence
+from typing import overload
 from pathlib import Path
 
 from procctl.states import Ended, State
@@ -109,9 +111,51 @@ class InstanceResult(Totals, Ended):
     log_path: Path | None = None
 
 
+class Results(Sequence[InstanceResult]):
+    """Every instance's result, in plan order: those held as objects, and the
+    big pools' ledgers (results made when read, see `feeder.Ledger`)."""
+
+    def __init__(self, held: Sequence[InstanceResult], ledgers: Sequence[Sequence[InstanceResult]] = (), *, order: Sequence[str] = ()) -> None:
+        by_process: dict[str, list[InstanceResult]] = {}
+        for result in held:
+            by_process.setdefault(result.process, []).append(result)
+        lazy = {ledger[0].process: ledger for ledger in ledgers if len(ledger)}
+        self._parts: list[Sequence[InstanceResult]] = []
+        for process in [*order, *(p for p in by_process if p not in order)]:
+            if process in lazy:
+                self._parts.append(lazy[process])
+            elif process in by_process:
+                self._parts.append(by_process[process])
+        self._len = sum(len(part) for part in self._parts)
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> InstanceResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[InstanceResult]: ...
+
+    def __getitem__(self, index: int | slice) -> InstanceResult | Sequence[InstanceResult]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._len))]
+        if index < 0:
+            index += self._len
+        for part in self._parts:
+            if 0 <= index < len(part):
+                return part[index]
+            index -= len(part)
+        raise IndexError(index)
+
+    def __iter__(self) -> Iterator[InstanceResult]:
+        for part in self._parts:
+            yield from part
+
+
 @dataclasses.dataclass
 class RunResult:
-    instances: list[InstanceResult]
+    instances: Sequence[InstanceResult]
     exit_code: int
     """0 all ended well or were stopped on request; 1 a process failed; 130
     interrupted; 124 the run's --timeout ran out; or the code of the first

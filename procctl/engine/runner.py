@@ -146,6 +146,8 @@ class InstanceRunner:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         """Set to cut a backoff short."""
+        self.admitted: int | None = None
+        """A pool slot it was made with (a big pool's instance): its first run's."""
         self._log: LogFile | None = None
         """Its log's writer, from its first start to the end of its life."""
 
@@ -394,18 +396,23 @@ class InstanceRunner:
             # `stop` cancels a runner only while it waits (for dependencies,
             # a slot, a backoff or its spawn): nothing of it runs.
             self.run = None
-            if not self.state.final:
-                why = self._down_reason or "stopped before it started"
-                if self.started_once:
-                    self.transition(State.STOPPED, why)
-                else:
-                    self.transition(State.SKIPPED, why)
-                    self._host.bus.publish(events.Skipped(self.process, self.name, why=why))
-                self._host.ended(self)
+            self._end_unstarted()
         finally:
             if self._log is not None:
                 self._log.close()
                 self._log = None
+
+    def _end_unstarted(self) -> None:
+        """It ends while it waits, before this run started."""
+        if self.state.final:
+            return
+        why = self._down_reason or "stopped before it started"
+        if self.started_once:
+            self.transition(State.STOPPED, why)
+        else:
+            self.transition(State.SKIPPED, why)
+            self._host.bus.publish(events.Skipped(self.process, self.name, why=why))
+        self._host.ended(self)
 
     async def _life(self) -> None:
         host = self._host
@@ -427,6 +434,12 @@ class InstanceRunner:
                     return
             spec = self.job.spec
             ticket = await host.slot(self)
+            if host.stopping:
+                # The stop came while it waited for its slot: nothing starts after it.
+                host.release(ticket)
+                self.want = Want.DOWN
+                self._end_unstarted()
+                return
             try:
                 ending, run_s = await self._run_once(ticket)
             finally:

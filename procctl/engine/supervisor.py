@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from procctl import events
-from procctl.config.plan import Job, Plan
+from procctl.config.plan import EAGER_JOBS, Job, Plan
 from procctl.config.select import resolve
 from procctl.engine import childenv
 from procctl.engine.admission import Admission
@@ -26,7 +26,8 @@ from procctl.engine import logindex
 from procctl.engine.ipc import Ipc
 from procctl.engine.logfile import LogFile
 from procctl.engine.metrics import Recorder
-from procctl.engine.outcome import RunResult
+from procctl.engine.feeder import Feeder
+from procctl.engine.outcome import InstanceResult, Results, RunResult
 from procctl.engine.predict import Prediction
 from procctl.engine.reload import Current, ReloadPlan, plan_reload
 from procctl.engine.reload import apply as apply_reload
@@ -84,18 +85,27 @@ class Supervisor:
         self.detached = detached
         """Started by `up -d`: no terminal, and it stays up until `down` even
         when nothing is left running."""
-        self.runners: list[InstanceRunner] = []
+        self._runners: dict[InstanceRunner, None] = {}
+        """The instances it holds, in plan order (a dict: a big pool's come and go)."""
         self._by_process: dict[str, list[InstanceRunner]] = {}
         self._by_name: dict[str, InstanceRunner] = {}
-        for job in plan.jobs:
-            self._join(self._runner(job))
+        self.feeders: dict[str, Feeder] = {}
+        """The big pools, by process: made as they run (`feeder`)."""
+        for segment in plan.jobs.segments:
+            if segment.spec.each is not None and len(segment) > EAGER_JOBS:
+                self.feeders[segment.spec.name] = Feeder(segment, self, state_dir.logs)
+                self._by_process[segment.spec.name] = []  # its running instances
+            else:
+                for job in segment:
+                    self._join(self._runner(job))
+        self._feeding: list[asyncio.Task[None]] = []
+        self._first_failure_result: InstanceResult | None = None
         self._stopping = False
         self._exit_override: int | None = None
         self._interrupted = False
         self._stop_requested: asyncio.Event | None = None
-        self.admission = Admission(plan, bus, predictions or {}, self._by_process)
+        self.admission = Admission(plan, bus, predictions or {}, self._by_process, self.feeders)
         """Who may start now: the dependency gate and the pool."""
-        self._first_failure: InstanceRunner | None = None
         self._idle: asyncio.Event | None = None
         """Set when no runner's life is left going."""
         self._live_tasks = 0
@@ -149,10 +159,12 @@ class Supervisor:
                 stack.callback(asyncio.get_running_loop().call_later(self.run_timeout_s, self._on_run_timeout).cancel)
             # First out: whatever still runs (after an error) is killed before the rest closes.
             stack.callback(self._kill_all)
-            if not self.runners:
+            if not self._runners and not self.feeders:
                 self._idle.set()
             for runner in self.runners:
                 self.launch(runner)
+            for feeder in self.feeders.values():
+                self._feed(feeder)
             self._open_watches()
             stack.callback(self._close_watches)
             await self._supervise()
@@ -211,10 +223,53 @@ class Supervisor:
     def _runner(self, job: Job) -> InstanceRunner:
         return InstanceRunner(job, self.state_dir.log_path(job.log_name), self)
 
+    @property
+    def runners(self) -> list[InstanceRunner]:
+        """Every instance it holds now: all of them, but of a big pool only
+        those running (the rest wait in its feeder or are in its ledger)."""
+        return list(self._runners)
+
     def _join(self, runner: InstanceRunner) -> None:
-        self.runners.append(runner)
+        self._runners[runner] = None
         self._by_process.setdefault(runner.process, []).append(runner)
         self._by_name[runner.name] = runner
+
+    def _fold(self, runner: InstanceRunner, feeder: Feeder) -> None:
+        """A big pool's instance has ended: into its ledger, out of memory."""
+        feeder.ledger.record(runner.job.index - 1, runner.result())
+        self._runners.pop(runner, None)
+        self._by_name.pop(runner.name, None)
+        mine = self._by_process.get(runner.process)
+        if mine is not None and runner in mine:
+            mine.remove(runner)
+        self.enforcer.forget(runner)
+
+    def _feed(self, feeder: Feeder) -> None:
+        assert self._idle is not None
+        task = asyncio.get_running_loop().create_task(feeder.run())
+        self._feeding.append(task)
+        self._live_tasks += 1
+        self._idle.clear()
+        task.add_done_callback(self._task_done)
+
+    @property
+    def queued_items(self) -> int:
+        """Instances of the big pools that wait to be made (not counted by the pool)."""
+        return sum(feeder.queued for feeder in self.feeders.values())
+
+    async def dependencies_of(self, job: Job) -> str:
+        return await self.admission.dependencies_of(job)
+
+    async def admit(self, job: Job) -> int:
+        return await self.admission.admit(job)
+
+    def start_admitted(self, job: Job, ticket: int) -> InstanceRunner:
+        """A big pool's instance, made once the pool gave it `ticket`."""
+        runner = self._runner(job)
+        runner.admitted = ticket
+        self._join(runner)
+        self.launch(runner)
+        return runner
 
     def add(self, job: Job) -> InstanceRunner:
         """A new instance (scale up) joins the run and starts its life."""
@@ -301,6 +356,10 @@ class Supervisor:
         names = list(names)
         if not names:
             raise UsageError("name at least one process or instance (or use --all)")
+        for name in names:
+            job = self.plan.jobs.named(name) if name not in self._by_name else None
+            if job is not None and job.process in self.feeders:
+                raise UsageError(f"{name} is not running: an instance of a big pool ({job.process}) can be reached while it runs")
         return resolve(names, self._by_process, self._by_name)
 
     def launch(self, runner: InstanceRunner) -> None:
@@ -341,16 +400,26 @@ class Supervisor:
             self._idle.set()
 
     def _result(self, duration_s: float) -> RunResult:
-        results = [runner.result() for runner in self.runners]
+        parts: list[Sequence[InstanceResult]] = []
+        for process in self.plan.order:
+            feeder = self.feeders.get(process)
+            if feeder is not None:
+                for runner in list(self._by_process.get(process, ())):
+                    self._fold(runner, feeder)  # (an error ended the run with it running)
+                parts.append(feeder.ledger)
+        held = [runner.result() for runner in self._runners]
+        results = Results(held, parts, order=self.plan.order)
         if self._interrupted:
             code = INTERRUPTED_EXIT
         elif self._exit_override is not None:
             code = self._exit_override
-        elif any(r.state.failure for r in results):
+        elif self._first_failure_result is not None or any(r.state.failure for r in held):
             code = 1
         else:
             code = 0
-        first = results[self.runners.index(self._first_failure)] if self._first_failure else None
+        first = self._first_failure_result
+        if first is not None and first.name in self._by_name:
+            first = self._by_name[first.name].result()
         return RunResult(results, code, interrupted=self._interrupted, first_failure=first, duration_s=duration_s)
 
     # ------------------------------------------------------------ stopping
@@ -388,6 +457,8 @@ class Supervisor:
     async def _shutdown(self) -> None:
         self._stopping = True
         self._close_watches()  # Nothing restarts for a change from now on.
+        for task in self._feeding:
+            task.cancel()  # The queues of the big pools: nothing more starts.
         self.changed()
         for runner in self.runners:
             if runner.run is None:
@@ -404,7 +475,8 @@ class Supervisor:
 
     @property
     def stopping(self) -> bool:
-        return self._stopping
+        """A stop is asked for or under way: nothing starts any more."""
+        return self._stopping or (self._stop_requested is not None and self._stop_requested.is_set())
 
     # ------------------------------------------------ what runners ask of it
 
@@ -426,11 +498,13 @@ class Supervisor:
             result = runner.result()
             self._exit_override = result.exit_code if result.exit_code is not None else 128 + result.signal if result.signal else 1
             self.request_stop(f"{runner.name} {result.status_text} (exit_on_end)")
-        if not runner.state.failure:
-            return
-        if self._first_failure is None:
-            self._first_failure = runner
-        if self.fail_fast:
+        failed = runner.state.failure
+        if failed and self._first_failure_result is None:
+            self._first_failure_result = runner.result()
+        feeder = self.feeders.get(runner.process)
+        if feeder is not None:
+            self._fold(runner, feeder)
+        if failed and self.fail_fast:
             self.request_stop(f"{runner.name} {runner.result().status_text} (fail_fast)")
 
     def env(self, job: Job) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.table import Table
 
-from procctl.config.plan import Plan
+from procctl.config.plan import EAGER_JOBS, Plan
 from procctl.engine.predict import Prediction
 from procctl.units import format_duration
 
@@ -24,6 +24,11 @@ def _ready_text(plan: Plan, process: str) -> str:
     return f"{ready.kind} {ready.target}" if ready else "-"
 
 
+PLAN_ROWS = 200
+"""Processes shown in the plan table; a manifest of ten thousand is summed up
+(drawing ten thousand rows takes seconds and is read by nobody)."""
+
+
 def plan_table(plan: Plan) -> Table:
     table = Table(title=f"plan: {pool_text(plan)}", title_justify="left")
     table.add_column("level", justify="right")
@@ -35,7 +40,7 @@ def plan_table(plan: Plan) -> Table:
     table.add_column("ready")
     table.add_column("restart")
     table.add_column("timeout", justify="right")
-    for process in plan.order:
+    for process in plan.order[:PLAN_ROWS]:
         spec = plan.manifest.processes[process]
         deps = ", ".join(f"{name} ({cond})" for name, cond in spec.depends_on.items()) or "-"
         restart = spec.restart if spec.restart == "no" else f"{spec.restart} (max {spec.max_restarts})"
@@ -50,13 +55,16 @@ def plan_table(plan: Plan) -> Table:
             restart,
             format_duration(spec.timeout_s) if spec.timeout_s else "-",
         )
+    hidden = len(plan.order) - PLAN_ROWS
+    if hidden > 0:
+        table.add_row("", f"… {hidden:,} more processes (check --json lists them all)", "", "", "", "", "", "", "")
     return table
 
 
 def pool_text(plan: Plan) -> str:
     """`pool of 4 (bounds 12 of 15 instances)`: what the pool holds back."""
     size = f"pool auto (up to {plan.parallel_cap})" if plan.auto else f"pool of {plan.max_parallel}"
-    pooled = sum(1 for job in plan.jobs if job.pooled)
+    pooled = plan.pooled_count()
     return f"{size} (bounds {pooled} of {len(plan.jobs)} instances; services start at once)"
 
 
@@ -67,7 +75,9 @@ def predictions_table(plan: Plan, predictions: Mapping[str, Prediction], max_row
     table = Table(title="predictions from the run history", title_justify="left")
     for column, justify in (("instance", "left"), ("duration", "right"), ("peak RSS", "right"), ("from", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    ordered = [job for job in plan.jobs if job.name in predictions]
+    # Listed predictions are those of processes small enough to list (see
+    # predict.Predictions): no need to walk a big pool's instances for them.
+    ordered = [job for segment in plan.jobs.segments if len(segment) <= EAGER_JOBS for job in segment if job.name in predictions]
     if plan.schedule == "longest-first":
         ordered.sort(key=lambda job: -(predictions[job.name].duration_s or 0.0))
     for job in ordered[:max_rows]:
@@ -98,7 +108,9 @@ def plan_json(plan: Plan, predictions: Mapping[str, Prediction] | None = None) -
                 "timeout_s": spec.timeout_s,
                 "stop_signal": signal.Signals(spec.stop_signal).name,
                 "pooled": spec.pool,
-                "instances": [job.name for job in plan.jobs_of(process)],
+                "instance_count": len(plan.jobs_of(process)),
+                # A big pool's names are NAME[1] … NAME[N]: listing a million of them says nothing.
+                "instances": [job.name for job in plan.jobs_of(process)] if len(plan.jobs_of(process)) <= EAGER_JOBS else None,
             }
         )
     return {
@@ -115,7 +127,20 @@ def plan_json(plan: Plan, predictions: Mapping[str, Prediction] | None = None) -
         "stop_timeout_s": settings.stop_timeout_s,
         "fail_fast": settings.fail_fast,
         "order": list(plan.order),
-        "pooled_instances": [job.name for job in plan.jobs if job.pooled],
+        "pooled_instances": _pooled_names(plan),
         "warnings": [warning] if (warning := plan.starvation()) else [],
         "processes": processes,
     }
+
+
+def _pooled_names(plan: Plan) -> list[str]:
+    """The pooled instances by name; a big pool as one `NAME[1]…NAME[N]`."""
+    names: list[str] = []
+    for segment in plan.jobs.segments:
+        if not segment.spec.pool or not len(segment):
+            continue
+        if len(segment) <= EAGER_JOBS:
+            names.extend(job.name for job in segment)
+        else:
+            names.append(f"{segment.spec.name}[1]…{segment.longest_name}")
+    return names

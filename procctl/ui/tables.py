@@ -72,35 +72,69 @@ def summary_table(result: RunResult) -> Table:
         for inst in result.instances:
             add(inst)
         return table
-    groups: dict[str, list[InstanceResult]] = {}
+    # One pass, nothing kept but the notable few: a million instances are summed, not listed.
+    groups: dict[str, _Fold] = {}
     for inst in result.instances:
-        groups.setdefault(inst.process, []).append(inst)
-    for process, group in groups.items():
-        if len(group) == 1:
-            add(group[0])
+        fold = groups.get(inst.process)
+        if fold is None:
+            fold = groups[inst.process] = _Fold()
+        fold.add(inst)
+    for process, fold in groups.items():
+        if fold.count == 1 and fold.first is not None:
+            add(fold.first)
             continue
-        notable = [inst for inst in group if not (inst.state is State.EXITED and inst.exit_code == 0)]
-        for inst in notable[:NOTABLE_ROWS]:
+        for inst in fold.notable:
             add(inst)
-        counts: dict[str, int] = {}
-        for inst in group:
-            counts[inst.status_text] = counts.get(inst.status_text, 0) + 1
-        durations = [inst.duration_s for inst in group if inst.duration_s is not None]
-        peaks = [inst.peak_rss_bytes for inst in group if inst.peak_rss_bytes is not None]
-        cpu = [inst.cpu_time_s for inst in group if inst.cpu_time_s is not None]
-        hidden = len(notable) - NOTABLE_ROWS
-        note = f"{hidden} more not exited 0: see --json" if hidden > 0 else ""
-        worst = State.FAILED if notable else State.EXITED
+        hidden = fold.notable_count - len(fold.notable)
+        note = f"{hidden} more that did not end well: see --json" if hidden > 0 else ""
+        worst = State.FAILED if fold.notable_count else State.EXITED
         table.add_row(
-            f"{process} ({len(group)} instances)",
-            Text(", ".join(f"{n} {status}" for status, n in counts.items()), style=STATE_STYLES[worst]),
+            f"{process} ({fold.count} instances)",
+            Text(", ".join(f"{n} {status}" for status, n in fold.counts.items()), style=STATE_STYLES[worst]),
             "-",
-            f"{format_duration(sum(durations))} total" if durations else "-",
-            str(sum(inst.restarts for inst in group)),
-            *_figures(max(peaks) if peaks else None, sum(cpu) if cpu else None, 100.0 * sum(cpu) / sum(durations) if cpu and sum(durations) else None),
+            f"{format_duration(fold.duration_s)} total" if fold.timed else "-",
+            str(fold.restarts),
+            *_figures(fold.peak, fold.cpu_s if fold.cpu_timed else None, 100.0 * fold.cpu_s / fold.duration_s if fold.cpu_timed and fold.duration_s else None),
             note,
         )
     return table
+
+
+class _Fold:
+    """A process's instances summed up for the summary."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: InstanceResult | None = None
+        self.notable: list[InstanceResult] = []
+        self.notable_count = 0
+        self.counts: dict[str, int] = {}
+        self.duration_s = 0.0
+        self.timed = False
+        self.cpu_s = 0.0
+        self.cpu_timed = False
+        self.peak: int | None = None
+        self.restarts = 0
+
+    def add(self, inst: InstanceResult) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = inst
+        if not (inst.state is State.EXITED and inst.exit_code == 0) and inst.state is not State.SKIPPED:
+            self.notable_count += 1
+            if len(self.notable) < NOTABLE_ROWS:
+                self.notable.append(inst)
+        status = inst.status_text
+        self.counts[status] = self.counts.get(status, 0) + 1
+        if inst.duration_s is not None:
+            self.duration_s += inst.duration_s
+            self.timed = True
+        if inst.cpu_time_s is not None:
+            self.cpu_s += inst.cpu_time_s
+            self.cpu_timed = True
+        if inst.peak_rss_bytes is not None:
+            self.peak = max(self.peak or 0, inst.peak_rss_bytes)
+        self.restarts += inst.restarts
 
 
 def _figures(peak_rss_bytes: int | None, cpu_time_s: float | None, mean_cpu_percent: float | None) -> tuple[str, str, str]:
@@ -116,21 +150,26 @@ def summary_lines(result: RunResult) -> list[str]:
     """The closing lines under the table: the first failure and its log."""
     lines = []
     counts: dict[str, int] = {}
-    for inst in result.instances:
+    warnings: list[str] = []
+    unlogged = 0
+    for inst in result.instances:  # one pass: there may be a million
         counts[inst.state.text] = counts.get(inst.state.text, 0) + 1
+        if not (inst.log_lost_bytes or inst.log_error):
+            continue
+        unlogged += 1
+        if unlogged <= NOTABLE_ROWS:
+            warnings.append(
+                f"warning: {inst.name}: its log {inst.log_path} is missing {format_size(inst.log_lost_bytes)} of output"
+                f" ({inst.log_error or 'refused writes'}); it was shown, not logged"
+            )
     tally = ", ".join(f"{n} {state}" for state, n in counts.items()) or "nothing to run"
     lines.append(f"{len(result.instances)} instances in {format_duration(result.duration_s)}: {tally}")
     if result.first_failure is not None:
         first = result.first_failure
         lines.append(f"first failure: {first.name} ({first.status_text}); log: {first.log_path}")
-    unlogged = [inst for inst in result.instances if inst.log_lost_bytes or inst.log_error]
-    for inst in unlogged[:NOTABLE_ROWS]:
-        lines.append(
-            f"warning: {inst.name}: its log {inst.log_path} is missing {format_size(inst.log_lost_bytes)} of output"
-            f" ({inst.log_error or 'refused writes'}); it was shown, not logged"
-        )
-    if len(unlogged) > NOTABLE_ROWS:
-        lines.append(f"warning: {len(unlogged) - NOTABLE_ROWS} more instances' logs are missing output: see --json")
+    lines.extend(warnings)
+    if unlogged > NOTABLE_ROWS:
+        lines.append(f"warning: {unlogged - NOTABLE_ROWS} more instances' logs are missing output: see --json")
     return lines
 
 

@@ -146,10 +146,9 @@ def test_a_limit_over_the_ceiling_at_spawn_is_one_line_naming_it(tmp_path: Path)
         limits.preexec(Limits(nofile=(over, over)), None)
     path = tmp_path / "procfile.toml"
     path.write_text('[process.a]\ncmd = "true"\n')
-    plan = build_plan(load_manifest(path))
-    job = plan.jobs[0]
-    spec = dataclasses.replace(job.spec, limits=Limits(nofile=(over, over)))
-    plan = dataclasses.replace(plan, jobs=(dataclasses.replace(job, spec=spec),))
+    manifest = load_manifest(path)
+    spec = dataclasses.replace(manifest.processes["a"], limits=Limits(nofile=(over, over)))
+    plan = build_plan(dataclasses.replace(manifest, processes={"a": spec}))
     bus = events.Bus()
     seen: list[events.Event] = []
     bus.subscribe(seen.append)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import re
@@ -157,8 +158,11 @@ def literal_values(annotation: object) -> tuple[str, ...]:
     return tuple(found)
 
 
+@functools.cache
 def choices(model: type, field: str) -> tuple[str, ...]:
-    """The values `model.field` may take, from its annotation."""
+    """The values `model.field` may take, from its annotation (read once:
+    resolving a model's annotations costs a millisecond, and a manifest of
+    ten thousand processes asks for each of them ten thousand times)."""
     return literal_values(typing.get_type_hints(model)[field])
 
 

@@ -172,11 +172,12 @@ class Supervisor:
 
     @contextlib.contextmanager
     def _pid_file(self) -> Iterator[None]:
-        self.state_dir.pid_file.write_text(f"{os.getpid()}\n")
+        # Through the checked state directory: never written through a link.
+        self.state_dir.write_pid(os.getpid())
         try:
             yield
         finally:
-            self.state_dir.pid_file.unlink(missing_ok=True)
+            self.state_dir.remove_pid()
 
     @contextlib.contextmanager
     def _run_log(self) -> Iterator[None]:

@@ -399,6 +399,7 @@ class InstanceRunner:
             self._end_unstarted()
         finally:
             if self._log is not None:
+                self.totals.log_lost_bytes = self._log.lost_bytes
                 self._log.close()
                 self._log = None
 

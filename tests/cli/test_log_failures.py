@@ -125,7 +125,7 @@ def test_a_log_made_immutable_while_running_warns_once_and_resumes(project: Proj
     opened): one warning, every line still shown; chattr -i: logging resumes."""
     (project.root / "gen.py").write_text(GENERATOR)
     project.write(f'[process.gen]\ncmd = ["{PY}", "gen.py"]\n')
-    proc = project.start("run", "--plain")
+    proc = project.start("run", "--plain", "--json")
     log = project.logs / "gen.log"
     wait_until(lambda: (project.root / "batch1").exists(), what="the first batch")
     if not _chattr("+i", str(log)):
@@ -142,6 +142,11 @@ def test_a_log_made_immutable_while_running_warns_once_and_resumes(project: Proj
     assert sum(f"{line:05d} " in out for line in range(2 * LINES)) == 2 * LINES
     assert out.count("refuses writes (Operation not permitted)") == 1
     assert log.stat().st_size >= before
+    # Every byte the log lacks is counted, the run's whole loss, not only
+    # what was lost when the warning was given.
+    summary = json.loads(out[out.index("\n{") :])
+    missing = 2 * LINES * len(f"line 00000 {'x' * 80}\n") - log.stat().st_size
+    assert missing > 0 and summary["instances"][0]["log_lost_bytes"] == missing
 
 
 def test_eio_from_the_log_device_is_counted_and_told_once() -> None:

@@ -144,6 +144,9 @@ def send(
     result = call(file, "send", {"names": names, "all": everything, "text": text})
     unread = f"; not sent, its stdin is full: {', '.join(result['not_read'])}" if result.get("not_read") else ""
     _emit(result, as_json, f"sent to: {', '.join(result['sent']) or 'nothing'}{unread}")
+    if unread:
+        # A script that sends work must be able to tell that it was not delivered.
+        raise typer.Exit(1)
 
 
 @app.command()

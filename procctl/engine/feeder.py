@@ -72,6 +72,9 @@ class Ledger(Sequence[InstanceResult]):
         self._reason_ids: dict[str, int] = {"": 0}
         self.recorded = 0
         """How many have ended and been recorded."""
+        self._end = 0
+        """One past the last index recorded: items are admitted in order, so
+        nothing past it ever ran."""
         self.first_bad: InstanceResult | None = None
         """The first recorded that did not exit 0 (a dependency on the pool
         then never holds as `succeeded`)."""
@@ -93,6 +96,7 @@ class Ledger(Sequence[InstanceResult]):
     def record(self, index: int, result: InstanceResult) -> None:
         """Instance `index` (0-based) has ended."""
         self.recorded += 1
+        self._end = max(self._end, index + 1)
         if self.first_bad is None and not (result.state is State.EXITED and result.exit_code == 0):
             self.first_bad = result
         self._state[index] = _STATES.index(result.state)
@@ -148,6 +152,16 @@ class Ledger(Sequence[InstanceResult]):
     def __iter__(self) -> Iterator[InstanceResult]:
         for index in range(len(self)):
             yield self[index]
+
+    def ran(self) -> Iterator[InstanceResult]:
+        """The results of the instances that ran, in order. The others
+        (`len(self) - self.recorded` of them, all `unrun_reason`) are
+        counted, not made: a stopped run of a million items sums up in
+        the time its few thousand runs take."""
+        state = self._state
+        for index in range(self._end):
+            if state[index] != _NONE:
+                yield self[index]
 
 
 class Feeder:

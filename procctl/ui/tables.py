@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from procctl.engine.outcome import InstanceResult, RunResult
+from procctl.engine.outcome import InstanceResult, RunResult, Unrun, summed
 from procctl.states import State, exit_text, signal_name, status_text
 from procctl.units import format_duration, format_size
 
@@ -74,11 +74,14 @@ def summary_table(result: RunResult) -> Table:
         return table
     # One pass, nothing kept but the notable few: a million instances are summed, not listed.
     groups: dict[str, _Fold] = {}
-    for inst in result.instances:
+    for inst in summed(result.instances):
         fold = groups.get(inst.process)
         if fold is None:
             fold = groups[inst.process] = _Fold()
-        fold.add(inst)
+        if isinstance(inst, Unrun):
+            fold.add_unrun(inst)
+        else:
+            fold.add(inst)
     for process, fold in groups.items():
         if fold.count == 1 and fold.first is not None:
             add(fold.first)
@@ -136,6 +139,12 @@ class _Fold:
             self.peak = max(self.peak or 0, inst.peak_rss_bytes)
         self.restarts += inst.restarts
 
+    def add_unrun(self, unrun: Unrun) -> None:
+        """So many that never ran: no figures, never notable."""
+        self.count += unrun.count
+        status = InstanceResult(name="", process=unrun.process, state=State.SKIPPED, reason=unrun.reason).status_text
+        self.counts[status] = self.counts.get(status, 0) + unrun.count
+
 
 def _figures(peak_rss_bytes: int | None, cpu_time_s: float | None, mean_cpu_percent: float | None) -> tuple[str, str, str]:
     """Peak RSS, CPU time and mean CPU % as the summary shows them."""
@@ -152,7 +161,10 @@ def summary_lines(result: RunResult) -> list[str]:
     counts: dict[str, int] = {}
     warnings: list[str] = []
     unlogged = 0
-    for inst in result.instances:  # one pass: there may be a million
+    for inst in summed(result.instances):  # one pass: there may be a million
+        if isinstance(inst, Unrun):
+            counts[State.SKIPPED.text] = counts.get(State.SKIPPED.text, 0) + inst.count
+            continue
         counts[inst.state.text] = counts.get(inst.state.text, 0) + 1
         if not (inst.log_lost_bytes or inst.log_error):
             continue

@@ -207,3 +207,33 @@ def test_a_slot_freed_just_before_a_stop_starts_nothing(tmp_path: Path, monkeypa
         assert states.count(State.EXITED) == 1 and states.count(State.STOPPED) == 2 and states.count(State.SKIPPED) == items - 3
 
     asyncio.run(main())
+
+
+def test_a_stopped_million_sums_up_without_a_result_per_item(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three of a million items ran before a stop: the summary table and its
+    closing lines count the 999,997 others as skipped without making a
+    result for each (a million made took seconds after "stopping")."""
+    from procctl.engine.feeder import Ledger
+    from procctl.engine.outcome import InstanceResult, Results, RunResult
+    from procctl.ui.tables import summary_lines, summary_table
+
+    ledger = Ledger("t", 1_000_000, tmp_path)
+    for index, state, code in [(0, State.EXITED, 0), (1, State.FAILED, 3), (2, State.STOPPED, 143)]:
+        ledger.record(index, InstanceResult(name=f"t[{index + 1}]", process="t", state=state, exit_code=code, duration_s=0.5))
+    made = 0
+    make = Ledger.__getitem__
+
+    def counted(self: Ledger, index: int) -> InstanceResult:  # type: ignore[override]
+        nonlocal made
+        made += 1
+        return make(self, index)
+
+    monkeypatch.setattr(Ledger, "__getitem__", counted)
+    result = RunResult(Results([], [ledger], order=["t"]), exit_code=130)
+    table = summary_table(result)
+    lines = summary_lines(result)
+    assert made <= 10  # the three that ran, for each of the two, and the first (Results finds its process)
+    assert lines[0].endswith(": 1 exited, 1 failed, 1 stopped, 999997 skipped"), lines
+    statuses = [str(cell) for cell in table.columns[1]._cells]
+    assert statuses[-1] == "1 exited 0, 1 failed 3, 1 stopped, 999997 skipped", statuses
+    assert [str(cell) for cell in table.columns[0]._cells] == ["t[2]", "t[3]", "t (1000000 instances)"]

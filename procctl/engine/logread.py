@@ -56,6 +56,8 @@ class RunLogs:
         self.run = run
         self.fd = state.logs_of(run)
         """The run's checked directory; None when there are no logs."""
+        self.where = state.logs / logindex.PAST / run if run is not None else state.logs
+        """That directory, as messages name it."""
 
     def names(self) -> list[str]:
         return sorted(os.listdir(self.fd)) if self.fd is not None else []
@@ -69,7 +71,7 @@ class RunLogs:
         if self.fd is None:
             return None
         try:
-            return open_in(self.fd, name, os.O_RDONLY, shown=self.state.logs / name)
+            return open_in(self.fd, name, os.O_RDONLY, shown=self.where / name)
         except FileNotFoundError:
             return None
 

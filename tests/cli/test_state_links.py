@@ -44,4 +44,5 @@ def test_a_link_as_a_log_is_moved_aside_with_the_earlier_run_never_written_throu
     previous = project.run("logs", "--previous")
     assert previous.returncode == 2 and "Traceback" not in previous.stdout + previous.stderr
     assert "is a symbolic link: procctl never follows one" in previous.stderr
+    assert "/.procctl/logs/past/" in previous.stderr, "the message names the link where it is"
     assert target.read_text() == "root's own data\n"

@@ -1,4 +1,5 @@
-"""SIGHUP and a closed stdout stop a run gracefully, never at once.
+"""SIGHUP and a closed stdout stop a run gracefully, never at once (SIGHUP
+to a detached supervisor reloads its manifest).
 
 Each service below traps SIGTERM and writes a marker file when it gets it: a
 marker proves the stop was graceful (the guardian's SIGKILL, the old fate of
@@ -63,19 +64,32 @@ def test_sighup_to_a_foreground_run_is_a_graceful_stop(project: Project) -> None
     _stopped_gracefully(project)
 
 
-def test_sighup_to_a_detached_supervisor_is_a_graceful_stop(project: Project) -> None:
-    """1. `up -d`. 2. SIGHUP to the supervisor it started. 3. A graceful stop
-    (for now: it will become a reload), not the instant death of the
-    default action; `down` then finds nothing to stop."""
+def test_sighup_to_a_detached_supervisor_reloads_its_manifest(project: Project) -> None:
+    """1. `up -d`. 2. The manifest gains a process; SIGHUP to the supervisor:
+    it applies the edit (the new process starts) and runs on, svc untouched.
+    3. A manifest that does not load, SIGHUP again: one warning, the run goes
+    on as it was. 4. `down` stops it gracefully."""
     project.write(MANIFEST)
     up = project.run("up", "-d")
     assert up.returncode == 0, up
     wait_until(lambda: _ready(project), what="svc to be ready")
     pid = json.loads(project.run("status", "--json").stdout)["pid"]
+    project.write(MANIFEST + '[process.extra]\ncmd = "sleep 300"\n')
     os.kill(pid, signal.SIGHUP)
-    wait_until(lambda: project.run("status").returncode == 3, what="the supervisor to stop")
-    log = (project.root / ".procctl" / "supervisor.log").read_text()
-    assert "stopping: hangup (SIGHUP" in log
+
+    def states() -> dict[str, str]:
+        return {i["name"]: i["state"] for i in json.loads(project.run("status", "--json").stdout)["instances"]}
+
+    wait_until(lambda: states().get("extra") == "running", what="the added process to start")
+    assert states()["svc"] in ("running", "ready") and not (project.root / "svc").exists()
+    project.write(MANIFEST + "[process.extra\n")
+    os.kill(pid, signal.SIGHUP)
+    log = project.root / ".procctl" / "supervisor.log"
+    wait_until(lambda: "reload (SIGHUP) refused, nothing changed" in log.read_text(), what="the warning")
+    assert "stopping" not in log.read_text() and "Traceback" not in log.read_text()
+    assert states().get("extra") == "running"
+    project.write(MANIFEST + '[process.extra]\ncmd = "sleep 300"\n')
+    assert project.run("down").returncode == 0
     _stopped_gracefully(project)
 
 

@@ -86,7 +86,7 @@ def test_a_procfile_with_a_nul_byte_or_a_port_past_65535(project: Project) -> No
     (project.root / ".env").write_text("PORT=65500\n")
     done = project.run("check", "-f", "Procfile")
     assert done.returncode == 2
-    assert done.stderr.strip() == "procctl: .env: worker would get PORT=65600 (PORT from .env, plus 100 per process): ports are 1 to 65535"
+    assert done.stderr.strip() == "procctl: .env: PORT 65500 gives worker port 65600, outside 1 to 65535"
     (project.root / ".env").write_bytes(b"A=x\0y\n")
     done = project.run("check", "-f", "Procfile")
     assert done.returncode == 2 and ".env:1: a NUL byte in the line" in done.stderr

@@ -94,8 +94,8 @@ def test_a_full_disk_loses_no_line_on_the_screen_and_logging_resumes(project: Pr
     logged = (full_logs / "gen.log").read_bytes()
     assert logged.startswith(f"line {LINES:05d} ".encode()), "logging resumed with the second batch"
     assert logged in "".join(line + "\n" for line in shown).encode()
-    summary = json.loads(project.run("history", "--json").stdout)
-    assert summary[0]["status"] == "exited"
+    summary = json.loads(project.run("history", "--json").stdout)["runs"]
+    assert summary[0]["state"] == "exited"
 
 
 def test_an_immutable_log_at_start_fails_its_instance_in_one_line(project: Project) -> None:
@@ -115,9 +115,9 @@ def test_an_immutable_log_at_start_fails_its_instance_in_one_line(project: Proje
     assert "Traceback" not in done.stdout + done.stderr
     summary = json.loads(done.stdout[done.stdout.index("{") :])
     by_name = {inst["name"]: inst for inst in summary["instances"]}
-    assert by_name["a"]["status"] == "failed 127"
+    assert by_name["a"]["state"] == "failed" and by_name["a"]["exit_code"] == 127
     assert by_name["a"]["reason"] == f"cannot write its log: {log}: Operation not permitted"
-    assert by_name["b"]["status"] == "exited 0"
+    assert by_name["b"]["state"] == "exited" and by_name["b"]["exit_code"] == 0
 
 
 def test_a_log_made_immutable_while_running_warns_once_and_resumes(project: Project) -> None:

@@ -134,17 +134,17 @@ def test_a_log_made_immutable_while_running_warns_once_and_resumes(project: Proj
     try:
         before = log.stat().st_size
         (project.root / "go").touch()
-        wait_until(lambda: "refuses writes" in proc.out_path.read_text(), what="the warning")  # type: ignore[attr-defined]
+        wait_until(lambda: "refuses writes" in proc.err_path.read_text(), what="the warning")  # type: ignore[attr-defined]
     finally:
         _chattr("-i", str(log))
     assert proc.wait(timeout=60) == 0
-    out = proc.out_path.read_text()  # type: ignore[attr-defined]
+    out = proc.err_path.read_text()  # type: ignore[attr-defined]  # (with --json the human lines go to stderr)
     assert sum(f"{line:05d} " in out for line in range(2 * LINES)) == 2 * LINES
     assert out.count("refuses writes (Operation not permitted)") == 1
     assert log.stat().st_size >= before
     # Every byte the log lacks is counted, the run's whole loss, not only
     # what was lost when the warning was given.
-    summary = json.loads(out[out.index("\n{") :])
+    summary = json.loads(proc.out_path.read_text())  # type: ignore[attr-defined]
     missing = 2 * LINES * len(f"line 00000 {'x' * 80}\n") - log.stat().st_size
     assert missing > 0 and summary["instances"][0]["log_lost_bytes"] == missing
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -195,10 +196,12 @@ def test_a_slot_freed_just_before_a_stop_starts_nothing(tmp_path: Path, monkeypa
 
     async def main() -> None:
         running = asyncio.ensure_future(supervisor.run())
-        for _ in range(1000):
-            if len(executor.children) == 3 and all(child.running for child in executor.children):
-                break
-            await asyncio.sleep(0)
+        # The children start on the spawner's threads: wait for the three
+        # with a deadline, not a count of the loop's turns.
+        deadline = time.monotonic() + 30
+        while not (len(executor.children) == 3 and all(child.running for child in executor.children)):
+            assert time.monotonic() < deadline, f"three children did not start: {len(executor.children)}"
+            await asyncio.sleep(0.005)
         executor.children[0].exit(0)
         supervisor.request_stop("test")
         result = await running

@@ -6,5 +6,8 @@ manifest's model or the shared-memory code to know two numbers."""
 MAX_REPLICAS = 10_000
 """Instances of one process: the manifest's `replicas` and a `scale` request."""
 
+MAX_POOL = 100_000
+"""The largest pool: the manifest's `max_parallel`, `-j` and a `pool` request."""
+
 MAX_TRANSFER_BYTES = 1024 * 1024
 """Bytes one `shm read` or `shm write` request moves."""

@@ -96,3 +96,11 @@ class CommandFailed(ProcctlError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ClusterError(ProcctlError):
+    """A Dask cluster cannot take the run's jobs: Dask is not installed, the
+    scheduler cannot be reached, its workers cannot import procctl, or a
+    job's `memory` fits none of them. Nothing has started."""
+
+    exit_code = 2

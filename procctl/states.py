@@ -62,7 +62,8 @@ FOLLOWS: dict[State, frozenset[State]] = {
     # PENDING -> STOPPED: the same, for an instance that had run before (`start`).
     State.PENDING: frozenset({State.STARTING, State.SKIPPED, State.STOPPED}),
     # STARTING -> RUNNING: spawned. STARTING -> FAILED | BACKOFF: it could not be spawned.
-    # STARTING -> SKIPPED | STOPPED: a stop came while it waited for its spawn (as from PENDING).
+    # STARTING -> SKIPPED | STOPPED: a stop came while it waited for its spawn (as from PENDING),
+    # or while its start was still to come (a job queued on a cluster).
     State.STARTING: frozenset({State.RUNNING, State.FAILED, State.BACKOFF, State.SKIPPED, State.STOPPED}),
     # RUNNING -> READY: its probe passed. -> PAUSED, STOPPING: on request (or
     # its timeout, a limit, a failed probe). -> BACKOFF: it ended and will restart.

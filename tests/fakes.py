@@ -7,7 +7,12 @@ What a fake child does is read from its command:
 - `missing`: cannot be started (SpawnError, as a missing command);
 - `stubborn`: ignores the stop signal until `kill` (or `release`);
 - `slow-start`: its start waits until `let_start` (a spawn queued for a thread);
+- `queued`: its start waits until `begin` (a job queued on a cluster); a
+  `kill` before then gives the start up (SpawnError);
 - anything else runs until it is stopped, killed or told to `exit`.
+
+`FakeExecutor(remote=True)` stands for a cluster's: its children report
+their usage (`measure`) and may end with a verdict of where they ran (`end`).
 """
 
 from __future__ import annotations
@@ -38,10 +43,12 @@ class FakeChild:
         self._exit: asyncio.Future[Exit] | None = None
         self._released: asyncio.Future[None] | None = None
         self._may_start: asyncio.Event | None = None
+        self._begun: asyncio.Future[None] | None = None
 
     @property
     def command(self) -> str:
-        return str(self.request.cmd)
+        cmd = self.request.cmd
+        return cmd if isinstance(cmd, str) else " ".join(cmd)
 
     @property
     def running(self) -> bool:
@@ -54,6 +61,9 @@ class FakeChild:
             self._may_start = asyncio.Event()
             await self._may_start.wait()
         loop = asyncio.get_running_loop()
+        if self.command == "queued":
+            self._begun = loop.create_future()
+            await self._begun
         self.pid = next(_PIDS)
         self.started_at = time.time()
         self._exit = loop.create_future()
@@ -69,12 +79,29 @@ class FakeChild:
         if self._may_start is not None:
             self._may_start.set()
 
+    @property
+    def queued(self) -> bool:
+        return self._begun is not None and not self._begun.done()
+
+    def begin(self) -> None:
+        """A queued child starts."""
+        assert self._begun is not None
+        self._begun.set_result(None)
+
     def exit(self, returncode: int) -> None:
         """End now with `returncode` (-N: signal N)."""
+        self.end(Exit(returncode, None, time.time()))
+
+    def end(self, exit: Exit) -> None:
         if self._exit is not None and not self._exit.done():
-            self._exit.set_result(Exit(returncode, None, time.time()))
+            self._exit.set_result(exit)
         if self._released is not None and not self._released.done():
             self._released.set_result(None)
+
+    def measure(self, usage: Any) -> None:
+        """What it measured of its tree where it runs (remote children)."""
+        assert self.request.on_usage is not None
+        self.request.on_usage(usage)
 
     def output(self, text: str, stream: str = "stdout") -> None:
         """Write whole lines, as the child's pipe reader hands them on."""
@@ -97,6 +124,9 @@ class FakeChild:
         return True
 
     def kill(self, known: Any = None) -> None:
+        if self._begun is not None and not self._begun.done():
+            self._begun.set_exception(SpawnError("stopped before it started on the cluster"))
+            return
         self.exit(-signal.SIGKILL)
 
     def send_signal(self, sig: int) -> bool:
@@ -115,12 +145,15 @@ class FakeChild:
 
 
 class FakeExecutor:
-    def __init__(self, *, keep: bool = True) -> None:
+    def __init__(self, *, keep: bool = True, remote: bool = False) -> None:
+        self.remote = remote
         self.children: list[FakeChild] = []
+        self.entered = 0
         self._keep = keep
         """Keep every child made (for `of`); off for runs of many thousands."""
 
     def __enter__(self) -> FakeExecutor:
+        self.entered += 1
         return self
 
     def __exit__(self, *exc: object) -> None:

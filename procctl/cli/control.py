@@ -128,6 +128,19 @@ def scale(
 
 
 @app.command()
+def pool(
+    size: Annotated[Optional[int], typer.Argument(help="Jobs at once from now on (under auto: the cap); without it, show the pool.", show_default=False)] = None,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the pool, or resize it while it runs (on a cluster: the jobs in flight there)."""
+    args: dict[str, Any] = {} if size is None else {"size": size}
+    result = call(file, "pool", args)
+    auto = f", auto up to {result['cap']}" if result["auto"] else ""
+    _emit(result, as_json, f"pool: {result['size']} at once{auto}; {result['running']} running, {result['waiting']} waiting")
+
+
+@app.command()
 def send(
     arguments: Annotated[list[str], typer.Argument(metavar="[NAME] TEXT...", help="NAME TEXT, or with --all just TEXT.", autocompletion=complete_name)],
     everything: Annotated[bool, typer.Option("--all", help="Send to every instance.")] = False,

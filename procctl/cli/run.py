@@ -26,6 +26,7 @@ from procctl.errors import UsageError
 from procctl.jsonout import dumps
 
 if TYPE_CHECKING:
+    from procctl.cluster.executor import DaskExecutor
     from procctl.config.manifest import Manifest
     from procctl.config.plan import Plan
     from procctl.control.server import ControlServer
@@ -105,8 +106,21 @@ def run(
     junit: Annotated[Optional[str], typer.Option("--junit", metavar="FILE", help="Write a JUnit XML report to FILE when the run ends ('-': stdout, and the human output goes to stderr).", show_default=False)] = None,
     json_summary: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout instead of a table (the human output goes to stderr).")] = False,
     no_watch: NoWatchOption = False,
+    executor: Annotated[
+        Optional[str],
+        typer.Option(
+            "--executor",
+            help="Where `each` jobs run: local, dask (the cluster of [settings] dask), or dask://HOST:PORT (that cluster's scheduler).",
+            show_default=False,
+        ),
+    ] = None,
+    rerun_failed: Annotated[
+        bool, typer.Option("--rerun-failed", help="Run only the `each` items that failed in the last recorded run of their process.")
+    ] = False,
 ) -> None:
     """Run the manifest's processes in the foreground until they end or Ctrl-C."""
+    from procctl.config.executors import with_executor
+    from procctl.config.plan import build_plan
     from procctl.control.address import socket_path
     from procctl.control.server import ControlServer, serving
     from procctl.engine.operations import Operations
@@ -124,15 +138,17 @@ def run(
     if json_summary and junit == "-":
         raise UsageError("--json takes stdout: write the JUnit report to a file")
     run_timeout = parse_duration_option("--timeout", timeout)
-    def read_plan(path: Path | None) -> Plan:
+    def read_manifest(path: Path | None) -> Manifest:
         """The manifest read and picked from as this run does: at the start,
         and again for each reload."""
-        return selected_plan(load_manifest_option(path), names, only, exclude, no_deps, can_die, any_can_die, parallel, schedule)
+        return with_executor(selected_manifest(load_manifest_option(path), names, only, exclude, no_deps, can_die, any_can_die), executor)
 
-    plan = read_plan(file)
-    manifest = plan.manifest
-    warn_of_starvation(plan)
+    manifest = read_manifest(file)
     state_dir = StateDir.beside(manifest.path)
+    only_items = failed_items(manifest, state_dir) if rerun_failed else None
+    options = plan_options(parallel, schedule)
+    plan = build_plan(manifest, only_items=only_items, **options)
+    warn_of_starvation(plan)
     state_dir.prepare()
     # Held until this process ends: one supervisor per manifest.
     lock, detached = hold_supervisor_lock(state_dir, manifest.path)
@@ -141,6 +157,18 @@ def run(
     stream = _open_event_stream(events_to, bus, stopping_for_stdout if events_to == "-" else None)
     if junit is not None:
         _check_writable("--junit", junit)
+    cluster = connect_cluster(manifest)
+    if cluster is not None and "parallel" not in options and not manifest.settings.max_parallel_given:
+        # Nothing bounds the pool but this machine's CPUs: on a cluster, its
+        # threads do, twice over, so that each worker thread has its next job
+        # there when one ends (with one per thread, each waited a round trip
+        # to procctl between jobs: 59 ms a job, measured).
+        options = {**options, "parallel": 2 * max(cluster.threads, 1)}
+        plan = build_plan(manifest, only_items=only_items, **options)
+
+    def read_plan(path: Path | None) -> Plan:
+        return build_plan(read_manifest(path), only_items=only_items, **options)
+
     # With a report on stdout (the event stream, the JSON summary, the JUnit
     # report), people read stderr: stdout stays what a program parses.
     human = sys.stderr if events_to == "-" or json_summary or junit == "-" else sys.stdout
@@ -171,6 +199,7 @@ def run(
         fail_fast=False if keep_going else None,
         run_timeout_s=run_timeout,
         predictions=load_predictions(plan, state_dir, lambda message: typer.echo(f"procctl: warning: {message}", err=True)),
+        executors={"dask": cluster} if cluster is not None else None,
         control_socket=socket_path(state_dir),
         detached=detached,
         edited_plan=lambda: read_plan(manifest.path),
@@ -189,6 +218,8 @@ def run(
         write.close()
         if stream is not None:
             stream.close()
+        if cluster is not None:
+            cluster.close()
     if github:
         for line in plain.github_annotations(result):
             human.write(line + "\n")
@@ -197,6 +228,22 @@ def run(
         _write_junit(result, manifest.path, junit)
     _print_summary(result, json_summary, sys.stdout if json_summary else human)
     raise typer.Exit(result.exit_code)
+
+
+def selected_manifest(
+    manifest: Manifest,
+    names: list[str] | None,
+    only: list[str] | None,
+    exclude: list[str] | None,
+    no_deps: bool,
+    can_die: list[str] | None,
+    any_can_die: bool,
+) -> Manifest:
+    """The processes `run` (and `up`) were asked to run."""
+    from procctl.config.select import allow_to_die, select_processes
+
+    manifest = select_processes(manifest, [*(names or []), *_name_list(only)], exclude=_name_list(exclude), with_dependencies=not no_deps)
+    return allow_to_die(manifest, _name_list(can_die), everything=any_can_die)
 
 
 def selected_plan(
@@ -212,11 +259,48 @@ def selected_plan(
 ) -> Plan:
     """The plan of what `run` (and `up`) were asked to run."""
     from procctl.config.plan import build_plan
-    from procctl.config.select import allow_to_die, select_processes
 
-    manifest = select_processes(manifest, [*(names or []), *_name_list(only)], exclude=_name_list(exclude), with_dependencies=not no_deps)
-    manifest = allow_to_die(manifest, _name_list(can_die), everything=any_can_die)
-    return build_plan(manifest, **plan_options(parallel, schedule))
+    return build_plan(selected_manifest(manifest, names, only, exclude, no_deps, can_die, any_can_die), **plan_options(parallel, schedule))
+
+
+def connect_cluster(manifest: Manifest) -> DaskExecutor | None:
+    """The Dask cluster the manifest's `each` jobs go to, reached and
+    checked before anything starts; None when every job runs here."""
+    from procctl.config.executors import cluster_address, uses_dask
+
+    if not uses_dask(manifest):
+        return None
+    from procctl.cluster.executor import DaskExecutor
+
+    return DaskExecutor.connect(cluster_address(manifest), manifest)
+
+
+def failed_items(manifest: Manifest, state_dir: StateDir) -> dict[str, set[str]]:
+    """`--rerun-failed`: for each `each` process of the run, the items that
+    failed in its last recorded run. Raises UsageError when there is nothing
+    to take them from; exits 0 (saying so) when nothing failed."""
+    from procctl.engine.history import HistoryError, last_failed_items
+    from procctl.errors import StateDirError
+
+    pools = [name for name, spec in manifest.processes.items() if spec.each is not None]
+    if not pools:
+        raise UsageError("--rerun-failed: no `each` process in this run")
+    found: dict[str, set[str]] = {}
+    try:
+        for name in pools:
+            last = last_failed_items(state_dir.database, manifest.path, name)
+            if last is not None:
+                found[name] = set(last)
+    except (HistoryError, StateDirError) as exc:
+        raise UsageError(f"--rerun-failed: cannot read the run history: {exc}") from None
+    if not found:
+        raise UsageError(f"--rerun-failed: no recorded run of {', '.join(pools)} to take failed items from")
+    if not any(found.values()):
+        typer.echo(f"procctl: nothing to rerun: no item failed in the last run of {', '.join(found)}", err=True)
+        raise typer.Exit(0)
+    for name in pools:
+        found.setdefault(name, set())
+    return found
 
 
 def warn_of_starvation(plan: Plan) -> None:

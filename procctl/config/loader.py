@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from procctl.config import shared
-from procctl.config.manifest import MAX_NAME_LENGTH, MAX_REPLICAS, PROCESS_NAME, ItemRange, Limits, Manifest, LivenessSpec, ProcessSpec, ReadySpec, Settings, WatchSpec
+from procctl.config import executors, shared
+from procctl.config.manifest import MAX_NAME_LENGTH, MAX_POOL, MAX_REPLICAS, PROCESS_NAME, DaskSettings, ItemRange, Limits, LivenessSpec, Manifest, ProcessSpec, ReadySpec, Settings, WatchSpec
 from procctl.config.placeholders import UnsafePlacement, compile_command
 from procctl.config.plan import cycle_of, dependency_levels
 from procctl.config.procfile import parse_procfile, ports
@@ -33,7 +33,18 @@ TOP_KEYS = ("settings", "env", "shared", "process")
 
 
 def _max_parallel(reader: Reader, value: object, path: KeyPath) -> int | str:
-    return "auto" if value == "auto" else reader.integer(value, path, 1, 100_000)
+    return "auto" if value == "auto" else reader.integer(value, path, 1, MAX_POOL)
+
+
+def _dask(reader: Reader, value: object, path: KeyPath) -> DaskSettings:
+    table = reader.table(value, *path)
+    reader.check_keys(table, ("scheduler",), *path)
+    if "scheduler" not in table:
+        raise reader.error('missing key: scheduler (e.g. "tcp://127.0.0.1:8786")', *path)
+    try:
+        return DaskSettings(executors.scheduler_address(reader.string(table["scheduler"], (*path, "scheduler"))))
+    except ValueError as exc:
+        raise reader.error(str(exc), *path, "scheduler") from None
 
 
 def _watchdog(reader: Reader, value: object, path: KeyPath) -> float:
@@ -126,6 +137,7 @@ SETTINGS = (
     Key("env_file", Reader.env_file),
     Key("schedule", chosen(Settings, "schedule")),
     Key("min_free_memory", Reader.memory_amount),
+    Key("dask", _dask),
     *_limit_keys(Settings),
     *_log_keys(),
 )
@@ -285,6 +297,7 @@ PROCESS = (
     Key("exit_on_end", Reader.boolean),
     Key("watch", _watch),
     Key("tty", Reader.boolean),
+    Key("executor", chosen(ProcessSpec, "executor")),
     *_limit_keys(ProcessSpec),
     *_log_keys(),
 )
@@ -292,6 +305,7 @@ PROCESS = (
 
 def _settings(reader: Reader, raw: object) -> tuple[Settings, dict[str, str]]:
     fields = reader.keys(reader.table(raw, "settings"), SETTINGS, "settings")
+    fields["max_parallel_given"] = "max_parallel" in fields
     env = reader.env_file_values(fields["env_file"], ("settings", "env_file")) if "env_file" in fields else {}
     return Settings(**fields), env
 
@@ -331,7 +345,11 @@ def _process(reader: Reader, name: str, raw: object) -> ProcessSpec:
     fields.setdefault("nice", reader.defaults.nice)
     for key in INHERITED:
         fields.setdefault(key, getattr(reader.defaults, key))
-    return ProcessSpec(name=name, cwd=fields.pop("cwd", reader.root), line=reader.lines.line(*path), **fields)
+    spec = ProcessSpec(name=name, cwd=fields.pop("cwd", reader.root), line=reader.lines.line(*path), **fields)
+    refusal = executors.dask_refusal(spec) if spec.executor == "dask" else None
+    if refusal is not None:
+        raise reader.error(refusal[1], *path, refusal[0])
+    return spec
 
 
 def _refuse_nul(reader: Reader, value: object, path: KeyPath = ()) -> None:

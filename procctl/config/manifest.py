@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, overload
 
-from procctl.bounds import MAX_REPLICAS
+from procctl.bounds import MAX_POOL, MAX_REPLICAS
 
 PROCESS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 """What a process may be called: letters, digits, '-' and '_'."""
@@ -28,6 +28,7 @@ RestartPolicy = Literal["no", "on-failure", "always"]
 DependencyCondition = Literal["started", "ready", "succeeded"]
 ProbeKind = Literal["log", "tcp", "http", "exec", "notify"]
 RegionMode = Literal["rw", "ro"]
+ExecutorName = Literal["local", "dask"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +221,9 @@ class ProcessSpec:
     """Run it on a pseudo-terminal of its own."""
     log_max_size: int = DEFAULT_LOG_MAX_SIZE
     log_keep: int = DEFAULT_LOG_KEEP
+    executor: ExecutorName = "local"
+    """Where its jobs run: this machine, or the Dask cluster of `[settings]
+    dask` (`each` jobs only)."""
 
     @property
     def may_run_forever(self) -> bool:
@@ -235,6 +239,14 @@ class SharedRegion:
     name: str
     size_bytes: int
     line: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DaskSettings:
+    """`[settings] dask`: the cluster that `executor = "dask"` sends jobs to."""
+
+    scheduler: str
+    """The scheduler's address, as Dask takes it: `tcp://HOST:PORT`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,6 +272,9 @@ class Settings:
     """Every process runs on a pseudo-terminal unless it says `tty = false`."""
     log_max_size: int = DEFAULT_LOG_MAX_SIZE
     log_keep: int = DEFAULT_LOG_KEEP
+    dask: DaskSettings | None = None
+    max_parallel_given: bool = False
+    """The manifest sets `max_parallel` (else a cluster's pool follows its threads)."""
 
 
 @dataclasses.dataclass(frozen=True)

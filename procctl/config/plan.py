@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import graphlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import overload
 from pathlib import Path
 
@@ -59,12 +59,20 @@ class Segment(Sequence[Job]):
 
     manifest: Manifest
     spec: ProcessSpec
+    kept: tuple[int, ...] | None = None
+    """Of an `each`, the indexes (from 0) of the items kept, each still under
+    its own number (`--rerun-failed`); None: all of them."""
 
     def __len__(self) -> int:
         spec = self.spec
         if spec.each is not None:
-            return len(spec.each)
+            return len(spec.each) if self.kept is None else len(self.kept)
         return spec.replicas
+
+    def _item(self, at: int) -> Job:
+        """The `each` job of item `at` (from 0 in the whole list)."""
+        assert self.spec.each is not None
+        return _job(self.manifest, self.spec, at + 1, replicated=False, item=self.spec.each[at])
 
     @overload
     def __getitem__(self, index: int) -> Job: ...
@@ -82,14 +90,17 @@ class Segment(Sequence[Job]):
             raise IndexError(index)
         spec = self.spec
         if spec.each is not None:
-            return _job(self.manifest, spec, index + 1, replicated=False, item=spec.each[index])
+            return self._item(index if self.kept is None else self.kept[index])
         if spec.replicas > 1:
             return _job(self.manifest, spec, index + 1, replicated=True)
         return _job(self.manifest, spec, 0, replicated=False)
 
     def __iter__(self) -> Iterator[Job]:
         spec = self.spec
-        if spec.each is not None:
+        if spec.each is not None and self.kept is not None:
+            for at in self.kept:
+                yield self._item(at)
+        elif spec.each is not None:
             for i, item in enumerate(spec.each, start=1):
                 yield _job(self.manifest, spec, i, replicated=False, item=item)
         elif spec.replicas > 1:
@@ -109,7 +120,13 @@ class Segment(Sequence[Job]):
             number = name[len(process) + 1 :] if name.startswith(process + ".") else ""
         else:
             return None
-        if not number.isdigit() or number != str(int(number)) or not 1 <= int(number) <= len(self):
+        if not number.isdigit() or number != str(int(number)):
+            return None
+        if self.spec.each is not None:
+            at = int(number) - 1
+            whole = len(self.spec.each)
+            return self._item(at) if 0 <= at < whole and (self.kept is None or at in self.kept) else None
+        if not 1 <= int(number) <= len(self):
             return None
         return self[int(number) - 1]
 
@@ -118,7 +135,7 @@ class Segment(Sequence[Job]):
         """The widest instance name (the last one's number has the most digits)."""
         count = len(self)
         if self.spec.each is not None:
-            return f"{self.spec.name}[{count}]"
+            return f"{self.spec.name}[{count if self.kept is None else self.kept[-1] + 1 if self.kept else 0}]"
         return f"{self.spec.name}.{count}" if count > 1 else self.spec.name
 
 
@@ -309,18 +326,32 @@ def _order(manifest: Manifest) -> tuple[tuple[str, ...], dict[str, int]]:
     return order, levels
 
 
+def _segment(manifest: Manifest, spec: ProcessSpec, only_items: Mapping[str, Collection[str]] | None) -> Segment:
+    keep = only_items.get(spec.name) if only_items is not None and spec.each is not None else None
+    if keep is None or spec.each is None:
+        return Segment(manifest, spec)
+    return Segment(manifest, spec, tuple(at for at, item in enumerate(spec.each) if item in keep))
+
+
 def build_plan(
-    manifest: Manifest, *, parallel: int | None = None, auto: bool | None = None, schedule: str | None = None
+    manifest: Manifest,
+    *,
+    parallel: int | None = None,
+    auto: bool | None = None,
+    schedule: str | None = None,
+    only_items: Mapping[str, Collection[str]] | None = None,
 ) -> Plan:
     """Expand and order the manifest. `parallel` (from -j N) overrides
     max_parallel and is a hard cap under auto; `auto` (from -j auto) turns on
-    the adaptive pool; `schedule` overrides the manifest's.
+    the adaptive pool; `schedule` overrides the manifest's; `only_items`
+    keeps, of the `each` processes it names, only those items (each under
+    its own index, as in a whole run: `--rerun-failed`).
 
     The manifest loader has already refused dependency cycles."""
     if parallel is not None and parallel < 1:
         raise UsageError("--parallel: must be at least 1")
     order, levels = _order(manifest)
-    jobs = Jobs([Segment(manifest, manifest.processes[name]) for name in order])
+    jobs = Jobs([_segment(manifest, manifest.processes[name], only_items) for name in order])
     settings = manifest.settings
     cpus = os.cpu_count() or 1
     adaptive = auto if auto is not None else settings.max_parallel == "auto"

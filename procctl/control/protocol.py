@@ -11,7 +11,7 @@ import dataclasses
 import json
 from typing import Any
 
-from procctl.bounds import MAX_REPLICAS, MAX_TRANSFER_BYTES
+from procctl.bounds import MAX_POOL, MAX_REPLICAS, MAX_TRANSFER_BYTES
 
 MAX_REQUEST_BYTES = 64 * 1024
 """A request line longer than this is refused unread."""
@@ -86,6 +86,12 @@ VERBS: dict[str, Verb] = {
             "scale", "scale", (Arg("process", str, "str", required=True), Arg("replicas", int, f"int (0 to {MAX_REPLICAS:,})", required=True)),
             "start or stop replicas (`web.3` gets `PORT = port + 2`)",
             '`{"process", "replicas", "added": [str], "removed": [str]}`',
+        ),
+        Verb(
+            "pool", "pool", (Arg("size", int, f"int (1 to {MAX_POOL:,})"),),
+            "show the pool; with `size`, make it that many jobs at once from now on (under `auto`, its cap). On a cluster "
+            "the pool is the window of jobs in flight there. Running jobs are not stopped by a smaller pool",
+            '`{"size", "cap", "auto", "running", "waiting", "schedule"}`',
         ),
         Verb(
             "send", "send", (_NAMES, _ALL, Arg("text", str, f"str (at most {MAX_SEND_BYTES:,} bytes)")),

@@ -74,6 +74,8 @@ def _announcements(verb: str, args: dict[str, Any], result: Any) -> list[tuple[s
         return [(name, "start requested") for name in names] if result.get("starting") else []
     if verb == "scale":
         return [(args["process"], f"scaled to {args['replicas']}")] if result.get("added") or result.get("removed") else []
+    if verb == "pool" and "size" in args:
+        return [(OWN, f"pool resized to {args['size']}")]
     # `send` is told by its own `message` events: one per instance reached,
     # with the line and the instance that sent it.
     if verb == "limits" and args.get("set"):

@@ -164,6 +164,11 @@ class Admission:
         if self.pool is not None:
             self.pool.grown(ticket, rss_bytes)
 
+    def resize(self, size: int) -> None:
+        """`procctl pool N`: N jobs at once from now on (the cap, under auto)."""
+        assert self.pool is not None
+        self.pool.resize(size)
+
     def hold(self, held: bool) -> None:
         """`pause --all` holds the queue: no new start until it is released."""
         assert self.pool is not None

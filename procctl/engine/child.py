@@ -14,19 +14,23 @@ import resource
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from procctl.engine.logfile import LogFile
     from procctl.config.manifest import Limits
     from procctl.engine.logfile import LogFile
     from procctl.engine.terminal import Terminals
+    from procctl.engine.outcome import Cut
     from procctl.events import Flow
     from procctl.engine.tree import ProcessTree
 
 OutputCallback = Callable[[str, str], None]
 """(stream, whole lines) → None; must not block. The lines are text, as
 `lines.LineSplitter` cuts and decodes them, each ending in a newline."""
+UsageCallback = Callable[[Any], None]
+"""What a child measured of its own tree where it runs (a
+`metrics.TreeUsage`) → None."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,6 +59,19 @@ class SpawnRequest:
     terminals: Terminals | None = None
     """Run it on a pseudo-terminal of its own, made by these, of procctl's
     terminal's size (`tty = true`; local children only)."""
+    on_usage: UsageCallback | None = None
+    """Where a child that runs elsewhere reports its tree's usage (a local
+    one is sampled here)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Breach:
+    """A limit that was held where the child ran, and ended it."""
+
+    limit: str
+    value: float
+    maximum: float
+    mechanism: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,6 +88,14 @@ class Exit:
     elapsed_s: float = 0.0
     """Wall seconds from just before the spawn to the moment its exit was
     seen (a monotonic clock: what a benchmark times)."""
+    cut: Cut | None = None
+    """Why the run was ended where it ran, when something there ended it (a
+    limit its worker held, the loss of its worker); the runner's own cut
+    comes first."""
+    why: str = ""
+    """The reason that goes with `cut`."""
+    breach: Breach | None = None
+    """The limit, when `cut` is a limit."""
 
 
 class ChildProcess(Protocol):
@@ -119,6 +144,13 @@ class ChildProcess(Protocol):
 class Executor(AbstractContextManager["Executor"], Protocol):
     """Starts the children of one supervisor's run. Entered for the whole run
     (the local one holds the guardian that ends every child if procctl dies)."""
+
+    @property
+    def remote(self) -> bool:
+        """Its children run on other machines' processes: their pids mean
+        nothing here, they measure their own trees (`on_usage`), and their
+        limits are held where they run."""
+        ...
 
     @property
     def env(self) -> Mapping[str, str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from procctl.engine.store import StateDir
 from procctl.errors import ProcctlError
+from procctl.states import State
 
 SCHEMA_VERSION = 1
 
@@ -315,3 +316,19 @@ def list_runs(db_path: Path, manifest: str | os.PathLike[str] | None = None, nam
         args.extend([name, name])
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     return _query(db_path, where, args, limit)
+
+
+def last_failed_items(db_path: Path, manifest: str | os.PathLike[str], process: str) -> list[str] | None:
+    """The `each` items of `process` whose last attempt failed (failed,
+    killed, timed out, over a limit) in the last recorded run of that
+    process, in the order they ran; None when it has no recorded run."""
+    latest = _query(db_path, "WHERE manifest = ? AND process = ?", [str(manifest), process], 1)
+    if not latest:
+        return None
+    rows = _query(db_path, "WHERE manifest = ? AND process = ? AND session = ?", [str(manifest), process, latest[0].session], None)
+    last: dict[str, RunRow] = {}
+    for row in rows:  # newest first: the first row of an instance is its last attempt
+        last.setdefault(row.instance, row)
+    failures = {str(state) for state in State if state.failure}
+    failed = [row for row in last.values() if row.item is not None and row.status in failures]
+    return [row.item for row in sorted(failed, key=lambda row: row.started_at) if row.item is not None]

@@ -440,9 +440,25 @@ class Recorder:
         meter = self._meters.get(inst)
         return meter.last if meter is not None else None
 
-    def started(self, inst: Instance, child: ChildProcess) -> None:
+    def started(self, inst: Instance, child: ChildProcess, *, sampled: bool = True) -> None:
+        """A run began: sample its tree from now on, or (`sampled` false: it
+        runs elsewhere) take the figures it reports (`measured`)."""
+        if not sampled:
+            self._meters[inst] = RunMeter(inst.job.process, inst.name, child.pid, time.monotonic())
+            return
         self._meters[inst] = self.sampler.track(inst.job.process, inst.name, child.pid, proportional=bool(inst.job.spec.shared))
         self._by_pid[child.pid] = inst
+
+    def measured(self, inst: Instance, usage: TreeUsage) -> None:
+        """What a run elsewhere measured of its own tree: a `Sample`, as the
+        sampler would have made."""
+        meter = self._meters.get(inst)
+        if meter is None:
+            return
+        sample = meter.fold(usage, time.monotonic())
+        self._bus.publish(sample)
+        if self._on_sample is not None:
+            self._on_sample(inst, sample)
 
     def ended(self, inst: Instance, child: ChildProcess, exit: Exit, state: State, run_s: float) -> None:
         """A run ended (`state`: as `outcome.judge` said): its final `Sample`,
@@ -450,7 +466,8 @@ class Recorder:
         meter = self._meters.pop(inst, None)
         if meter is None:
             return
-        self._by_pid.pop(child.pid, None)
+        if self._by_pid.get(child.pid) is inst:
+            del self._by_pid[child.pid]
         self.sampler.untrack(meter)
         final = meter.close(exit.usage)
         self._bus.publish(final)

@@ -16,7 +16,7 @@ from typing import Any
 
 from procctl import events
 from procctl.config import values
-from procctl.config.manifest import MAX_REPLICAS
+from procctl.config.manifest import MAX_POOL, MAX_REPLICAS
 from procctl.config.plan import replica_job
 from procctl.config.select import resolve
 from procctl.engine import limits
@@ -25,6 +25,9 @@ from procctl.engine.runner import InstanceRunner
 from procctl.engine.supervisor import Supervisor
 from procctl.engine.tree import ProcessTree
 from procctl.errors import UsageError
+
+
+REMOTE_MECHANISM = "held on the worker that runs it, by the same means as here; a change applies to its next runs"
 
 
 class Operations:
@@ -119,6 +122,15 @@ class Operations:
                 removed.append(runner.name)
         return {"process": process, "replicas": replicas, "added": added, "removed": removed}
 
+    def pool(self, size: int | None = None) -> dict[str, Any]:
+        """The pool; with `size`, resized for what starts from now on."""
+        if size is not None:
+            self._refuse_while_stopping()
+            if not 1 <= size <= MAX_POOL:
+                raise UsageError(f"pool: size must be 1 to {MAX_POOL:,}, got {size:,}")
+            self.sup.admission.resize(size)
+        return self._pool_status()
+
     def send(self, names: Sequence[str] = (), text: str = "", everything: bool = False, sender_pid: int = 0) -> dict[str, Any]:
         """Write a line to each instance's stdin. `sender_pid`: the process
         that asked, as the kernel says; when it belongs to an instance, that
@@ -179,8 +191,9 @@ class Operations:
             if value is None:
                 continue
             shown = list(value) if isinstance(value, tuple) else value
-            row["limits"][field.name] = {"value": shown, "mechanism": self.sup.enforcer.describe(runner, field.name)}
-        if running and child is not None:
+            mechanism = REMOTE_MECHANISM if runner.remote else self.sup.enforcer.describe(runner, field.name)
+            row["limits"][field.name] = {"value": shown, "mechanism": mechanism}
+        if running and child is not None and not runner.remote:
             now = limits.usage(child.pid)
             row["usage"] = {
                 "rss_bytes": now.rss_bytes,
@@ -211,7 +224,7 @@ class Operations:
     def _mechanisms(self, runner: InstanceRunner) -> dict[str, str]:
         """Which mechanism enforces each limit of an instance (for `status`)."""
         return {
-            field.name: self.sup.enforcer.mechanism(runner, field.name)
+            field.name: "worker" if runner.remote else self.sup.enforcer.mechanism(runner, field.name)
             for field in dataclasses.fields(runner.limits)
             if getattr(runner.limits, field.name) is not None
         }

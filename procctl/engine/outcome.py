@@ -34,6 +34,9 @@ class Cut(enum.Enum):
     HUNG = "hung"
     """It stopped showing signs of life: its watchdog went unfed. A failure:
     the restart policy decides what follows."""
+    LOST = "lost"
+    """The machine's process that ran it (a cluster's worker) was lost, and
+    the run with it. A failure: the restart policy decides what follows."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,7 +58,7 @@ def judge(returncode: int, cut: Cut | None, why: str, *, cpu_time_limited: bool)
         return Ending(State.LIMIT_EXCEEDED, why)
     if cut is Cut.TIMEOUT:
         return Ending(State.TIMED_OUT, why)
-    if cut is Cut.PROBE or cut is Cut.HUNG:
+    if cut is Cut.PROBE or cut is Cut.HUNG or cut is Cut.LOST:
         return Ending(State.FAILED, why)
     if returncode in (-signal.SIGXCPU, -signal.SIGXFSZ) or (returncode == -signal.SIGKILL and cpu_time_limited):
         # At its hard RLIMIT_CPU the kernel sends SIGKILL; nothing of ours did (no cut).

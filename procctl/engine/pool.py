@@ -137,6 +137,15 @@ class Pool:
         if predicted is not None:
             self._reserved[ticket] = max(predicted - rss_bytes, 0)
 
+    def resize(self, size: int) -> None:
+        """`procctl pool N`: N slots from now on (under auto, N is the cap
+        the slots move under). Jobs running past a smaller size go on; no
+        new one starts until they are under it."""
+        self.cap = size
+        self.limit = min(self.limit, size) if self.auto else size
+        self._on_resize()
+        self._dispatch()
+
     def hold(self, held: bool) -> None:
         self.held = held
         if self._unheld is not None:

@@ -455,6 +455,8 @@ class LocalExecutor:
     dies, they die with it. `on_notice(message, level)` hears what the run
     should be told (a guardian replaced, escaped processes killed)."""
 
+    remote = False
+
     def __init__(self, concurrency: int = 1, spawner: Spawner | None = None, on_notice: Callable[[str, str], None] | None = None) -> None:
         self._concurrency = concurrency
         """How many children may run at once (the pool's size)."""

@@ -67,7 +67,6 @@ class Host(Protocol):
     """What a runner needs of its supervisor."""
 
     bus: events.Bus
-    executor: Executor
     recorder: Recorder
     enforcer: Enforcer
     ipc: Ipc[InstanceRunner]
@@ -93,6 +92,10 @@ class Host(Protocol):
         ...
 
     def release(self, ticket: int) -> None: ...
+
+    def executor_for(self, job: Job) -> Executor:
+        """Where runs of `job` happen (its process's `executor`)."""
+        ...
 
     def env(self, job: Job) -> dict[str, str]:
         """The whole environment of a run of `job`."""
@@ -123,6 +126,11 @@ class InstanceRunner:
         self._host = host
         self.state = State.PENDING
         self.totals = Totals()
+        self.executor = host.executor_for(job)
+        """Starts its runs: here, or on a cluster."""
+        self.remote = self.executor.remote
+        """Its runs happen on another machine's process: its pid means
+        nothing here, and its limits are held where it runs."""
         self.limits: Limits = job.spec.limits
         """In force for this instance; `procctl limits` changes it for the live
         tree and for later runs."""
@@ -226,7 +234,9 @@ class InstanceRunner:
             if self._task is not None:
                 self._task.cancel()
             return
-        if run.child.running:
+        if not run.child.pid:
+            self._give_up_start(run, self._down_reason)
+        elif run.child.running:
             self._mark(run, Cut.REQUEST, self._down_reason, self._down_reason, known)
             run.child.kill(known)
 
@@ -351,14 +361,15 @@ class InstanceRunner:
     def check_limits(self, changes: dict[str, Any]) -> None:
         """Refuse (UsageError) a `nofile` or `nproc` below what its live tree uses."""
         child = self.child
-        if child is not None and child.running:
+        if child is not None and child.running and not self.remote:
             limits.check_lowering(self.name, child.pid, changes)
 
     def set_limits(self, changes: dict[str, Any]) -> None:
         """Apply parsed limits to the live tree and to later runs."""
         self.limits = dataclasses.replace(self.limits, **changes)
         child = self.child
-        if child is not None and child.running:
+        # (A run on a cluster keeps the limits it started with.)
+        if child is not None and child.running and not self.remote:
             limits.set_live_rlimits(child.pid, changes)
             self._host.enforcer.apply(self, set(changes))
 
@@ -550,26 +561,33 @@ class InstanceRunner:
             if log_probe is not None:
                 log_probe.feed(text)
 
-        join_fds = host.enforcer.join_fds(self)
+        remote = self.remote
+        join_fds = [] if remote else host.enforcer.join_fds(self)
+        run: Run | None = None
         try:
             request = SpawnRequest(
                 job.cmd, job.cwd, env, await self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec), host.bus.flow,
-                host.terminals if spec.tty else None,
+                host.terminals if spec.tty and not remote else None,
+                on_usage=(lambda usage: host.recorder.measured(self, usage)) if remote else None,
             )  # fmt: skip
-            child = host.executor.child(request)
-            # The run exists from here: a stop while the child starts waits for it.
+            child = self.executor.child(request)
+            # The run exists from here: a stop while the child starts waits
+            # for it (or, for a start still to come on a cluster, gives it up).
             run = self.run = Run(child, ticket, env, log_probe)
             pid = await child.start()
         except SpawnError as exc:
             self.run = None
+            if run is not None and run.cut is Cut.REQUEST:
+                return Ending(State.STOPPED, run.why), 0.0
             self.totals.exit_code = 127
             publish(events.Notice(process, instance, message=str(exc), level="error"))
             return Ending(State.FAILED, str(exc)), 0.0
         finally:
             close_fds(join_fds)
-        run.notify_probe = host.ipc.started(self, pid, spec)
-        host.recorder.started(self, child)
-        host.enforcer.apply(self)
+        host.recorder.started(self, child, sampled=not remote)
+        if not remote:
+            run.notify_probe = host.ipc.started(self, pid, spec)
+            host.enforcer.apply(self)
         self.totals.pid = pid
         if self.totals.started_at is None:
             self.totals.started_at = child.started_at
@@ -605,7 +623,11 @@ class InstanceRunner:
         totals.duration_s = (totals.duration_s or 0.0) + run_s
         totals.exit_code = exit.returncode if exit.returncode >= 0 else None
         totals.signal = -exit.returncode if exit.returncode < 0 else None
-        ending = judge(exit.returncode, run.cut, run.why, cpu_time_limited=self.limits.cpu_time is not None)
+        cut, why = (run.cut, run.why) if run.cut is not None else (exit.cut, exit.why)
+        ending = judge(exit.returncode, cut, why, cpu_time_limited=self.limits.cpu_time is not None)
+        if run.cut is None and exit.breach is not None:
+            breach = exit.breach
+            publish(events.LimitExceeded(process, instance, limit=breach.limit, value=breach.value, maximum=breach.maximum, action=spec.on_limit, mechanism=breach.mechanism))
         if ending.kernel_limit:
             publish(events.LimitExceeded(process, instance, limit=ending.kernel_limit, value=0, maximum=0, action=spec.on_limit))
         host.recorder.ended(self, child, exit, ending.state, run_s)
@@ -634,6 +656,10 @@ class InstanceRunner:
         run = self.run
         if run is None:
             return
+        if not run.child.pid:
+            if cut is Cut.REQUEST:
+                self._give_up_start(run, why)
+            return
         if not run.child.running:
             # It ended already: only a limit the kernel enforced (an OOM kill
             # seen after the exit) can still say why.
@@ -642,6 +668,13 @@ class InstanceRunner:
             return
         if self._mark(run, cut, label, why, known):
             run.stopping = asyncio.get_running_loop().create_task(self._stop(run, known))
+
+    def _give_up_start(self, run: Run, why: str) -> None:
+        """Asked to stop before its start happened (a job queued on a
+        cluster): the child gives up its start, which then fails."""
+        if run.cut is None:
+            run.cut, run.why = Cut.REQUEST, why
+            run.child.kill()
 
     async def _stop(self, run: Run, known: ProcessTree | None) -> None:
         sig, timeout_s = self.job.spec.stop_signal, self._host.stop_timeout_s(self.job)

@@ -60,6 +60,7 @@ class Supervisor:
         run_timeout_s: float | None = None,
         predictions: Mapping[str, Prediction] | None = None,
         executor: Executor | None = None,
+        executors: Mapping[str, Executor] | None = None,
         control_socket: Path | None = None,
         detached: bool = False,
         edited_plan: Callable[[], Plan] | None = None,
@@ -79,7 +80,13 @@ class Supervisor:
         self.spawner = Spawner()
         """Threads for the blocking steps of a start: the spawn, the log's creation."""
         self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency(), spawner=self.spawner, on_notice=self._executor_notice)
-        """Starts the children (entered for the whole run)."""
+        """Starts the children of this machine (entered for the whole run)."""
+        self.executors: dict[str, Executor] = {**(executors or {}), "local": self.executor}
+        """Every executor of the run by name (`ProcessSpec.executor`): the
+        local one, and a cluster's when some process sends its jobs there."""
+        for spec in plan.manifest.processes.values():
+            if spec.executor not in self.executors:
+                raise UsageError(f'{spec.name}: executor = "{spec.executor}" but this run has no such executor')
         self.control_socket = control_socket
         """Where the control server listens, told to every child."""
         self.detached = detached
@@ -143,10 +150,11 @@ class Supervisor:
             stack.callback(self.recorder.close)
             stack.callback(self.enforcer.close)
             stack.callback(self.terminals.close)
-            executor = stack.enter_context(self.executor)
-            # Closed before the executor: no spawn is in flight at its last sweep.
+            for executor in self.executors.values():
+                stack.enter_context(executor)
+            # Closed before the executors: no spawn is in flight at their last sweep.
             stack.enter_context(self.spawner)
-            self.enforcer.open(executor.companions)
+            self.enforcer.open(self.executor.companions)
             self.ipc.open()
             # Closed after every child is gone (the kill below runs first).
             stack.callback(self.ipc.close)
@@ -508,8 +516,11 @@ class Supervisor:
         if failed and self.fail_fast:
             self.request_stop(f"{runner.name} {runner.result().status_text} (fail_fast)")
 
+    def executor_for(self, job: Job) -> Executor:
+        return self.executors[job.spec.executor]
+
     def env(self, job: Job) -> dict[str, str]:
-        env = dict(self.executor.env)
+        env = dict(self.executor_for(job).env)
         env.update(job.env)
         # The contract comes last: a manifest's [env] cannot misdirect it.
         env.update(self._run_env)
@@ -529,7 +540,9 @@ class Supervisor:
         run = runner.run
         if run is not None and not sample.final:
             self.admission.grown(run.ticket, sample.rss_bytes)
-        self.enforcer.sampled(runner, sample)
+        if not runner.remote:
+            # (A remote run's limits are held where it runs.)
+            self.enforcer.sampled(runner, sample)
 
     def _on_breach(self, runner: InstanceRunner, limit: str, value: float, maximum: float, mechanism: str, reason: str) -> None:
         runner.breach(limit, value, maximum, mechanism, reason)

@@ -85,6 +85,35 @@ def test_waiters_leave_in_priority_order_then_arrival() -> None:
     assert asyncio.run(scenario()) == ["long", "mid", "short", "unknown", "unknown2"]
 
 
+def test_a_resized_pool_lets_more_in_at_once_and_fewer_from_then_on() -> None:
+    """`procctl pool N` while jobs wait: 1 → 3 admits two more at once; back
+    to 1, the running ones go on and nothing new starts until they are under it."""
+
+    async def scenario() -> list[int]:
+        pool = Pool(1)
+        seen: list[int] = []
+        first = await pool.acquire(name="a")
+        waiting = [asyncio.ensure_future(pool.acquire(name=name)) for name in "bcde"]
+        await asyncio.sleep(0)
+        seen.append(pool.running)
+        pool.resize(3)
+        await asyncio.sleep(0)
+        seen.append(pool.running)
+        pool.resize(1)
+        pool.release(first)
+        pool.release(await waiting[0])
+        await asyncio.sleep(0)
+        seen.append(pool.running)
+        pool.release(await waiting[1])
+        await asyncio.sleep(0)
+        seen.append(pool.running)
+        for task in waiting[2:]:
+            pool.release(await task)
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 3, 1, 1]
+
+
 def test_admission_holds_a_job_that_does_not_fit_until_memory_frees() -> None:
     free = {"bytes": 500 * MiB}
 

@@ -1,7 +1,9 @@
 """The layers point one way: cli → {control, ui, bench} → engine → config,
-and cli → export → config (the exporters read the manifest and its plan, and
-run nothing). The engine never imports rich or typer; the UI never imports the
-process code."""
+cli → export → config (the exporters read the manifest and its plan, and
+run nothing), and cli → cluster → engine (a Dask cluster's executor behind
+the engine's seam, and the worker's side of it). The engine never imports
+rich or typer; the UI never imports the process code; nothing but `cluster`
+imports Dask, so that only a run that uses a cluster pays for it."""
 
 from __future__ import annotations
 
@@ -10,12 +12,17 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "procctl"
 
+DASK = ("dask", "distributed", "procctl.cluster")
+
 FORBIDDEN = {
-    "config": ("procctl.engine", "procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "rich", "typer"),
-    "engine": ("procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "rich", "typer"),
-    "export": ("procctl.engine", "procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "rich", "typer", "subprocess"),
-    "ui": ("procctl.engine.process", "procctl.engine.supervisor", "procctl.cli", "typer", "subprocess"),
-    "events.py": ("procctl.engine", "procctl.ui", "rich", "typer"),
+    "config": ("procctl.engine", "procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "rich", "typer", *DASK),
+    "engine": ("procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "rich", "typer", *DASK),
+    "export": ("procctl.engine", "procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "rich", "typer", "subprocess", *DASK),
+    "cluster": ("procctl.ui", "procctl.cli", "procctl.control", "procctl.bench", "procctl.export", "rich", "typer"),
+    "ui": ("procctl.engine.process", "procctl.engine.supervisor", "procctl.cli", "typer", "subprocess", *DASK),
+    "control": DASK,
+    "bench": DASK,
+    "events.py": ("procctl.engine", "procctl.ui", "rich", "typer", *DASK),
     "states.py": ("procctl.engine", "procctl.ui", "procctl.config", "procctl.events", "rich", "typer"),
     "errors.py": ("procctl.engine", "procctl.ui", "rich", "typer"),
     "units.py": ("procctl.engine", "procctl.ui", "rich", "typer"),

@@ -16,7 +16,7 @@ from fakes import FakeExecutor
 from test_runner import World
 
 from procctl import events
-from procctl.config.manifest import load_manifest
+from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.engine.child import Breach, Exit
 from procctl.engine.metrics import TreeUsage

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from procctl.config.executors import cluster_address, scheduler_address, uses_dask, with_executor
-from procctl.config.manifest import load_manifest
+from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.errors import ManifestError, UsageError
 

@@ -24,13 +24,60 @@ def _without_dask(tmp_path: Path) -> dict[str, str]:
     return {"PYTHONPATH": str(stub.parent)}
 
 
-def test_local_runs_never_import_dask(project: Project) -> None:
-    project.write('[process.b]\ncmd = "echo hi"\n[process.e]\ncmd = "echo {item}"\neach = [1, 2]\n')
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "procctl", "run", "--plain"], cwd=project.root, env=project.env(),
+DASK_MODULES = ("dask", "distributed", "tornado", "cloudpickle", "msgpack", "procctl.cluster.executor", "procctl.cluster.worker", "procctl.cluster.local")
+"""Dask, what only Dask brings in, and procctl's modules that import it."""
+
+
+def _dask_imported(project: Project, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """`procctl ARGS` under `-X importtime`: its result, and which of DASK_MODULES it imported."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "procctl", *args], cwd=project.root, env=project.env(),
                           capture_output=True, text=True, timeout=60)  # fmt: skip
-    modules = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if line.startswith("import time:")}
-    assert done.returncode == 0 and "procctl" in modules
-    assert not {"dask", "distributed", "tornado"} & modules
+    names = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "procctl" in names, done.stderr[-2000:]
+    return done, {module for module in DASK_MODULES if any(name == module or name.startswith(module + ".") for name in names)}
+
+
+def test_local_runs_and_status_never_import_dask(project: Project) -> None:
+    """A manifest with a cluster in its settings and a process sent there:
+    1. `run --plain` of the local processes, and `run --plain --executor
+       local` of all of them, run (exit 0) without importing Dask;
+    2. so does `check`;
+    3. with a supervisor running, `status --json` and the status table
+       answer without importing it."""
+    project.write(
+        """
+        [settings]
+        dask = { scheduler = "tcp://127.0.0.1:9" }
+
+        [process.b]
+        cmd = "echo hi"
+
+        [process.e]
+        cmd = "echo {item}"
+        each = [1, 2]
+
+        [process.remote]
+        cmd = "echo {item}"
+        each = [1, 2]
+        executor = "dask"
+
+        [process.a]
+        cmd = "sleep 60"
+        """
+    )
+    for args in (("run", "--plain", "b", "e"), ("run", "--plain", "--executor", "local", "b", "e", "remote"), ("check",)):
+        done, dask = _dask_imported(project, *args)
+        assert (done.returncode, dask) == (0, set()), (args, done.stderr[-2000:])
+    assert (project.logs / "remote.2.log").read_text() == "2\n"  # --executor local ran the cluster's jobs here
+    supervisor = project.supervise("--plain", "a")
+    try:
+        for args in (("status", "--json"), ("status",)):
+            done, dask = _dask_imported(project, *args)
+            assert (done.returncode, dask) == (0, set()), (args, done.stderr[-2000:])
+            assert " a " in done.stdout or '"a"' in done.stdout
+    finally:
+        supervisor.terminate()
+        supervisor.wait(timeout=30)
 
 
 def test_without_the_extra_a_dask_executor_is_one_line_naming_it(project: Project, tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import shlex
+import tomllib
 from pathlib import Path
 
 import typer.main
@@ -52,6 +54,30 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert "pip install -e ." in blocks[0] and "procctl run -f examples/procfile.toml" in blocks[0]
     ci = (ROOT / ".ci" / "run").read_text()
     assert blocks[1].strip() in ci
+
+
+def _ci_steps() -> list[str]:
+    """The lines `.ci/run` runs: everything after its `cd`."""
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("cd "))
+    return [line for line in lines[start + 1 :] if line.strip()]
+
+
+def test_each_slow_group_is_left_out_of_the_default_run_and_runs_as_a_step_of_its_own() -> None:
+    """pytest's addopts deselect the slow groups (`-m "not A and not B"`),
+    each a registered marker; `.ci/run` runs the default suite, then each
+    group on its own line, once."""
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    addopts = shlex.split(options["addopts"])
+    assert addopts.count("-m") == 1
+    expression = addopts[addopts.index("-m") + 1]
+    groups = re.findall(r"\bnot (\w+)", expression)
+    assert "cluster" in groups and expression == " and ".join(f"not {group}" for group in groups)
+    assert set(groups) <= {marker.split(":")[0] for marker in options["markers"]}
+    steps = _ci_steps()
+    assert steps[0] == "python3 -m pip install -q -e '.[test]' && python3 -m pytest -q"
+    for group in groups:
+        assert sum(step.endswith(f"python3 -m pytest -q -m {group}") for step in steps) == 1, group
 
 
 def _verb_rows() -> list[str]:

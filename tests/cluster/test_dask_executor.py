@@ -81,7 +81,11 @@ def _first_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    pytest.importorskip("distributed", reason="the cluster tests need procctl[dask]: pip install -e '.[test,dask]'")
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        # A run of `-m cluster` without the extra tests nothing: say so, do not skip.
+        pytest.fail("the cluster tests need procctl[dask]: python3 -m pip install -q -e '.[test,dask]'")
     err = tmp_path_factory.mktemp("cluster") / "cluster-up.err"
     with open(err, "wb") as errors:
         proc = subprocess.Popen(

@@ -12,8 +12,10 @@ Measurements (SPEC "Performance targets"): spawn (2000 jobs, and 20,000
 as spawn20k), output, bringup, idle,
 control, startup (the quick commands and the first spawn against
 `python -c pass`), scale (and scale10k: 10,000 running), shutdown, benchmark (procctl benchmark vs hyperfine), pool
-(longest-first vs FIFO), memory (memory-aware `-j auto`) and bigpool (an
-`each` of a million items, a manifest of ten thousand processes). Missing peers
+(longest-first vs FIFO), memory (memory-aware `-j auto`), bigpool (an
+`each` of a million items, a manifest of ten thousand processes) and dask
+(`each` jobs on a local Dask cluster against a bare Dask client; needs
+procctl[dask]). Missing peers
 (honcho, supervisor, GNU parallel, hyperfine) are installed first when
 possible; a row whose peer cannot be had is skipped with a message. A
 measurement that fails prints one error line and the others go on.
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import accuracy
 import bigpool
+import dask_jobs
 import fleet
 import many
 import psutil
@@ -71,6 +74,7 @@ MEASUREMENTS: dict[str, Callable[[int, bool], Measurement]] = {
     "pool": scheduling.smart_pool,
     "memory": scheduling.memory_pool,
     "bigpool": bigpool.bigpool,
+    "dask": dask_jobs.dask_overhead,
 }
 
 PEERS = {

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import re
 import resource
 import secrets
 import signal
@@ -120,8 +121,11 @@ class DaskExecutor:
                 raise ClusterError(f"no worker joined the Dask scheduler at {address} within {workers_timeout_s:g}s") from None
             try:
                 found = client.run(worker.facts)
-            except ImportError as exc:
-                raise ClusterError(_import_problem(exc, address)) from None
+            except Exception as exc:  # noqa: BLE001 - what the workers could not do, said in one line
+                missing = _missing_module(exc)
+                if missing is None:
+                    raise
+                raise ClusterError(_import_problem(missing, exc, address)) from None
             versions = {facts["procctl"] for facts in found.values()}
             if versions != {__version__}:
                 raise ClusterError(
@@ -650,8 +654,17 @@ def _describe(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _import_problem(exc: ImportError, address: str) -> str:
-    missing = exc.name or str(exc)
+def _missing_module(exc: BaseException) -> str | None:
+    """The module a worker could not import: from an ImportError, or from
+    the text of the plain Exception Dask hands back when the worker failed
+    to load the function it was sent."""
+    if isinstance(exc, ImportError):
+        return exc.name or str(exc)
+    match = re.search(r"No module named '([^']+)'", str(exc))
+    return match[1] if match else None
+
+
+def _import_problem(missing: str, exc: BaseException, address: str) -> str:
     if missing == "procctl" or missing.startswith("procctl."):
         return (
             f"the Dask workers of {address} cannot import procctl (No module named {missing!r}): "
@@ -661,6 +674,7 @@ def _import_problem(exc: ImportError, address: str) -> str:
 
 
 def _task_error(exc: BaseException | None, address: str) -> str:
-    if isinstance(exc, ImportError):
-        return _import_problem(exc, address)
+    missing = _missing_module(exc) if exc is not None else None
+    if exc is not None and missing is not None:
+        return _import_problem(missing, exc, address)
     return f"its task failed on the cluster before the job started: {_describe(exc)}"

@@ -197,3 +197,14 @@ def test_every_toml_example_in_the_docs_loads(tmp_path: Path) -> None:
         manifest.write_text(text)
         loaded = load_manifest(manifest)
         assert loaded.processes or "process" not in document, where
+
+
+def test_the_distributed_doc_shows_every_option_of_the_cluster_and_of_where_jobs_run() -> None:
+    """docs/distributed.md moves with the command line: every option of
+    `procctl cluster`, `run --executor` (each form) and `--rerun-failed`,
+    the manifest's keys for a cluster, and the extra to install."""
+    doc = (ROOT / "docs" / "distributed.md").read_text()
+    cluster = _commands()["cluster"]
+    wanted = [opt for param in cluster.params if param.param_type_name == "option" for opt in param.opts if opt not in ("--help", "-h")]  # type: ignore[attr-defined]
+    wanted += ["--executor dask://", "--executor dask`", "--executor local", "--rerun-failed", 'executor = "dask"', "[settings] dask = { scheduler = ", "pip install 'procctl[dask]'"]
+    assert [text for text in wanted if text not in doc] == []

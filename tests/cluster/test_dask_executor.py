@@ -25,6 +25,7 @@ import psutil
 import pytest
 from conftest import Project, wait_until
 
+from procctl import __version__
 from procctl.cluster.linux import die_with_parent
 
 pytestmark = pytest.mark.cluster
@@ -455,3 +456,50 @@ def test_a_scheduler_that_cannot_be_reached_is_one_line(project: Project, cluste
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.startswith("procctl: cannot reach the Dask scheduler at tcp://127.0.0.1:9: ") and result.stderr.count("\n") == 1
     assert not (project.root / "ran").exists()
+
+
+def test_workers_that_cannot_import_procctl_are_one_line_naming_it(project: Project, tmp_path: Path) -> None:
+    """A scheduler and a worker whose Python finds no procctl (a package of
+    that name first on their path that fails as a missing one does):
+    `run --executor` exits 2 with one line naming the module and how to
+    install it there, and runs nothing."""
+    stub = tmp_path / "no-procctl" / "procctl"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'procctl'\", name='procctl')\n")
+    # Not the checkout's directory: `python -m` puts the current one first on the path.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(stub.parent)}
+    scheduler_file = elsewhere / "scheduler.json"
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(*argv: str) -> None:
+        started.append(
+            subprocess.Popen([PY, "-m", *argv], cwd=elsewhere, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))  # fmt: skip
+        )
+
+    try:
+        spawn("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file", str(scheduler_file),
+              "--no-dashboard", "--dashboard-address", "127.0.0.1:0")  # fmt: skip
+        wait_until(lambda: scheduler_file.exists() and scheduler_file.read_text().endswith("}"), timeout=120, what="the scheduler")
+        address = json.loads(scheduler_file.read_text())["address"]
+        spawn("distributed.cli.dask_worker", address, "--host", "127.0.0.1", "--no-nanny", "--nthreads", "1",
+              "--no-dashboard", "--dashboard-address", "127.0.0.1:0")  # fmt: skip
+        _manifest(project, '[process.j]\ncmd = "touch ran-$PROCCTL_ITEM"\neach = [1]\n')
+        result = project.run("run", "--plain", "--executor", "dask://" + address.split("://", 1)[1], timeout=120)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == (
+            f"procctl: the Dask workers of {address} cannot import procctl (No module named 'procctl'): "
+            f"install it where they run: pip install 'procctl[dask]=={__version__}'\n"
+        )
+        assert not list(project.root.glob("ran-*"))
+        listening = [conn for conn in psutil.net_connections(kind="inet") if conn.status == psutil.CONN_LISTEN and conn.pid in {p.pid for p in started}]
+        assert listening and {conn.laddr.ip for conn in listening} == {"127.0.0.1"}, listening
+    finally:
+        for proc in started:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()

@@ -210,7 +210,7 @@ def test_output_is_byte_exact_through_the_cluster(project: Project, cluster: Clu
     assert remote["screen"] == local["screen"] and len(remote["screen"]) > 10_000
     history = json.loads(project.run("history", "out", "--json", "-n", "10").stdout)
     rows = [row for row in history if row["instance"] == "out[1]"]
-    assert [row["exit_code"] for row in rows] == [3, 3] and all(row["cpu_time_s"] for row in rows)
+    assert [row["exit_code"] for row in rows] == [3, 3] and all(row["cpu_time_s"] and row["duration_s"] for row in rows)
 
 
 def test_j2_caps_the_jobs_in_flight_and_the_pool_resizes_while_it_runs(project: Project, cluster: Cluster) -> None:
@@ -358,6 +358,10 @@ def test_kill_a_timeout_and_ctrl_c_leave_no_process_of_the_job(project: Project,
     finally:
         if proc.poll() is None:
             proc.kill()
+    # How each ended, as the history has it: the signal that ended the job on its worker.
+    history = json.loads(project.run("history", "--json", "-n", "10").stdout)
+    ended = {row["instance"]: (row["status"], row["signal"]) for row in history}
+    assert ended == {"killed[1]": ("stopped", 15), "timed[1]": ("timed out", 15), "interrupted[1]": ("stopped", 15)}
 
 
 def test_a_killed_workers_job_is_retried_once_and_never_runs_twice_at_once(project: Project, cluster: Cluster) -> None:
@@ -418,7 +422,12 @@ def test_rerun_failed_runs_exactly_the_failed_items_on_the_cluster(project: Proj
     )
     (project.root / "fail-b").touch()
     (project.root / "fail-d").touch()
-    assert project.run("run", "--plain", "--executor", cluster.url).returncode == 1
+    assert project.run("run", "--plain", "--executor", cluster.url, "--junit", "junit.xml").returncode == 1
+    # The JUnit report of a run on the cluster: a case per job, the failed ones failures.
+    from xml.etree import ElementTree
+
+    cases = {case.get("name"): case.find("failure") is not None for case in ElementTree.parse(project.root / "junit.xml").iter("testcase")}
+    assert cases == {"items[1]": False, "items[2]": True, "items[3]": False, "items[4]": True}
     ran = project.root / "ran.txt"
     assert sorted(ran.read_text().split()) == ["a", "b", "c", "d"]
     ran.unlink()
@@ -442,12 +451,18 @@ def test_pause_and_resume_stop_and_continue_the_job_on_its_worker(project: Proje
         assert project.run("pause", "p").returncode == 0
         wait_until(lambda: state(pid) == psutil.STATUS_STOPPED, timeout=30, what="the job to be stopped")
         assert project.status()["instances"][0]["state"] == "paused"  # type: ignore[index]
+        # The view's table of a run on the cluster, as `top` shows it.
+        once = project.run("top", "--once")
+        assert once.returncode == 0 and "p[1]" in once.stdout and "paused" in once.stdout
         assert project.run("resume", "p").returncode == 0
         wait_until(lambda: state(pid) != psutil.STATUS_STOPPED, timeout=30, what="the job to go on")
         go.touch()
         assert proc.wait(timeout=60) == 0
     finally:
         go.touch()
+    # Sampled on its worker while it ran: its peak RSS and CPU time are in the history.
+    row = json.loads(project.run("history", "p", "--json").stdout)[0]
+    assert (row["status"], row["exit_code"]) == ("exited", 0) and row["peak_rss_bytes"] > 1 << 20 and row["cpu_time_s"] is not None
 
 
 def test_a_scheduler_that_cannot_be_reached_is_one_line(project: Project, cluster: Cluster) -> None:

@@ -43,6 +43,8 @@ def dask_refusal(spec: ProcessSpec) -> tuple[str, str] | None:
         return "watchdog", "the notification socket is on this machine only: a job on a Dask cluster cannot feed a watchdog"
     if spec.ready is not None and spec.ready.kind != "log":
         return "ready", f"a {spec.ready.kind} probe runs on this machine, not where the job runs; only a log probe follows a job on a Dask cluster"
+    if spec.liveness is not None:
+        return "liveness", f"a {spec.liveness.kind} liveness probe runs on this machine and looks for the job's tree here, not where the job runs"
     return None
 
 

@@ -50,6 +50,7 @@ def test_a_process_chooses_its_executor_and_settings_name_the_cluster(tmp_path: 
             "process.a.ready: a tcp probe runs on this machine, not where the job runs",
         ),
         ('[process.a]\ncmd = "x"\neach = [1]\nwatchdog = "5s"\nexecutor = "dask"\n', "process.a.watchdog: the notification socket is on this machine only"),
+        ('[process.a]\ncmd = "x"\neach = [1]\nliveness = { tcp = "127.0.0.1:9" }\nexecutor = "dask"\n', "process.a.liveness: a tcp liveness probe runs on this machine"),
         ('[shared.t]\nsize = "1MiB"\n[process.a]\ncmd = "x"\neach = [1]\nshared = ["t"]\nexecutor = "dask"\n', "process.a.shared: shared memory regions"),
         ('[settings]\ndask = { scheduler = "head:8786" }\n[process.a]\ncmd = "x"\n', "settings.dask.scheduler: expected a scheduler address dask://HOST:PORT"),
         ('[settings]\ndask = { address = "tcp://h:1" }\n[process.a]\ncmd = "x"\n', "settings.dask.address: unknown key"),

@@ -167,7 +167,7 @@ class Admission:
     def resize(self, size: int) -> None:
         """`procctl pool N`: N jobs at once from now on (the cap, under auto)."""
         assert self.pool is not None
-        self.pool.resize(size)
+        self.pool.set_size(size)
 
     def hold(self, held: bool) -> None:
         """`pause --all` holds the queue: no new start until it is released."""

@@ -137,7 +137,7 @@ class Pool:
         if predicted is not None:
             self._reserved[ticket] = max(predicted - rss_bytes, 0)
 
-    def resize(self, size: int) -> None:
+    def set_size(self, size: int) -> None:
         """`procctl pool N`: N slots from now on (under auto, N is the cap
         the slots move under). Jobs running past a smaller size go on; no
         new one starts until they are under it."""

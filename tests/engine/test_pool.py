@@ -96,10 +96,10 @@ def test_a_resized_pool_lets_more_in_at_once_and_fewer_from_then_on() -> None:
         waiting = [asyncio.ensure_future(pool.acquire(name=name)) for name in "bcde"]
         await asyncio.sleep(0)
         seen.append(pool.running)
-        pool.resize(3)
+        pool.set_size(3)
         await asyncio.sleep(0)
         seen.append(pool.running)
-        pool.resize(1)
+        pool.set_size(1)
         pool.release(first)
         pool.release(await waiting[0])
         await asyncio.sleep(0)

@@ -44,6 +44,8 @@ class FakeChild:
         self._released: asyncio.Future[None] | None = None
         self._may_start: asyncio.Event | None = None
         self._begun: asyncio.Future[None] | None = None
+        self.gave_up = False
+        """Its start was cancelled while it was queued."""
 
     @property
     def command(self) -> str:
@@ -63,7 +65,11 @@ class FakeChild:
         loop = asyncio.get_running_loop()
         if self.command == "queued":
             self._begun = loop.create_future()
-            await self._begun
+            try:
+                await self._begun
+            except asyncio.CancelledError:
+                self.gave_up = True  # as a cluster's child cancels its task
+                raise
         self.pid = next(_PIDS)
         self.started_at = time.time()
         self._exit = loop.create_future()

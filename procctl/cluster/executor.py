@@ -371,7 +371,17 @@ class RemoteChild:
 
     async def start(self) -> int:
         self._submit()
-        return await self._started
+        try:
+            return await asyncio.shield(self._started)
+        except asyncio.CancelledError:
+            # Stopped while still queued on the cluster: its task is given
+            # up there (the worker plugin ends it, should it have begun).
+            self._give_up(SpawnError("stopped before it started on the cluster"))
+            if self.future is not None and self.running:
+                self._executor.cancel(self.future)  # it began meanwhile
+            if self._started.done() and not self._started.cancelled():
+                self._started.exception()  # retrieved: nobody awaits it now
+            raise
 
     def _submit(self) -> None:
         request = self._request

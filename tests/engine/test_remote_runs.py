@@ -137,7 +137,7 @@ def test_a_lost_worker_fails_the_run_and_the_restart_policy_retries_it(tmp_path:
 
 def test_a_stop_gives_up_a_start_still_queued_on_the_cluster(tmp_path: Path) -> None:
     """job[2] waits on the cluster (it never started): a stop does not wait
-    for it to start, and it ends stopped, not failed."""
+    for it to start, and it ends skipped (nothing of it ran), not failed."""
     world = RemoteWorld(tmp_path)
 
     async def script(w: RemoteWorld) -> None:
@@ -149,8 +149,9 @@ def test_a_stop_gives_up_a_start_still_queued_on_the_cluster(tmp_path: Path) -> 
 
     result = world.run(script)
     job = next(r for r in result.instances if r.name == "job[2]")
-    assert job.state is State.STOPPED and job.exit_code is None and job.reason == "killed on request"
-    assert world.states("job[2]") == [State.STARTING, State.STOPPED]
+    assert job.state is State.SKIPPED and job.exit_code is None and job.pid is None
+    assert world.states("job[2]") == [State.STARTING, State.SKIPPED]
+    assert world.remote.of("job[2]")[0].gave_up
 
 
 def test_ctrl_c_ends_a_queued_start_too(tmp_path: Path) -> None:
@@ -161,7 +162,7 @@ def test_ctrl_c_ends_a_queued_start_too(tmp_path: Path) -> None:
         w.sup.request_stop("interrupted", interrupted=True)
 
     result = world.run(script)
-    assert {r.name: r.state for r in result.instances} == {"web": State.STOPPED, "job[1]": State.STOPPED, "job[2]": State.STOPPED}
+    assert {r.name: r.state for r in result.instances} == {"web": State.STOPPED, "job[1]": State.STOPPED, "job[2]": State.SKIPPED}
     assert result.exit_code == 130
 
 

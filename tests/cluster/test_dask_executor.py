@@ -144,6 +144,15 @@ def _living(pids: list[int]) -> list[int]:
     return found
 
 
+def _supervise(project: Project, *args: str) -> subprocess.Popen[bytes]:
+    """`procctl run ARGS` in the background, once its control socket answers
+    (not once nothing is `starting`: a job queued on the cluster stays so)."""
+    proc = project.start("run", *args)
+    wait_until(lambda: project.status() is not None or proc.poll() is not None, timeout=60, what="the supervisor to answer")
+    assert proc.poll() is None, proc.err_path.read_text()  # type: ignore[attr-defined]
+    return proc
+
+
 def _procctl_tasks(cluster: Cluster) -> int:
     """procctl's tasks the scheduler knows of: the jobs in flight on the cluster."""
 
@@ -228,7 +237,7 @@ def test_j2_caps_the_jobs_in_flight_and_the_pool_resizes_while_it_runs(project: 
         each = {{ range = [1, 6] }}
         """,
     )
-    proc = project.supervise("--plain", "-j", "2", "--executor", cluster.url)
+    proc = _supervise(project, "--plain", "-j", "2", "--executor", cluster.url)
     try:
         wait_until(lambda: log.exists() and log.read_text().count("start") == 2, timeout=60, what="two jobs to start")
         assert _procctl_tasks(cluster) == 2
@@ -300,7 +309,7 @@ def test_memory_limits_are_admitted_against_the_workers_memory(project: Project,
     def constrained(dask_worker: Any = None) -> int:
         return sum(1 for key, task in dask_worker.state.tasks.items() if str(key).startswith("procctl-") and task.state == "constrained")
 
-    proc = project.supervise("--plain", "-j", "4", "--executor", cluster.url)
+    proc = _supervise(project, "--plain", "-j", "4", "--executor", cluster.url)
     try:
         wait_until(lambda: log.exists() and log.read_text().count("start") == 2, timeout=60, what="two jobs to start")
         with cluster.client() as client:
@@ -344,7 +353,7 @@ def test_kill_a_timeout_and_ctrl_c_leave_no_process_of_the_job(project: Project,
         wait_until(path.exists, timeout=60, what=f"{name}'s tree")
         return [int(pid) for pid in path.read_text().split()]
 
-    proc = project.supervise("--plain", "--executor", cluster.url)
+    proc = _supervise(project, "--plain", "--executor", cluster.url)
     try:
         killed, timed, interrupted = tree("killed"), tree("timed"), tree("interrupted")
         assert len(_living(killed + timed + interrupted)) == 9
@@ -385,7 +394,7 @@ def test_a_killed_workers_job_is_retried_once_and_never_runs_twice_at_once(proje
         backoff = "0s"
         """,
     )
-    proc = project.supervise("--plain", "--executor", cluster.url, "--events", "ev.jsonl")
+    proc = _supervise(project, "--plain", "--executor", cluster.url, "--events", "ev.jsonl")
     try:
         wait_until(lambda: log.exists() and "start" in log.read_text(), timeout=60, what="the job to start")
         first = int(log.read_text().split()[1])
@@ -444,7 +453,7 @@ def test_pause_and_resume_stop_and_continue_the_job_on_its_worker(project: Proje
     def state(pid: int) -> str:
         return psutil.Process(pid).status()
 
-    proc = project.supervise("--plain", "--executor", cluster.url)
+    proc = _supervise(project, "--plain", "--executor", cluster.url)
     try:
         wait_until(lambda: log.exists() and "start" in log.read_text(), timeout=60, what="the job to start")
         pid = int(log.read_text().split()[1])

@@ -33,6 +33,7 @@ def cluster(
 ) -> None:
     """A Dask scheduler and workers on this machine, bound to 127.0.0.1, until Ctrl-C."""
     from procctl.cluster import local
+    from procctl.jsonout import versioned
     from procctl.units import format_size, parse_size
 
     try:
@@ -45,7 +46,7 @@ def cluster(
         if as_json:
             info = {"address": started.address, "workers": workers, "threads": threads, "memory_bytes": started.memory_bytes,
                     "pids": started.pids, "logs": str(started.directory)}  # fmt: skip
-            sys.stdout.write(json.dumps(info) + "\n")
+            sys.stdout.write(json.dumps(versioned(info)) + "\n")  # one line: read as soon as it comes
         else:
             typer.echo(
                 f"procctl cluster: scheduler {started.address}, {workers} worker{'s' if workers != 1 else ''} × {threads} "

@@ -48,7 +48,7 @@ def test_only_the_items_that_failed_last_time_run_again(project: Project) -> Non
     assert again.returncode == 1, again.stdout + again.stderr
     assert sorted(_ran(project)) == ["b", "d", "db"]
     summary = json.loads(again.stdout[again.stdout.index("{") :])
-    assert {row["name"]: row["status"] for row in summary["instances"]} == {"db": "exited 0", "job[2]": "failed 3", "job[4]": "timed out"}
+    assert {row["name"]: (row["state"], row["exit_code"]) for row in summary["instances"]} == {"db": ("exited", 0), "job[2]": ("failed", 3), "job[4]": ("timed_out", None)}
 
     (project.root / "hang-d").unlink()
     third = project.run("run", "--plain", "--rerun-failed")

@@ -99,7 +99,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         line = _first_line(proc, 180)
         assert line, f"procctl cluster up did not start: {err.read_text()}"
-        up = Cluster(json.loads(line), proc)
+        info = json.loads(line)
+        # The line is what docs/schemas/cluster.schema.json says.
+        import jsonschema
+
+        jsonschema.validate(info, json.loads((HELPERS.parents[1] / "docs" / "schemas" / "cluster.schema.json").read_text()))
+        up = Cluster(info, proc)
         groups.update(up.pids)
         yield up
     finally:
@@ -196,7 +201,7 @@ def test_output_is_byte_exact_through_the_cluster(project: Project, cluster: Clu
         result = project.run("run", "--plain", "--executor", where, "--events", f"ev-{len(seen)}.jsonl", "--json", timeout=240)
         assert result.returncode == 1, result.stderr
         summary = json.loads(result.stdout[result.stdout.index("\n{") :])
-        assert {row["name"]: row["status"] for row in summary["instances"]} == {"out[1]": "failed 3", "out[2]": "exited 0"}
+        assert {row["name"]: (row["state"], row["exit_code"]) for row in summary["instances"]} == {"out[1]": ("failed", 3), "out[2]": ("exited", 0)}
         assert (project.logs / "out.1.log").read_bytes() == expected.read_bytes()
         bad = (project.logs / "out.2.log").read_bytes()
         assert b"done\n" in bad and bad.replace(b"done\n", b"", 1) == b"bad \xff\xfe bytes\n\xc3(\n" + b"x" * 200_000
@@ -217,7 +222,7 @@ def test_output_is_byte_exact_through_the_cluster(project: Project, cluster: Clu
     # A line longer than 64 KiB is shown in pieces, where the pieces end depends on the reads.
     assert remote["streams"]["out[2] stdout"].replace("\n", "") == local["streams"]["out[2] stdout"].replace("\n", "")
     assert remote["screen"] == local["screen"] and len(remote["screen"]) > 10_000
-    history = json.loads(project.run("history", "out", "--json", "-n", "10").stdout)
+    history = json.loads(project.run("history", "out", "--json", "-n", "10").stdout)["runs"]
     rows = [row for row in history if row["instance"] == "out[1]"]
     assert [row["exit_code"] for row in rows] == [3, 3] and all(row["cpu_time_s"] and row["duration_s"] for row in rows)
 
@@ -244,6 +249,11 @@ def test_j2_caps_the_jobs_in_flight_and_the_pool_resizes_while_it_runs(project: 
         states = {row["name"]: row["state"] for row in project.status()["instances"]}  # type: ignore[index]
         assert sorted(states.values()) == ["pending"] * 4 + ["running"] * 2
         assert project.run("pool", "3").stdout.startswith("pool: 3 at once")
+        import jsonschema
+
+        pool = json.loads(project.run("pool", "--json").stdout)
+        jsonschema.validate(pool, json.loads((HELPERS.parents[1] / "docs" / "schemas" / "pool.schema.json").read_text()))
+        assert (pool["size"], pool["running"]) == (3, 3)
         wait_until(lambda: log.read_text().count("start") == 3, timeout=60, what="a third job to start")
         assert _procctl_tasks(cluster) == 3
         for item in range(1, 7):
@@ -368,9 +378,9 @@ def test_kill_a_timeout_and_ctrl_c_leave_no_process_of_the_job(project: Project,
         if proc.poll() is None:
             proc.kill()
     # How each ended, as the history has it: the signal that ended the job on its worker.
-    history = json.loads(project.run("history", "--json", "-n", "10").stdout)
-    ended = {row["instance"]: (row["status"], row["signal"]) for row in history}
-    assert ended == {"killed[1]": ("stopped", 15), "timed[1]": ("timed out", 15), "interrupted[1]": ("stopped", 15)}
+    history = json.loads(project.run("history", "--json", "-n", "10").stdout)["runs"]
+    ended = {row["instance"]: (row["state"], row["signal"]) for row in history}
+    assert ended == {"killed[1]": ("stopped", 15), "timed[1]": ("timed_out", 15), "interrupted[1]": ("stopped", 15)}
 
 
 def test_a_killed_workers_job_is_retried_once_and_never_runs_twice_at_once(project: Project, cluster: Cluster) -> None:
@@ -412,8 +422,8 @@ def test_a_killed_workers_job_is_retried_once_and_never_runs_twice_at_once(proje
     assert [event["attempt"] for event in events if event["event"] == "started"] == [1, 2]
     restarting = [event for event in events if event["event"] == "restarting"]
     assert len(restarting) == 1 and "was lost" in restarting[0]["reason"]
-    history = json.loads(project.run("history", "once", "--json").stdout)
-    assert [(row["status"], row["restarts"]) for row in reversed(history)] == [("failed", 0), ("exited", 1)]
+    history = json.loads(project.run("history", "once", "--json").stdout)["runs"]
+    assert [(row["state"], row["restarts"]) for row in reversed(history)] == [("failed", 0), ("exited", 1)]
     cluster.workers_up()
 
 
@@ -470,8 +480,8 @@ def test_pause_and_resume_stop_and_continue_the_job_on_its_worker(project: Proje
     finally:
         go.touch()
     # Sampled on its worker while it ran: its peak RSS and CPU time are in the history.
-    row = json.loads(project.run("history", "p", "--json").stdout)[0]
-    assert (row["status"], row["exit_code"]) == ("exited", 0) and row["peak_rss_bytes"] > 1 << 20 and row["cpu_time_s"] is not None
+    row = json.loads(project.run("history", "p", "--json").stdout)["runs"][0]
+    assert (row["state"], row["exit_code"]) == ("exited", 0) and row["peak_rss_bytes"] > 1 << 20 and row["cpu_time_s"] is not None
 
 
 def test_a_scheduler_that_cannot_be_reached_is_one_line(project: Project, cluster: Cluster) -> None:

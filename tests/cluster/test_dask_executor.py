@@ -200,7 +200,7 @@ def test_output_is_byte_exact_through_the_cluster(project: Project, cluster: Clu
     for where in ("local", cluster.url):
         result = project.run("run", "--plain", "--executor", where, "--events", f"ev-{len(seen)}.jsonl", "--json", timeout=240)
         assert result.returncode == 1, result.stderr
-        summary = json.loads(result.stdout[result.stdout.index("\n{") :])
+        summary = json.loads(result.stdout)  # with --json, the lines people read are on stderr
         assert {row["name"]: (row["state"], row["exit_code"]) for row in summary["instances"]} == {"out[1]": ("failed", 3), "out[2]": ("exited", 0)}
         assert (project.logs / "out.1.log").read_bytes() == expected.read_bytes()
         bad = (project.logs / "out.2.log").read_bytes()
@@ -210,7 +210,7 @@ def test_output_is_byte_exact_through_the_cluster(project: Project, cluster: Clu
             if event["event"] == "output":
                 lines.setdefault(f"{event['instance']} {event['stream']}", []).append(event["line"] + "\n")
         streams = {key: "".join(parts) for key, parts in lines.items()}
-        screen = [line.split(" | ", 1)[1] for line in result.stdout.splitlines() if " out[1] " in line[:20] and " | " in line]
+        screen = [line.split(" | ", 1)[1] for line in result.stderr.splitlines() if " out[1] " in line[:20] and " | " in line]
         seen[where] = {"streams": streams, "screen": screen}
     local, remote = seen["local"], seen[cluster.url]
     # Records are lines as the text reads (a "\r" ends one too): compare the

@@ -129,7 +129,7 @@ def scale(
 
 @app.command()
 def pool(
-    size: Annotated[Optional[int], typer.Argument(help="Jobs at once from now on (under auto: the cap); without it, show the pool.", show_default=False)] = None,
+    size: Annotated[Optional[int], typer.Argument(metavar="[SIZE]", help="Jobs at once from now on (under auto: the cap); without it, show the pool.", show_default=False)] = None,
     file: FileOption = None,
     as_json: JsonOption = False,
 ) -> None:

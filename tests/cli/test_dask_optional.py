@@ -106,3 +106,14 @@ def test_without_the_extra_a_dask_executor_is_one_line_naming_it(project: Projec
     assert cluster.stderr == "procctl: procctl cluster needs Dask's distributed scheduler, which is not installed (distributed): pip install 'procctl[dask]'\n"
     # `check` validates the manifest without the extra.
     assert project.run("check", env=env).returncode == 0
+
+
+def test_cluster_up_listens_where_the_manifest_says_its_scheduler_is(tmp_path: Path) -> None:
+    """Without --port: the port of a `[settings] dask` scheduler on 127.0.0.1, else 8786."""
+    from procctl.cli.cluster import DEFAULT_PORT, _manifest_port
+
+    here = tmp_path / "procfile.toml"
+    here.write_text('[settings]\ndask = { scheduler = "dask://127.0.0.1:9911" }\n[process.a]\ncmd = "x"\n')
+    elsewhere = tmp_path / "other.toml"
+    elsewhere.write_text('[settings]\ndask = { scheduler = "tcp://10.0.0.1:9911" }\n[process.a]\ncmd = "x"\n')
+    assert (_manifest_port(here), _manifest_port(elsewhere), DEFAULT_PORT) == (9911, 8786, 8786)

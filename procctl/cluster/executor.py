@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from procctl import __version__
 from procctl.cluster.wire import WINDOW_BYTES, JobSpec
+from procctl.config.command import argv_of
 from procctl.engine import childenv
 from procctl.engine.child import Breach, Exit, SpawnRequest
 from procctl.engine.metrics import TreeUsage
@@ -385,7 +386,7 @@ class RemoteChild:
 
     def _submit(self) -> None:
         request = self._request
-        argv = ("/bin/sh", "-c", request.cmd) if isinstance(request.cmd, str) else tuple(request.cmd)
+        argv = argv_of(request.cmd)
 
         stop_signal, stop_timeout_s, metrics_interval_s = self._executor.stopping(request)
 

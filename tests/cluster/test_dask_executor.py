@@ -158,6 +158,12 @@ def _supervise(project: Project, *args: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+def _peak_rss(project: Project) -> int:
+    """The peak RSS the supervisor has heard of for its first instance (0 before any sample)."""
+    status = project.status()
+    return (status["instances"][0]["peak_rss_bytes"] or 0) if status else 0  # type: ignore[index]
+
+
 def _procctl_tasks(cluster: Cluster) -> int:
     """procctl's tasks the scheduler knows of: the jobs in flight on the cluster."""
 
@@ -475,6 +481,10 @@ def test_pause_and_resume_stop_and_continue_the_job_on_its_worker(project: Proje
         assert once.returncode == 0 and "p[1]" in once.stdout and "paused" in once.stdout
         assert project.run("resume", "p").returncode == 0
         wait_until(lambda: state(pid) != psutil.STATUS_STOPPED, timeout=30, what="the job to go on")
+        # Its worker samples its tree every metrics_interval_s: the job ends
+        # only once a sample has come back (a job that ends before its first
+        # sample has no peak RSS, here as on a local run).
+        wait_until(lambda: _peak_rss(project) > 1 << 20, timeout=60, what="a sample of the job from its worker")
         go.touch()
         assert proc.wait(timeout=60) == 0
     finally:

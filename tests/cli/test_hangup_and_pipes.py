@@ -33,7 +33,11 @@ cmd = ["{PY}", "-c", "import time, itertools\\nfor i in itertools.count():\\n   
 
 
 def _ready(project: Project) -> bool:
-    return (project.root / "svc.ready").exists()
+    """svc is up and chatty has written: both have started (a stop that
+    comes while a start still waits for its spawn skips it, and the history
+    would then hold svc alone)."""
+    chatty = project.logs / "chatty.log"
+    return (project.root / "svc.ready").exists() and chatty.exists() and chatty.stat().st_size > 0
 
 
 def _stopped_gracefully(project: Project) -> None:

@@ -19,7 +19,12 @@ from conftest import Project, wait_until
 def running(project: Project) -> Any:
     project.write('[process.web]\ncmd = "sleep 120"\n')
     proc = project.start("run", "--plain")
-    wait_until(lambda: project.run("status", "--json").returncode == 0 or proc.poll() is not None, what="the supervisor")
+    def web_running() -> bool:
+        status = project.run("status", "--json")
+        return proc.poll() is not None or (status.returncode == 0 and json.loads(status.stdout)["instances"][0]["state"] == "running")
+
+    # Running, not only answering: its start may still wait for its spawn.
+    wait_until(web_running, what="web to run")
     assert proc.poll() is None, proc.err_path.read_text()  # type: ignore[attr-defined]
     try:
         yield proc

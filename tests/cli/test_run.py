@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -332,18 +333,33 @@ def test_each_item_is_shell_quoted(project: Project) -> None:
     assert texts == {"got a b\n", f"got ; rm {victim}\n", f"got $(rm {victim})\n", "got it's\n"}
 
 
+def _free_ports(count: int) -> list[int]:
+    """Ports nobody listens on now (a second copy of the suite may run beside
+    this one: fixed ports would collide, and a probe rightly refuses a port
+    another process holds)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def test_tcp_and_http_and_exec_probes(project: Project) -> None:
+    http_port, tcp_port = _free_ports(2)
     project.write(f"""
         [settings]
         max_parallel = 4
         [process.http]
         cmd = ["{PY}", "-m", "http.server", "--bind", "127.0.0.1", "{{port}}"]
-        port = 18765
+        port = {http_port}
         ready = {{ http = "http://127.0.0.1:{{port}}/", timeout = "20s" }}
         [process.tcp]
-        cmd = ["{PY}", "-m", "http.server", "--bind", "127.0.0.1", "18766"]
+        cmd = ["{PY}", "-m", "http.server", "--bind", "127.0.0.1", "{tcp_port}"]
         depends_on = {{ http = "ready" }}
-        ready = {{ tcp = "127.0.0.1:18766", timeout = "20s" }}
+        ready = {{ tcp = "127.0.0.1:{tcp_port}", timeout = "20s" }}
         [process.exec]
         cmd = "sleep 0.3; touch flag; sleep 30"
         ready = {{ exec = "test -e flag", timeout = "20s" }}

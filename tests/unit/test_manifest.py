@@ -336,7 +336,10 @@ def test_an_env_file_reads_as_python_dotenv_reads_it(tmp_path: Path) -> None:
     assert values["A"] == "a" and values["B"] == 'has # a hash and "double quotes"' and values["C"] == "has # a hash and 'single quotes'"
     assert values["D"] == "exported" and values["E"] == "plain" and values["F"] == "no#comment"
     assert values["G"] == "first line\nsecond line" and values["H"] == "one\ntwo" and values["I"] == 'escapes: \n \t " \\'
-    with pytest.raises(ManifestError, match=r"\.env:16: unterminated \"-quoted value"):
-        parse_env(DOTENV + 'J=1\nK="open\n', tmp_path / ".env")
+    # Without the escapes of I: python-dotenv 1.2.2 and 1.2.4 disagree on
+    # where a broken value after them starts (both are in the range allowed).
+    broken = DOTENV.replace(DOTENV.splitlines()[12] + "\n", "") + 'J=1\nK="open\n'
+    with pytest.raises(ManifestError, match=r"\.env:15: unterminated \"-quoted value"):
+        parse_env(broken, tmp_path / ".env")
     with pytest.raises(ManifestError, match=r"\.env:3: expected KEY=value"):
         parse_env("A=1\n\nNOT A LINE\n", tmp_path / ".env")

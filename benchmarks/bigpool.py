@@ -9,11 +9,9 @@ from __future__ import annotations
 import sys
 import tempfile
 import textwrap
-import threading
-import time
 from pathlib import Path
 
-from harness import BenchError, Figure, Measurement, fmt, procctl, rounds_of, timed
+from harness import Figure, Measurement, fmt, procctl, rounds_of, run_with_peak, timed
 
 ITEMS = 1_000_000
 PROCESSES = 10_000
@@ -27,41 +25,6 @@ def _write(root: Path, text: str) -> Path:
     path = root / "procfile.toml"
     path.write_text(textwrap.dedent(text))
     return path
-
-
-def _peak_rss(argv: list[str], cwd: Path) -> tuple[float, int, int]:
-    """Run argv to the end; (wall seconds, the kernel's high-water RSS of the
-    process itself (VmHWM), jobs it started)."""
-    import subprocess
-
-    began = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            try:
-                with open(f"/proc/{proc.pid}/status") as status:
-                    for line in status:
-                        if line.startswith("VmHWM:"):
-                            peak = max(peak, int(line.split()[1]) * 1024)
-            except (OSError, ValueError):
-                return
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        out, err = proc.communicate()
-    finally:
-        stop.set()
-        sampler.join()
-    if proc.returncode not in (0, 124):
-        raise BenchError(f"procctl failed in the big-pool run ({proc.returncode}): {err.decode(errors='replace')[-1500:]}")
-    started = out.count(b" started with pid ")
-    return time.perf_counter() - began, peak, started
 
 
 def bigpool(rounds: int, quick: bool) -> Measurement:
@@ -86,7 +49,9 @@ def bigpool(rounds: int, quick: bool) -> Measurement:
         times = rounds_of(rounds, runners)
         peaks, rates = [], []
         for _ in range(rounds):
-            took, peak, started = _peak_rss([*procctl(), "run", "--plain", "--timeout", f"{window}s"], root / "run")
+            # 124: the run was stopped by its --timeout, as meant.
+            took, peak, out = run_with_peak([*procctl(), "run", "--plain", "--timeout", f"{window}s"], cwd=root / "run", keep_stdout=True, ok=(0, 124))
+            started = out.count(b" started with pid ")
             peaks.append(peak / MIB)
             rates.append(started / took)
     figures = [Figure(name, "s", values, ours=name.startswith("procctl")) for name, values in times.items()]

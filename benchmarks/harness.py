@@ -13,6 +13,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -131,6 +132,44 @@ def timed(argv: list[str] | str, *, cwd: Path, shell: bool = False, stdout: int 
     if done.returncode not in tuple(ok):
         raise BenchError(f"command failed ({done.returncode}): {argv if isinstance(argv, str) else ' '.join(argv)[:200]}\n{done.stderr.decode(errors='replace')[-1500:]}")
     return took
+
+
+def run_with_peak(argv: list[str], *, cwd: Path, keep_stdout: bool = False, ok: Iterable[int] = (0,)) -> tuple[float, int, bytes]:
+    """Run argv to the end: its wall time, its own peak RSS and its stdout
+    (empty unless kept; /dev/null otherwise). The peak is the kernel's
+    high-water mark (VmHWM), read until it exits, so that a short spike
+    between two readings is not missed."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if keep_stdout else subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            try:
+                with open(f"/proc/{proc.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]) * 1024)
+            except (OSError, ValueError):
+                return
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stop.set()
+        sampler.join()
+    took = time.perf_counter() - began
+    if proc.returncode not in tuple(ok):
+        raise BenchError(f"command failed ({proc.returncode}): {' '.join(argv)[:200]}\n{err.decode(errors='replace')[-1500:]}")
+    return took, peak, out or b""
 
 
 # --------------------------------------------------------------------- process trees

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from harness import (
     procctl,
     ratio_of,
     rounds_of,
+    run_with_peak,
     timed,
     tool,
 )
@@ -89,43 +87,6 @@ out.flush()
 """
 
 
-def _run_with_peak(argv: list[str], cwd: Path) -> tuple[float, int]:
-    """Run argv to the end, stdout to /dev/null; its wall time and its own peak
-    RSS: the kernel's high-water mark (VmHWM), read until it exits, so that a
-    short spike between two readings is not missed."""
-    began = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            try:
-                with open(f"/proc/{proc.pid}/status") as status:
-                    for line in status:
-                        if line.startswith("VmHWM:"):
-                            peak = max(peak, int(line.split()[1]) * 1024)
-            except (OSError, ValueError):
-                return
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        _, err = proc.communicate()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        stop.set()
-        sampler.join()
-    took = time.perf_counter() - began
-    if proc.returncode != 0:
-        raise BenchError(f"procctl failed in the output benchmark: {err.decode(errors='replace')[-1500:]}")
-    return took, peak
-
-
 def output(rounds: int, quick: bool) -> Measurement:
     size = (128 << 20) if quick else (1 << 30)
     honcho_size = (8 << 20) if quick else (32 << 20)
@@ -140,7 +101,7 @@ def output(rounds: int, quick: bool) -> Measurement:
         peaks: list[int] = []
 
         def ours() -> float:
-            took, peak = _run_with_peak([*procctl(), "run", "--plain"], root)
+            took, peak, _ = run_with_peak([*procctl(), "run", "--plain"], cwd=root)
             peaks.append(peak)
             logs = root / ".procctl" / "logs"
             logged = sum(path.stat().st_size for path in logs.iterdir() if path.name == "gen.log" or (path.name.startswith("gen.log.") and path.name[8:].isdigit()))

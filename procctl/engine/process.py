@@ -410,7 +410,13 @@ class Child:
         # events; only members that closed their output need looking at.
         await asyncio.shield(self._exited)
         if self._output is not None:
-            await asyncio.shield(self._output.closed)
+            # A process outside the tree (one that escaped its parent and its
+            # group) may hold the pipe for ever: the tree is looked at after a
+            # grace, not after the stop's whole timeout.
+            try:
+                await asyncio.wait_for(asyncio.shield(self._output.closed), PIPE_DRAIN_GRACE_S)
+            except TimeoutError:
+                pass
         while self._tree_lives(tree):
             await asyncio.sleep(TREE_POLL_S)
 

@@ -178,3 +178,15 @@ print(inside, killed, open("/proc/self/cgroup").read() == before, group.path.exi
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "1", "True", "False", "-9"]
+
+
+def test_an_escaper_holding_the_output_pipe_does_not_hold_up_a_stop(project: Project, escaped: list[int]) -> None:
+    """The escaper keeps svc's stdout open, but is in no tree of svc's:
+    `down` stops svc, waits a grace for the pipe and goes on, rather than
+    waiting out svc's stop timeout of ten minutes for a pipe that never
+    closes (the command's deadline is two)."""
+    project.write(ESCAPER + 'stop_timeout = "600s"\n')
+    assert project.run("up", "-d").returncode == 0
+    _escaper(project, escaped)
+    done = project.run("down", timeout=120)
+    assert done.returncode == 0, done

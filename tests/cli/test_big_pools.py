@@ -81,6 +81,7 @@ def test_check_of_a_million_items_stays_small(project: Project) -> None:
     assert int(maxrss_kib) * 1024 < 120 * MIB, maxrss_kib
 
 
+@pytest.mark.slow
 def test_a_big_pool_holds_only_what_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """3,000 items through fake children, 4 at a time, as a big pool (the
     threshold lowered to 100 for the test: a real one takes minutes): never

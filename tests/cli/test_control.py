@@ -118,6 +118,7 @@ def test_pause_all_holds_the_queue(project: Project) -> None:
         _stop(proc)
 
 
+@pytest.mark.slow
 def test_paused_job_does_not_time_out(project: Project) -> None:
     # The job ends only once the gate opens (after the pause has outlasted
     # its timeout), however slowly the commands below start on a busy machine.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from conftest import PY, Project, helper
 
 
@@ -14,6 +16,7 @@ def _history(project: Project, *args: str) -> list[dict[str, object]]:
     return json.loads(result.stdout)["runs"]  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 def test_history_rows_match_what_ran(project: Project) -> None:
     project.write(f"""
         [settings]

@@ -10,6 +10,8 @@ import socket
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from conftest import Project
 
 from procctl.config.loader import load_manifest
@@ -99,6 +101,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_the_example_runs_with_python_alone(project: Project) -> None:
     """1. `init --example -f demo/procfile.toml` writes the demo into demo/.
     2. With its two ports moved to free ones (so that a second copy of the

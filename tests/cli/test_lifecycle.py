@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import PY, Project, helper, started, wait_until
 
 
@@ -43,6 +45,7 @@ def _force_stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_pause_and_resume_cannot_undo_a_stop_in_flight(project: Project) -> None:
     """1. svc ignores SIGTERM and may take a minute to stop: `kill svc` leaves it stopping.
     2. `pause svc` finds nothing to pause: a stopping instance is not paused.

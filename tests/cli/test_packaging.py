@@ -61,6 +61,7 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     return done
 
 
+@pytest.mark.slow
 def test_the_wheel_installs_and_runs_from_a_fresh_venv(tmp_path: Path) -> None:
     """1. `pip wheel --no-deps` builds the wheel from the source tree.
     2. It installs, with its dependencies, into a fresh venv (not editable):

@@ -73,6 +73,7 @@ def test_a_removed_socket_is_laid_down_again(project: Project, detached: int) ->
     assert not alive(detached)
 
 
+@pytest.mark.slow
 def test_down_stops_by_the_proven_pid_when_the_socket_is_taken(project: Project, detached: int) -> None:
     """1. `up -d`. 2. The socket is replaced by a stranger's listener that
     hangs up on everyone. 3. `status` exits 3 naming the supervisor's pid;

@@ -95,6 +95,7 @@ def test_a_raw_datagram_makes_it_ready_and_extend_timeout_gives_it_time(project:
         interrupt(proc)
 
 
+@pytest.mark.slow
 def test_a_missed_watchdog_restarts_under_the_restart_policy_and_says_why(project: Project) -> None:
     """1. `hb` has `watchdog = "1s"` and restart on-failure; its first run
        sends nothing, its second run feeds the watchdog every 0.1 s.

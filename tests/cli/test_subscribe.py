@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import PY, Project, started, wait_until
 
 TICKER = f"{PY} -u -c \"import itertools, time\nfor i in itertools.count():\n    print('tick', i, flush=True)\n    time.sleep(0.05)\""
@@ -119,6 +121,7 @@ def test_subscribers_get_a_snapshot_then_every_event_and_who_asked_for_what(proj
 FLOOD = f"{PY} -u -c \"import sys, time\nline = b'x' * 99 + b'\\\\n'\nwhile True:\n    sys.stdout.buffer.write(line * 2000)\n    sys.stdout.flush()\n    time.sleep(0.02)\""
 
 
+@pytest.mark.slow
 def test_a_stuck_subscriber_holds_up_nobody_and_skips_ahead_with_a_count(project: Project) -> None:
     """1. A child writes ~10 MB/s; one client subscribes and never reads.
     2. Meanwhile `status` keeps answering, and a second client keeps getting

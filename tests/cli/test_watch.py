@@ -10,6 +10,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import PY, Project, wait_until
 
 MANIFEST = f"""
@@ -45,6 +47,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_burst_of_saves_is_one_restart_and_ignored_files_none(project: Project) -> None:
     """1. web watches src/**/*.py, ignoring skip_*.py, with a 1s debounce,
        and may be restarted once after a failure (max_restarts = 1).

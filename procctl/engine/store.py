@@ -20,7 +20,6 @@ written when someone else owns it:
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fcntl
 import json
@@ -204,10 +203,28 @@ def fd_path(dir_fd: int, name: str) -> str:
     return f"/proc/self/fd/{dir_fd}/{name}"
 
 
-@dataclasses.dataclass(frozen=True)
 class StateDir:
+    """The `.procctl/` directory (`root`) and what it holds. A plain class:
+    the control client loads this module, and a dataclass would make it
+    load dataclasses and inspect too."""
+
+    __slots__ = ("root",)
     root: Path
-    """The `.procctl/` directory."""
+
+    def __init__(self, root: Path) -> None:
+        object.__setattr__(self, "root", root)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"StateDir is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is StateDir and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    def __repr__(self) -> str:
+        return f"StateDir(root={self.root!r})"
 
     @classmethod
     def beside(cls, manifest_path: Path) -> StateDir:

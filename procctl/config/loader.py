@@ -10,7 +10,6 @@ Every problem becomes one ManifestError naming the file, the line and the key.
 
 from __future__ import annotations
 
-import glob
 import graphlib
 import os
 import re
@@ -256,6 +255,8 @@ def _each(reader: Reader, value: object, path: KeyPath) -> Sequence[str]:
         raise reader.error("needs one of: a list, { glob = ... }, { range = [a, b] }", *path)
     if "glob" in table:
         pattern = reader.string(table["glob"], (*path, "glob"))
+        import glob  # only for an `each` glob
+
         matches = tuple(sorted(glob.glob(pattern, root_dir=reader.root, recursive=True)))
         if not matches:
             reader.warn(f"the glob {pattern!r} matches no file: 0 jobs", *path, "glob")

@@ -10,7 +10,6 @@ and how its value is read. The values a key may take when the model says
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import json
 import os
@@ -134,6 +133,8 @@ def _string_end(line: str, start: int) -> int:
 
 
 def nearest(word: str, choices: Iterable[str]) -> str | None:
+    import difflib  # only for a misspelt key
+
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
 

@@ -8,7 +8,6 @@ names that make distinct environment variables (`PROCCTL_SHM_<NAME>`,
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -78,6 +77,8 @@ def uses(reader: Reader, raw: object, process: str, known: Mapping[str, SharedRe
         if sep and mode not in MODES:
             raise reader.error(f"{item!r}: the mode after ':' is rw or ro", *path)
         if name not in known:
+            import difflib  # only for a misspelt name
+
             hint = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
             where = "no [shared] regions are declared" if not known else f"declared: {', '.join(known)}"
             raise reader.error(f"unknown shared region {name!r} ({where})", *path, suggestion=hint[0] if hint else None)

@@ -1,17 +1,11 @@
 """The console script, and the one place errors become exits: a ProcctlError
 is one line on stderr and its exit code, never a traceback.
 
-`procctl status --json`, the command scripts and CI poll, is answered here
-without loading the Typer app (typer, rich and every command module: 75 ms of
-imports, three times what this path needs); every other command line goes to
-the app unchanged.
-
-`procctl --version` (alone) is answered here too.
-
-The fast path takes only the exact forms it knows — `status --json` with an
-optional `-f FILE`, `--file FILE` or `--file=FILE` — so that help, errors and
-anything new stay the app's. Its replies and errors are the same bytes the
-app would print.
+The usual forms of `check`, `run` and `status --json` are answered without
+loading the Typer app (procctl.cli.quick says which), and `procctl
+--version` (alone) too: typer, rich and every command module cost several
+times what these need to start. Every other command line goes to the app
+unchanged.
 
 procctl is Linux-only: it reads /proc, waits on pidfds, checks control
 clients with SO_PEERCRED and limits trees with cgroups. Elsewhere (macOS,
@@ -29,35 +23,10 @@ if TYPE_CHECKING:  # (typing costs ~5 ms of start-up that --version and status -
     from typing import NoReturn
 
 
-def _fast_status_file(argv: list[str]) -> tuple[bool, str | None]:
-    """(is this `status --json [-f FILE]`?, the FILE if one was given)."""
-    if not argv or argv[0] != "status":
-        return False, None
-    rest = argv[1:]
-    file: str | None = None
-    seen_json = False
-    i = 0
-    while i < len(rest):
-        arg = rest[i]
-        if arg == "--json" and not seen_json:
-            seen_json = True
-        elif arg in ("-f", "--file") and file is None and i + 1 < len(rest):
-            file = rest[i + 1]
-            i += 1
-        elif arg.startswith("--file=") and file is None:
-            file = arg.removeprefix("--file=")
-        else:
-            return False, None
-        i += 1
-    return seen_json, file
+def _quick(argv: list[str]) -> int | None:
+    from procctl.cli.quick import answer
 
-
-def _status_json(file: str | None) -> None:
-    from procctl.control.client import call
-    from procctl.jsonout import dumps
-
-    result = call(file, "status", timeout_s=30.0)
-    sys.stdout.write(dumps(result))
+    return answer(argv)
 
 
 def _not_linux() -> str | None:
@@ -75,14 +44,13 @@ def main() -> NoReturn:
     from procctl.errors import INTERRUPTED_EXIT, ProcctlError
 
     try:
-        fast, file = _fast_status_file(sys.argv[1:])
         if sys.argv[1:] == ["--version"]:
             # What the app's --version prints, without loading the app (~100 ms).
             from procctl import __version__
 
             sys.stdout.write(f"procctl {__version__}\n")
-        elif fast:
-            _status_json(file)
+        elif (code := _quick(sys.argv[1:])) is not None:
+            sys.exit(code)
         else:
             from procctl.cli import app
             from procctl.cli.legacy import rewrite

@@ -8,19 +8,14 @@ and an exit code.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional, TextIO
+from typing import Annotated, Optional
 
 import typer
 
-from procctl.errors import UsageError
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from procctl.config.manifest import Manifest
+# Shared with the commands, which import them from here.
+from procctl.cli.common import color_wanted, load_manifest_option, make_console, parse_duration_option  # noqa: F401
+from procctl.cli.quick import FILE
 
 app = typer.Typer(
     name="procctl",
@@ -62,8 +57,7 @@ def complete_assignment(ctx: typer.Context, incomplete: str) -> list[str]:
 FileOption = Annotated[
     Optional[Path],
     typer.Option(
-        "--file",
-        "-f",
+        *FILE,
         metavar="FILE",
         help="The manifest (procfile.toml or Procfile). Default: $PROCCTL_FILE, else ./procfile.toml, else ./Procfile.",
         show_default=False,
@@ -88,52 +82,3 @@ def _root(
     ] = False,
 ) -> None:
     """Run a manifest of processes under a bounded pool; watch and control them."""
-
-
-def load_manifest_option(file: Path | None) -> Manifest:
-    from procctl.config.locate import find_manifest
-    from procctl.config.loader import load_manifest
-
-    manifest = load_manifest(find_manifest(file))
-    for warning in manifest.warnings:
-        typer.echo(f"procctl: warning: {warning}", err=True)
-    return manifest
-
-
-def parse_duration_option(option: str, value: str | None) -> float | None:
-    if value is None:
-        return None
-    from procctl.units import parse_duration
-
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}") from None
-    if seconds <= 0:
-        raise UsageError(f"{option}: must be more than zero")
-    return seconds
-
-
-def make_console(file: TextIO | None = None) -> Console:
-    """A rich console for tables (on stdout, or `file`). Off a terminal (a
-    pipe, a CI log) rich assumes 80 columns and folds tables into unreadable
-    strips; use a wide page there unless COLUMNS says otherwise."""
-    from rich.console import Console
-
-    console = Console(file=file)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(file=file, width=160)
-    return console
-
-
-def color_wanted(stream: object = None) -> bool:
-    """Colors for our own escape codes: NO_COLOR (non-empty) turns them off,
-    FORCE_COLOR on, else a terminal that is not 'dumb' gets them. The same
-    rules rich follows for its tables, without importing rich on this path."""
-    if os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    out = stream if stream is not None else sys.stdout
-    isatty = getattr(out, "isatty", None)
-    return bool(isatty and isatty()) and os.environ.get("TERM", "") != "dumb"

@@ -29,9 +29,8 @@ from procctl.cli.run import (
     ParallelOption,
     ScheduleOption,
     TimeoutOption,
-    selected_plan,
-    warn_of_starvation,
 )
+from procctl.cli.planning import selected_plan, warn_of_starvation
 from procctl.errors import AlreadyRunning, NoSupervisor, NotRunning, ProcctlError, UsageError
 from procctl.states import State, status_text
 

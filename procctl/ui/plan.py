@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
-import signal
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
-from procctl.config.plan import EAGER_JOBS, Plan
-from procctl.engine.predict import Prediction
+from procctl.config.plan import EAGER_JOBS
+from procctl.ui.page import TableData
 from procctl.units import format_duration
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from procctl.config.plan import Plan
+    from procctl.engine.predict import Prediction
 
 
 def _command_text(cmd: str | tuple[str, ...]) -> str:
@@ -29,8 +30,8 @@ PLAN_ROWS = 200
 (drawing ten thousand rows takes seconds and is read by nobody)."""
 
 
-def plan_table(plan: Plan) -> Table:
-    table = Table(title=f"plan: {pool_text(plan)}", title_justify="left")
+def plan_table(plan: Plan) -> TableData:
+    table = TableData(title=f"plan: {pool_text(plan)}")
     table.add_column("level", justify="right")
     table.add_column("process", no_wrap=True)
     table.add_column("instances", justify="right")
@@ -68,13 +69,13 @@ def pool_text(plan: Plan) -> str:
     return f"{size} (bounds {pooled} of {len(plan.jobs)} instances; services start at once)"
 
 
-def predictions_table(plan: Plan, predictions: Mapping[str, Prediction], max_rows: int = 40) -> Table:
+def predictions_table(plan: Plan, predictions: Mapping[str, Prediction], max_rows: int = 40) -> TableData:
     """Predicted duration and peak RSS per instance, from the run history."""
-    from procctl.units import format_duration, format_size
+    from procctl.units import format_size
 
-    table = Table(title="predictions from the run history", title_justify="left")
+    table = TableData(title="predictions from the run history")
     for column, justify in (("instance", "left"), ("duration", "right"), ("peak RSS", "right"), ("from", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify)
     # Listed predictions are those of processes small enough to list (see
     # predict.Predictions): no need to walk a big pool's instances for them.
     ordered = [job for segment in plan.jobs.segments if len(segment) <= EAGER_JOBS for job in segment if job.name in predictions]
@@ -89,6 +90,9 @@ def predictions_table(plan: Plan, predictions: Mapping[str, Prediction], max_row
 
 
 def plan_json(plan: Plan, predictions: Mapping[str, Prediction] | None = None) -> dict[str, Any]:
+    import dataclasses
+    import signal
+
     settings = plan.manifest.settings
     processes = []
     for process in plan.order:

@@ -40,7 +40,7 @@ def test_a_million_items_are_planned_without_being_made(tmp_path: Path) -> None:
     """Loading, planning and everything `check` prints of a million-item
     range allocate a few MiB at most (made, a million jobs would be
     hundreds); any one item is still there when asked for."""
-    from procctl.cli.run import load_predictions
+    from procctl.cli.planning import load_predictions
     from procctl.ui.plan import plan_json, plan_table
 
     path = _million(tmp_path)
@@ -219,7 +219,7 @@ def test_a_stopped_million_sums_up_without_a_result_per_item(tmp_path: Path, mon
     result for each (a million made took seconds after "stopping")."""
     from procctl.engine.feeder import Ledger
     from procctl.engine.outcome import InstanceResult, Results, RunResult
-    from procctl.ui.tables import summary_lines, summary_table
+    from procctl.ui.summary import summary_lines, summary_table
 
     ledger = Ledger("t", 1_000_000, tmp_path)
     for index, state, code in [(0, State.EXITED, 0), (1, State.FAILED, 3), (2, State.STOPPED, 143)]:
@@ -238,6 +238,6 @@ def test_a_stopped_million_sums_up_without_a_result_per_item(tmp_path: Path, mon
     lines = summary_lines(result)
     assert made <= 10  # the three that ran, for each of the two, and the first (Results finds its process)
     assert lines[0].endswith(": 1 exited, 1 failed, 1 stopped, 999997 skipped"), lines
-    statuses = [str(cell) for cell in table.columns[1]._cells]
+    statuses = [row[1] for row in table.rows]
     assert statuses[-1] == "1 exited 0, 1 failed 3, 1 stopped, 999997 skipped", statuses
-    assert [str(cell) for cell in table.columns[0]._cells] == ["t[2]", "t[3]", "t (1000000 instances)"]
+    assert [row[0] for row in table.rows] == ["t[2]", "t[3]", "t (1000000 instances)"]

@@ -1,0 +1,162 @@
+"""The usual forms of `check`, `run` and `status --json` are answered without
+the Typer app, with the same options, output, errors and exit codes as the
+app's."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+import typer.main
+
+from procctl.cli import app
+from procctl.cli.planning import check
+from procctl.cli.quick import FORMS, parse
+from procctl.cli.running import run
+from tests.conftest import Project
+
+HEAVY = {"typer", "click", "rich", "textual", "psutil", "asyncio"}
+"""What none of these command lines needs before it acts (`run` loads asyncio and psutil to run)."""
+
+
+def _command(name: str) -> typer.main.TyperCommand:
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined,no-any-return]
+
+
+def test_the_quick_forms_take_the_apps_own_options() -> None:
+    """One table of options for both parsers: each option of a quick form is
+    the app's option of the same parameter, with the same flags, taking a
+    value or not as the app's does."""
+    for name, form in FORMS.items():
+        params = {param.name: param for param in _command(name).params}
+        for param, flags in form.values.items():
+            option = params[param]
+            assert option.param_type_name == "option" and not option.is_flag and not option.multiple, (name, param)
+            assert set(option.opts + option.secondary_opts) == set(flags), (name, param)
+        for param, flags in form.switches.items():
+            option = params[param]
+            assert option.param_type_name == "option" and option.is_flag and not option.secondary_opts, (name, param)
+            assert set(option.opts) == set(flags), (name, param)
+        if form.names:
+            argument = params[form.names]
+            assert argument.param_type_name == "argument" and argument.nargs == -1
+
+
+@pytest.mark.parametrize(("command", "function"), [("run", run), ("check", check)])
+def test_both_paths_call_one_function_with_the_apps_defaults(command: str, function: object) -> None:
+    """The quick form passes only what it was given: the function's defaults
+    must be the app's."""
+    defaults = {name: param.default for name, param in inspect.signature(function).parameters.items()}  # type: ignore[arg-type]
+    app_params = {param.name: param.default for param in _command(command).params}
+    assert set(defaults) == set(app_params)
+    for name, default in defaults.items():
+        assert app_params[name] == default or (default is None and app_params[name] in ((), None)), name
+
+
+@pytest.mark.parametrize(
+    ("argv", "parsed"),
+    [
+        (["check"], ("check", {})),
+        (["check", "-f", "a.toml", "--json"], ("check", {"file": "a.toml", "as_json": True})),
+        (["check", "--file=a.toml", "-j", "auto", "--schedule", "longest-first"], ("check", {"file": "a.toml", "parallel": "auto", "schedule": "longest-first"})),
+        (["run", "--plain", "web", "-j", "4", "worker"], ("run", {"plain_output": True, "parallel": "4", "names": ["web", "worker"]})),
+        (["run", "--plain", "-f", "x.toml", "--", "-odd", "--json"], ("run", {"plain_output": True, "file": "x.toml", "names": ["-odd", "--json"]})),
+        (["run", "--timeout", "10m", "--keep-going", "--no-watch", "--json"], ("run", {"timeout": "10m", "keep_going": True, "no_watch": True, "json_summary": True})),
+        (["status", "--json", "-f", "a.toml"], ("status", {"as_json": True, "file": "a.toml"})),
+    ],
+)
+def test_the_usual_forms_are_quick(argv: list[str], parsed: tuple[str, dict[str, object]]) -> None:
+    assert parse(argv) == parsed
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [], ["check", "-h"], ["check", "--help"], ["run", "--help"], ["check", "-j4"], ["check", "-f"], ["check", "-f", "-x"],
+        ["check", "-f=a.toml"], ["check", "--file="], ["check", "--json", "--json"], ["check", "-f", "a", "--file", "b"],
+        ["check", "web"], ["check", "--jsn"], ["check", "--json=1"], ["run", "--only", "web"], ["run", "--tail", "5"],
+        ["run", "-j"], ["status"], ["status", "web", "--json"], ["logs", "web"], ["--version"], ["run", "-"],
+    ],
+)
+def test_everything_else_goes_to_the_app(argv: list[str]) -> None:
+    assert parse(argv) is None
+
+
+def _procctl(project: Project, *args: str, app_only: bool = False, importtime: bool = False) -> tuple[int, str, str, set[str]]:
+    """(exit code, stdout, stderr, the modules imported) of procctl ARGS as
+    its console script runs it — or with the quick forms turned off, as the
+    app alone answered them before."""
+    env = project.env()
+    env.pop("COLUMNS")  # a page as CI logs and pipes have it
+    code = "import sys, procctl.entry as entry; sys.argv[0] = 'procctl'; "
+    if app_only:
+        code += "entry._quick = lambda argv: None; "
+    code += "entry.main()"
+    done = subprocess.run(
+        [sys.executable, *(["-X", "importtime"] if importtime else []), "-c", code, *args],
+        cwd=project.root, env=env, capture_output=True, text=True, timeout=120,
+    )
+    modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    stderr = "".join(line + "\n" for line in done.stderr.splitlines() if not line.startswith("import time:"))
+    return done.returncode, done.stdout, stderr, modules | {name.split(".")[0] for name in modules}
+
+
+GOOD = """
+    [settings]
+    max_parallel = 2
+
+    [process.db]
+    cmd = "echo db up"
+
+    [process.web]
+    cmd = ["echo", "web on", "8000"]
+    depends_on = ["db"]
+
+    [process.job]
+    cmd = "echo job {item}"
+    each = ["a", "b", "c"]
+    pool = true
+"""
+
+BROKEN = {
+    "toml": "[process.web\ncmd = 'x'\n",
+    "unknown key": "[process.web]\ncmd = 'x'\ncomand = 'y'\n",
+    "cycle": "[process.a]\ncmd = 'x'\ndepends_on = ['b']\n[process.b]\ncmd = 'y'\ndepends_on = ['a']\n",
+    "warning": "[process.t]\ncmd = 'echo {item}'\neach = { glob = 'nothing-here-*' }\n",
+}
+
+
+@pytest.mark.parametrize("args", [("check",), ("check", "--json"), ("check", "-j", "auto"), ("check", "-j", "0"), ("check", "--schedule", "random"), ("check", "-f", "missing.toml")])
+def test_check_answers_as_the_app_did_without_loading_it(project: Project, args: tuple[str, ...]) -> None:
+    project.write(GOOD)
+    quick = _procctl(project, *args, importtime=True)
+    assert quick[:3] == _procctl(project, *args, app_only=True)[:3]
+    assert not HEAVY & quick[3], HEAVY & quick[3]
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+def test_a_broken_manifest_is_the_same_line_and_code_on_both_paths(project: Project, broken: str) -> None:
+    project.write(BROKEN[broken])
+    for args in (("check",), ("run", "--plain")):
+        quick, app_only = _procctl(project, *args), _procctl(project, *args, app_only=True)
+        # (What a run prints on stdout says how long it took.)
+        assert (quick[0], quick[2]) == (app_only[0], app_only[2]) and (args[0] == "run" or quick[1] == app_only[1]), args
+        if broken != "warning":
+            assert quick[0] == 2 and quick[2].startswith("procctl: ") and quick[2].count("\n") == 1, quick
+
+
+def test_run_answers_as_the_app_did_without_loading_it(project: Project) -> None:
+    project.write(GOOD)
+    code, out, err, modules = _procctl(project, "run", "--plain", "web", importtime=True)
+    assert code == 0 and "db      | db up" in out and "web     | web on 8000" in out and "job" not in out
+    assert not {"typer", "click", "textual", "rich"} & modules, modules  # off a terminal, the summary too is written without rich
+    app_code, app_out, _, _ = _procctl(project, "run", "--plain", "web", app_only=True)
+    assert app_code == code
+    assert [line[9:] for line in app_out.splitlines() if "|" in line and "procctl |" not in line] == [
+        line[9:] for line in out.splitlines() if "|" in line and "procctl |" not in line
+    ]
+    for args in (("run", "--plain", "nosuch"), ("run", "--plain", "-j", "x"), ("run", "--plain", "--timeout", "soon"), ("run", "--plain", "--schedule", "x")):
+        quick = _procctl(project, *args)
+        assert quick[0] == 2 and quick[:3] == _procctl(project, *args, app_only=True)[:3], args

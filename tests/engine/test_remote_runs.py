@@ -160,6 +160,8 @@ def test_ctrl_c_ends_a_queued_start_too(tmp_path: Path) -> None:
 
     async def script(w: RemoteWorld) -> None:
         await w.until(lambda: w.remote.of("job[2]") and w.child("job[2]").queued, "job[2] queued")
+        # web and job[1] start on the spawner's threads: a stop before they run would skip them too.
+        await w.until(lambda: all(State.RUNNING in w.states(name) for name in ("web", "job[1]")), "web and job[1] running")
         w.sup.request_stop("interrupted", interrupted=True)
 
     result = world.run(script)

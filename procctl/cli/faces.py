@@ -103,7 +103,10 @@ class Attached:
     @classmethod
     async def connect(cls, path: Path, manifest: Path) -> Attached:
         """Subscribe; NoSupervisor when nobody answers."""
-        sock = client.connect(path, manifest, 10.0)
+        import socket
+
+        # The client's bare socket, as the socket module's, which asyncio takes.
+        sock = socket.socket(fileno=client.connect(path, manifest, 10.0).detach())
         sock.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=RECORD_LIMIT)
         # Lines that arrived before this instant come from the log files,

@@ -8,7 +8,7 @@ of its siblings (the same process)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 from procctl.config.plan import EAGER_JOBS, Job
@@ -21,8 +21,7 @@ RECENT_RUNS = 5
 """How many of a job's latest runs its prediction uses."""
 
 
-@dataclass(frozen=True)
-class PastRun:
+class PastRun(NamedTuple):
     """One recorded run, as much of it as predictions need."""
 
     process: str
@@ -32,8 +31,7 @@ class PastRun:
     ended_at: float = 0.0
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):
     duration_s: float | None
     """Median wall time of the job's recent runs."""
     rss_bytes: int | None

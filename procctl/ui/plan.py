@@ -90,7 +90,6 @@ def predictions_table(plan: Plan, predictions: Mapping[str, Prediction], max_row
 
 
 def plan_json(plan: Plan, predictions: Mapping[str, Prediction] | None = None) -> dict[str, Any]:
-    import dataclasses
     import signal
 
     settings = plan.manifest.settings
@@ -106,7 +105,7 @@ def plan_json(plan: Plan, predictions: Mapping[str, Prediction] | None = None) -
                 "ready": {"kind": spec.ready.kind, "target": spec.ready.target, "timeout_s": spec.ready.timeout_s}
                 if spec.ready
                 else None,
-                "liveness": dataclasses.asdict(spec.liveness) if spec.liveness else None,
+                "liveness": spec.liveness._asdict() if spec.liveness else None,
                 "restart": spec.restart,
                 "max_restarts": spec.max_restarts,
                 "timeout_s": spec.timeout_s,

@@ -241,7 +241,6 @@ def test_the_loader_reads_through_tables_built_from_the_model() -> None:
     """Every key fills a field of the model, and the values a key may take
     are the model's own `Literal`s: a new policy added to the model is a new
     value the manifest takes, with no list to keep in step."""
-    import dataclasses
     import typing
 
     from procctl.config import loader
@@ -249,7 +248,7 @@ def test_the_loader_reads_through_tables_built_from_the_model() -> None:
     from procctl.config.reading import choices
 
     for table, model in ((loader.SETTINGS, Settings), (loader.PROCESS, ProcessSpec), (loader.READY, ReadySpec)):
-        fields = {field.name for field in dataclasses.fields(model)}
+        fields = set(typing.get_type_hints(model))  # (dataclasses and named tuples alike)
         assert {key.field for key in table} <= fields, model
         assert len({key.name for key in table}) == len(table)
     assert choices(ProcessSpec, "restart") == typing.get_args(RestartPolicy)

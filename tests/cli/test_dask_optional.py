@@ -24,8 +24,9 @@ def _without_dask(tmp_path: Path) -> dict[str, str]:
     return {"PYTHONPATH": str(stub.parent)}
 
 
-DASK_MODULES = ("dask", "distributed", "tornado", "cloudpickle", "msgpack", "procctl.cluster.executor", "procctl.cluster.worker", "procctl.cluster.local")
-"""Dask, what only Dask brings in, and procctl's modules that import it."""
+DASK_MODULES = ("dask", "distributed", "tornado", "cloudpickle", "msgpack", "procctl.cluster.executor", "procctl.cluster.remote",
+                "procctl.cluster.worker", "procctl.cluster.local")
+"""Dask, what only Dask brings in, and procctl's modules of a cluster (a local run needs none of them)."""
 
 
 def _dask_imported(project: Project, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:

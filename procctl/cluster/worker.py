@@ -3,8 +3,8 @@
 `run_job` is the Dask task. It runs on one of the worker's threads: it starts
 the command in a session of its own with the job's environment, working
 directory and rlimits (`engine.limits.preexec`, the code that sets them
-here), reads its pipes and sends what it wrote back in batches, and says how
-it ended. `JobPlugin`, a worker plugin, holds what outlives one job on that
+here), has its pipes read and sent back (`cluster.job`), and says how it
+ended. `JobPlugin`, a worker plugin, holds what outlives one job on that
 worker: the guardian that ends every job's tree if the worker dies (a
 `PR_SET_PDEATHSIG` reaches only the direct child, the guardian whole trees),
 the sampler of each job's tree, and the enforcer of `memory` and
@@ -23,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-import secrets
-import selectors
 import signal
 import subprocess
 import threading
@@ -33,18 +31,16 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import psutil
 from distributed import WorkerPlugin, get_worker
 
 from procctl import __version__, events
+from procctl.cluster.job import Pump, WorkerJob
 from procctl.cluster.linux import die_with_parent
-from procctl.cluster.wire import BATCH_BYTES, BATCH_S, PLUGIN_PREFIX, WINDOW_BYTES, JobSpec, message
+from procctl.cluster.wire import PLUGIN_PREFIX, JobSpec, message
 from procctl.engine import childenv, limits
 from procctl.engine.enforcer import Enforcer, close_fds
 from procctl.engine.guardian import TOKEN_VAR, Guardian
-from procctl.engine.metrics import RunMeter, Sampler
-from procctl.engine.process import PIPE_DRAIN_GRACE_S
-from procctl.engine.tree import ProcessTree
+from procctl.engine.metrics import Sampler
 
 if TYPE_CHECKING:
     from distributed import Worker
@@ -52,9 +48,6 @@ if TYPE_CHECKING:
     from procctl.config.manifest import Limits
 
 PLUGIN_NAME = PLUGIN_PREFIX + __version__
-READ_BYTES = 64 * 1024
-ACK_WAIT_S = 0.2
-"""How often a job whose output waits for an acknowledgement looks again."""
 
 T = TypeVar("T")
 
@@ -68,108 +61,6 @@ def _preexec(job_limits: Limits, nice: int | None, join_fds: list[int]) -> Calla
     then = limits.preexec(job_limits, nice, join_fds)
     return die_with_parent(signal.SIGKILL, then) if then is not None else None
 
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except OSError:
-        return False
-
-
-class WorkerJob:
-    """One attempt of one job on this worker (what the enforcer holds, too)."""
-
-    def __init__(self, spec: JobSpec) -> None:
-        self.spec = spec
-        self.token = secrets.token_hex(4)
-        """Tells this attempt's messages from those of another run of the same task."""
-        self.pid = 0
-        self.started_at = 0.0
-        self.exited = threading.Event()
-        self.killed = False
-        self.paused = False
-        self.sent_bytes = 0
-        self.acked_bytes = 0
-        self.acked = threading.Event()
-        self.cut: str | None = None
-        self.why = ""
-        self.breach: list[Any] | None = None
-        self.meter: RunMeter | None = None
-        self.stopped_tree: list[psutil.Process] = []
-        """Its descendants when a stop was sent: they die with it, as here
-        (those that left its group included)."""
-
-    # --------------------------------------------- what the enforcer asks
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def limits(self) -> Limits:
-        return self.spec.limits
-
-    @property
-    def child(self) -> WorkerJob | None:
-        return self if self.pid else None
-
-    @property
-    def running(self) -> bool:
-        return bool(self.pid) and not self.exited.is_set()
-
-    # ----------------------------------------------------------- signals
-
-    def signal(self, sig: int, *, tree: bool = False) -> bool:
-        """`sig` to its group; with `tree`, to every descendant that left it too."""
-        if not self.running:
-            return False
-        if sig == signal.SIGSTOP:
-            self.paused = True
-        elif sig == signal.SIGCONT:
-            self.paused = False
-        sent = _signal_group(self.pid, sig)
-        if tree:
-            for proc in ProcessTree().descendants(self.pid):
-                try:
-                    proc.send_signal(sig)
-                except psutil.Error:
-                    pass
-        return sent
-
-    def stop(self, sig: int) -> bool:
-        """A graceful stop: `sig` to its group (and SIGCONT, or a paused
-        tree would never act on it); what descends from it now is killed
-        when it ends (`reap`)."""
-        if not self.running:
-            return False
-        self.stopped_tree.extend(ProcessTree().descendants(self.pid))
-        sent = self.signal(sig)
-        self.signal(signal.SIGCONT)
-        return sent
-
-    def reap(self) -> None:
-        """It has ended: the group it leaves, and the descendants a stop saw, are killed."""
-        _signal_group(self.pid, signal.SIGKILL)
-        for proc in self.stopped_tree:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-
-    def kill(self) -> None:
-        """SIGKILL its group and every descendant that left it, now."""
-        if not self.pid or self.killed:
-            return
-        self.killed = True
-        self.acked.set()
-        tree = ProcessTree().descendants(self.pid)
-        _signal_group(self.pid, signal.SIGKILL)
-        for proc in tree:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
 
 
 class JobPlugin(WorkerPlugin):
@@ -336,7 +227,7 @@ class JobPlugin(WorkerPlugin):
         try:
             self.loop.call_soon_threadsafe(self._began, job)
             worker.log_event(spec.topic, message("start", spec.key, r=job.token, w=worker.address, pid=job.pid, t=job.started_at))
-            returncode, usage = _Pump(self, job, popen, {stdout_r: 1, stderr_r: 2}).run()
+            returncode, usage = Pump(worker, job, popen, {stdout_r: 1, stderr_r: 2}).run()
             ended_at = time.time()
         finally:
             self._unregister(job)
@@ -368,135 +259,6 @@ def _spawn_error(exc: BaseException, spec: JobSpec, where: str) -> str:
         return f"cannot start {spec.argv[0]} on the worker {where}: {exc.strerror or exc}"
     return f"cannot start {spec.argv[0]} on the worker {where}: {exc!r}"
 
-
-class _Pump:
-    """Reads a job's pipes until it has exited and they are drained, and sends
-    what it wrote in batches; returns its exit."""
-
-    def __init__(self, plugin: JobPlugin, job: WorkerJob, popen: subprocess.Popen[bytes], fds: dict[int, int]) -> None:
-        self.plugin = plugin
-        self.job = job
-        self.popen = popen
-        self.fds = fds
-        self.batch: list[list[Any]] = []
-        self.batch_bytes = 0
-        self.batch_since = 0.0
-        self.returncode: int | None = None
-        self.usage: resource.struct_rusage | None = None
-        self.selector = selectors.DefaultSelector()
-
-    def run(self) -> tuple[int, resource.struct_rusage | None]:
-        job, selector = self.job, self.selector
-        try:
-            pidfd: int | None = os.pidfd_open(job.pid)
-        except (AttributeError, OSError):
-            pidfd = None
-        if pidfd is not None:
-            selector.register(pidfd, selectors.EVENT_READ, "exit")
-        for fd in self.fds:
-            os.set_blocking(fd, False)
-            selector.register(fd, selectors.EVENT_READ, "pipe")
-        drain_until: float | None = None
-        try:
-            while self.fds or self.returncode is None:
-                now = time.monotonic()
-                if drain_until is not None and now >= drain_until:
-                    break  # An escaped descendant holds a pipe open for ever.
-                if self._held():
-                    job.acked.wait(ACK_WAIT_S)
-                    job.acked.clear()
-                    self._reap_if_gone(pidfd)
-                    continue
-                timeout = 0.05 if pidfd is None and self.returncode is None else None
-                if self.batch:
-                    left = self.batch_since + BATCH_S - now
-                    timeout = left if timeout is None else min(timeout, left)
-                if drain_until is not None:
-                    left = drain_until - now
-                    timeout = left if timeout is None else min(timeout, left)
-                for key, _ in selector.select(None if timeout is None else max(timeout, 0.0)):
-                    if key.data == "exit":
-                        self._reap(0)
-                    else:
-                        self._read(key.fd)
-                if pidfd is None and self.returncode is None:
-                    self._reap(os.WNOHANG)
-                if self.returncode is not None and drain_until is None:
-                    if pidfd is not None:
-                        selector.unregister(pidfd)
-                        os.close(pidfd)
-                        pidfd = None
-                    # What it left in its group would be an orphan (as here).
-                    job.reap()
-                    drain_until = time.monotonic() + PIPE_DRAIN_GRACE_S
-                if self.batch and (self.batch_bytes >= BATCH_BYTES or time.monotonic() - self.batch_since >= BATCH_S):
-                    self._send()
-        finally:
-            for fd in list(self.fds):
-                self._close(fd)
-            if pidfd is not None:
-                os.close(pidfd)
-            selector.close()
-            if self.returncode is None:
-                job.kill()
-                self._reap(0)
-            job.exited.set()
-        self._send()
-        assert self.returncode is not None
-        return self.returncode, self.usage
-
-    def _held(self) -> bool:
-        """Too much of its output is unacknowledged: leave its pipes unread
-        (it waits on its writes) — unless it is being killed."""
-        job = self.job
-        return bool(self.fds) and not job.killed and job.sent_bytes - job.acked_bytes > WINDOW_BYTES
-
-    def _reap_if_gone(self, pidfd: int | None) -> None:
-        if self.returncode is None:
-            self._reap(os.WNOHANG)
-
-    def _read(self, fd: int) -> None:
-        try:
-            data = os.read(fd, READ_BYTES)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(fd)
-            return
-        if not self.batch:
-            self.batch_since = time.monotonic()
-        self.batch.append([self.fds[fd], data])
-        self.batch_bytes += len(data)
-
-    def _close(self, fd: int) -> None:
-        if self.fds.pop(fd, None) is not None:
-            self.selector.unregister(fd)
-            os.close(fd)
-
-    def _send(self) -> None:
-        if not self.batch:
-            return
-        job = self.job
-        job.sent_bytes += self.batch_bytes
-        self.plugin.worker.log_event(job.spec.topic, message("out", job.spec.key, r=job.token, c=self.batch))
-        self.batch, self.batch_bytes = [], 0
-
-    def _reap(self, flags: int) -> None:
-        if self.returncode is not None:
-            return
-        try:
-            pid, status, usage = os.wait4(self.job.pid, flags)
-        except ChildProcessError:
-            self.returncode = 255
-        else:
-            if pid == 0:
-                return
-            self.returncode = os.waitstatus_to_exitcode(status)
-            self.usage = usage
-        self.popen.returncode = self.returncode  # Popen must not reap it again.
-        self.job.exited.set()
 
 
 # ------------------------------------------- what procctl calls on the worker

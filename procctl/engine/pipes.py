@@ -19,6 +19,18 @@ READ_CHUNK_BYTES = 256 * 1024
 _STREAMS = {1: "stdout", 2: "stderr"}
 
 
+def read_chunk(fd: int, size: int) -> bytes | None:
+    """Up to `size` bytes from a non-blocking pipe: None when it has nothing
+    now, b"" at its end. A read that fails counts as the end: the pipe can
+    give nothing more, and whoever reads it closes it as at EOF."""
+    try:
+        return os.read(fd, size)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 class Output:
     """The child's stdout and stderr, read straight from the pipes with the
     loop's own readers: each chunk to the log file first, then whole lines
@@ -46,12 +58,9 @@ class Output:
             loop.add_reader(fd, self._read, fd)
 
     def _read(self, fd: int) -> None:
-        try:
-            data = os.read(fd, READ_CHUNK_BYTES)
-        except BlockingIOError:
+        data = read_chunk(fd, READ_CHUNK_BYTES)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._close(fd)
             return

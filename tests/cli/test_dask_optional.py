@@ -25,7 +25,7 @@ def _without_dask(tmp_path: Path) -> dict[str, str]:
 
 
 DASK_MODULES = ("dask", "distributed", "tornado", "cloudpickle", "msgpack", "procctl.cluster.executor", "procctl.cluster.remote",
-                "procctl.cluster.worker", "procctl.cluster.local")
+                "procctl.cluster.worker", "procctl.cluster.job", "procctl.cluster.local")
 """Dask, what only Dask brings in, and procctl's modules of a cluster (a local run needs none of them)."""
 
 

@@ -6,7 +6,7 @@ manifest's own path under $XDG_RUNTIME_DIR, or $TMPDIR/procctl-UID/ (TMPDIR
 defaults to /tmp), so that every invocation for the same manifest finds the
 same socket.
 
-Its directory is checked as `.procctl` is (engine.store): never a link, ours,
+Its directory is checked as `.procctl` is (engine.safeopen): never a link, ours,
 0700. $XDG_RUNTIME_DIR is used only when it is such a directory already (under
 sudo it may still be the invoking user's); procctl-UID is refused when
 someone else made it first, or made it a link. Binding and connecting go
@@ -20,7 +20,8 @@ import os
 import stat
 from pathlib import Path
 
-from procctl.engine.store import StateDir, check_entry, checked_dir, fd_path, make_private
+from procctl.engine.safeopen import check_entry, checked_dir, fd_path, make_private
+from procctl.engine.store import StateDir
 
 MAX_SOCKET_PATH = 100
 """sun_path is 108 bytes on Linux; stay clearly under it."""

@@ -26,7 +26,7 @@ from procctl.control import subscription
 from procctl.control.address import socket_location
 from procctl.control.protocol import MAX_REQUEST_BYTES, VERBS, ProtocolError, Reply, Request, decode_request
 from procctl.engine.operations import Operations
-from procctl.engine.store import check_entry
+from procctl.engine.safeopen import check_entry
 from procctl.errors import AlreadyRunning, ProcctlError, StateDirError
 
 _PEERCRED = struct.Struct("3i")
@@ -105,7 +105,7 @@ class ControlServer:
         self._streams: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._dir_fd: int | None = None
-        """The checked directory the socket is in (engine.store)."""
+        """The checked directory the socket is in (engine.safeopen)."""
 
     async def start(self) -> None:
         location = socket_location(self.path, create=True)

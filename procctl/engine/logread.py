@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator
 
 from procctl.engine import logindex
 from procctl.engine.logindex import Times
-from procctl.engine.store import StateDir, open_in, tail_of
+from procctl.engine.safeopen import open_in
+from procctl.engine.store import StateDir, tail_of
 
 MAX_EVENT_LINE = 64 * 1024
 

@@ -1,21 +1,9 @@
-"""Where a manifest's state lives — `.procctl/` beside the manifest — and the
-one place that opens anything in it.
+"""Where a manifest's state lives — `.procctl/` beside the manifest — and
+what lies in it: its layout, the logs of the current and past runs, the lock
+and pid of the one supervisor.
 
-procctl often runs as root in a directory others can write. So nothing under
-`.procctl/` is ever reached through a symbolic link, and nothing there is
-written when someone else owns it:
-
-- A private directory (`.procctl`, `logs/` in it, the socket's fallback
-  directory) is opened with O_NOFOLLOW | O_DIRECTORY and checked with fstat:
-  a link, a file, or a directory of another user is refused (StateDirError,
-  exit 2); one of ours is made 0700, so that from then on nobody else can add
-  anything to it.
-- A file in it is opened relative to that directory's descriptor (openat),
-  with O_NOFOLLOW, and must be a regular file; one written must also be ours
-  with a single link. O_TRUNC is applied only after those checks.
-- What only takes a path (sqlite's database, a Unix socket) is reached as
-  /proc/self/fd/N/NAME, N being the checked directory: a `.procctl` renamed
-  and replaced afterwards by someone else changes nothing.
+Everything in it is opened through `engine.safeopen`: never through a
+symbolic link, never what someone else owns.
 """
 
 from __future__ import annotations
@@ -30,10 +18,8 @@ import time
 from pathlib import Path
 
 from procctl.engine import logindex
+from procctl.engine.safeopen import DIR_FLAGS, check_entry, checked_dir, fd_path, make_private, open_in
 from procctl.errors import AlreadyRunning, StateDirError
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 
 LOCK_NAME = "supervisor.lock"
 """Held (flock, exclusive) by the one supervisor of a manifest for its whole
@@ -47,160 +33,6 @@ HOLDER_WAIT_S = 5.0
 
 GITIGNORE = "# Created by procctl: its run state is not for version control.\n*\n"
 """`.procctl/.gitignore`, as pytest, ruff and mypy mark their caches."""
-
-_checked: dict[tuple[int | None, str], tuple[int, int, int]] = {}
-"""(parent's checked fd or None, path) → (fd, st_dev, st_ino) of the private
-directory checked there. Kept open for the life of the process: the /proc/self/fd
-paths handed out refer to them."""
-
-
-def _refusal(path: str | Path, dir_fd: int | None, shown: Path | str, exc: OSError | None, *, directory: bool) -> StateDirError:
-    try:
-        info: os.stat_result | None = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        info = None
-    if info is not None and stat.S_ISLNK(info.st_mode):
-        return StateDirError(f"{shown} is a symbolic link: procctl never follows one in its state directory (remove it)")
-    if info is not None and directory and not stat.S_ISDIR(info.st_mode):
-        return StateDirError(f"{shown} is not a directory: procctl keeps its state in a directory of that name (move it away)")
-    if info is not None and not directory and not stat.S_ISREG(info.st_mode):
-        return StateDirError(f"{shown} is not a regular file: procctl refuses to use it (remove it)")
-    what = (exc.strerror or str(exc)) if exc is not None else "cannot be used"
-    return StateDirError(f"{shown}: {what}")
-
-
-def _foreign(shown: Path | str, uid: int) -> StateDirError:
-    return StateDirError(
-        f"{shown} belongs to another user (uid {uid}): procctl never writes where someone else can (remove it, or run as that user)"
-    )
-
-
-def open_private_dir(path: str | Path, *, create: bool, dir_fd: int | None = None, shown: Path | str | None = None) -> int | None:
-    """The descriptor of a directory of ours, opened without following a link
-    (created 0700 if missing and `create`); None when it does not exist and
-    not `create`. With `dir_fd`, `path` is a name in that directory. Its mode
-    is left alone: see `make_private`. Raises StateDirError."""
-    shown = shown if shown is not None else path
-    if create:
-        try:
-            os.mkdir(path, 0o700, dir_fd=dir_fd)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise StateDirError(f"cannot create {shown}: {exc.strerror or exc}") from None
-    try:
-        fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
-    except FileNotFoundError:
-        if create:
-            raise StateDirError(f"{shown} vanished while it was being created") from None
-        return None
-    except OSError as exc:
-        raise _refusal(path, dir_fd, shown, exc, directory=True) from None
-    try:
-        info = os.fstat(fd)
-        if info.st_uid != os.geteuid():
-            raise _foreign(shown, info.st_uid)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def make_private(fd: int, shown: Path | str, *, scan: bool = False) -> None:
-    """Make a checked directory 0700. If others could write to it (or `scan`),
-    first check everything they may have left in it: no link, nothing of
-    theirs, nothing but files, directories and sockets. A refusal leaves the
-    mode as it was, so the next attempt checks again."""
-    mode = stat.S_IMODE(os.fstat(fd).st_mode)
-    if mode == 0o700 and not scan:
-        return
-    if mode & 0o022 or scan:
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                info = entry.stat(follow_symlinks=False)
-                where = Path(shown) / entry.name
-                if stat.S_ISLNK(info.st_mode):
-                    raise StateDirError(f"{where} is a symbolic link: procctl never follows one in its state directory (remove it)")
-                if info.st_uid != os.geteuid():
-                    raise _foreign(where, info.st_uid)
-                if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode) or stat.S_ISSOCK(info.st_mode)):
-                    raise StateDirError(f"{where} is not a regular file: procctl refuses to use it (remove it)")
-    os.fchmod(fd, 0o700)
-
-
-def checked_dir(path: str | Path, *, create: bool, dir_fd: int | None = None, shown: Path | str | None = None) -> int | None:
-    """`open_private_dir`, once per process for each directory: a later call
-    only checks that the name still leads to the same directory (and checks
-    afresh if not). Never closed: /proc/self/fd paths refer to it."""
-    key = (dir_fd, os.fspath(path))
-    known = _checked.get(key)
-    if known is not None:
-        fd, dev, ino = known
-        try:
-            now: os.stat_result | None = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
-        except OSError:
-            now = None
-        if now is not None and (now.st_dev, now.st_ino) == (dev, ino):
-            return fd
-    fd = open_private_dir(path, create=create, dir_fd=dir_fd, shown=shown)
-    if fd is None:
-        return None
-    info = os.fstat(fd)
-    _checked[key] = (fd, info.st_dev, info.st_ino)
-    return fd
-
-
-def open_in(dir_fd: int, name: str, flags: int, mode: int = 0o600, *, shown: Path | str) -> int:
-    """Open a file in a checked directory without following a link: it must be
-    a regular file, and one opened for writing must be ours with one link.
-    O_TRUNC is applied after the checks. Raises StateDirError, or
-    FileNotFoundError (FileExistsError) as os.open does for O_CREAT (O_EXCL)."""
-    writing = flags & (os.O_WRONLY | os.O_RDWR)
-    try:
-        fd = os.open(name, (flags & ~os.O_TRUNC) | _FILE_FLAGS, mode, dir_fd=dir_fd)
-    except (FileNotFoundError, FileExistsError):
-        raise
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.ENOTDIR):
-            raise _refusal(name, dir_fd, shown, exc, directory=False) from None
-        raise StateDirError(f"{shown}: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise _refusal(name, dir_fd, shown, None, directory=False)
-        if writing and info.st_uid != os.geteuid():
-            raise _foreign(shown, info.st_uid)
-        if writing and info.st_nlink != 1:
-            raise StateDirError(f"{shown} has other hard links: procctl refuses to write through them (remove it)")
-        if flags & os.O_TRUNC:
-            os.ftruncate(fd, 0)
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def check_entry(dir_fd: int, name: str, *, shown: Path | str, kind: int = stat.S_IFREG) -> bool:
-    """Whether `name` exists in a checked directory, refusing it when it is a
-    link, not of `kind`, or someone else's. For what can only be reached by a
-    path (the database, a socket)."""
-    try:
-        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    if stat.S_IFMT(info.st_mode) != kind:
-        if stat.S_ISLNK(info.st_mode):
-            raise StateDirError(f"{shown} is a symbolic link: procctl never follows one in its state directory (remove it)")
-        raise StateDirError(f"{shown} is not a {'socket' if kind == stat.S_IFSOCK else 'regular file'}: procctl refuses to use it (remove it)")
-    if info.st_uid != os.geteuid():
-        raise _foreign(shown, info.st_uid)
-    return True
-
-
-def fd_path(dir_fd: int, name: str) -> str:
-    """A path to `name` that goes through the checked directory itself."""
-    return f"/proc/self/fd/{dir_fd}/{name}"
 
 
 class StateDir:
@@ -376,7 +208,7 @@ class StateDir:
                     break
                 except FileExistsError:
                     name += "+"
-            target = os.open(name, _DIR_FLAGS, dir_fd=past)
+            target = os.open(name, DIR_FLAGS, dir_fd=past)
             try:
                 for entry in leftovers:
                     os.rename(entry, entry, src_dir_fd=logs, dst_dir_fd=target)

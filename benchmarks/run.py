@@ -162,7 +162,8 @@ def machine() -> list[tuple[str, str]]:
         ("cores", f"{os.cpu_count()} logical, {psutil.cpu_count(logical=False) or '?'} physical"),
         ("RAM", f"{psutil.virtual_memory().total / 2**30:.1f} GiB"),
         ("kernel", f"Linux {platform.release()} ({system})"),
-        ("Python", f"{platform.python_version()} ({sys.executable})"),
+        # Where it is installed would be a path of this machine: say what kind of interpreter it is.
+        ("Python", f"{platform.python_version()} ({'a virtual environment' if sys.prefix != sys.base_prefix else 'an interpreter with its own site-packages'})"),
         ("load average", f"{LOAD_AT_START} at the start, {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end (1, 5, 15 min)"),
     ]
     versions = {

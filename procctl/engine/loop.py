@@ -80,7 +80,7 @@ def run_supervisor(
         capture = SignalCapture(
             lambda signum: supervisor.request_stop(_STOP_REASONS.get(signum, "interrupted"), interrupted=True),
             lambda signum: supervisor.force_stop(),
-            on_reload=supervisor.reload_on_hangup,
+            on_reload=supervisor.edits.reload_on_hangup,
             detached=supervisor.detached,
         )
         async with contextlib.AsyncExitStack() as stack:

@@ -156,7 +156,7 @@ class Operations:
         """Apply the edited manifest (or, with `dry_run`, say what that would
         do). An invalid manifest is refused with its file:line:key error and
         nothing changes."""
-        plan = self.sup.reload(dry_run=dry_run)
+        plan = self.sup.edits.reload(dry_run=dry_run)
         return {
             "dry_run": dry_run,
             "processes": [step.record() for step in plan.steps],
@@ -217,7 +217,7 @@ class Operations:
             "auto": pool.auto,
             "running": pool.running,
             # (A big pool's items wait in its feeder, not at the pool.)
-            "waiting": pool.waiting + self.sup.queued_items,
+            "waiting": pool.waiting + self.sup.pools.queued,
             "schedule": plan.schedule,
         }
 

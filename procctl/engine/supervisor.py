@@ -1,7 +1,9 @@
 """The supervisor of a run: the order of things, fail_fast, the ordered
 shutdown and the result; who may start when is its `Admission`'s (the
 dependency gate and the pool), and each instance's own life (spawn, probes,
-timeouts, restarts, pause) is its `InstanceRunner`'s.
+timeouts, restarts, pause) is its `InstanceRunner`'s. What it holds is its
+`Instances`, its big pools are `BigPools`, a reload and the watches are its
+`Edits`, and its files are opened by `runfiles`.
 
 Publishes events on the bus and returns a `RunResult`; never prints.
 """
@@ -10,43 +12,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from procctl import events
-from procctl.config.plan import EAGER_JOBS, Job, Plan
-from procctl.config.select import resolve
-from procctl.engine import childenv
+from procctl.config.plan import Job, Plan
+from procctl.engine import childenv, runfiles
 from procctl.engine.admission import Admission
+from procctl.engine.bigpools import BigPools
 from procctl.engine.child import Executor
+from procctl.engine.edits import Edits
 from procctl.engine.enforcer import Enforcer
-from procctl.engine import logindex
+from procctl.engine.heard import Heard
+from procctl.engine.instances import Instances
 from procctl.engine.ipc import Ipc
 from procctl.engine.logfile import LogFile
 from procctl.engine.metrics import Recorder
-from procctl.engine.feeder import Feeder
 from procctl.engine.outcome import InstanceResult, Results, RunResult
 from procctl.engine.predict import Prediction
-from procctl.engine.reload import Current, ReloadPlan, plan_reload
-from procctl.engine.reload import apply as apply_reload
 from procctl.engine.process import LocalExecutor
-from procctl.engine.runlog import RunLog
 from procctl.engine.runner import InstanceRunner
 from procctl.engine.spawner import Spawner
 from procctl.engine.store import StateDir
 from procctl.engine.terminal import Terminals
 from procctl.engine.tree import ProcessTree
-from procctl.engine.watcher import Watches
-from procctl.errors import INTERRUPTED_EXIT, TIMEOUT_EXIT, ProcctlError, UsageError
+from procctl.errors import INTERRUPTED_EXIT, TIMEOUT_EXIT, UsageError
 from procctl.states import State
-
-
-def _close_pair(fds: tuple[int, int]) -> None:
-    for fd in fds:
-        if fd >= 0:
-            os.close(fd)
 
 
 class Supervisor:
@@ -69,17 +61,12 @@ class Supervisor:
         self.plan = plan
         self.bus = bus
         self.state_dir = state_dir
-        self.detached = detached
-        """Started by `up -d`: SIGHUP reloads (`signals.hangup_action`)."""
-        self._fail_fast_given = fail_fast
         self.fail_fast = plan.manifest.settings.fail_fast if fail_fast is None else fail_fast
-        self._edited_plan = edited_plan
-        """Reads the manifest again, as this run read it (the same processes
-        picked, the same -j): what `reload` applies. None: no reload."""
         self.run_timeout_s = run_timeout_s
+        heard = Heard(bus)
         self.spawner = Spawner()
         """Threads for the blocking steps of a start: the spawn, the log's creation."""
-        self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency(), spawner=self.spawner, on_notice=self._executor_notice)
+        self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency(), spawner=self.spawner, on_notice=heard.executor_notice)
         """Starts the children of this machine (entered for the whole run)."""
         self.executors: dict[str, Executor] = {**(executors or {}), "local": self.executor}
         """Every executor of the run by name (`ProcessSpec.executor`): the
@@ -90,28 +77,24 @@ class Supervisor:
         self.control_socket = control_socket
         """Where the control server listens, told to every child."""
         self.detached = detached
-        """Started by `up -d`: no terminal, and it stays up until `down` even
-        when nothing is left running."""
-        self._runners: dict[InstanceRunner, None] = {}
-        """The instances it holds, in plan order (a dict: a big pool's come and go)."""
-        self._by_process: dict[str, list[InstanceRunner]] = {}
-        self._by_name: dict[str, InstanceRunner] = {}
-        self.feeders: dict[str, Feeder] = {}
-        """The big pools, by process: made as they run (`feeder`)."""
+        """Started by `up -d`: no terminal, SIGHUP reloads, and it stays up
+        until `down` even when nothing is left running."""
+        self.instances = Instances()
+        self.pools = BigPools(plan, self, state_dir.logs)
+        """The big pools: made as they run."""
+        self.feeders = self.pools.feeders
         for segment in plan.jobs.segments:
-            if segment.spec.each is not None and len(segment) > EAGER_JOBS:
-                self.feeders[segment.spec.name] = Feeder(segment, self, state_dir.logs)
-                self._by_process[segment.spec.name] = []  # its running instances
+            if segment.spec.name in self.feeders:
+                self.instances.by_process[segment.spec.name] = []  # its running instances
             else:
                 for job in segment:
-                    self._join(self._runner(job))
-        self._feeding: list[asyncio.Task[None]] = []
+                    self.instances.join(self._runner(job))
         self._first_failure_result: InstanceResult | None = None
         self._stopping = False
         self._exit_override: int | None = None
         self._interrupted = False
         self._stop_requested: asyncio.Event | None = None
-        self.admission = Admission(plan, bus, predictions or {}, self._by_process, self.feeders)
+        self.admission = Admission(plan, bus, predictions or {}, self.instances.by_process, self.feeders)
         """Who may start now: the dependency gate and the pool."""
         self._idle: asyncio.Event | None = None
         """Set when no runner's life is left going."""
@@ -120,19 +103,19 @@ class Supervisor:
         """Metrics of every run (Sample events, peaks) and the run history."""
         self._run_env: dict[str, str] = {}
         """What every child is told of this supervisor (`childenv`)."""
-        self.enforcer = Enforcer(plan.manifest.settings.metrics_interval_s, self._on_breach, self._on_limit_notice)
+        self.enforcer = Enforcer(plan.manifest.settings.metrics_interval_s, heard.breach, heard.limit_notice)
         """Holds each run to its `memory` and `cpu_percent` limits."""
         self.ipc: Ipc[InstanceRunner] = Ipc(
             {name: region.size_bytes for name, region in plan.manifest.shared.items()},
-            _Heard(self),
+            heard,
             bus.publish,
             interval_s=plan.manifest.settings.metrics_interval_s,
         )
         """The notification socket, the runs' watchdogs and the shared regions."""
         self.terminals = Terminals()
         """The pseudo-terminals of `tty = true` processes."""
-        self.watches: Watches | None = Watches(bus, self._live_instances, lambda: self._stopping) if watch else None
-        """What restarts a process when its files change (None: --no-watch)."""
+        self.edits = Edits(self, edited_plan, fail_fast_given=fail_fast, watch=watch)
+        """Reload and the watches."""
 
     # ----------------------------------------------------------------- run
 
@@ -144,8 +127,8 @@ class Supervisor:
         self._idle = asyncio.Event()
         with contextlib.ExitStack() as stack:
             self.state_dir.prepare()
-            stack.enter_context(self._pid_file())
-            stack.enter_context(self._run_log())
+            stack.enter_context(runfiles.pid_file(self.state_dir))
+            stack.enter_context(runfiles.event_log(self.state_dir, self.bus, self.plan, self.recorder.run_id, self.instances.log_position))
             self.recorder.start()
             stack.callback(self.recorder.close)
             stack.callback(self.enforcer.close)
@@ -167,67 +150,19 @@ class Supervisor:
                 stack.callback(asyncio.get_running_loop().call_later(self.run_timeout_s, self._on_run_timeout).cancel)
             # First out: whatever still runs (after an error) is killed before the rest closes.
             stack.callback(self._kill_all)
-            if not self._runners and not self.feeders:
+            if not self.instances and not self.feeders:
                 self._idle.set()
             for runner in self.runners:
                 self.launch(runner)
-            for feeder in self.feeders.values():
-                self._feed(feeder)
-            self._open_watches()
-            stack.callback(self._close_watches)
+            for task in self.pools.feed():
+                self._count(task)
+            self.edits.open_watches()
+            stack.callback(self.edits.close_watches)
             await self._supervise()
         return self._result(time.monotonic() - began)
 
-    @contextlib.contextmanager
-    def _pid_file(self) -> Iterator[None]:
-        # Through the checked state directory: never written through a link.
-        self.state_dir.write_pid(os.getpid())
-        try:
-            yield
-        finally:
-            self.state_dir.remove_pid()
-
-    @contextlib.contextmanager
-    def _run_log(self) -> Iterator[None]:
-        """This run's logs begin (the last run's move to `logs/past/`), and
-        procctl's own events are kept with them for the whole run."""
-        settings = self.plan.manifest.settings
-        try:
-            self.state_dir.begin_run(self.recorder.run_id, {"pid": os.getpid(), "started": time.time(), "manifest": str(self.plan.manifest.path)})
-            fd, _ = self.state_dir.open_log_pair(logindex.EVENTS, truncate=True, indexed=False)
-        except OSError as exc:
-            # A full or failing disk: the run goes on, its instances' logs
-            # say so each for itself (`logfile`), without the event log.
-            message = f"the run's event log is off ({exc.strerror or exc}): procctl logs will show the output without procctl's events"
-            self.bus.publish(events.Notice("procctl", "procctl", message=message, level="warning"))
-            yield
-            return
-        log = LogFile(fd, rotate=lambda: self.state_dir.rotate_log(logindex.EVENTS, settings.log_keep, indexed=False), max_bytes=settings.log_max_size)
-        run_log = RunLog(log, self._log_position)
-        self.bus.subscribe(run_log)
-        try:
-            yield
-        finally:
-            self.bus.unsubscribe(run_log)
-            run_log.close()
-
-    def _log_position(self, instance: str) -> int | None:
-        runner = self._by_name.get(instance)
-        return runner.log_position if runner is not None else None
-
     async def open_log(self, job: Job, *, truncate: bool) -> LogFile:
-        runner = self._by_name[job.name]
-        # Creating two files waits on the disk: a spawner thread does it.
-        fd, index_fd = await self.spawner.call(lambda: self.state_dir.open_log_pair(job.log_name, truncate=truncate), _close_pair)
-
-        def rotate() -> tuple[int, int]:
-            return self.state_dir.rotate_log(job.log_name, runner.job.spec.log_keep)
-
-        def rotate_failed(exc: OSError) -> None:
-            message = f"its log {runner.log_path} could not rotate ({exc.strerror or exc}): it grows on, whole, until the run ends"
-            self.bus.publish(events.Notice(runner.process, runner.name, message=message, level="warning"))
-
-        return LogFile(fd, index_fd=index_fd, rotate=rotate, max_bytes=job.spec.log_max_size, on_rotate_error=rotate_failed)
+        return await runfiles.instance_log(self.state_dir, self.spawner, self.bus, self.instances.by_name[job.name], job, truncate=truncate)
 
     def _runner(self, job: Job) -> InstanceRunner:
         return InstanceRunner(job, self.state_dir.log_path(job.log_name), self)
@@ -236,145 +171,34 @@ class Supervisor:
     def runners(self) -> list[InstanceRunner]:
         """Every instance it holds now: all of them, but of a big pool only
         those running (the rest wait in its feeder or are in its ledger)."""
-        return list(self._runners)
+        return list(self.instances)
 
-    def _join(self, runner: InstanceRunner) -> None:
-        self._runners[runner] = None
-        self._by_process.setdefault(runner.process, []).append(runner)
-        self._by_name[runner.name] = runner
-
-    def _fold(self, runner: InstanceRunner, feeder: Feeder) -> None:
-        """A big pool's instance has ended: into its ledger, out of memory."""
-        feeder.ledger.record(runner.job.index - 1, runner.result())
-        self._runners.pop(runner, None)
-        self._by_name.pop(runner.name, None)
-        mine = self._by_process.get(runner.process)
-        if mine is not None and runner in mine:
-            mine.remove(runner)
+    def drop(self, runner: InstanceRunner) -> None:
+        """An instance of a big pool has ended (and is in its ledger)."""
+        self.instances.drop(runner)
         self.enforcer.forget(runner)
 
-    def _feed(self, feeder: Feeder) -> None:
-        assert self._idle is not None
-        task = asyncio.get_running_loop().create_task(feeder.run())
-        self._feeding.append(task)
-        self._live_tasks += 1
-        self._idle.clear()
-        task.add_done_callback(self._task_done)
-
-    @property
-    def queued_items(self) -> int:
-        """Instances of the big pools that wait to be made (not counted by the pool)."""
-        return sum(feeder.queued for feeder in self.feeders.values())
-
-    async def dependencies_of(self, job: Job) -> str:
-        return await self.admission.dependencies_of(job)
-
-    async def admit(self, job: Job) -> int:
-        return await self.admission.admit(job)
-
-    def start_admitted(self, job: Job, ticket: int) -> InstanceRunner:
-        """A big pool's instance, made once the pool gave it `ticket`."""
+    def add(self, job: Job, *, admitted: int | None = None) -> InstanceRunner:
+        """A new instance (scale up, a reload, a big pool's admitted item
+        holding its slot) joins the run and starts its life."""
         runner = self._runner(job)
-        runner.admitted = ticket
-        self._join(runner)
+        runner.admitted = admitted
+        self.instances.join(runner)
         self.launch(runner)
         return runner
-
-    def add(self, job: Job) -> InstanceRunner:
-        """A new instance (scale up) joins the run and starts its life."""
-        runner = self._runner(job)
-        self._join(runner)
-        self.launch(runner)
-        return runner
-
-    # ----------------------------------------------------------------- watch
-
-    def _open_watches(self) -> None:
-        processes = self.plan.manifest.processes.values()
-        if self.watches is not None:
-            self.watches.apply(processes)
-            return
-        watched = [spec.name for spec in processes if spec.watch is not None]
-        if watched:
-            self.bus.publish(events.Notice("procctl", "procctl", message=f"watch is off for this run (--no-watch): {', '.join(watched)}"))
-
-    def _close_watches(self) -> None:
-        if self.watches is not None:
-            self.watches.close()
-
-    def _live_instances(self, process: str) -> list[InstanceRunner]:
-        return [runner for runner in self._by_process.get(process, ()) if not runner.retired]
-
-    # ---------------------------------------------------------------- reload
-
-    def reload(self, *, dry_run: bool = False) -> ReloadPlan:
-        """Read the edited manifest and apply it (`engine.reload`): what is
-        new starts, what is gone stops, what changed restarts, the rest runs
-        on. An invalid manifest raises (ManifestError, UsageError) before
-        anything is touched. With `dry_run`, only the plan."""
-        if self._edited_plan is None:
-            raise UsageError("this supervisor has no manifest to read again")
-        if self._stopping or (self._stop_requested is not None and self._stop_requested.is_set()):
-            raise UsageError("the supervisor is stopping")
-        edited = self._edited_plan()
-        current = {
-            process: [Current(runner.name, runner.job, runner.state.final) for runner in runners if not runner.retired]
-            for process, runners in self._by_process.items()
-        }
-        plan = plan_reload(self.plan, current, edited)
-        if not dry_run:
-            apply_reload(self, plan)
-        return plan
-
-    def reload_on_hangup(self) -> None:
-        """SIGHUP to a detached supervisor: a reload, as nginx and supervisord
-        take it. No one waits for a reply, so its outcome goes to the run's
-        output (`supervisor.log`) and events: what changed, or why the edited
-        manifest was refused (then nothing changed)."""
-        try:
-            plan = self.reload()
-        except ProcctlError as exc:
-            self.bus.publish(events.Notice("procctl", "procctl", message=f"reload (SIGHUP) refused, nothing changed: {exc}", level="error"))
-            return
-        changed = [step.process for step in plan.steps if step.action != "unchanged"]
-        done = f"{len(changed)} process{'es' if len(changed) != 1 else ''} changed ({', '.join(changed)})" if changed else "nothing changed"
-        self.bus.publish(events.Notice("procctl", "procctl", message=f"reload (SIGHUP): {done}"))
-
-    def instance(self, name: str) -> InstanceRunner:
-        return self._by_name[name]
-
-    def forget_process(self, process: str) -> None:
-        self._by_process.pop(process, None)
-
-    def replan(self, reload: ReloadPlan) -> None:
-        plan = reload.plan
-        self.plan = plan
-        if self._fail_fast_given is None:
-            self.fail_fast = plan.manifest.settings.fail_fast
-        self.admission.replan(plan)
-        self.ipc.add_regions({name: region.size_bytes for name, region in plan.manifest.shared.items()})
-        if self.watches is not None:
-            self.watches.apply(plan.manifest.processes.values())
 
     def resolve(self, names: Iterable[str], *, everything: bool = False) -> list[InstanceRunner]:
-        """Instances by process name (all of its instances) or instance name
-        (`web.2`, `thumb[7]`), each once, in one pass. An unknown name is a
-        UsageError listing the known processes."""
-        if everything:
-            return list(self.runners)
-        names = list(names)
-        if not names:
-            raise UsageError("name at least one process or instance (or use --all)")
-        for name in names:
-            job = self.plan.jobs.named(name) if name not in self._by_name else None
-            if job is not None and job.process in self.feeders:
-                raise UsageError(f"{name} is not running: an instance of a big pool ({job.process}) can be reached while it runs")
-        return resolve(names, self._by_process, self._by_name)
+        """The instances `names` mean (`Instances.resolve`)."""
+        return self.instances.resolve(names, self.plan, self.feeders, everything=everything)
 
     def launch(self, runner: InstanceRunner) -> None:
         """Begin a runner's life (at the start, or a later `start`)."""
+        self._count(runner.launch())
+
+    def _count(self, task: asyncio.Task[None]) -> None:
+        """A task of the run's life (a runner's, a feeder's): the run is not
+        idle until it is done."""
         assert self._idle is not None
-        task = runner.launch()
         self._live_tasks += 1
         self._idle.clear()
         task.add_done_callback(self._task_done)
@@ -409,15 +233,9 @@ class Supervisor:
             self._idle.set()
 
     def _result(self, duration_s: float) -> RunResult:
-        parts: list[Sequence[InstanceResult]] = []
-        for process in self.plan.order:
-            feeder = self.feeders.get(process)
-            if feeder is not None:
-                for runner in list(self._by_process.get(process, ())):
-                    self._fold(runner, feeder)  # (an error ended the run with it running)
-                parts.append(feeder.ledger)
-        held = [runner.result() for runner in self._runners]
-        results = Results(held, parts, order=self.plan.order)
+        ledgers = self.pools.ledgers(self.plan.order, self.instances.by_process)
+        held = [runner.result() for runner in self.instances]
+        results = Results(held, ledgers, order=self.plan.order)
         if self._interrupted:
             code = INTERRUPTED_EXIT
         elif self._exit_override is not None:
@@ -427,8 +245,8 @@ class Supervisor:
         else:
             code = 0
         first = self._first_failure_result
-        if first is not None and first.name in self._by_name:
-            first = self._by_name[first.name].result()
+        if first is not None and first.name in self.instances.by_name:
+            first = self.instances.by_name[first.name].result()
         return RunResult(results, code, interrupted=self._interrupted, first_failure=first, duration_s=duration_s)
 
     # ------------------------------------------------------------ stopping
@@ -451,9 +269,6 @@ class Supervisor:
         self.bus.publish(events.Notice("procctl", "procctl", message="forced stop: SIGKILL to everything", level="warning"))
         self._kill_all()
 
-    def _executor_notice(self, message: str, level: str) -> None:
-        self.bus.publish(events.Notice("procctl", "procctl", message=message, level=level))
-
     def _kill_all(self) -> None:
         known = ProcessTree() if any(runner.child is not None for runner in self.runners) else None
         for runner in self.runners:
@@ -465,9 +280,8 @@ class Supervisor:
 
     async def _shutdown(self) -> None:
         self._stopping = True
-        self._close_watches()  # Nothing restarts for a change from now on.
-        for task in self._feeding:
-            task.cancel()  # The queues of the big pools: nothing more starts.
+        self.edits.close_watches()  # Nothing restarts for a change from now on.
+        self.pools.stop_feeding()
         self.changed()
         for runner in self.runners:
             if runner.run is None:
@@ -510,9 +324,7 @@ class Supervisor:
         failed = runner.state.failure
         if failed and self._first_failure_result is None:
             self._first_failure_result = runner.result()
-        feeder = self.feeders.get(runner.process)
-        if feeder is not None:
-            self._fold(runner, feeder)
+        self.pools.fold(runner)
         if failed and self.fail_fast:
             self.request_stop(f"{runner.name} {runner.result().status_text} (fail_fast)")
 
@@ -543,26 +355,3 @@ class Supervisor:
         if not runner.remote:
             # (A remote run's limits are held where it runs.)
             self.enforcer.sampled(runner, sample)
-
-    def _on_breach(self, runner: InstanceRunner, limit: str, value: float, maximum: float, mechanism: str, reason: str) -> None:
-        runner.breach(limit, value, maximum, mechanism, reason)
-
-    def _on_limit_notice(self, runner: InstanceRunner, message: str) -> None:
-        self.bus.publish(events.Notice(runner.process, runner.name, message=message, level="warning"))
-
-
-class _Heard:
-    """What the processes' notifications make the supervisor do."""
-
-    def __init__(self, supervisor: Supervisor) -> None:
-        self._sup = supervisor
-
-    def status_message(self, runner: InstanceRunner, text: str) -> None:
-        self._sup.bus.publish(events.StatusMessage(runner.process, runner.name, text=text))
-
-    def hung(self, runner: InstanceRunner, why: str) -> None:
-        runner.hung(why)
-
-    def notice(self, runner: InstanceRunner | None, message: str, level: str) -> None:
-        process, name = (runner.process, runner.name) if runner is not None else ("procctl", "procctl")
-        self._sup.bus.publish(events.Notice(process, name, message=message, level=level))

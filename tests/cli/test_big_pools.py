@@ -88,9 +88,9 @@ def test_a_big_pool_holds_only_what_it_runs(tmp_path: Path, monkeypatch: pytest.
     more than the pool's 4 instances held at once, less memory than the same
     run takes made whole (1-3.5 MiB measured, against 6.4), and every item's
     result in the ledger, in order."""
-    import procctl.engine.supervisor as supervisor_module
+    import procctl.engine.bigpools as bigpools_module
 
-    monkeypatch.setattr(supervisor_module, "EAGER_JOBS", 100)
+    monkeypatch.setattr(bigpools_module, "EAGER_JOBS", 100)
     count = 3000
     path = tmp_path / "procfile.toml"
     path.write_text(f'[settings]\nmax_parallel = 4\n[process.t]\ncmd = "exit 0 {{item}}"\neach = {{ range = [1, {count}] }}\n')
@@ -187,9 +187,9 @@ def test_a_slot_freed_just_before_a_stop_starts_nothing(tmp_path: Path, monkeypa
     turn of the loop a stop is asked for: its slot goes to the next in line,
     whose turn comes after the stop. 3. Nothing starts: three children in
     all, the rest skipped."""
-    import procctl.engine.supervisor as supervisor_module
+    import procctl.engine.bigpools as bigpools_module
 
-    monkeypatch.setattr(supervisor_module, "EAGER_JOBS", 100)
+    monkeypatch.setattr(bigpools_module, "EAGER_JOBS", 100)
     path = tmp_path / "procfile.toml"
     path.write_text(f'[settings]\nmax_parallel = 3\nfail_fast = false\n[process.job]\ncmd = "run {{item}}"\neach = {{ range = [1, {items}] }}\n')
     executor = FakeExecutor()

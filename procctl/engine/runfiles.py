@@ -1,0 +1,84 @@
+"""A run's own files in its state directory: the pid file (`pid_file`), the
+run's event log, procctl's own events kept with the run's logs
+(`event_log`), and each instance's log with its time index
+(`instance_log`), each log a `LogFile` that rotates as the manifest says.
+
+The supervisor opens them; how a log is written is `logfile`'s, where it
+lies `logindex`'s and `store`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from procctl import events
+from procctl.engine import logindex
+from procctl.engine.logfile import LogFile
+from procctl.engine.runlog import RunLog
+
+if TYPE_CHECKING:
+    from procctl.config.plan import Job, Plan
+    from procctl.engine.runner import InstanceRunner
+    from procctl.engine.spawner import Spawner
+    from procctl.engine.store import StateDir
+
+
+def _close_pair(fds: tuple[int, int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def pid_file(state_dir: StateDir) -> Iterator[None]:
+    # Through the checked state directory: never written through a link.
+    state_dir.write_pid(os.getpid())
+    try:
+        yield
+    finally:
+        state_dir.remove_pid()
+
+
+@contextlib.contextmanager
+def event_log(state_dir: StateDir, bus: events.Bus, plan: Plan, run_id: str, position: Callable[[str], int | None]) -> Iterator[None]:
+    """This run's logs begin (the last run's move to `logs/past/`), and
+    procctl's own events are kept with them for the whole run."""
+    settings = plan.manifest.settings
+    try:
+        state_dir.begin_run(run_id, {"pid": os.getpid(), "started": time.time(), "manifest": str(plan.manifest.path)})
+        fd, _ = state_dir.open_log_pair(logindex.EVENTS, truncate=True, indexed=False)
+    except OSError as exc:
+        # A full or failing disk: the run goes on, its instances' logs
+        # say so each for itself (`logfile`), without the event log.
+        message = f"the run's event log is off ({exc.strerror or exc}): procctl logs will show the output without procctl's events"
+        bus.publish(events.Notice("procctl", "procctl", message=message, level="warning"))
+        yield
+        return
+    log = LogFile(fd, rotate=lambda: state_dir.rotate_log(logindex.EVENTS, settings.log_keep, indexed=False), max_bytes=settings.log_max_size)
+    run_log = RunLog(log, position)
+    bus.subscribe(run_log)
+    try:
+        yield
+    finally:
+        bus.unsubscribe(run_log)
+        run_log.close()
+
+
+async def instance_log(state_dir: StateDir, spawner: Spawner, bus: events.Bus, runner: InstanceRunner, job: Job, *, truncate: bool) -> LogFile:
+    """The writer of `job`'s log (and its time index), rotating as its
+    process says now (`runner.job`: a reload may change it)."""
+    # Creating two files waits on the disk: a spawner thread does it.
+    fd, index_fd = await spawner.call(lambda: state_dir.open_log_pair(job.log_name, truncate=truncate), _close_pair)
+
+    def rotate() -> tuple[int, int]:
+        return state_dir.rotate_log(job.log_name, runner.job.spec.log_keep)
+
+    def rotate_failed(exc: OSError) -> None:
+        message = f"its log {runner.log_path} could not rotate ({exc.strerror or exc}): it grows on, whole, until the run ends"
+        bus.publish(events.Notice(runner.process, runner.name, message=message, level="warning"))
+
+    return LogFile(fd, index_fd=index_fd, rotate=rotate, max_bytes=job.spec.log_max_size, on_rotate_error=rotate_failed)

@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
-from procctl.config.manifest import LivenessSpec, ReadySpec
+from procctl.config.manifest import LivenessSpec, ProcessSpec, ReadySpec
 from procctl.engine import ports
 
 
@@ -151,6 +151,19 @@ async def held_before_start(kind: str, target: str) -> None:
     holders = await asyncio.to_thread(ports.listeners, *where)
     if holders:
         raise PortHeld(f"{where[0]}:{where[1]} is already held by {ports.describe(holders)}")
+
+
+async def port_held(spec: ProcessSpec, env: Mapping[str, str]) -> str:
+    """Why a process cannot start: the port its tcp or http probe would ask
+    is held already (by a process that cannot be its own: it has not
+    started). '' when nothing holds it."""
+    for probe in (spec.ready, spec.liveness):
+        if probe is not None and probe.kind in ("tcp", "http"):
+            try:
+                await held_before_start(probe.kind, substitute_port(probe.target, env))
+            except PortHeld as exc:
+                return f"port {exc}"
+    return ""
 
 
 async def _owned(kind: str, target: str, root: int | None) -> bool:

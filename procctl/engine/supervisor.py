@@ -236,14 +236,8 @@ class Supervisor:
         ledgers = self.pools.ledgers(self.plan.order, self.instances.by_process)
         held = [runner.result() for runner in self.instances]
         results = Results(held, ledgers, order=self.plan.order)
-        if self._interrupted:
-            code = INTERRUPTED_EXIT
-        elif self._exit_override is not None:
-            code = self._exit_override
-        elif self._first_failure_result is not None or any(r.state.failure for r in held):
-            code = 1
-        else:
-            code = 0
+        failed = self._first_failure_result is not None or any(r.state.failure for r in held)
+        code = INTERRUPTED_EXIT if self._interrupted else self._exit_override if self._exit_override is not None else int(failed)
         first = self._first_failure_result
         if first is not None and first.name in self.instances.by_name:
             first = self.instances.by_name[first.name].result()

@@ -43,7 +43,7 @@ from procctl.bench.result import (
     command_result,
     signal_name,
 )
-from procctl.engine.metrics import ProcessTable, default_table
+from procctl.engine.proctable import ProcessTable, default_table
 from procctl.engine.process import Child
 from procctl.engine.signals import SignalCapture
 

@@ -30,7 +30,7 @@ from procctl.config.command import argv_of
 from procctl.engine import childenv
 from procctl.engine.child import Breach, Exit, SpawnRequest
 from procctl.engine.lines import LineSplitter
-from procctl.engine.metrics import TreeUsage
+from procctl.engine.proctable import TreeUsage
 from procctl.engine.outcome import Cut
 from procctl.errors import SpawnError
 

@@ -30,7 +30,7 @@ OutputCallback = Callable[[str, str], None]
 `lines.LineSplitter` cuts and decodes them, each ending in a newline."""
 UsageCallback = Callable[[Any], None]
 """What a child measured of its own tree where it runs (a
-`metrics.TreeUsage`) → None."""
+`proctable.TreeUsage`) → None."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

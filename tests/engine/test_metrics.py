@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import helper, wait_until
-from procctl.engine.metrics import ProcTable, PsutilTable, ProcessTable, Sampler
+from procctl.engine.metrics import Sampler
+from procctl.engine.proctable import ProcTable, PsutilTable, ProcessTable
 
 MiB = 1 << 20
 TABLES = [pytest.param(ProcTable(), id="proc"), pytest.param(PsutilTable(), id="psutil")]

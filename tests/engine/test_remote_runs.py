@@ -19,7 +19,7 @@ from procctl import events
 from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.engine.child import Breach, Exit
-from procctl.engine.metrics import TreeUsage
+from procctl.engine.proctable import TreeUsage
 from procctl.engine.operations import Operations
 from procctl.engine.outcome import Cut
 from procctl.engine.store import StateDir

@@ -3,7 +3,7 @@
 The engine publishes on a `Bus`; each subscriber is a plain callable that must
 return at once. A subscriber that renders slowly buffers through `EventQueue`,
 which is bounded and drops the oldest output first (counting what it dropped),
-so the engine never waits on a UI.
+so the engine never waits on a UI. Their JSON records are `records`'.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import signal
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
-from procctl.states import State, signal_name
+from procctl.states import State
+
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -364,82 +363,3 @@ class EventQueue:
             await self._waiter.wait()
         finally:
             self._waiter = None
-
-
-# ------------------------------------------------------------------ records
-
-
-def event_records(event: Event) -> Iterator[dict[str, Any]]:
-    """The JSON records of one event (docs/events.md): one, or one per line
-    of output. The one mapping of events onto the `--events` stream and the
-    control socket's subscription."""
-    base = {"ts": round(event.ts, 6), "event": event.kind, "name": event.name, "instance": event.instance}
-    if isinstance(event, Output):
-        for line in event.lines():
-            yield {**base, "stream": event.stream, "line": line}
-        return
-    if isinstance(event, Exited):
-        yield {
-            **base,
-            "status": event.status,
-            "code": event.code,
-            "signal": signal_name(event.signal) or None,
-            "duration": round(event.duration_s, 6),
-        }
-        return
-    if isinstance(event, Restarting):
-        yield {**base, "attempt": event.attempt, "delay": event.delay_s, "reason": event.reason}
-        return
-    if isinstance(event, Message):
-        yield {**base, "text": event.text, "from": event.sender}
-        return
-    record = dict(base)
-    for field in dataclasses.fields(event):
-        if field.name not in record and field.name != "ts":
-            record[field.name] = getattr(event, field.name)
-    yield record
-
-
-_KINDS: dict[str, type[Event]] = {
-    cls.kind: cls
-    for cls in (Queued, Started, Ready, Skipped, GaveUp, LimitExceeded, Paused, Resumed, Notice, Requested, StateChanged, StatusMessage, Reloaded)
-}
-
-
-def _signal_number(name: str | None) -> int | None:
-    if not name:
-        return None
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        digits = name.removeprefix("SIG")
-        return int(digits) if digits.isdigit() else None
-
-
-def from_record(record: dict[str, Any]) -> Event | None:
-    """The event a record stands for (the inverse of `event_records`, one
-    line of output at a time); None for a kind this version does not know.
-    Raises KeyError, TypeError or ValueError for a malformed record."""
-    kind = record["event"]
-    base: dict[str, Any] = {"name": str(record["name"]), "instance": str(record["instance"]), "ts": float(record["ts"])}
-    if kind == "output":
-        return Output(**base, stream=str(record["stream"]), text=str(record["line"]) + "\n")
-    if kind == "exited":
-        return Exited(**base, status=State(record["status"].replace(" ", "_")), code=record["code"], signal=_signal_number(record["signal"]),
-                      duration_s=float(record["duration"]))
-    if kind == "restarting":
-        return Restarting(**base, attempt=int(record["attempt"]), delay_s=float(record["delay"]), reason=str(record.get("reason", "")))
-    if kind == "message":
-        sender = record["from"]
-        return Message(**base, text=str(record["text"]), sender=None if sender is None else str(sender))
-    if kind == "metrics":
-        cls: type[Event] = PoolSample if "pool_size" in record else RegionSample if "size_bytes" in record else Sample
-    else:
-        found = _KINDS.get(kind)
-        if found is None:
-            return None
-        cls = found
-    fields = {field.name: record[field.name] for field in dataclasses.fields(cls) if field.name not in base and field.name in record}
-    if cls is StateChanged:
-        fields["state"] = State(fields["state"])
-    return cls(**base, **fields)

@@ -27,6 +27,7 @@ from procctl.control import client
 from procctl.control.protocol import ProtocolError, Request, decode_reply, decode_request, make_request
 from procctl.control.server import ControlServer
 from procctl.errors import NoSupervisor, ProcctlError, UsageError
+from procctl.records import from_record
 from procctl.states import State
 from procctl.ui.live_model import InstanceInfo
 
@@ -139,7 +140,7 @@ class Attached:
                     if record.get("event") == "lagged":
                         self.queue.dropped.update({str(k): int(v) for k, v in record["lines"].items()})
                         continue
-                    event = events.from_record(record)
+                    event = from_record(record)
                 except (ValueError, KeyError, TypeError, AttributeError):
                     continue  # a record this version cannot read
                 if event is not None:

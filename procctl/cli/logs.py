@@ -192,12 +192,12 @@ class Printer:
         return len(self._names) > 1
 
     def entry(self, entry: Entry) -> None:
-        from procctl import events
+        from procctl.records import from_record
         from procctl.ui.plain import describe
 
         if entry.event is not None:
             try:
-                event = events.from_record(entry.event)
+                event = from_record(entry.event)
             except (KeyError, TypeError, ValueError):
                 return
             text = describe(event) if event is not None else None

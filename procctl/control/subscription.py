@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from procctl import events
+from procctl.records import event_records
 
 OUTPUT_EVENTS = 1024
 """Output events (each one or more lines) a subscriber's backlog holds; beyond
@@ -91,10 +92,10 @@ class Backlog:
             event = pending.popleft()
             if isinstance(event, events.Output):
                 self._output -= 1
-            records.extend(events.event_records(event))
+            records.extend(event_records(event))
         if not pending:
             for sample in self._samples.values():
-                records.extend(events.event_records(sample))
+                records.extend(event_records(sample))
             self._samples.clear()
             self._wake.clear()
         return records

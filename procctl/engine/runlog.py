@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from procctl import events
 from procctl.engine.logfile import LogFile
+from procctl.records import event_records
 
 BATCH_S = 0.2
 BATCH_BYTES = 64 * 1024
@@ -41,7 +42,7 @@ class RunLog:
         if isinstance(event, _LEFT_OUT):
             return
         at = self._position(event.instance)
-        for record in events.event_records(event):
+        for record in event_records(event):
             if at is not None:
                 record["at"] = at
             self._pending += json.dumps(record, ensure_ascii=False, default=str).encode() + b"\n"

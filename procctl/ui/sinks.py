@@ -1,7 +1,7 @@
 """Machine-readable records of a run: the `--events` JSON-lines stream (a bus
 subscriber) and the `--junit` XML file (from the RunResult).
 
-The stream's schema is docs/events.md; `events.event_records` is the one place
+The stream's schema is docs/events.md; `records.event_records` is the one place
 that maps an engine event onto it (the control socket's subscription uses it too). Output is one record per line, so a reader
 never has to split; units are in the field names where they are not obvious
 (`duration` and `delay` are seconds, as JUnit's `time` is).
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from procctl import events
-from procctl.events import event_records
+from procctl.records import event_records
 from procctl.events import Flow
 from procctl.engine.outcome import InstanceResult, RunResult
 from procctl.states import State, signal_name

@@ -12,6 +12,7 @@ import pytest
 
 from procctl import events
 from procctl.control.subscription import Backlog
+from procctl.records import event_records, from_record
 from procctl.states import State
 
 
@@ -43,16 +44,16 @@ ALL_EVENTS: list[events.Event] = [
 
 @pytest.mark.parametrize("event", ALL_EVENTS, ids=lambda event: type(event).__name__)
 def test_every_event_comes_back_from_its_record(event: events.Event) -> None:
-    (record,) = list(events.event_records(event))
-    back = events.from_record(json.loads(json.dumps(record)))
+    (record,) = list(event_records(event))
+    back = from_record(json.loads(json.dumps(record)))
     assert back == event
     assert dataclasses.asdict(back) == dataclasses.asdict(event)  # type: ignore[arg-type]
 
 
 def test_an_unknown_kind_is_none_and_a_broken_record_raises() -> None:
-    assert events.from_record({"event": "teleported", "name": "a", "instance": "a", "ts": 1}) is None
+    assert from_record({"event": "teleported", "name": "a", "instance": "a", "ts": 1}) is None
     with pytest.raises((KeyError, TypeError)):
-        events.from_record({"event": "started", "name": "a", "instance": "a", "ts": 1})
+        from_record({"event": "started", "name": "a", "instance": "a", "ts": 1})
 
 
 def test_a_backlog_drops_old_output_folds_metrics_and_gives_up_on_a_stuck_client() -> None:

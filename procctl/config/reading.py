@@ -1,7 +1,7 @@
 """Reading values out of a manifest's tables, each error naming the file,
 the line and the key (and the nearest valid key or value).
 
-`Key` is one entry of a declarative table (the loader has one per kind of
+`Key` is one entry of a declarative table (`config.keys` has one per kind of
 table): the key as the manifest writes it, the field of the model it fills,
 and how its value is read. The values a key may take when the model says
 `Literal[...]` come from the model itself (`choices`).

@@ -243,16 +243,16 @@ def test_the_loader_reads_through_tables_built_from_the_model() -> None:
     value the manifest takes, with no list to keep in step."""
     import typing
 
-    from procctl.config import loader
+    from procctl.config import keys
     from procctl.config.manifest import ProbeKind, ProcessSpec, ReadySpec, RestartPolicy, Settings
     from procctl.config.reading import choices
 
-    for table, model in ((loader.SETTINGS, Settings), (loader.PROCESS, ProcessSpec), (loader.READY, ReadySpec)):
+    for table, model in ((keys.SETTINGS, Settings), (keys.PROCESS, ProcessSpec), (keys.READY, ReadySpec)):
         fields = set(typing.get_type_hints(model))  # (dataclasses and named tuples alike)
         assert {key.field for key in table} <= fields, model
         assert len({key.name for key in table}) == len(table)
     assert choices(ProcessSpec, "restart") == typing.get_args(RestartPolicy)
-    assert loader.READY_KINDS == typing.get_args(ProbeKind)
+    assert keys.READY_KINDS == typing.get_args(ProbeKind)
     assert choices(ProcessSpec, "depends_on") == ("started", "ready", "succeeded")
     assert choices(Settings, "schedule") == ("fifo", "longest-first")
 

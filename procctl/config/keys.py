@@ -9,8 +9,9 @@ the model's `Literal` annotations.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from procctl.config import executors, shared
 from procctl.config.manifest import MAX_POOL, MAX_REPLICAS, DaskSettings, ItemRange, LivenessSpec, ProcessSpec, ReadySpec, Settings, WatchSpec
@@ -176,17 +177,6 @@ READY = (
 READY_KINDS = choices(ReadySpec, "kind")
 
 
-def _ready(reader: Reader, value: object, path: KeyPath) -> ReadySpec:
-    table = reader.table(value, *path)
-    reader.check_keys(table, (*READY_KINDS, *(key.name for key in READY)), *path)
-    kinds = [kind for kind in READY_KINDS if kind in table]
-    if len(kinds) != 1:
-        raise reader.error(f"needs exactly one of {', '.join(READY_KINDS)}", *path)
-    kind = kinds[0]
-    target = _probe_target(reader, kind, table.pop(kind), (*path, kind))
-    return ReadySpec(kind=kind, target=target, **reader.keys(table, READY, *path))  # type: ignore[arg-type]
-
-
 LIVENESS = (
     Key("interval", positive_duration, "interval_s"),
     Key("timeout", positive_duration, "timeout_s"),
@@ -195,15 +185,21 @@ LIVENESS = (
 LIVENESS_KINDS = choices(LivenessSpec, "kind")
 
 
-def _liveness(reader: Reader, value: object, path: KeyPath) -> LivenessSpec:
-    table = reader.table(value, *path)
-    reader.check_keys(table, (*LIVENESS_KINDS, *(key.name for key in LIVENESS)), *path)
-    kinds = [kind for kind in LIVENESS_KINDS if kind in table]
-    if len(kinds) != 1:
-        raise reader.error(f"needs exactly one of {', '.join(LIVENESS_KINDS)}", *path)
-    kind = kinds[0]
-    target = _probe_target(reader, kind, table.pop(kind), (*path, kind))
-    return LivenessSpec(kind=kind, target=target, **reader.keys(table, LIVENESS, *path))  # type: ignore[arg-type]
+def _probe(model: type[ReadySpec] | type[LivenessSpec], keys: tuple[Key, ...], kinds: tuple[str, ...]) -> Callable[[Reader, object, KeyPath], Any]:
+    """The reader of a probe's table (`ready`, `liveness`): exactly one of
+    its kinds, with its target, and the model's other keys."""
+
+    def read(reader: Reader, value: object, path: KeyPath) -> Any:
+        table = reader.table(value, *path)
+        reader.check_keys(table, (*kinds, *(key.name for key in keys)), *path)
+        found = [kind for kind in kinds if kind in table]
+        if len(found) != 1:
+            raise reader.error(f"needs exactly one of {', '.join(kinds)}", *path)
+        kind = found[0]
+        target = _probe_target(reader, kind, table.pop(kind), (*path, kind))
+        return model(kind=kind, target=target, **reader.keys(table, keys, *path))  # type: ignore[arg-type]
+
+    return read
 
 
 def _probe_target(reader: Reader, kind: str, value: object, path: KeyPath) -> str:
@@ -267,8 +263,8 @@ PROCESS = (
     Key("env", Reader.env_table),
     Key("env_file", Reader.env_file),
     Key("depends_on", _depends_on),
-    Key("ready", _ready),
-    Key("liveness", _liveness),
+    Key("ready", _probe(ReadySpec, READY, READY_KINDS)),
+    Key("liveness", _probe(LivenessSpec, LIVENESS, LIVENESS_KINDS)),
     Key("restart", _restart),
     Key("max_restarts", bounded(0)),
     Key("min_uptime", Reader.duration, "min_uptime_s"),

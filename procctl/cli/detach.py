@@ -30,7 +30,7 @@ from procctl.cli.run import (
     ScheduleOption,
     TimeoutOption,
 )
-from procctl.cli.planning import selected_plan, warn_of_starvation
+from procctl.cli.planning import plan_options, selected_manifest, warn_of_starvation
 from procctl.errors import AlreadyRunning, NoSupervisor, NotRunning, ProcctlError, UsageError
 from procctl.states import State, status_text
 
@@ -91,12 +91,13 @@ def up(
     """Start the supervisor; with -d in the background, returning once processes are up. Takes run's options."""
     from procctl.config.locate import find_manifest
     from procctl.config.loader import load_manifest
+    from procctl.config.plan import build_plan
     from procctl.engine.store import LOCK_FD_VAR, StateDir, tail_of
 
     manifest_path = find_manifest(file)
     manifest = load_manifest(manifest_path)
     # Checked here, where the user reads the error, not in the supervisor's log.
-    plan = selected_plan(manifest, names, only, exclude, no_deps, can_die, any_can_die, parallel, schedule)
+    plan = build_plan(selected_manifest(manifest, names, only, exclude, no_deps, can_die, any_can_die), **plan_options(parallel, schedule))
     parse_duration_option("--timeout", timeout)
     args = [sys.executable, "-m", "procctl", "run", "--plain", "-f", str(manifest_path)]
     given = {"-j": parallel, "--schedule": schedule, "--timeout": timeout, "--events": _absolute(events_to), "--junit": _absolute(junit)}

@@ -63,23 +63,6 @@ def selected_manifest(
     return allow_to_die(manifest, _name_list(can_die), everything=any_can_die)
 
 
-def selected_plan(
-    manifest: Manifest,
-    names: list[str] | None,
-    only: list[str] | None,
-    exclude: list[str] | None,
-    no_deps: bool,
-    can_die: list[str] | None,
-    any_can_die: bool,
-    parallel: str | None,
-    schedule: str | None,
-) -> Plan:
-    """The plan of what `run` (and `up`) were asked to run."""
-    from procctl.config.plan import build_plan
-
-    return build_plan(selected_manifest(manifest, names, only, exclude, no_deps, can_die, any_can_die), **plan_options(parallel, schedule))
-
-
 def failed_items(manifest: Manifest, state_dir: StateDir) -> dict[str, set[str]]:
     """`--rerun-failed`: for each `each` process of the run, the items that
     failed in its last recorded run. Raises UsageError when there is nothing

@@ -25,7 +25,7 @@ from procctl.cluster.wire import BATCH_BYTES, BATCH_S, WINDOW_BYTES, JobSpec, me
 from procctl.engine.metrics import RunMeter
 from procctl.engine.pipes import read_chunk
 from procctl.engine.process import PIPE_DRAIN_GRACE_S
-from procctl.engine.tree import ProcessTree
+from procctl.engine.tree import ProcessTree, act_on, signal_group
 
 if TYPE_CHECKING:
     from distributed import Worker
@@ -35,14 +35,6 @@ if TYPE_CHECKING:
 READ_BYTES = 64 * 1024
 ACK_WAIT_S = 0.2
 """How often a job whose output waits for an acknowledgement looks again."""
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except OSError:
-        return False
 
 
 class WorkerJob:
@@ -96,13 +88,9 @@ class WorkerJob:
             self.paused = True
         elif sig == signal.SIGCONT:
             self.paused = False
-        sent = _signal_group(self.pid, sig)
+        sent = signal_group(self.pid, sig)
         if tree:
-            for proc in ProcessTree().descendants(self.pid):
-                try:
-                    proc.send_signal(sig)
-                except psutil.Error:
-                    pass
+            act_on(ProcessTree().descendants(self.pid), lambda proc: proc.send_signal(sig))
         return sent
 
     def stop(self, sig: int) -> bool:
@@ -118,12 +106,8 @@ class WorkerJob:
 
     def reap(self) -> None:
         """It has ended: the group it leaves, and the descendants a stop saw, are killed."""
-        _signal_group(self.pid, signal.SIGKILL)
-        for proc in self.stopped_tree:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
+        signal_group(self.pid, signal.SIGKILL)
+        act_on(self.stopped_tree, psutil.Process.kill)
 
     def kill(self) -> None:
         """SIGKILL its group and every descendant that left it, now."""
@@ -132,12 +116,8 @@ class WorkerJob:
         self.killed = True
         self.acked.set()
         tree = ProcessTree().descendants(self.pid)
-        _signal_group(self.pid, signal.SIGKILL)
-        for proc in tree:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
+        signal_group(self.pid, signal.SIGKILL)
+        act_on(tree, psutil.Process.kill)
 
 
 

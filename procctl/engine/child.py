@@ -1,7 +1,7 @@
 """The executor seam: what an instance's runner asks of the child that does
 the work, wherever it runs.
 
-`process.LocalExecutor` starts `process.Child`: a process of this machine in
+`localexec.LocalExecutor` starts `process.Child`: a process of this machine in
 its own session. Another executor (a task on a cluster, a fake in the tests)
 implements the same two small protocols; the runner knows nothing else of
 its child.

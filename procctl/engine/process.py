@@ -1,5 +1,5 @@
 """A child on this machine: its own session and process group, output to
-its log first (engine/pipes.py), and the executor that starts such children.
+its log first (engine/pipes.py). `localexec.LocalExecutor` makes them.
 
 `Child` spawns one run of a job's command; its pipes hand every byte it
 writes to the log file before anything else sees it, then complete lines to
@@ -21,15 +21,13 @@ from pathlib import Path
 import psutil
 
 from procctl.config.command import argv_of
-from procctl.engine import childenv, limits
-from procctl.engine.child import Exit, OutputCallback, SpawnRequest
-from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
+from procctl.engine.child import Exit, OutputCallback
+from procctl.engine.guardian import Guardian
 from procctl.engine.logfile import LogFile
 from procctl.engine.pipes import Input, Output
-from procctl.engine.rungroup import RunGroup
 from procctl.engine.terminal import Terminals, take_terminal
 from procctl.engine.spawner import Spawner
-from procctl.engine.tree import ProcessTree, stat_fields
+from procctl.engine.tree import ProcessTree, act_on, group_alive, group_lives, lives, signal_group
 from procctl.errors import SpawnError
 from procctl.events import Flow
 
@@ -54,40 +52,12 @@ def _abandon(spawned: _Spawned) -> None:
     """A child whose start nobody awaits any more (its runner was
     cancelled): killed with its group and reaped, its descriptors closed."""
     popen, ours, pidfd = spawned
-    _signal_group(popen.pid, signal.SIGKILL)
+    signal_group(popen.pid, signal.SIGKILL)
     popen.wait()
     for fd in (*ours, pidfd):
         if fd >= 0:
             os.close(fd)
 
-
-def _group_lives(pgid: int) -> bool:
-    """A member of the process group is alive (zombies, which may wait long
-    for a reaper that never comes, do not count)."""
-    if not group_alive(pgid):
-        return False
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = stat_fields(f.read())
-        except OSError:
-            continue
-        # State, ppid, pgrp.
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Signal a process group; False when it is already gone."""
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
 
 
 def _on_terminal(preexec_fn: Callable[[], None] | None) -> Callable[[], None]:
@@ -101,24 +71,6 @@ def _on_terminal(preexec_fn: Callable[[], None] | None) -> Callable[[], None]:
 
     return preexec
 
-
-def group_alive(pgid: int) -> bool:
-    return _signal_group(pgid, 0)
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _each(procs: list[psutil.Process], act: Callable[[psutil.Process], None]) -> None:
-    for proc in procs:
-        try:
-            act(proc)
-        except psutil.Error:
-            pass
 
 
 class Child:
@@ -325,15 +277,15 @@ class Child:
 
     def send_signal(self, sig: int) -> bool:
         """Deliver `sig` to the whole group (--signal; SIGSTOP and SIGCONT)."""
-        return self.returncode is None and _signal_group(self.pgid, sig)
+        return self.returncode is None and signal_group(self.pgid, sig)
 
     def suspend(self, known: ProcessTree | None = None) -> None:
         """SIGSTOP to the group, then to every descendant that left it."""
         self.send_signal(signal.SIGSTOP)
-        _each((known or ProcessTree()).descendants(self.pid), psutil.Process.suspend)
+        act_on((known or ProcessTree()).descendants(self.pid), psutil.Process.suspend)
 
     def resume(self, known: ProcessTree | None = None) -> None:
-        _each((known or ProcessTree()).descendants(self.pid), psutil.Process.resume)
+        act_on((known or ProcessTree()).descendants(self.pid), psutil.Process.resume)
         self.send_signal(signal.SIGCONT)
 
     def write_stdin(self, data: bytes) -> bool:
@@ -352,7 +304,7 @@ class Child:
                 await asyncio.shield(self._stopped)
             elif group_alive(self.pgid):
                 # The leader ended on its own: what it left in its group would be orphans.
-                _signal_group(self.pgid, signal.SIGKILL)
+                signal_group(self.pgid, signal.SIGKILL)
             if self._output is not None:
                 try:
                     await asyncio.wait_for(asyncio.shield(self._output.closed), PIPE_DRAIN_GRACE_S)
@@ -371,7 +323,7 @@ class Child:
         """SIGKILL the group and reap the child now, waiting for it (for a
         caller that can no longer await: a cancelled benchmark run)."""
         if self.returncode is None and self.pid:
-            _signal_group(self.pgid, signal.SIGKILL)
+            signal_group(self.pgid, signal.SIGKILL)
             self._reap(0)
 
     async def stop(self, stop_signal: int, timeout_s: float, known: ProcessTree | None = None) -> bool:
@@ -389,11 +341,11 @@ class Child:
         self._stopped = asyncio.get_running_loop().create_future()
         try:
             tree = (known or ProcessTree()).descendants(self.pid)
-            _signal_group(self.pgid, stop_signal)
+            signal_group(self.pgid, stop_signal)
             # A stopped (paused) group would never act on the signal.
-            _signal_group(self.pgid, signal.SIGCONT)
+            signal_group(self.pgid, signal.SIGCONT)
             # Descendants that left the group are part of the tree all the same.
-            _each(self._escaped(tree), lambda proc: proc.send_signal(stop_signal))
+            act_on(self._escaped(tree), lambda proc: proc.send_signal(stop_signal))
             killed_hard = False
             try:
                 await asyncio.wait_for(self._tree_ended(tree), timeout_s)
@@ -432,7 +384,7 @@ class Child:
         return escaped
 
     def _tree_lives(self, tree: list[psutil.Process]) -> bool:
-        return _group_lives(self.pgid) or any(_alive(proc) for proc in tree)
+        return group_lives(self.pgid) or any(lives(proc) for proc in tree)
 
     def kill(self, known: ProcessTree | None = None) -> None:
         """SIGKILL the group and its descendants at once (second Ctrl-C)."""
@@ -440,95 +392,6 @@ class Child:
             self._kill((known or ProcessTree()).descendants(self.pid))
 
     def _kill(self, tree: list[psutil.Process]) -> None:
-        _signal_group(self.pgid, signal.SIGKILL)
-        _each(tree, psutil.Process.kill)
+        signal_group(self.pgid, signal.SIGKILL)
+        act_on(tree, psutil.Process.kill)
 
-
-def _raise_fd_limit(concurrency: int) -> None:
-    # Each running child costs about six descriptors here (three pipes,
-    # a pidfd, its log file); the usual soft limit of 1024 is too few
-    # for a large pool. Children inherit the raised soft limit.
-    needed = 64 + 8 * concurrency
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-class LocalExecutor:
-    """Children on this machine (`Child`), held for the run by a cgroup they
-    cannot leave (`rungroup`) and by a guardian: if procctl dies, however it
-    dies, they die with it. `on_notice(message, level)` hears what the run
-    should be told (a guardian replaced, escaped processes killed)."""
-
-    remote = False
-
-    def __init__(self, concurrency: int = 1, spawner: Spawner | None = None, on_notice: Callable[[str, str], None] | None = None) -> None:
-        self._concurrency = concurrency
-        """How many children may run at once (the pool's size)."""
-        self._spawner = spawner
-        """The threads its children are spawned on (None: the loop's)."""
-        self._on_notice = on_notice
-        self._guardian: Guardian | None = None
-        self._run_group: RunGroup | None = None
-        self._env: dict[str, str] = {}
-
-    def __enter__(self) -> LocalExecutor:
-        _raise_fd_limit(self._concurrency)
-        # The guardian first, outside the run's group: it must outlive it.
-        self._guardian = Guardian(self._on_notice)
-        self._guardian.observe()
-        self._run_group = RunGroup.enter()
-        if self._run_group is not None:
-            self._guardian.track(str(self._run_group.path))
-        # What procctl itself was told by a supervisor of its own is not passed on.
-        stale = childenv.stale()
-        self._env = {key: value for key, value in os.environ.items() if key not in stale}
-        self._env[TOKEN_VAR] = self._guardian.token
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        guardian, self._guardian = self._guardian, None
-        run_group, self._run_group = self._run_group, None
-        if guardian is None:
-            return
-        # Descendants that escaped both their group and their parent.
-        if run_group is not None:
-            escaped = run_group.leave(spare=(guardian.pid,))
-            guardian.untrack(str(run_group.path))
-        else:
-            escaped = sweep(guardian.token, exclude=guardian.pid)
-        guardian.close()
-        if escaped and self._on_notice is not None:
-            where = "the run's cgroup" if run_group is not None else "the process table (by the run's token)"
-            self._on_notice(f"killed {escaped} process(es) still running after every instance ended, found in {where}", "warning")
-
-    @property
-    def tracking(self) -> str:
-        """How the run's processes are tracked: its cgroup, or the token."""
-        if self._run_group is not None:
-            return self._run_group.label
-        return f"the environment token {TOKEN_VAR}"
-
-    @property
-    def env(self) -> Mapping[str, str]:
-        return self._env
-
-    @property
-    def companions(self) -> tuple[int, ...]:
-        return (self._guardian.pid,) if self._guardian is not None else ()
-
-    def child(self, request: SpawnRequest) -> Child:
-        return Child(
-            request.cmd,
-            cwd=request.cwd,
-            env=request.env,
-            log=request.log,
-            on_output=request.on_output,
-            preexec_fn=limits.preexec(request.limits, request.nice, list(request.join_fds)),
-            guardian=self._guardian,
-            pass_fds=request.pass_fds,
-            flow=request.flow,
-            terminals=request.terminals,
-            spawner=self._spawner,
-        )

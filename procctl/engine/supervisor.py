@@ -31,7 +31,7 @@ from procctl.engine.logfile import LogFile
 from procctl.engine.metrics import Recorder
 from procctl.engine.outcome import InstanceResult, Results, RunResult
 from procctl.engine.predict import Prediction
-from procctl.engine.process import LocalExecutor
+from procctl.engine.localexec import LocalExecutor
 from procctl.engine.runner import InstanceRunner
 from procctl.engine.spawner import Spawner
 from procctl.engine.store import StateDir

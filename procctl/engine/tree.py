@@ -20,11 +20,17 @@ double fork) needs its ancestry to still lead back. An instance's process
 stays ours until the supervisor reaps it, so its pid (and with it a session
 id of that number) cannot be taken by a stranger while the instance is
 looked up by it.
+
+Groups: every child is the leader of its own process group, so a signal
+reaches its tree through the group (`signal_group`), and the descendants
+that left the group one by one (`act_on`); `group_lives` says whether a
+member of a group is still alive, zombies aside.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+import os
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 import psutil
 
@@ -101,3 +107,54 @@ def owner(pid: int, roots: Collection[int], proc: str = "/proc") -> int | None:
             return session
         current = parent
     return None
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Signal a process group; False when it is already gone."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    return signal_group(pgid, 0)
+
+
+def group_lives(pgid: int) -> bool:
+    """A member of the process group is alive (zombies, which may wait long
+    for a reaper that never comes, do not count)."""
+    if not group_alive(pgid):
+        return False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = stat_fields(f.read())
+        except OSError:
+            continue
+        # State, ppid, pgrp.
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def lives(proc: psutil.Process) -> bool:
+    """The process runs (a zombie does not)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def act_on(procs: Iterable[psutil.Process], act: Callable[[psutil.Process], None]) -> None:
+    """`act` on each process, those that are gone meanwhile aside."""
+    for proc in procs:
+        try:
+            act(proc)
+        except psutil.Error:
+            pass

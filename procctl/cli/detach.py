@@ -92,7 +92,8 @@ def up(
     from procctl.config.locate import find_manifest
     from procctl.config.loader import load_manifest
     from procctl.config.plan import build_plan
-    from procctl.engine.store import LOCK_FD_VAR, StateDir, tail_of
+    from procctl.engine.logread import tail_of
+    from procctl.engine.store import LOCK_FD_VAR, StateDir
 
     manifest_path = find_manifest(file)
     manifest = load_manifest(manifest_path)

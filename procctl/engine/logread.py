@@ -1,6 +1,7 @@
 """Reading a run's logs back: each instance's lines (across its rotated
 files), when each arrived, and procctl's own events of the run in their
 place among them. What `procctl logs` prints; the layout is `logindex`'s.
+The last lines of one log (`tail_of`, `read_log_tail`) are read here too.
 
 Everything is opened through the state directory (`StateDir`), never
 through a link. Never prints.
@@ -13,11 +14,12 @@ import heapq
 import json
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from procctl.engine import logindex
 from procctl.engine.logindex import Times
 from procctl.engine.safeopen import open_in
-from procctl.engine.store import StateDir, tail_of
+from procctl.engine.store import StateDir
 
 MAX_EVENT_LINE = 64 * 1024
 
@@ -249,3 +251,27 @@ def supervisor_alive(state: StateDir, run_record: dict[str, object] | None) -> b
     except (OSError, IndexError):
         return False
 
+
+def tail_of(fd: int, lines: int, *, max_bytes: int | None = None) -> tuple[bytes, int]:
+    """The last `lines` lines of an open file and the offset its end is at.
+    With `max_bytes`, never more than that many bytes (the end of a huge line)."""
+    end = os.fstat(fd).st_size
+    if lines <= 0:
+        return b"", end
+    block, data, pos = 65536, b"", end
+    while pos > 0 and data.count(b"\n") <= lines and (max_bytes is None or len(data) < max_bytes):
+        step = min(block, pos)
+        pos -= step
+        data = os.pread(fd, step, pos) + data
+    kept = b"".join(data.splitlines(keepends=True)[-lines:])
+    return (kept[-max_bytes:] if max_bytes is not None else kept), end
+
+
+def read_log_tail(log_path: Path, lines: int, *, max_bytes: int | None = None) -> bytes:
+    """The end of an instance's log, given its path (`…/.procctl/logs/NAME`),
+    read without following links. Raises OSError or StateDirError."""
+    fd = StateDir(log_path.parent.parent).open(f"logs/{log_path.name}", os.O_RDONLY)
+    try:
+        return tail_of(fd, lines, max_bytes=max_bytes)[0]
+    finally:
+        os.close(fd)

@@ -379,28 +379,3 @@ def _holder(lock_fd: int) -> int | None:
         if time.monotonic() > deadline:
             return None
         time.sleep(0.02)
-
-
-def tail_of(fd: int, lines: int, *, max_bytes: int | None = None) -> tuple[bytes, int]:
-    """The last `lines` lines of an open file and the offset its end is at.
-    With `max_bytes`, never more than that many bytes (the end of a huge line)."""
-    end = os.fstat(fd).st_size
-    if lines <= 0:
-        return b"", end
-    block, data, pos = 65536, b"", end
-    while pos > 0 and data.count(b"\n") <= lines and (max_bytes is None or len(data) < max_bytes):
-        step = min(block, pos)
-        pos -= step
-        data = os.pread(fd, step, pos) + data
-    kept = b"".join(data.splitlines(keepends=True)[-lines:])
-    return (kept[-max_bytes:] if max_bytes is not None else kept), end
-
-
-def read_log_tail(log_path: Path, lines: int, *, max_bytes: int | None = None) -> bytes:
-    """The end of an instance's log, given its path (`…/.procctl/logs/NAME`),
-    read without following links. Raises OSError or StateDirError."""
-    fd = StateDir(log_path.parent.parent).open(f"logs/{log_path.name}", os.O_RDONLY)
-    try:
-        return tail_of(fd, lines, max_bytes=max_bytes)[0]
-    finally:
-        os.close(fd)

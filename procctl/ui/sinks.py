@@ -24,7 +24,7 @@ from procctl.records import event_records
 from procctl.events import Flow
 from procctl.engine.outcome import InstanceResult, RunResult
 from procctl.states import State, signal_name
-from procctl.engine.store import read_log_tail
+from procctl.engine.logread import read_log_tail
 from procctl.errors import ProcctlError
 from procctl.ui.writer import Writer
 

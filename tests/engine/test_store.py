@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from procctl.control.address import socket_location
-from procctl.engine.store import StateDir, read_log_tail
+from procctl.engine.logread import read_log_tail
+from procctl.engine.store import StateDir
 from procctl.errors import StateDirError
 
 DATA = b"keep me\n"

@@ -207,7 +207,7 @@ class LiveApp(VerbKeys):
         scrollback = Scrollback(LIMIT)
         source = row.log_path or "no log file"
         if row.log_path:
-            from procctl.engine.store import read_log_tail
+            from procctl.engine.logread import read_log_tail
 
             try:
                 data = read_log_tail(Path(row.log_path), LIMIT, max_bytes=LOG_BYTES)

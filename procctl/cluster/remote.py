@@ -30,6 +30,7 @@ from procctl.config.command import argv_of
 from procctl.engine import childenv
 from procctl.engine.child import Breach, Exit, SpawnRequest
 from procctl.engine.lines import LineSplitter
+from procctl.engine.pipes import STREAMS
 from procctl.engine.proctable import TreeUsage
 from procctl.engine.outcome import Cut
 from procctl.errors import SpawnError
@@ -47,7 +48,6 @@ before it counts as lost with its worker."""
 MAX_REQUEUES = 3
 """How often a task that never started is submitted again after its worker
 died under it (it never ran: no attempt is spent)."""
-_STREAMS = {1: "stdout", 2: "stderr"}
 
 
 class Cluster(Protocol):
@@ -246,7 +246,7 @@ class RemoteChild:
             self._received += len(data)
             lines = self._splitters[fd].feed(data)
             if lines:
-                request.on_output(_STREAMS[fd], lines)
+                request.on_output(STREAMS[fd], lines)
         if self._received - self._acked >= WINDOW_BYTES // 2 and not self._ack_waits:
             flow = request.flow
             if flow is not None and flow.held:
@@ -294,7 +294,7 @@ class RemoteChild:
         for fd, splitter in self._splitters.items():
             rest = splitter.flush()
             if rest:
-                self._request.on_output(_STREAMS[fd], rest)
+                self._request.on_output(STREAMS[fd], rest)
 
     def lost(self, why: str) -> None:
         """Its worker was lost, and the run with it."""

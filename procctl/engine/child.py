@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from procctl.engine.logfile import LogFile
     from procctl.config.manifest import Limits
     from procctl.engine.logfile import LogFile
     from procctl.engine.terminal import Terminals

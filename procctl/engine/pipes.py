@@ -16,7 +16,8 @@ from procctl.events import Flow
 READ_CHUNK_BYTES = 256 * 1024
 """Bytes read from a pipe per wake-up (asyncio's pipe transports read as much)."""
 
-_STREAMS = {1: "stdout", 2: "stderr"}
+STREAMS = {1: "stdout", 2: "stderr"}
+"""The name of each output stream by its fd in the child."""
 
 
 def read_chunk(fd: int, size: int) -> bytes | None:
@@ -68,7 +69,7 @@ class Output:
         self._log.write(data)
         lines = self._splitters[fd].feed(data)
         if lines:
-            self._on_output(_STREAMS[self._fds[fd]], lines)
+            self._on_output(STREAMS[self._fds[fd]], lines)
         if self._flow is not None and self._flow.held and not self._draining:
             self._pause()
 
@@ -101,7 +102,7 @@ class Output:
         os.close(fd)
         rest = self._splitters[fd].flush()
         if rest:
-            self._on_output(_STREAMS[stream], rest)
+            self._on_output(STREAMS[stream], rest)
         if not self._fds and not self.closed.done():
             self.closed.set_result(None)
 

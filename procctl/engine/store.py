@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import re
 import stat
@@ -220,6 +219,8 @@ class StateDir:
 
                 for old in runs[: len(runs) - logindex.KEEP_PAST_RUNS]:
                     shutil.rmtree(old, dir_fd=past)
+        import json  # (here and below: `check`, which reads this module, writes and reads no JSON)
+
         fd = open_in(logs, logindex.RUN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, shown=self.logs / logindex.RUN_FILE)
         try:
             os.write(fd, json.dumps({"run": run_id, **record}).encode() + b"\n")
@@ -232,6 +233,8 @@ class StateDir:
             fd = self.open_in_logs(logindex.RUN_FILE, os.O_RDONLY, run=run)
         except (OSError, StateDirError):
             return None
+        import json
+
         try:
             record = json.loads(os.pread(fd, 64 * 1024, 0) or b"null")
         except ValueError:
@@ -353,6 +356,8 @@ def _previous_run(logs_fd: int) -> str | None:
         fd = open_in(logs_fd, logindex.RUN_FILE, os.O_RDONLY, shown=logindex.RUN_FILE)
     except (OSError, StateDirError):
         return None
+    import json
+
     try:
         run = json.loads(os.pread(fd, 64 * 1024, 0) or b"null").get("run")
     except (ValueError, AttributeError):

@@ -10,7 +10,6 @@ stays local; the reason is said in one line.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 from procctl.config.manifest import DaskSettings, Manifest, ProcessSpec
@@ -62,12 +61,12 @@ def with_executor(manifest: Manifest, choice: str | None) -> Manifest:
         return manifest
     choice = choice.strip()
     if choice == "local":
-        processes = {name: dataclasses.replace(spec, executor="local") for name, spec in manifest.processes.items()}
-        return dataclasses.replace(manifest, processes=processes)
+        processes = {name: spec._replace(executor="local") for name, spec in manifest.processes.items()}
+        return manifest._replace(processes=processes)
     settings = manifest.settings
     if choice != "dask":
         try:
-            settings = dataclasses.replace(settings, dask=DaskSettings(scheduler_address(choice)))
+            settings = settings._replace(dask=DaskSettings(scheduler_address(choice)))
         except ValueError as exc:
             raise UsageError(f"--executor: {exc}; or local, or dask (the cluster of [settings] dask)") from None
     processes = {}
@@ -76,11 +75,11 @@ def with_executor(manifest: Manifest, choice: str | None) -> Manifest:
             refusal = dask_refusal(spec)
             if refusal is not None:
                 raise UsageError(f"--executor {choice}: process.{name}.{refusal[0]}: {refusal[1]}")
-            spec = dataclasses.replace(spec, executor="dask")
+            spec = spec._replace(executor="dask")
         processes[name] = spec
     if not any(spec.executor == "dask" for spec in processes.values()):
         raise UsageError(f"--executor {choice}: no `each` process in this run to send to the cluster")
-    return dataclasses.replace(manifest, settings=settings, processes=processes)
+    return manifest._replace(settings=settings, processes=processes)
 
 
 def cluster_address(manifest: Manifest) -> str:

@@ -1,11 +1,15 @@
-"""The manifest's model: frozen dataclasses, read from TOML or a Procfile
-(and .env) by `config.loader`. The `Literal` annotations here are what the
-loader allows. Never spawns, never prints.
+"""The manifest's model: named tuples, read from TOML or a Procfile (and
+.env) by `config.loader`. The `Literal` annotations here are what the loader
+allows. Never spawns, never prints.
+
+Named tuples, not dataclasses: every start of `check` and `run` makes these
+classes, and the dataclasses module (with inspect, which it imports) and the
+code it generates for each class cost `check` about 8 ms more, measured. A
+changed copy is `spec._replace(...)`, the field names `Limits._fields`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import signal
@@ -29,11 +33,6 @@ DependencyCondition = Literal["started", "ready", "succeeded"]
 ProbeKind = Literal["log", "tcp", "http", "exec", "notify"]
 RegionMode = Literal["rw", "ro"]
 ExecutorName = Literal["local", "dask"]
-
-
-# The small parts of a process are named tuples: every start of procctl makes
-# these classes, and a dataclass costs several times as much to make
-# (0.3 ms each, measured).
 
 
 class ReadySpec(NamedTuple):
@@ -89,8 +88,7 @@ class WatchSpec(NamedTuple):
     """A batch of changes is acted on once none came for this long."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """Resource limits of one instance's tree. Kernel rlimits are (soft, hard)."""
 
     memory: int | None = None
@@ -110,16 +108,11 @@ class Limits:
 
     def merged_over(self, default: Limits) -> Limits:
         """These limits, with the settings' defaults where none is set."""
-        return Limits(
-            **{
-                field.name: getattr(self, field.name) if getattr(self, field.name) is not None else getattr(default, field.name)
-                for field in dataclasses.fields(self)
-            }
-        )
+        return Limits(*(mine if mine is not None else theirs for mine, theirs in zip(self, default)))
 
     @property
     def empty(self) -> bool:
-        return all(getattr(self, field.name) is None for field in dataclasses.fields(self))
+        return all(value is None for value in self)
 
 
 class ItemRange(Sequence[str]):
@@ -163,8 +156,7 @@ class ItemRange(Sequence[str]):
         return f"ItemRange({self.first}, {self.last})"
 
 
-@dataclasses.dataclass(frozen=True)
-class ProcessSpec:
+class ProcessSpec(NamedTuple):
     """One `[process.NAME]` table (or one Procfile line)."""
 
     name: str
@@ -249,9 +241,8 @@ class DaskSettings(NamedTuple):
     """The scheduler's address, as Dask takes it: `tcp://HOST:PORT`."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    max_parallel: int | Literal["auto"] = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+class Settings(NamedTuple):
+    max_parallel: int | Literal["auto"] = os.cpu_count() or 1
     """The pool's size: jobs running at once (services are never held by it)."""
     stop_timeout_s: float = 10.0
     fail_fast: bool = True
@@ -277,8 +268,7 @@ class Settings:
     """The manifest sets `max_parallel` (else a cluster's pool follows its threads)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     path: Path
     """The manifest file, absolute."""
     settings: Settings
@@ -287,7 +277,7 @@ class Manifest:
     processes: Mapping[str, ProcessSpec]
     """In the order the manifest defines them."""
     kind: Literal["toml", "procfile"] = "toml"
-    shared: Mapping[str, SharedRegion] = dataclasses.field(default_factory=dict)
+    shared: Mapping[str, SharedRegion] = {}  # (never changed: a read-only Mapping)
     """The `[shared.NAME]` regions, in the order the manifest defines them."""
     warnings: tuple[str, ...] = ()
     """What is allowed but probably not meant (an `each` that makes no job),

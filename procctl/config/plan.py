@@ -7,7 +7,6 @@ config.placeholders), PORT per replica, dependency order and cycles.
 
 from __future__ import annotations
 
-import dataclasses
 import graphlib
 import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -19,9 +18,10 @@ from procctl.config.placeholders import render_command
 from procctl.errors import UsageError
 
 
-@dataclasses.dataclass(frozen=True)
-class Job:
-    """One instance: a replica of a process, one `each` item, or the process itself."""
+class Job(NamedTuple):
+    """One instance: a replica of a process, one `each` item, or the process
+    itself. (A named tuple, as the manifest's model is: cheaper to define at
+    every start, and to make for each of a big pool's jobs.)"""
 
     name: str
     """Instance name: `web` (single), `web.2` (replica), `thumb[7]` (each item, 1-based)."""
@@ -52,16 +52,28 @@ never expanded whole: its instances are made as the pool admits them, and
 what is shown of it (check, predictions, the summary) is summed up."""
 
 
-@dataclasses.dataclass(frozen=True)
 class Segment(Sequence[Job]):
     """The instances of one process, each made when asked for: a million
     `each` items cost nothing until the pool admits them."""
 
-    manifest: Manifest
-    spec: ProcessSpec
-    kept: tuple[int, ...] | None = None
-    """Of an `each`, the indexes (from 0) of the items kept, each still under
-    its own number (`--rerun-failed`); None: all of them."""
+    __slots__ = ("manifest", "spec", "kept")
+
+    def __init__(self, manifest: Manifest, spec: ProcessSpec, kept: tuple[int, ...] | None = None) -> None:
+        self.manifest = manifest
+        self.spec = spec
+        self.kept = kept
+        """Of an `each`, the indexes (from 0) of the items kept, each still
+        under its own number (`--rerun-failed`); None: all of them."""
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.manifest, self.spec, self.kept) == (other.manifest, other.spec, other.kept)  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Segment(manifest={self.manifest!r}, spec={self.spec!r}, kept={self.kept!r})"
 
     def __len__(self) -> int:
         spec = self.spec

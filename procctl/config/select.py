@@ -4,7 +4,6 @@ manifest (`procctl run web worker`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
@@ -78,9 +77,9 @@ def select_processes(
         if name not in keep:
             continue
         if any(d not in keep for d in spec.depends_on):
-            spec = dataclasses.replace(spec, depends_on={d: c for d, c in spec.depends_on.items() if d in keep})
+            spec = spec._replace(depends_on={d: c for d, c in spec.depends_on.items() if d in keep})
         processes[name] = spec
-    return dataclasses.replace(manifest, processes=processes)
+    return manifest._replace(processes=processes)
 
 
 def allow_to_die(manifest: Manifest, names: Iterable[str], *, everything: bool = False) -> Manifest:
@@ -92,7 +91,7 @@ def allow_to_die(manifest: Manifest, names: Iterable[str], *, everything: bool =
     if unknown:
         raise UsageError(f"--can-die: {unknown_name(unknown[0], manifest.processes)}")
     processes = {
-        name: dataclasses.replace(spec, exit_on_end=False) if name in chosen and spec.exit_on_end else spec
+        name: spec._replace(exit_on_end=False) if name in chosen and spec.exit_on_end else spec
         for name, spec in manifest.processes.items()
     }
-    return dataclasses.replace(manifest, processes=processes)
+    return manifest._replace(processes=processes)

@@ -13,7 +13,6 @@ as a guess.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 PLACEHOLDER = "{item}"
@@ -21,22 +20,36 @@ PLACEHOLDER = "{item}"
 _WORD_END = " \t\n;&|()<>"
 
 
-@dataclasses.dataclass
+# (Plain classes, not dataclasses: `check` and `run` import this module at
+# every start and need not import dataclasses for it.)
+
+
 class Word:
-    start: int
-    end: int
-    value: str | None
-    """What the shell makes of it, with the placeholder kept as written; None
-    when something in it is expanded (a variable, `$(…)`, a glob…)."""
-    slots: list[tuple[int, str]] = dataclasses.field(default_factory=list)
-    """(offset of a placeholder in the text, 'bare' | 'double' | 'single')."""
-    scripts: list[Script] = dataclasses.field(default_factory=list)
-    """The `$(…)` inside it."""
+    __slots__ = ("start", "end", "value", "slots", "scripts")
+
+    def __init__(self, start: int, end: int, value: str | None) -> None:
+        self.start = start
+        self.end = end
+        self.value = value
+        """What the shell makes of it, with the placeholder kept as written;
+        None when something in it is expanded (a variable, `$(…)`, a glob…)."""
+        self.slots: list[tuple[int, str]] = []
+        """(offset of a placeholder in the text, 'bare' | 'double' | 'single')."""
+        self.scripts: list[Script] = []
+        """The `$(…)` inside it."""
+
+    def __repr__(self) -> str:
+        return f"Word(start={self.start!r}, end={self.end!r}, value={self.value!r}, slots={self.slots!r}, scripts={self.scripts!r})"
 
 
-@dataclasses.dataclass
 class Script:
-    commands: list[list[Word]] = dataclasses.field(default_factory=list)
+    __slots__ = ("commands",)
+
+    def __init__(self) -> None:
+        self.commands: list[list[Word]] = []
+
+    def __repr__(self) -> str:
+        return f"Script(commands={self.commands!r})"
 
 
 class Region(NamedTuple):

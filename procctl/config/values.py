@@ -7,7 +7,6 @@ from (a manifest's file:line:key, a request's verb).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import signal
@@ -16,7 +15,7 @@ from procctl.config import rlimits
 from procctl.config.manifest import MAX_RLIMIT, Limits
 from procctl.units import parse_duration, parse_size
 
-LIMIT_KEYS = tuple(field.name for field in dataclasses.fields(Limits))
+LIMIT_KEYS = Limits._fields
 """Every limit a manifest can set."""
 LIVE_LIMITS = ("memory", "cpu_time", "nofile", "nproc", "cpu_percent")
 """The limits `procctl limits` changes on a running tree."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import os
 import signal
 import time
@@ -186,13 +185,12 @@ class Operations:
         child = runner.child
         running = child is not None and child.running
         row: dict[str, Any] = {"name": runner.name, "pid": child.pid if running and child else None, "limits": {}, "usage": None}
-        for field in dataclasses.fields(runner.limits):
-            value = getattr(runner.limits, field.name)
+        for field, value in runner.limits._asdict().items():
             if value is None:
                 continue
             shown = list(value) if isinstance(value, tuple) else value
-            mechanism = REMOTE_MECHANISM if runner.remote else self.sup.enforcer.describe(runner, field.name)
-            row["limits"][field.name] = {"value": shown, "mechanism": mechanism}
+            mechanism = REMOTE_MECHANISM if runner.remote else self.sup.enforcer.describe(runner, field)
+            row["limits"][field] = {"value": shown, "mechanism": mechanism}
         if running and child is not None and not runner.remote:
             now = limits.usage(child.pid)
             row["usage"] = {
@@ -224,9 +222,9 @@ class Operations:
     def _mechanisms(self, runner: InstanceRunner) -> dict[str, str]:
         """Which mechanism enforces each limit of an instance (for `status`)."""
         return {
-            field.name: "worker" if runner.remote else self.sup.enforcer.mechanism(runner, field.name)
-            for field in dataclasses.fields(runner.limits)
-            if getattr(runner.limits, field.name) is not None
+            field: "worker" if runner.remote else self.sup.enforcer.mechanism(runner, field)
+            for field, value in runner.limits._asdict().items()
+            if value is not None
         }
 
     def subscribe(self) -> dict[str, Any]:

@@ -124,9 +124,9 @@ class ReloadPlan:
 def spec_changes(old: ProcessSpec, new: ProcessSpec) -> list[str]:
     """The manifest keys of a process whose values differ (its line aside)."""
     return [
-        _KEYS.get(field.name, field.name)
-        for field in dataclasses.fields(ProcessSpec)
-        if field.name not in ("name", "line") and getattr(old, field.name) != getattr(new, field.name)
+        _KEYS.get(field, field)
+        for field in ProcessSpec._fields
+        if field not in ("name", "line") and getattr(old, field) != getattr(new, field)
     ]
 
 
@@ -210,7 +210,7 @@ def _items(step: ProcessStep, instances: list[Current], jobs: Sequence[Job]) -> 
     for job in jobs:
         instance = by_item.get(job.item)
         if instance is not None:
-            kept.append((instance, dataclasses.replace(job, name=instance.name, index=instance.job.index, log_name=instance.job.log_name,
+            kept.append((instance, job._replace(name=instance.name, index=instance.job.index, log_name=instance.job.log_name,
                                                         env={**job.env, "PROCCTL_INSTANCE": instance.name})))
         elif job.index in taken:
             step.start.append(_renumbered(job, next_index))
@@ -228,7 +228,7 @@ def _items(step: ProcessStep, instances: list[Current], jobs: Sequence[Job]) -> 
 
 def _renumbered(job: Job, index: int) -> Job:
     name = f"{job.process}[{index}]"
-    return dataclasses.replace(job, name=name, index=index, log_name=f"{job.process}.{index}.log", env={**job.env, "PROCCTL_INSTANCE": name})
+    return job._replace(name=name, index=index, log_name=f"{job.process}.{index}.log", env={**job.env, "PROCCTL_INSTANCE": name})
 
 
 def _replicas(step: ProcessStep, old: ProcessSpec, new: ProcessSpec, instances: list[Current], manifest: Manifest) -> list[tuple[Current, Job]]:

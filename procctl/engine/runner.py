@@ -11,7 +11,6 @@ on from there.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from procctl import events
@@ -187,7 +186,7 @@ class InstanceRunner(Life):
 
     def set_limits(self, changes: dict[str, Any]) -> None:
         """Apply parsed limits to the live tree and to later runs."""
-        self.limits = dataclasses.replace(self.limits, **changes)
+        self.limits = self.limits._replace(**changes)
         child = self.child
         # (A run on a cluster keeps the limits it started with.)
         if child is not None and child.running and not self.remote:

@@ -120,10 +120,8 @@ def build_export(manifest: Manifest, options: Options) -> Export:
         for dep in spec.depends_on:
             if dep in pools:
                 notes.append(f"{name}: its dependency on {dep} (an `each` pool) is left out")
-    services_only = dataclasses.replace(
-        manifest,
-        processes={
-            name: dataclasses.replace(spec, depends_on={d: c for d, c in spec.depends_on.items() if d not in pools})
+    services_only = manifest._replace(processes={
+            name: spec._replace(depends_on={d: c for d, c in spec.depends_on.items() if d not in pools})
             for name, spec in kept.items()
         },
     )

@@ -5,7 +5,6 @@ child exists, never a traceback. What the loader accepts, the engine runs."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import resource
 from pathlib import Path
@@ -147,8 +146,8 @@ def test_a_limit_over_the_ceiling_at_spawn_is_one_line_naming_it(tmp_path: Path)
     path = tmp_path / "procfile.toml"
     path.write_text('[process.a]\ncmd = "true"\n')
     manifest = load_manifest(path)
-    spec = dataclasses.replace(manifest.processes["a"], limits=Limits(nofile=(over, over)))
-    plan = build_plan(dataclasses.replace(manifest, processes={"a": spec}))
+    spec = manifest.processes["a"]._replace(limits=Limits(nofile=(over, over)))
+    plan = build_plan(manifest._replace(processes={"a": spec}))
     bus = events.Bus()
     seen: list[events.Event] = []
     bus.subscribe(seen.append)

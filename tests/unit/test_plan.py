@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -122,7 +121,7 @@ def test_dependency_levels_come_from_one_walk_and_a_cycle_is_named_from_its_firs
     processes = load_manifest(path).processes
     assert dependency_levels(processes) == {"db": 0, "cache": 1, "app": 2}
     assert build_plan(load_manifest(path)).order == ("db", "cache", "app")
-    looped = {**processes, "db": dataclasses.replace(processes["db"], depends_on={"app": "started"})}
+    looped = {**processes, "db": processes["db"]._replace(depends_on={"app": "started"})}
     with pytest.raises(graphlib.CycleError) as caught:
         dependency_levels(looped)
     assert cycle_of(caught.value, looped) in (["app", "db", "app"], ["app", "cache", "db", "app"])

@@ -16,7 +16,8 @@ the files oldest first gives the output as written.
 
 Beside each log file, its time index (`NAME.log.idx`, rotated with it) says
 when each piece arrived: `logs --since`, `--timestamps` and the order of
-procctl's own events among the lines come from it (see `logindex`).
+procctl's own events among the lines come from it (see `logindex`). The
+index is made with the file's first mark: a log that gets no byte has none.
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ LogTrouble = Callable[["OSError | None", int], None]
 """(the error that stopped the log, or None once it takes writes again;
 every byte of output the log has not got so far) → None; must not block."""
 
-Rotate = Callable[[], "tuple[int, int]"]
+Rotate = Callable[[], int]
 """Renames the log and its index to their `.1` names (older ones move up,
-the oldest goes) and opens new ones: their descriptors (index: -1 for none)."""
+the oldest goes) and opens a new log: its descriptor."""
+
+OpenIndex = Callable[[bool], int]
+"""(truncate) → the descriptor of the time index of the log's current file,
+made now; -1 when it cannot be (the file then goes without marks)."""
 
 
 class LogFile:
@@ -45,8 +50,8 @@ class LogFile:
     failing write costs one system call) and what it lost is counted."""
 
     __slots__ = (
-        "fd", "on_trouble", "lost_bytes", "failing", "position", "_index_fd", "_rotate", "max_bytes",
-        "_file_bytes", "_index_bytes", "_marked_at", "_wrote_at", "_on_rotate_error",
+        "fd", "on_trouble", "lost_bytes", "failing", "position", "_index_fd", "_open_index", "_index_truncate", "_rotate",
+        "max_bytes", "_file_bytes", "_index_bytes", "_marked_at", "_wrote_at", "_on_rotate_error",
     )  # fmt: skip
 
     def __init__(
@@ -54,7 +59,8 @@ class LogFile:
         fd: int,
         on_trouble: LogTrouble | None = None,
         *,
-        index_fd: int = -1,
+        open_index: OpenIndex | None = None,
+        truncate_index: bool = True,
         rotate: Rotate | None = None,
         max_bytes: int | None = None,
         on_rotate_error: Callable[[OSError], None] | None = None,
@@ -68,7 +74,11 @@ class LogFile:
         """Bytes written to this log since it was made, across rotations: where
         the next byte goes in the instance's output (procctl's events say
         where they happened by it)."""
-        self._index_fd = index_fd
+        self._index_fd = -1
+        self._open_index = open_index
+        """Makes the current file's index at its first mark (None: no index)."""
+        self._index_truncate = truncate_index
+        """Whether that index starts empty (a log appended to keeps its marks)."""
         self._rotate = rotate
         self.max_bytes = max_bytes if rotate is not None else None
         """Rotate before a chunk would take the file past this; None: never."""
@@ -85,7 +95,7 @@ class LogFile:
             self._file_bytes + len(data) > self.max_bytes or self._index_bytes >= self.max_bytes // 4
         ):
             self._rotate_now()
-        if self._index_fd >= 0:
+        if self._open_index is not None:
             self._mark()
         view = memoryview(data)
         try:
@@ -115,6 +125,10 @@ class LogFile:
         self._wrote_at = now
         if self._file_bytes and not paused and now - self._marked_at < MARK_EVERY_S:
             return
+        if self._index_fd < 0:
+            self._index_fd = self._open_index(self._index_truncate) if self._open_index is not None else -1
+            if self._index_fd < 0:
+                return  # The file goes without marks until a later one can make its index.
         try:
             os.write(self._index_fd, RECORD.pack(self.position, now))
         except OSError:
@@ -125,7 +139,7 @@ class LogFile:
     def _rotate_now(self) -> None:
         assert self._rotate is not None
         try:
-            fd, index_fd = self._rotate()
+            fd = self._rotate()
         except OSError as exc:
             # The file keeps growing under its new name or its old one; no
             # byte is lost, and the log no longer rotates this run.
@@ -134,8 +148,9 @@ class LogFile:
                 self._on_rotate_error(exc)
             return
         self._close_fds()
-        self.fd, self._index_fd = fd, index_fd
+        self.fd = fd
         self._file_bytes = self._index_bytes = 0
+        self._index_truncate = True
 
     def _close_fds(self) -> None:
         for fd in (self.fd, self._index_fd):

@@ -1,7 +1,7 @@
 """A run's own files in its state directory: the pid file (`pid_file`), the
 run's event log, procctl's own events kept with the run's logs
 (`event_log`), and each instance's log with its time index
-(`instance_log`), each log a `LogFile` that rotates as the manifest says.
+(`instance_log`; the index made with the log's first piece), each log a `LogFile` that rotates as the manifest says.
 
 The supervisor opens them; how a log is written is `logfile`'s, where it
 lies `logindex`'s and `store`'s.
@@ -19,18 +19,13 @@ from procctl import events
 from procctl.engine import logindex
 from procctl.engine.logfile import LogFile
 from procctl.engine.runlog import RunLog
+from procctl.errors import StateDirError
 
 if TYPE_CHECKING:
     from procctl.config.plan import Job, Plan
     from procctl.engine.runner import InstanceRunner
     from procctl.engine.spawner import Spawner
     from procctl.engine.store import StateDir
-
-
-def _close_pair(fds: tuple[int, int]) -> None:
-    for fd in fds:
-        if fd >= 0:
-            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -50,7 +45,7 @@ def event_log(state_dir: StateDir, bus: events.Bus, plan: Plan, run_id: str, pos
     settings = plan.manifest.settings
     try:
         state_dir.begin_run(run_id, {"pid": os.getpid(), "started": time.time(), "manifest": str(plan.manifest.path)})
-        fd, _ = state_dir.open_log_pair(logindex.EVENTS, truncate=True, indexed=False)
+        fd = state_dir.open_log(logindex.EVENTS, truncate=True)
     except OSError as exc:
         # A full or failing disk: the run goes on, its instances' logs
         # say so each for itself (`logfile`), without the event log.
@@ -58,7 +53,7 @@ def event_log(state_dir: StateDir, bus: events.Bus, plan: Plan, run_id: str, pos
         bus.publish(events.Notice("procctl", "procctl", message=message, level="warning"))
         yield
         return
-    log = LogFile(fd, rotate=lambda: state_dir.rotate_log(logindex.EVENTS, settings.log_keep, indexed=False), max_bytes=settings.log_max_size)
+    log = LogFile(fd, rotate=lambda: state_dir.rotate_log(logindex.EVENTS, settings.log_keep), max_bytes=settings.log_max_size)
     run_log = RunLog(log, position)
     bus.subscribe(run_log)
     try:
@@ -69,16 +64,23 @@ def event_log(state_dir: StateDir, bus: events.Bus, plan: Plan, run_id: str, pos
 
 
 async def instance_log(state_dir: StateDir, spawner: Spawner, bus: events.Bus, runner: InstanceRunner, job: Job, *, truncate: bool) -> LogFile:
-    """The writer of `job`'s log (and its time index), rotating as its
-    process says now (`runner.job`: a reload may change it)."""
-    # Creating two files waits on the disk: a spawner thread does it.
-    fd, index_fd = await spawner.call(lambda: state_dir.open_log_pair(job.log_name, truncate=truncate), _close_pair)
+    """The writer of `job`'s log (its time index made with its first
+    mark), rotating as its process says now (`runner.job`: a reload may
+    change it)."""
+    # Creating a file waits on the disk: a spawner thread does it.
+    fd = await spawner.call(lambda: state_dir.open_log(job.log_name, truncate=truncate), os.close)
 
-    def rotate() -> tuple[int, int]:
+    def open_index(truncate: bool) -> int:
+        try:
+            return state_dir.open_log_index(job.log_name, truncate=truncate)
+        except (OSError, StateDirError):
+            return -1  # A log without marks still has every byte.
+
+    def rotate() -> int:
         return state_dir.rotate_log(job.log_name, runner.job.spec.log_keep)
 
     def rotate_failed(exc: OSError) -> None:
         message = f"its log {runner.log_path} could not rotate ({exc.strerror or exc}): it grows on, whole, until the run ends"
         bus.publish(events.Notice(runner.process, runner.name, message=message, level="warning"))
 
-    return LogFile(fd, index_fd=index_fd, rotate=rotate, max_bytes=job.spec.log_max_size, on_rotate_error=rotate_failed)
+    return LogFile(fd, open_index=open_index, truncate_index=truncate, rotate=rotate, max_bytes=job.spec.log_max_size, on_rotate_error=rotate_failed)

@@ -140,6 +140,14 @@ def open_in(dir_fd: int, name: str, flags: int, mode: int = 0o600, *, shown: Pat
     O_TRUNC is applied after the checks. Raises StateDirError, or
     FileNotFoundError (FileExistsError) as os.open does for O_CREAT (O_EXCL)."""
     writing = flags & (os.O_WRONLY | os.O_RDWR)
+    if flags & os.O_CREAT and flags & os.O_TRUNC:
+        # The usual case (each new run's logs): a file made here and now is
+        # a regular file of ours with one link and empty, so none of the
+        # checks below has anything to find. O_EXCL never follows a link.
+        try:
+            return os.open(name, (flags & ~os.O_TRUNC) | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY, mode, dir_fd=dir_fd)
+        except OSError:
+            pass  # It exists (or cannot be made): opened and checked as any other.
     try:
         fd = os.open(name, (flags & ~os.O_TRUNC) | _FILE_FLAGS, mode, dir_fd=dir_fd)
     except (FileNotFoundError, FileExistsError):

@@ -159,36 +159,36 @@ class StateDir:
             raise FileNotFoundError(errno.ENOENT, "no such file", str(shown))
         return open_in(dir_fd, name, flags, mode, shown=shown)
 
-    def open_log_pair(self, log_name: str, *, truncate: bool, indexed: bool = True) -> tuple[int, int]:
-        """An instance's log and its time index, for appending (both truncated
-        at the first start of a run): their descriptors (index -1 if not `indexed`)."""
-        fd = self.open_log(log_name, truncate=truncate)
-        if not indexed:
-            return fd, -1
-        try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
-            return fd, self.open(f"logs/{logindex.index_of(log_name)}", flags, 0o644)
-        except BaseException:
-            os.close(fd)
-            raise
+    def open_log_index(self, log_name: str, *, truncate: bool) -> int:
+        """The time index of an instance's log (`logindex`), for appending
+        (truncated with its log at the first start of a run). Made when the
+        log's first piece is marked, not with the log: a log that never
+        gets a byte has no index, and costs one file, not two."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        return self.open(f"logs/{logindex.index_of(log_name)}", flags, 0o644)
 
-    def rotate_log(self, log_name: str, keep: int, *, indexed: bool = True) -> tuple[int, int]:
-        """`NAME` becomes `NAME.1` (and its index with it), older files move up
-        one, the one past `keep` is dropped; new, empty files take the name.
-        Renamed within the checked directory, never through a link. Returns
-        the new files' descriptors (`open_log_pair`)."""
+    def rotate_log(self, log_name: str, keep: int) -> int:
+        """`NAME` becomes `NAME.1` (and its index, if it has one, with it),
+        older files move up one, the one past `keep` is dropped; a new, empty
+        `NAME` takes the name (its index comes with its first piece). Renamed
+        within the checked directory, never through a link. Returns the new
+        file's descriptor."""
         dir_fd = self.logs_of(None)
         if dir_fd is None:
             raise FileNotFoundError(errno.ENOENT, "no such directory", str(self.logs))
         for number in range(keep, 0, -1):
             older, newer = logindex.rotated(log_name, number), logindex.rotated(log_name, number - 1)
-            pairs = [(newer, older), (logindex.index_of(newer), logindex.index_of(older))] if indexed else [(newer, older)]
-            for source, target in pairs:
+            for source, target in ((newer, older), (logindex.index_of(newer), logindex.index_of(older))):
                 try:
                     os.rename(source, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
                 except FileNotFoundError:
-                    pass
-        return self.open_log_pair(log_name, truncate=True, indexed=indexed)
+                    if source.endswith(logindex.INDEX_SUFFIX):
+                        # No index moves up: an older one of that number is stale.
+                        try:
+                            os.unlink(target, dir_fd=dir_fd)
+                        except FileNotFoundError:
+                            pass
+        return self.open_log(log_name, truncate=True)
 
     def begin_run(self, run_id: str, record: dict[str, object]) -> None:
         """A new run's logs start empty: the last run's files (everything in

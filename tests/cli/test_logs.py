@@ -166,3 +166,22 @@ def test_the_event_log_is_json_lines_with_positions(project: Project) -> None:
     assert started["at"] == 0
     run = json.loads((project.logs / "run.json").read_text())
     assert set(run) >= {"run", "pid", "started", "manifest"}
+
+
+def test_a_silent_instance_has_a_log_and_no_index(project: Project) -> None:
+    """An instance that writes nothing costs one file: its (empty) log, no
+    time index; one that writes gets both, and `logs -t` reads either."""
+    project.write("""
+        [process.quiet]
+        cmd = ["true"]
+        [process.loud]
+        cmd = ["echo", "hello"]
+    """)
+    assert project.run("run", "--plain").returncode == 0
+    names = {path.name for path in project.logs.iterdir()}
+    assert {"quiet.log", "loud.log", "loud.log.idx"} <= names and "quiet.log.idx" not in names
+    assert (project.logs / "quiet.log").read_bytes() == b""
+    for instance, expect in (("quiet", []), ("loud", ["hello"])):
+        result = project.run("logs", instance, "--no-events", "-t")
+        assert result.returncode == 0, result.stderr
+        assert [line.split(" ", 1)[1] for line in result.stdout.splitlines()] == expect

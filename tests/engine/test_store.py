@@ -4,6 +4,7 @@ point at as it was (the cross-user cases are in tests/cli/test_state_safety.py).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from procctl.control.address import socket_location
+from procctl.engine import logindex
+from procctl.engine.logfile import LogFile
 from procctl.engine.logread import read_log_tail
 from procctl.engine.store import StateDir
 from procctl.errors import StateDirError
@@ -139,3 +142,62 @@ def test_a_link_at_the_socket_name_is_refused(state: StateDir, target: Path) -> 
         with pytest.raises(StateDirError, match="procctl.sock is a symbolic link"):
             socket_location(state.socket, create=create)
     _untouched(target)
+
+
+def test_a_new_log_is_opened_as_an_existing_one_is(state: StateDir) -> None:
+    """A log made now (the usual case, taken without the checks an existing
+    file needs) is opened as a checked one: blocking, appending, close-on-exec."""
+    made = state.open_log("new.log", truncate=True)
+    (state.logs / "old.log").write_bytes(DATA)
+    checked = state.open_log("old.log", truncate=True)
+    try:
+        for fd in (made, checked):
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            assert flags & os.O_APPEND and not flags & os.O_NONBLOCK
+            assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+            assert os.fstat(fd).st_size == 0
+    finally:
+        os.close(made)
+        os.close(checked)
+    assert stat.S_IMODE((state.logs / "new.log").stat().st_mode) == 0o644
+
+
+def _log(state: StateDir, name: str, *, max_bytes: int | None = None, keep: int = 3) -> LogFile:
+    return LogFile(
+        state.open_log(name, truncate=True),
+        open_index=lambda truncate: state.open_log_index(name, truncate=truncate),
+        rotate=lambda: state.rotate_log(name, keep),
+        max_bytes=max_bytes,
+    )
+
+
+def test_a_logs_index_is_made_with_its_first_piece(state: StateDir) -> None:
+    """A log that gets no byte has no index file; the first piece makes it,
+    with the piece's mark; a rotation moves it up with its log, and the new
+    file gets its own index at its first piece."""
+    log = _log(state, "web.log", max_bytes=10)
+    try:
+        assert sorted(os.listdir(state.logs)) == ["web.log"]
+        log.write(b"12345678\n")
+        index = (state.logs / "web.log.idx").read_bytes()
+        assert [position for position, _ in logindex.RECORD.iter_unpack(index)] == [0]
+        log.write(b"abcdefgh\n")  # past 10 bytes: rotates first
+        assert (state.logs / "web.log.1.idx").read_bytes() == index
+        marks = logindex.RECORD.iter_unpack((state.logs / "web.log.idx").read_bytes())
+        assert [position for position, _ in marks] == [9]
+    finally:
+        log.close()
+    assert read_log_tail(state.log_path("web.log"), 10) == b"abcdefgh\n"
+
+
+def test_a_rotation_without_an_index_leaves_no_stale_one(state: StateDir) -> None:
+    """An older index whose log is replaced by one without an index (its
+    index could not be made) is removed, not left beside the wrong file."""
+    (state.logs / "web.log.1").write_bytes(b"older\n")
+    (state.logs / "web.log.1.idx").write_bytes(logindex.RECORD.pack(0, 1.0))
+    fd = state.open_log("web.log", truncate=True)
+    os.write(fd, b"newer\n")
+    os.close(fd)
+    os.close(state.rotate_log("web.log", 1))
+    assert sorted(os.listdir(state.logs)) == ["web.log", "web.log.1"]
+    assert (state.logs / "web.log.1").read_bytes() == b"newer\n"

@@ -63,9 +63,10 @@ class Host(Protocol):
 
     def stop_timeout_s(self, job: Job) -> float: ...
 
-    async def open_log(self, job: Job, *, truncate: bool) -> LogFile:
+    def open_log(self, job: Job, *, truncate: bool) -> LogFile:
         """The writer of the job's log (and its time index), rotating as its
-        process says. Raises OSError or StateDirError."""
+        process says; its file is opened by `LogFile.open_file` (which raises
+        SpawnError), with the spawn."""
         ...
 
     def changed(self) -> None:

@@ -21,7 +21,7 @@ from procctl.engine.outcome import Cut, Ending, judge
 from procctl.engine.probes import LogProbe, port_held
 from procctl.engine.run import Deadline, Run, Want
 from procctl.engine.runwatch import RunWatch
-from procctl.errors import SpawnError, StateDirError
+from procctl.errors import SpawnError
 from procctl.states import State, status_text
 from procctl.units import format_duration
 
@@ -138,17 +138,17 @@ class Life(RunWatch):
         self.transition(ending.state, ending.reason)
         self._host.ended(self)
 
-    async def _open_log(self) -> LogFile:
-        """Its log, opened at its first start (truncated) and kept across
-        restarts (appended to). One that cannot be opened fails this start
-        with one line (SpawnError), never the supervisor."""
+    def _open_log(self) -> LogFile:
+        """Its log, made at its first start (truncated) and kept across
+        restarts (appended to). A local child's spawn opens its file, off
+        the loop (`LogFile.open_file`); one that runs elsewhere has it
+        opened here. One that cannot be opened fails this start with one
+        line (SpawnError), never the supervisor."""
         if self._log is None:
-            try:
-                self._log = await self._host.open_log(self.job, truncate=not self.started_once)
-                self._log.on_trouble = self.log_trouble
-            except (OSError, StateDirError) as exc:
-                why = str(exc) if isinstance(exc, StateDirError) else f"{self.log_path}: {exc.strerror or exc}"
-                raise SpawnError(f"cannot write its log: {why}") from None
+            self._log = self._host.open_log(self.job, truncate=not self.started_once)
+            self._log.on_trouble = self.log_trouble
+        if self.remote:
+            self._log.open_file()
         return self._log
 
     @property
@@ -191,7 +191,7 @@ class Life(RunWatch):
         run: Run | None = None
         try:
             request = SpawnRequest(
-                job.cmd, job.cwd, env, await self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec), host.bus.flow,
+                job.cmd, job.cwd, env, self._open_log(), on_output, self.limits, spec.nice, tuple(join_fds), host.ipc.fds(spec), host.bus.flow,
                 host.terminals if spec.tty and not remote else None,
                 on_usage=(lambda usage: host.recorder.measured(self, usage)) if remote else None,
             )  # fmt: skip

@@ -23,6 +23,7 @@ index is made with the file's first mark: a log that gets no byte has none.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -35,6 +36,10 @@ every byte of output the log has not got so far) → None; must not block."""
 Rotate = Callable[[], int]
 """Renames the log and its index to their `.1` names (older ones move up,
 the oldest goes) and opens a new log: its descriptor."""
+
+_OPENING = threading.Lock()
+"""Between a file opened on a spawner thread (`open_file`) and the log's
+close on the loop's: a log closed first never keeps the file."""
 
 OpenIndex = Callable[[bool], int]
 """(truncate) → the descriptor of the time index of the log's current file,
@@ -50,15 +55,16 @@ class LogFile:
     failing write costs one system call) and what it lost is counted."""
 
     __slots__ = (
-        "fd", "on_trouble", "lost_bytes", "failing", "position", "_index_fd", "_open_index", "_index_truncate", "_rotate",
+        "fd", "_opener", "_closed", "on_trouble", "lost_bytes", "failing", "position", "_index_fd", "_open_index", "_index_truncate", "_rotate",
         "max_bytes", "_file_bytes", "_index_bytes", "_marked_at", "_wrote_at", "_on_rotate_error",
     )  # fmt: skip
 
     def __init__(
         self,
-        fd: int,
+        fd: int = -1,
         on_trouble: LogTrouble | None = None,
         *,
+        opener: Callable[[], int] | None = None,
         open_index: OpenIndex | None = None,
         truncate_index: bool = True,
         rotate: Rotate | None = None,
@@ -66,6 +72,9 @@ class LogFile:
         on_rotate_error: Callable[[OSError], None] | None = None,
     ) -> None:
         self.fd = fd
+        self._opener = opener
+        """Opens its file, when it was made without one (see `open_file`)."""
+        self._closed = False
         self.on_trouble = on_trouble
         self.lost_bytes = 0
         """Output the log did not get (since this writer was made)."""
@@ -82,13 +91,33 @@ class LogFile:
         self._rotate = rotate
         self.max_bytes = max_bytes if rotate is not None else None
         """Rotate before a chunk would take the file past this; None: never."""
-        try:
-            self._file_bytes = os.fstat(fd).st_size
-        except OSError:
-            self._file_bytes = 0
+        self._file_bytes = self._size_of(fd)
         self._index_bytes = 0
         self._marked_at = self._wrote_at = float("-inf")
         self._on_rotate_error = on_rotate_error
+
+    @staticmethod
+    def _size_of(fd: int) -> int:
+        try:
+            return os.fstat(fd).st_size if fd >= 0 else 0
+        except OSError:
+            return 0
+
+    def open_file(self) -> None:
+        """Open the file of a log made without one (`opener`), if it has
+        none yet: on the thread that spawns its child, just before the spawn,
+        so that a start hands off to a spawner thread once. Raises what the
+        opener raises. If the log was closed meanwhile (its start given up),
+        the file is closed again at once."""
+        if self.fd >= 0 or self._opener is None:
+            return
+        fd = self._opener()
+        size = self._size_of(fd)
+        with _OPENING:
+            if not self._closed:
+                self.fd, self._file_bytes, fd = fd, size, -1
+        if fd >= 0:
+            os.close(fd)
 
     def write(self, data: bytes) -> None:
         if self.max_bytes is not None and self._file_bytes and (
@@ -159,4 +188,6 @@ class LogFile:
         self.fd = self._index_fd = -1
 
     def close(self) -> None:
+        with _OPENING:
+            self._closed = True
         self._close_fds()

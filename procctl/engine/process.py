@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from procctl.config.command import argv_of
+from procctl.engine import forkexec
 from procctl.engine.child import Exit, OutputCallback
 from procctl.engine.guardian import Guardian
 from procctl.engine.logfile import LogFile
@@ -43,17 +44,16 @@ TREE_POLL_S = 0.05
 and its pipes are closed, while members that closed their output live on."""
 
 
-_Spawned = tuple[subprocess.Popen[bytes], tuple[int, ...], int]
-"""A spawned child, our ends of its pipes (stdin, stdout, stderr; none for a
+_Spawned = tuple[int, tuple[int, ...], int]
+"""A spawned child's pid, our ends of its pipes (stdin, stdout, stderr; none for a
 child without output) and its pidfd (-1 where the kernel has none)."""
 
 
 def _abandon(spawned: _Spawned) -> None:
     """A child whose start nobody awaits any more (its runner was
     cancelled): killed with its group and reaped, its descriptors closed."""
-    popen, ours, pidfd = spawned
-    signal_group(popen.pid, signal.SIGKILL)
-    popen.wait()
+    pid, ours, pidfd = spawned
+    forkexec.kill_and_reap(pid)
     for fd in (*ours, pidfd):
         if fd >= 0:
             os.close(fd)
@@ -114,7 +114,6 @@ class Child:
         """Where the fork and exec run; None: on the caller's thread."""
         self._output: Output | None = None
         self._input: Input | None = None
-        self._popen: subprocess.Popen[bytes] | None = None
         self._exited: asyncio.Future[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
         """Made when a graceful stop begins, done when it has ended: the
@@ -131,19 +130,19 @@ class Child:
         """perf_counter just before the spawn and when the exit was seen."""
 
     async def start(self) -> int:
-        """Spawn the child. Popen with plain pipes rather than asyncio's
-        subprocess transports: the loop watches the pipes and a pidfd itself,
-        which costs a third less CPU per spawn (measured: 2000 × /bin/true at
-        8 at once, 0.73 s → 0.46 s of the supervisor's CPU). The spawn itself
-        runs on a spawner thread when there is one (engine/spawner.py)."""
+        """Spawn the child, with plain pipes rather than asyncio's subprocess
+        transports: the loop watches the pipes and a pidfd itself, which
+        costs a third less CPU per spawn (measured: 2000 × /bin/true at 8 at
+        once, 0.73 s → 0.46 s of the supervisor's CPU), and without
+        `subprocess.Popen` (engine/forkexec.py). The spawn itself runs on a
+        spawner thread when there is one (engine/spawner.py)."""
         loop = asyncio.get_running_loop()
         if self._spawner is None or self._terminals is not None:
             # (A terminal is opened and followed on the loop's thread, which resizes it.)
-            popen, ours, pidfd = self._spawn()
+            pid, ours, pidfd = self._spawn()
         else:
-            popen, ours, pidfd = await self._spawner.call(self._spawn, _abandon)
-        self._popen = popen
-        self.pid = popen.pid
+            pid, ours, pidfd = await self._spawner.call(self._spawn, _abandon)
+        self.pid = pid
         self.started_at = time.time()
         if self._guardian is not None:
             self._guardian.watch(self.pid)
@@ -160,6 +159,8 @@ class Child:
     def _spawn(self) -> _Spawned:
         """Fork and exec with its pipes (or its terminal), on whichever thread
         calls it (the loop's or a spawner's); raises SpawnError."""
+        if self._log is not None:
+            self._log.open_file()  # (at its first start: here, with the spawn)
         preexec_fn = self.preexec_fn
         if self._on_output is None:
             ours: tuple[int, ...] = ()
@@ -179,17 +180,10 @@ class Child:
         standard = theirs * 3 if len(theirs) == 1 else theirs
         self._spawned = time.perf_counter()
         try:
-            popen = subprocess.Popen(
-                self.argv,
-                stdin=standard[0],
-                stdout=standard[1],
-                stderr=standard[2],
-                cwd=self.cwd,
-                env=dict(self.env),
-                start_new_session=True,
-                preexec_fn=preexec_fn,
-                pass_fds=self.pass_fds,
-            )
+            pid = forkexec.spawn(
+                self.argv, cwd=os.fspath(self.cwd), env=self.env, stdin=standard[0], stdout=standard[1], stderr=standard[2],
+                pass_fds=self.pass_fds, preexec_fn=preexec_fn,
+            )  # fmt: skip
         except BaseException as exc:
             for fd in ours:
                 os.close(fd)
@@ -200,10 +194,10 @@ class Child:
                 for fd in theirs:
                     os.close(fd)
         try:
-            pidfd = os.pidfd_open(popen.pid)
+            pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pidfd = -1
-        return popen, ours, pidfd
+        return pid, ours, pidfd
 
     def _spawn_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, FileNotFoundError):
@@ -237,7 +231,7 @@ class Child:
 
     def _reap(self, flags: int) -> bool:
         """wait4 the child (keeping its rusage); True once it is reaped."""
-        assert self._popen is not None and self._exited is not None
+        assert self._exited is not None
         if self.returncode is not None:
             return True  # (`reap` was first)
         try:
@@ -249,8 +243,7 @@ class Child:
                 return False
             returncode = os.waitstatus_to_exitcode(status)
             self.usage = usage
-        # Popen must not reap (or report) it again, nor keep it for later.
-        self._popen.returncode = returncode
+        forkexec.forget(self.pid, returncode)
         self.returncode = returncode
         self._reaped = time.perf_counter()
         self.ended_at = time.time()

@@ -19,12 +19,11 @@ from procctl import events
 from procctl.engine import logindex
 from procctl.engine.logfile import LogFile
 from procctl.engine.runlog import RunLog
-from procctl.errors import StateDirError
+from procctl.errors import SpawnError, StateDirError
 
 if TYPE_CHECKING:
     from procctl.config.plan import Job, Plan
     from procctl.engine.runner import InstanceRunner
-    from procctl.engine.spawner import Spawner
     from procctl.engine.store import StateDir
 
 
@@ -63,12 +62,19 @@ def event_log(state_dir: StateDir, bus: events.Bus, plan: Plan, run_id: str, pos
         run_log.close()
 
 
-async def instance_log(state_dir: StateDir, spawner: Spawner, bus: events.Bus, runner: InstanceRunner, job: Job, *, truncate: bool) -> LogFile:
-    """The writer of `job`'s log (its time index made with its first
-    mark), rotating as its process says now (`runner.job`: a reload may
-    change it)."""
-    # Creating a file waits on the disk: a spawner thread does it.
-    fd = await spawner.call(lambda: state_dir.open_log(job.log_name, truncate=truncate), os.close)
+def instance_log(state_dir: StateDir, bus: events.Bus, runner: InstanceRunner, job: Job, *, truncate: bool) -> LogFile:
+    """The writer of `job`'s log, rotating as its process says now
+    (`runner.job`: a reload may change it). Its file is opened with the
+    first spawn, on the spawner's thread (`LogFile.open_file`): creating it
+    waits on the disk. Its time index is made with its first mark."""
+
+    def open_log() -> int:
+        try:
+            return state_dir.open_log(job.log_name, truncate=truncate)
+        except (OSError, StateDirError) as exc:
+            # One line, and this start fails; the supervisor goes on.
+            why = str(exc) if isinstance(exc, StateDirError) else f"{runner.log_path}: {exc.strerror or exc}"
+            raise SpawnError(f"cannot write its log: {why}") from None
 
     def open_index(truncate: bool) -> int:
         try:
@@ -83,4 +89,4 @@ async def instance_log(state_dir: StateDir, spawner: Spawner, bus: events.Bus, r
         message = f"its log {runner.log_path} could not rotate ({exc.strerror or exc}): it grows on, whole, until the run ends"
         bus.publish(events.Notice(runner.process, runner.name, message=message, level="warning"))
 
-    return LogFile(fd, open_index=open_index, truncate_index=truncate, rotate=rotate, max_bytes=job.spec.log_max_size, on_rotate_error=rotate_failed)
+    return LogFile(opener=open_log, open_index=open_index, truncate_index=truncate, rotate=rotate, max_bytes=job.spec.log_max_size, on_rotate_error=rotate_failed)

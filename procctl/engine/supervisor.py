@@ -65,7 +65,7 @@ class Supervisor:
         self.run_timeout_s = run_timeout_s
         heard = Heard(bus)
         self.spawner = Spawner()
-        """Threads for the blocking steps of a start: the spawn, the log's creation."""
+        """Threads for the blocking steps of a start: the log's creation and the spawn, in one call."""
         self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency(), spawner=self.spawner, on_notice=heard.executor_notice)
         """Starts the children of this machine (entered for the whole run)."""
         self.executors: dict[str, Executor] = {**(executors or {}), "local": self.executor}
@@ -161,8 +161,8 @@ class Supervisor:
             await self._supervise()
         return self._result(time.monotonic() - began)
 
-    async def open_log(self, job: Job, *, truncate: bool) -> LogFile:
-        return await runfiles.instance_log(self.state_dir, self.spawner, self.bus, self.instances.by_name[job.name], job, truncate=truncate)
+    def open_log(self, job: Job, *, truncate: bool) -> LogFile:
+        return runfiles.instance_log(self.state_dir, self.bus, self.instances.by_name[job.name], job, truncate=truncate)
 
     def _runner(self, job: Job) -> InstanceRunner:
         return InstanceRunner(job, self.state_dir.log_path(job.log_name), self)

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import alive, helper, wait_until
@@ -315,7 +316,7 @@ def test_a_start_abandoned_while_spawning_leaves_no_child(tmp_path: Path) -> Non
                     entered.set()
                     gate.wait(30)
                     made = real()
-                    spawned.append(made[0].pid)
+                    spawned.append(made[0])
                     return made
 
                 child._spawn = spawn  # type: ignore[method-assign]
@@ -335,3 +336,77 @@ def test_a_start_abandoned_while_spawning_leaves_no_child(tmp_path: Path) -> Non
     asyncio.run(scenario())
     assert len(spawned) == 1
     assert not os.path.exists(f"/proc/{spawned[0]}")
+
+
+def test_a_logs_file_is_opened_with_the_spawn_on_the_spawners_thread(tmp_path: Path) -> None:
+    """A log made without its file (as each instance's first start makes
+    it) gets it in the same spawner call as the spawn, not on the loop's
+    thread; the child's output reaches it."""
+    from procctl.engine.spawner import Spawner
+
+    opened_on: list[str] = []
+
+    def opener() -> int:
+        opened_on.append(threading.current_thread().name)
+        return os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
+
+    log = LogFile(opener=opener)
+
+    async def scenario() -> int:
+        with Spawner() as spawner:
+            child = Child(("echo", "hello"), cwd=tmp_path, env=dict(os.environ), log=log, on_output=lambda s, d: None, spawner=spawner)
+            await child.start()
+            return (await child.wait()).returncode
+
+    try:
+        assert asyncio.run(scenario()) == 0
+    finally:
+        log.close()
+    assert len(opened_on) == 1 and opened_on[0] != threading.main_thread().name
+    assert (tmp_path / "child.log").read_bytes() == b"hello\n"
+
+
+def test_a_log_closed_while_its_file_is_being_opened_keeps_no_descriptor(tmp_path: Path) -> None:
+    """The start is given up (its runner cancelled, its log closed) while
+    the spawner thread opens the log's file: the file opened after the
+    close is closed there, and no child is left."""
+    from procctl.engine.spawner import Spawner
+
+    entered, gate = threading.Event(), threading.Event()
+    made: list[int] = []
+
+    def opener() -> int:
+        entered.set()
+        gate.wait(30)
+        fd = os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        made.append(fd)
+        return fd
+
+    log = LogFile(opener=opener)
+
+    def log_is_open(fd: int) -> bool:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}") == str(tmp_path / "child.log")
+        except OSError:
+            return False
+
+    async def scenario() -> None:
+        try:
+            with Spawner() as spawner:
+                child = Child(("sleep", "600"), cwd=tmp_path, env=dict(os.environ), log=log, on_output=lambda s, d: None, spawner=spawner)
+                starting = asyncio.ensure_future(child.start())
+                while not entered.is_set():
+                    await asyncio.sleep(0.005)
+                starting.cancel()
+                log.close()  # as the runner's end does
+                gate.set()
+                with pytest.raises(asyncio.CancelledError):
+                    await starting
+            # Closing the spawner waited for the thread, and with it the undo.
+        finally:
+            gate.set()
+
+    asyncio.run(scenario())
+    assert len(made) == 1 and not log_is_open(made[0]) and log.fd == -1
+    # (The spawn itself was undone: its child, a `sleep` in tmp_path, is gone.)
+    assert not [proc for proc in psutil.process_iter(["cwd"]) if proc.info["cwd"] == str(tmp_path)]

@@ -77,8 +77,15 @@ class PlainPrinter:
             self.system(event.ts, message, error=error)
 
 
+_UNDESCRIBED = frozenset({events.Queued, events.StateChanged, events.Sample, events.PoolSample, events.RegionSample})
+"""Events without a line of their own (most of a run's: each job's queueing
+and states), known by their type at once rather than by every test below."""
+
+
 def describe(event: events.Event) -> str | None:
     """One human line for a state event, or None for events not worth a line."""
+    if type(event) in _UNDESCRIBED:
+        return None
     if isinstance(event, events.Started):
         again = f" (attempt {event.attempt})" if event.attempt > 1 else ""
         return f"{event.instance} started with pid {event.pid}{again}"

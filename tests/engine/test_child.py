@@ -410,3 +410,32 @@ def test_a_log_closed_while_its_file_is_being_opened_keeps_no_descriptor(tmp_pat
     assert len(made) == 1 and not log_is_open(made[0]) and log.fd == -1
     # (The spawn itself was undone: its child, a `sleep` in tmp_path, is gone.)
     assert not [proc for proc in psutil.process_iter(["cwd"]) if proc.info["cwd"] == str(tmp_path)]
+
+
+def test_a_spawner_call_hands_back_results_and_errors_and_undoes_a_late_cancel() -> None:
+    """Results and exceptions come back from the thread; a call whose caller
+    was cancelled after the call ended, before the loop took its outcome,
+    is undone on the loop (the worker thread had already handed it over)."""
+    from procctl.engine.spawner import Spawner, _Call
+
+    undone: list[tuple[int, str]] = []
+
+    def fail() -> int:
+        raise PermissionError("no")
+
+    async def scenario() -> int:
+        with Spawner() as spawner:
+            got = await spawner.call(lambda: 41)
+            with pytest.raises(PermissionError):
+                await spawner.call(fail)
+        loop = asyncio.get_running_loop()
+        call = _Call(lambda: 7, lambda value: undone.append((value, threading.current_thread().name)), loop)
+        call.run()  # as a worker does: the outcome is now on its way to the loop
+        call.future.cancel()
+        call.give_up()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return got + 1
+
+    assert asyncio.run(scenario()) == 42
+    assert undone == [(7, threading.main_thread().name)]

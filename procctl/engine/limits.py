@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
+from procctl.engine.lazypsutil import psutil
 
 from procctl.config import rlimits
 from procctl.config.manifest import Limits

@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import psutil
+from procctl.engine.lazypsutil import psutil
 
 AUTO_TICK_S = 0.5
 """How often `auto` looks at the machine's load."""

@@ -9,7 +9,7 @@ import dataclasses
 import socket
 from collections.abc import Collection
 
-import psutil
+from procctl.engine.lazypsutil import psutil
 
 from procctl.engine.tree import owner
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import psutil
+from procctl.engine.lazypsutil import psutil
 
 from procctl.config.command import argv_of
 from procctl.engine import forkexec

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Collection
 from typing import Protocol
 
-import psutil
+from procctl.engine.lazypsutil import psutil
 
 from procctl.engine.tree import ProcessTree, members, stat_fields
 

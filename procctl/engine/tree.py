@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
-import psutil
+from procctl.engine.lazypsutil import psutil
 
 
 def members(children: Mapping[int, Iterable[int]], root: int) -> Iterator[int]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -118,7 +117,7 @@ class Guardian:
     told when a watcher died and was replaced."""
 
     def __init__(self, on_notice: Callable[[str, str], None] | None = None) -> None:
-        self.token = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self.token = f"{os.getpid()}-{os.urandom(6).hex()}"  # (secrets.token_hex(6), without its 2 ms import)
         self._on_notice = on_notice
         self._groups: set[int] = set()
         """Process groups the watcher must kill if we die (for a successor)."""

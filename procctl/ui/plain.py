@@ -6,8 +6,6 @@ work). `GroupedPrinter`: each run's output as one block when it ends."""
 from __future__ import annotations
 
 import os
-import secrets
-import tempfile
 import time
 from collections.abc import Iterable
 from procctl import events
@@ -15,6 +13,10 @@ from procctl.engine.outcome import RunResult
 from procctl.states import signal_name
 from procctl.ui.writer import Writer
 from procctl.units import format_duration, format_size
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import tempfile
 
 # Cycled over process names, as foreman does; red is kept for errors.
 _PALETTE = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
@@ -155,6 +157,8 @@ class GroupedPrinter:
     def _spool(self, instance: str) -> tempfile.SpooledTemporaryFile[bytes]:
         spool = self._runs.get(instance)
         if spool is None:
+            import tempfile  # (with shutil, bz2, lzma: 2 ms that `run --plain`, which imports this module, need not pay)
+
             spool = self._runs[instance] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)
         return spool
 
@@ -188,7 +192,7 @@ class GroupedPrinter:
     def _flush(self, instance: str, headline: str, *, failed: bool) -> None:
         spool = self._runs.pop(instance, None)
         if self._github:
-            token = secrets.token_hex(8)
+            token = os.urandom(8).hex()  # (what secrets.token_hex(8) makes, without importing it)
             self._write(f"::group::{_github_escape(headline)}\n::stop-commands::{token}\n".encode())
         else:
             self._write(self._header(headline, failed=failed) + b"\n")

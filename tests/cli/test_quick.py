@@ -164,3 +164,22 @@ def test_run_answers_as_the_app_did_without_loading_it(project: Project) -> None
     for args in (("run", "--plain", "nosuch"), ("run", "--plain", "-j", "x"), ("run", "--plain", "--timeout", "soon"), ("run", "--plain", "--schedule", "x")):
         quick = _procctl(project, *args)
         assert quick[0] == 2 and quick[:3] == _procctl(project, *args, app_only=True)[:3], args
+
+
+RUN_LATER = {"psutil", "tempfile", "shutil", "secrets"}
+"""What `run` imports only when it first uses it (a metrics sample, a stop, a
+grouped output's spool, pruning old logs), not with the modules of its path:
+psutil alone costs 7 ms before the first spawn."""
+
+
+def test_the_modules_of_runs_path_load_psutil_and_tempfile_only_when_used(project: Project) -> None:
+    # Whether a run itself touches psutil depends on the machine (a stale
+    # cgroup of another run to sweep, a sample): what is checked is that
+    # importing every procctl module a run imported does not load them.
+    project.write(GOOD)
+    code, _, _, modules = _procctl(project, "run", "--plain", "web", importtime=True)
+    ours = sorted(name for name in modules if name.startswith("procctl."))
+    assert code == 0 and "procctl.engine.supervisor" in ours and "procctl.ui.plain" in ours, ours
+    probe = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)\nprint(' '.join(sys.modules))"
+    loaded = set(subprocess.run([sys.executable, "-c", probe, *ours], capture_output=True, text=True, check=True, timeout=120).stdout.split())
+    assert "procctl.engine.process" in loaded and not RUN_LATER & loaded, RUN_LATER & loaded

@@ -59,14 +59,7 @@ def run(
     from procctl.config.executors import with_executor
     from procctl.config.plan import build_plan
     from procctl.control.address import socket_path
-    from procctl.control.server import ControlServer, serving
-    from procctl.engine.operations import Operations
-    from procctl.engine.loop import run_supervisor
     from procctl.engine.store import StateDir
-    from procctl.engine.supervisor import Supervisor
-    from procctl.events import Bus
-    from procctl.ui import plain
-    from procctl.ui.writer import Writer
 
     if output not in ("interleaved", "grouped"):
         raise UsageError(f"--output: expected interleaved or grouped, got {output!r}")
@@ -92,82 +85,100 @@ def run(
     state_dir.prepare()
     # Held until this process ends: one supervisor per manifest.
     lock, detached = hold_supervisor_lock(state_dir, manifest.path)
-    bus = Bus()
-    stopping_for_stdout = _StdoutClosed()
-    stream = _open_event_stream(events_to, bus, stopping_for_stdout if events_to == "-" else None)
-    if junit is not None:
-        _check_writable("--junit", junit)
-    cluster = connect_cluster(manifest)
-    if cluster is not None and "parallel" not in options and not manifest.settings.max_parallel_given:
-        # Nothing bounds the pool but this machine's CPUs: on a cluster, its
-        # threads do, twice over, so that each worker thread has its next job
-        # there when one ends (with one per thread, each waited a round trip
-        # to procctl between jobs: 59 ms a job, measured).
-        options = {**options, "parallel": 2 * max(cluster.threads, 1)}
-        plan = build_plan(manifest, only_items=only_items, **options)
+    from procctl.engine.headstart import HeadStart
 
-    def read_plan(path: Path | None) -> Plan:
-        return build_plan(read_manifest(path), only_items=only_items, **options)
-
-    # With a report on stdout (the event stream, the JSON summary, the JUnit
-    # report), people read stderr: stdout stays what a program parses.
-    human = sys.stderr if events_to == "-" or json_summary or junit == "-" else sys.stdout
-    # Every sink for people writes through this: never on the loop's time.
-    # Output nobody reads any more stops the run, as it stops `yes | head`;
-    # stderr going away (with the event stream on stdout) does the same.
-    human_closed = stopping_for_stdout if human is sys.stdout else _StdoutClosed(stream_name="stderr")
-    write = Writer(human.buffer, bus.flow, on_gone=human_closed)
-    services: list[Callable[[], AbstractAsyncContextManager[object]]] = []
-    grouped: plain.GroupedPrinter | None = None
-    if stream is not None:
-        bus.subscribe(stream)
-    github = plain.github_actions()
-    mode = "grouped" if output == "grouped" else "plain" if plain_output else view_mode(human)
-    if mode == "grouped":
-        grouped = plain.GroupedPrinter(write, color=color_wanted(human), github=github)
-        bus.subscribe(grouped)
-    elif mode == "live":
-        view = live_view(plan, state_dir, tail, human, write)
-        bus.subscribe(view.queue)
-        services.append(view.session)
-    elif mode == "plain":
-        bus.subscribe(plain.PlainPrinter(write, color=color_wanted(human), names=plan.jobs.longest_names(), processes=plan.order))
-    supervisor = Supervisor(
-        plan,
-        bus,
-        state_dir,
-        fail_fast=False if keep_going else None,
-        run_timeout_s=run_timeout,
-        predictions=load_predictions(plan, state_dir, warn),
-        executors={"dask": cluster} if cluster is not None else None,
-        control_socket=socket_path(state_dir),
-        detached=detached,
-        edited_plan=lambda: read_plan(manifest.path),
-        watch=not no_watch,
-    )
-    stopping_for_stdout.supervisor = human_closed.supervisor = supervisor
-    server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path, bus)
-    services.insert(0, lambda: serving(server))
-    if mode == "interactive":
-        services.append(_interactive(server, bus, supervisor, plan, state_dir, tail))
+    # The guardian and the move into the run's cgroup begin on a thread of
+    # their own, while the rest of the engine is imported (engine/headstart.py);
+    # the run's executor takes them, or they are undone here.
+    head_start = HeadStart()
     try:
-        result = run_supervisor(supervisor, services=services)
-        if grouped is not None:
-            grouped.finish(result)
-    finally:
-        write.close()
+        from procctl.control.server import ControlServer, serving
+        from procctl.engine.loop import run_supervisor
+        from procctl.engine.operations import Operations
+        from procctl.engine.supervisor import Supervisor
+        from procctl.events import Bus
+        from procctl.ui import plain
+        from procctl.ui.writer import Writer
+
+        bus = Bus()
+        stopping_for_stdout = _StdoutClosed()
+        stream = _open_event_stream(events_to, bus, stopping_for_stdout if events_to == "-" else None)
+        if junit is not None:
+            _check_writable("--junit", junit)
+        cluster = connect_cluster(manifest)
+        if cluster is not None and "parallel" not in options and not manifest.settings.max_parallel_given:
+            # Nothing bounds the pool but this machine's CPUs: on a cluster, its
+            # threads do, twice over, so that each worker thread has its next job
+            # there when one ends (with one per thread, each waited a round trip
+            # to procctl between jobs: 59 ms a job, measured).
+            options = {**options, "parallel": 2 * max(cluster.threads, 1)}
+            plan = build_plan(manifest, only_items=only_items, **options)
+
+        def read_plan(path: Path | None) -> Plan:
+            return build_plan(read_manifest(path), only_items=only_items, **options)
+
+        # With a report on stdout (the event stream, the JSON summary, the JUnit
+        # report), people read stderr: stdout stays what a program parses.
+        human = sys.stderr if events_to == "-" or json_summary or junit == "-" else sys.stdout
+        # Every sink for people writes through this: never on the loop's time.
+        # Output nobody reads any more stops the run, as it stops `yes | head`;
+        # stderr going away (with the event stream on stdout) does the same.
+        human_closed = stopping_for_stdout if human is sys.stdout else _StdoutClosed(stream_name="stderr")
+        write = Writer(human.buffer, bus.flow, on_gone=human_closed)
+        services: list[Callable[[], AbstractAsyncContextManager[object]]] = []
+        grouped: plain.GroupedPrinter | None = None
         if stream is not None:
-            stream.close()
-        if cluster is not None:
-            cluster.close()
-    if github:
-        for line in plain.github_annotations(result):
-            human.write(line + "\n")
-        human.flush()
-    if junit is not None:
-        _write_junit(result, manifest.path, junit)
-    _print_summary(result, json_summary, sys.stdout if json_summary else human)
-    return result.exit_code
+            bus.subscribe(stream)
+        github = plain.github_actions()
+        mode = "grouped" if output == "grouped" else "plain" if plain_output else view_mode(human)
+        if mode == "grouped":
+            grouped = plain.GroupedPrinter(write, color=color_wanted(human), github=github)
+            bus.subscribe(grouped)
+        elif mode == "live":
+            view = live_view(plan, state_dir, tail, human, write)
+            bus.subscribe(view.queue)
+            services.append(view.session)
+        elif mode == "plain":
+            bus.subscribe(plain.PlainPrinter(write, color=color_wanted(human), names=plan.jobs.longest_names(), processes=plan.order))
+        supervisor = Supervisor(
+            plan,
+            bus,
+            state_dir,
+            fail_fast=False if keep_going else None,
+            run_timeout_s=run_timeout,
+            predictions=load_predictions(plan, state_dir, warn),
+            executors={"dask": cluster} if cluster is not None else None,
+            control_socket=socket_path(state_dir),
+            detached=detached,
+            edited_plan=lambda: read_plan(manifest.path),
+            watch=not no_watch,
+            head_start=head_start,
+        )
+        stopping_for_stdout.supervisor = human_closed.supervisor = supervisor
+        server = ControlServer(Operations(supervisor), socket_path(state_dir), manifest.path, bus)
+        services.insert(0, lambda: serving(server))
+        if mode == "interactive":
+            services.append(_interactive(server, bus, supervisor, plan, state_dir, tail))
+        try:
+            result = run_supervisor(supervisor, services=services)
+            if grouped is not None:
+                grouped.finish(result)
+        finally:
+            write.close()
+            if stream is not None:
+                stream.close()
+            if cluster is not None:
+                cluster.close()
+        if github:
+            for line in plain.github_annotations(result):
+                human.write(line + "\n")
+            human.flush()
+        if junit is not None:
+            _write_junit(result, manifest.path, junit)
+        _print_summary(result, json_summary, sys.stdout if json_summary else human)
+        return result.exit_code
+    finally:
+        head_start.abandon()
 
 
 def connect_cluster(manifest: Manifest) -> DaskExecutor | None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from procctl.engine import childenv, limits
 from procctl.engine.child import SpawnRequest
 from procctl.engine.guardian import TOKEN_VAR, Guardian, sweep
+from procctl.engine.headstart import HeadStart
 from procctl.engine.process import Child
 from procctl.engine.rungroup import RunGroup
 from procctl.engine.spawner import Spawner
@@ -42,22 +43,34 @@ class LocalExecutor:
 
     remote = False
 
-    def __init__(self, concurrency: int = 1, spawner: Spawner | None = None, on_notice: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        concurrency: int = 1,
+        spawner: Spawner | None = None,
+        on_notice: Callable[[str, str], None] | None = None,
+        head_start: HeadStart | None = None,
+    ) -> None:
         self._concurrency = concurrency
         """How many children may run at once (the pool's size)."""
         self._spawner = spawner
         """The threads its children are spawned on (None: the loop's)."""
         self._on_notice = on_notice
+        self._head_start = head_start
+        """The guardian and the group, when `run` began making them early."""
         self._guardian: Guardian | None = None
         self._run_group: RunGroup | None = None
         self._env: dict[str, str] = {}
 
     def __enter__(self) -> LocalExecutor:
         _raise_fd_limit(self._concurrency)
-        # The guardian first, outside the run's group: it must outlive it.
-        self._guardian = Guardian(self._on_notice)
+        if self._head_start is not None:
+            head_start, self._head_start = self._head_start, None
+            self._guardian, self._run_group = head_start.take(self._on_notice)
+        else:
+            # The guardian first, outside the run's group: it must outlive it.
+            self._guardian = Guardian(self._on_notice)
+            self._run_group = RunGroup.enter()
         self._guardian.observe()
-        self._run_group = RunGroup.enter()
         if self._run_group is not None:
             self._guardian.track(str(self._run_group.path))
         # What procctl itself was told by a supervisor of its own is not passed on.

@@ -24,6 +24,7 @@ from procctl.engine.bigpools import BigPools
 from procctl.engine.child import Executor
 from procctl.engine.edits import Edits
 from procctl.engine.enforcer import Enforcer
+from procctl.engine.headstart import HeadStart
 from procctl.engine.heard import Heard
 from procctl.engine.instances import Instances
 from procctl.engine.ipc import Ipc
@@ -57,6 +58,7 @@ class Supervisor:
         detached: bool = False,
         edited_plan: Callable[[], Plan] | None = None,
         watch: bool = True,
+        head_start: HeadStart | None = None,
     ) -> None:
         self.plan = plan
         self.bus = bus
@@ -66,7 +68,9 @@ class Supervisor:
         heard = Heard(bus)
         self.spawner = Spawner()
         """Threads for the blocking steps of a start: the log's creation and the spawn, in one call."""
-        self.executor: Executor = executor or LocalExecutor(concurrency=plan.concurrency(), spawner=self.spawner, on_notice=heard.executor_notice)
+        self.executor: Executor = executor or LocalExecutor(
+            concurrency=plan.concurrency(), spawner=self.spawner, on_notice=heard.executor_notice, head_start=head_start
+        )
         """Starts the children of this machine (entered for the whole run)."""
         self.executors: dict[str, Executor] = {**(executors or {}), "local": self.executor}
         """Every executor of the run by name (`ProcessSpec.executor`): the

@@ -180,6 +180,29 @@ print(inside, killed, open("/proc/self/cgroup").read() == before, group.path.exi
     assert done.stdout.split() == ["True", "1", "True", "False", "-9"]
 
 
+def test_a_run_refused_while_its_group_is_made_leaves_no_group(project: Project, cgroups_writable: None) -> None:
+    """`run` starts its guardian and its move into the run's cgroup on a
+    thread once it holds its lock, while it imports the engine
+    (engine/headstart.py). A run refused after that (a --junit file it
+    cannot write) undoes both: no group of it is left for a later sweep."""
+    from procctl.engine.rungroup import _v2_own_group
+
+    project.write('[process.a]\ncmd = "sleep 60"\n')
+    live = project.start("run", "--plain")
+    wait_until(lambda: "a started" in (project.root / "procctl-0.out").read_text(), what="a to start")
+    # Where this machine makes a run's group: beside the group we are in.
+    group = _v2_own_group(Path(f"/proc/{live.pid}"))
+    if group is None or group.name != f"procctl.{live.pid}.run":
+        pytest.skip("no cgroup v2 group here (the run used a v1 hierarchy)")
+    live.send_signal(signal.SIGINT)
+    assert live.wait(timeout=60) == 130
+    refused = project.start("run", "--plain", "--junit", "no-such-dir/report.xml")
+    assert refused.wait(timeout=60) == 2
+    err = (project.root / "procctl-1.err").read_text()
+    assert err.startswith("procctl: --junit") and err.count("\n") == 1, err
+    assert group.parent.is_dir() and not (group.parent / f"procctl.{refused.pid}.run").exists()
+
+
 def test_an_escaper_holding_the_output_pipe_does_not_hold_up_a_stop(project: Project, escaped: list[int]) -> None:
     """The escaper keeps svc's stdout open, but is in no tree of svc's:
     `down` stops svc, waits a grace for the pipe and goes on, rather than

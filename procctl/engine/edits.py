@@ -13,13 +13,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from procctl import events
-from procctl.engine.reload import Current, ReloadPlan, plan_reload
-from procctl.engine.reload import apply as apply_reload
 from procctl.engine.watcher import Watches
 from procctl.errors import ProcctlError, UsageError
 
 if TYPE_CHECKING:
     from procctl.config.plan import Job, Plan
+    from procctl.engine.reload import ReloadPlan
     from procctl.engine.admission import Admission
     from procctl.engine.instances import Instances
     from procctl.engine.ipc import Ipc
@@ -75,6 +74,10 @@ class Edits:
         new starts, what is gone stops, what changed restarts, the rest runs
         on. An invalid manifest raises (ManifestError, UsageError) before
         anything is touched. With `dry_run`, only the plan."""
+        # (Imported here: a run that is never reloaded need not pay for it at its start.)
+        from procctl.engine.reload import Current, plan_reload
+        from procctl.engine.reload import apply as apply_reload
+
         sup = self._sup
         if self._edited_plan is None:
             raise UsageError("this supervisor has no manifest to read again")

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from procctl.config.manifest import LivenessSpec, ProcessSpec, ReadySpec
-from procctl.engine import ports
 
 
 class LogProbe:
@@ -148,6 +147,8 @@ async def held_before_start(kind: str, target: str) -> None:
     where = endpoint(kind, target)
     if where is None:
         return
+    from procctl.engine import ports  # (only tcp and http probes use it: not at every run's start)
+
     holders = await asyncio.to_thread(ports.listeners, *where)
     if holders:
         raise PortHeld(f"{where[0]}:{where[1]} is already held by {ports.describe(holders)}")
@@ -172,6 +173,8 @@ async def _owned(kind: str, target: str, root: int | None) -> bool:
     where = endpoint(kind, target)
     if root is None or where is None:
         return True
+    from procctl.engine import ports
+
     ours, others = await asyncio.to_thread(ports.strangers, *where, (root,))
     if ours or not others:
         # (No listener of this machine at all: the target is elsewhere.)

@@ -166,10 +166,10 @@ def test_run_answers_as_the_app_did_without_loading_it(project: Project) -> None
         assert quick[0] == 2 and quick[:3] == _procctl(project, *args, app_only=True)[:3], args
 
 
-RUN_LATER = {"psutil", "tempfile", "shutil", "secrets"}
+RUN_LATER = {"psutil", "tempfile", "shutil", "secrets", "procctl.engine.reload", "procctl.engine.ports"}
 """What `run` imports only when it first uses it (a metrics sample, a stop, a
-grouped output's spool, pruning old logs), not with the modules of its path:
-psutil alone costs 7 ms before the first spawn."""
+grouped output's spool, pruning old logs, a reload, a tcp or http probe), not
+with the modules of its path: psutil alone costs 7 ms before the first spawn."""
 
 
 def test_the_modules_of_runs_path_load_psutil_and_tempfile_only_when_used(project: Project) -> None:

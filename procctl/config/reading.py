@@ -10,7 +10,6 @@ and how its value is read. The values a key may take when the model says
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import tomllib
@@ -144,7 +143,13 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 def dotted(path: Iterable[str]) -> str:
     """A key path as TOML writes it: bare keys plain, any other key quoted
     (so that a key holding a newline cannot split a one-line error)."""
-    return ".".join(key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False) for key in path)
+    return ".".join(key if _BARE_KEY.fullmatch(key) else _quoted(key) for key in path)
+
+
+def _quoted(key: str) -> str:
+    import json  # (only for a key that is not bare: `check` need not load it at every start)
+
+    return json.dumps(key, ensure_ascii=False)
 
 
 def literal_values(annotation: object) -> tuple[str, ...]:

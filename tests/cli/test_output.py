@@ -3,6 +3,7 @@ supervisor: with procctl's stdout stuck, the control socket still answers."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import sys
 import threading
 
 import psutil
-from conftest import PY, Project, wait_until
+from conftest import PY, Project, helper, wait_until
 
 LINES = 300_000
 
@@ -64,3 +65,37 @@ def _flood_exited(project: Project) -> bool:
     if result.returncode != 0:
         return False
     return any(row["name"] == "flood" and row["state"] == "exited" for row in json.loads(result.stdout)["instances"])
+
+
+def test_a_flooding_child_starves_neither_another_childs_output_nor_the_control_socket(project: Project) -> None:
+    """1. One child writes random bytes as fast as it can; another prints a
+       line every 20 ms.
+    2. While the flood goes on, `status --json` answers and the ticker's new
+       lines reach its log and procctl's stdout.
+    3. The flood's log, rotated every 32 MiB, is byte for byte what it wrote
+       (sha256)."""
+    report = project.root / "flood.report"
+    project.write(f"""
+        [process.flood]
+        cmd = ["{PY}", "{helper('flood.py')}", "{report}"]
+        log_keep = 1000
+        [process.ticker]
+        cmd = ["{PY}", "-c", "import time\\nfor i in range(1000000): print('tick', i, flush=True); time.sleep(0.02)"]
+    """)
+    proc = project.start("run", "--plain")
+    wait_until(lambda: project.log_size("flood") > 16 << 20, timeout=60, what="the flood to write 16 MiB")
+    status = project.run("status", "--json", timeout=90)
+    assert status.returncode == 0, status.stderr
+    assert {row["name"]: row["state"] for row in json.loads(status.stdout)["instances"]} == {"flood": "running", "ticker": "running"}
+    ticks = project.log("ticker").count("tick")
+    wait_until(lambda: project.log("ticker").count("tick") >= ticks + 3, timeout=60, what="the ticker's lines during the flood")
+    printed = proc.out_path.read_bytes()  # type: ignore[attr-defined]
+    assert not report.exists()  # the flood was still going
+    (project.root / "flood.report.stop").touch()
+    wait_until(report.exists, timeout=60, what="the flood to stop")
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    digest, written = report.read_text().split()
+    logged = project.whole_log("flood")
+    assert len(logged) == int(written) and hashlib.sha256(logged).hexdigest() == digest
+    assert printed.count(b" | tick ") >= ticks + 3

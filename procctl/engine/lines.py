@@ -21,11 +21,14 @@ MAX_LINE_BYTES = 64 * 1024
 """A line longer than this is shown in pieces; the log keeps it whole."""
 
 
-def _decode(whole: bytes) -> str:
-    """Whole lines, each ending in a newline, as text."""
-    if b"\r" in whole:
-        whole = whole.replace(b"\r\n", b"\n")
-    return whole.decode("utf-8", "replace")
+def _decode(whole: bytes | memoryview, carriage_return: bool | None = None) -> str:
+    """Whole lines, each ending in a newline, as text (`carriage_return`:
+    whether `whole` holds a `\\r`, when the caller knows)."""
+    if carriage_return is None:
+        carriage_return = b"\r" in whole
+    if carriage_return:
+        whole = bytes(whole).replace(b"\r\n", b"\n")
+    return str(whole, "utf-8", "replace")
 
 
 def _boundary(data: bytes, cut: int) -> int:
@@ -53,9 +56,16 @@ class LineSplitter:
             if len(self._pending) < MAX_LINE_BYTES:
                 return ""
             return self._cut_endless()
-        whole = self._pending + data[: cut + 1] if self._pending else data[: cut + 1]
-        self._pending = data[cut + 1 :]
-        text = _decode(whole)
+        # The lines are decoded from a view of the chunk: in a flood (chunks
+        # of 256 KiB) each copy of it costs as much as a system call's.
+        end = cut + 1
+        if self._pending:
+            whole: bytes | memoryview = self._pending + memoryview(data)[:end]
+            text = _decode(whole)
+        else:
+            whole = memoryview(data)[:end] if end < len(data) else data
+            text = _decode(whole, data.find(b"\r", 0, end) >= 0)
+        self._pending = data[end:]
         if len(self._pending) >= MAX_LINE_BYTES:
             text += self._cut_endless()
         return text

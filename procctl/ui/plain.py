@@ -69,9 +69,12 @@ class PlainPrinter:
 
     def __call__(self, event: events.Event) -> None:
         if isinstance(event, events.Output):
-            data = event.text.encode()
+            # Every line of the text ends in a newline: each newline takes the
+            # next line's prefix, the last one's is cut off again. Two copies
+            # of the chunk after encoding it (a flood's chunks are 256 KiB).
             prefix = self._prefix(event.ts, event.name, event.instance)
-            self._write(prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n")
+            body = event.text.encode().replace(b"\n", b"\n" + prefix)
+            self._write(b"".join((prefix, memoryview(body)[: len(body) - len(prefix)])))
             return
         message = describe(event)
         if message is not None:

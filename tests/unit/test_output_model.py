@@ -9,6 +9,9 @@ import os
 import re
 import threading
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from procctl import events
 from procctl.engine.lines import MAX_LINE_BYTES, LineSplitter
 from procctl.ui.live_model import LiveModel, InstanceInfo
@@ -48,6 +51,23 @@ def test_one_rule_for_line_ends_and_carriage_returns() -> None:
     text = split.feed(b"a\rb\nc\r\nd\x0ce\x0bf\xc2\x85g\xe2\x80\xa8h\nbad \xff\nsplit\r") + split.feed(b"\nend")
     text += split.flush()
     assert text.split("\n")[:-1] == ["a\rb", "c", "d\x0ce\x0bf\x85g\u2028h", "bad \ufffd", "split", "end"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.lists(st.sampled_from([b"a", b"\xc3\xa9", b"\n", b"\r", b"\r\n", b"\xff", b"\xe2\x80", b"\x00"]), max_size=200).map(b"".join),
+    cuts=st.lists(st.integers(0, 400), max_size=12),
+)
+def test_any_cutting_of_a_stream_gives_the_same_lines(data: bytes, cuts: list[int]) -> None:
+    """However the reads cut a stream (lines shorter than MAX_LINE_BYTES),
+    the lines are those of the whole stream decoded at once."""
+    split, text, start = LineSplitter(), "", 0
+    for cut in sorted({min(cut, len(data)) for cut in cuts}) + [len(data)]:
+        text += split.feed(data[start:cut]) if cut > start else ""
+        start = max(start, cut)
+    text += split.flush()
+    whole = data if not data or data.endswith(b"\n") else data + b"\n"
+    assert text == whole.replace(b"\r\n", b"\n").decode("utf-8", "replace")
 
 
 def _model_lines(event: events.Output) -> list[str]:
@@ -108,9 +128,12 @@ def test_plain_printer_prefixes_every_line() -> None:
     printer = PlainPrinter(write, color=False, names=["web.1", "db"], processes=["web", "db"])
     printer(events.Output("web", "web.1", stream="stdout", text="one\ntwo\n"))
     printer(events.Output("db", "db", stream="stderr", text="bad \ufffd\n"))
+    printer(events.Output("db", "db", stream="stdout", text="\n\nlast\n"))
     write.close()
-    lines = out.getvalue().decode().splitlines()
-    assert len(lines) == 3
+    lines = out.getvalue().decode().split("\n")
+    assert lines.pop() == ""
+    assert len(lines) == 6
+    assert [line.split(" | ", 1)[1] for line in lines[3:]] == ["", "", "last"]
     assert re.fullmatch(r"\d\d:\d\d:\d\d web\.1   \| one", lines[0])
     assert lines[1].endswith("web.1   | two")
     assert lines[2].endswith("db      | bad \ufffd")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +21,6 @@ from harness import (
     procctl,
     ratio_of,
     rounds_of,
-    run_with_peak,
     timed,
     tool,
 )
@@ -87,6 +90,39 @@ out.flush()
 """
 
 
+def _own_cpu_s(proc: subprocess.Popen[bytes]) -> float:
+    """User + system seconds of `proc` itself, its children not counted
+    (wait4's figures include the children it reaped: the generator): read
+    from /proc while it is a zombie, then reaped."""
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    finally:
+        proc.wait()
+
+
+def _peak_rss(proc: subprocess.Popen[bytes], peaks: list[int]) -> threading.Thread:
+    """A thread reading `proc`'s high-water mark (VmHWM) until it exits; the last reading goes to `peaks`."""
+
+    def sample() -> None:
+        peak = 0
+        try:
+            while proc.returncode is None:
+                with open(f"/proc/{proc.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]) * 1024)
+                threading.Event().wait(0.02)
+        except (OSError, ValueError):
+            pass
+        peaks.append(peak)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    return thread
+
+
 def output(rounds: int, quick: bool) -> Measurement:
     size = (128 << 20) if quick else (1 << 30)
     honcho_size = (8 << 20) if quick else (32 << 20)
@@ -99,21 +135,44 @@ def output(rounds: int, quick: bool) -> Measurement:
         keep = size // (32 << 20) + 2
         (root / "procfile.toml").write_text(f'[process.gen]\ncmd = ["{sys.executable}", "gen.py", "{size}"]\nlog_keep = {keep}\n')
         peaks: list[int] = []
+        cpu: dict[str, list[float]] = {"procctl": [], "tee": []}
+        gib = size / (1 << 30)
 
         def ours() -> float:
-            took, peak, _ = run_with_peak([*procctl(), "run", "--plain"], cwd=root)
-            peaks.append(peak)
+            began = time.perf_counter()
+            with tempfile.TemporaryFile() as err:
+                proc = subprocess.Popen([*procctl(), "run", "--plain"], cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+                sampler = _peak_rss(proc, peaks)
+                cpu["procctl"].append(_own_cpu_s(proc) / gib)
+                took = time.perf_counter() - began
+                sampler.join()
+                if proc.returncode != 0:
+                    err.seek(0)
+                    raise BenchError(f"procctl run failed ({proc.returncode}): {err.read().decode(errors='replace')[-1500:]}")
             logs = root / ".procctl" / "logs"
             logged = sum(path.stat().st_size for path in logs.iterdir() if path.name == "gen.log" or (path.name.startswith("gen.log.") and path.name[8:].isdigit()))
             if logged != size:
                 raise BenchError(f"the log holds {logged} bytes, not {size}")
             return size / mib / took
 
+        def tee() -> float:
+            began = time.perf_counter()
+            generator = subprocess.Popen([sys.executable, "gen.py", str(size)], cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+            assert generator.stdout is not None
+            relay = subprocess.Popen(["tee", "gen.tee.log"], cwd=root, stdin=generator.stdout, stdout=subprocess.DEVNULL)
+            generator.stdout.close()
+            cpu["tee"].append(_own_cpu_s(relay) / gib)
+            generator.wait()
+            took = time.perf_counter() - began
+            if generator.returncode or relay.returncode:
+                raise BenchError(f"generator | tee failed ({generator.returncode}, {relay.returncode})")
+            return size / mib / took
+
         runners = {
             "procctl run --plain (logged, prefixed)": ours,
             "generator | cat": lambda: size / mib / timed(f"{sys.executable} gen.py {size} | cat > /dev/null", cwd=root, shell=True),
             # What keeping a log costs by itself: the same bytes to a file and to /dev/null, in C.
-            "generator | tee log > /dev/null": lambda: size / mib / timed(f"{sys.executable} gen.py {size} | tee gen.tee.log > /dev/null", cwd=root, shell=True),
+            "generator | tee log > /dev/null": tee,
         }
         honcho = tool("honcho")
         if honcho:
@@ -124,11 +183,17 @@ def output(rounds: int, quick: bool) -> Measurement:
             notes.append("honcho is not installed here: its row is skipped")
         values = rounds_of(rounds, runners)
     figures = [Figure(name, "MiB/s", v, ours=name.startswith("procctl")) for name, v in values.items()]
+    figures.append(Figure("procctl run --plain (logged, prefixed)", "CPU s/GiB", cpu["procctl"], ours=True))
+    figures.append(Figure("generator | tee log > /dev/null", "CPU s/GiB", cpu["tee"]))
     figures.append(Figure("procctl run --plain (logged, prefixed)", "peak RSS MiB", [p / mib for p in peaks], ours=True))
     ours_fig, cat = figures[0], figures[1]
     ratio = ratio_of(ours_fig, cat)
     label = f"{size / 2**30:g} GiB" if size >= 2**30 else f"{size / mib:g} MiB"
     notes.append(f"procctl's own peak RSS while relaying {label}: median {statistics.median(peaks) / mib:.1f} MiB, max {max(peaks) / mib:.1f} MiB (kernel high-water mark of the supervisor process)")
+    notes.append(
+        "CPU s/GiB: user + system time of the relaying process alone (procctl's supervisor, or tee), the generator not counted, "
+        "per GiB relayed; procctl's includes its start-up. Less sensitive to the machine's load than MiB/s"
+    )
     notes.append("procctl's time includes its start-up and the summary; every byte is also checked to have reached the log files (rotated every 32 MiB, all pieces kept)")
     tee = next(figure for figure in figures if figure.tool.startswith("generator | tee"))
     notes.append(

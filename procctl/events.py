@@ -325,19 +325,24 @@ class EventQueue:
     other events are never dropped (they are few and carry state).
     """
 
-    def __init__(self, max_output_events: int = 10_000) -> None:
+    def __init__(self, max_output_events: int = 10_000, max_output_chars: int = 16 << 20) -> None:
         self._events: collections.deque[Event] = collections.deque()
         self._output_count = 0
         self._max_output = max_output_events
+        self._output_chars = 0
+        self._max_chars = max_output_chars
+        """What the output events may hold in all (a flooding child's are
+        up to 256 KiB each)."""
         self.dropped: collections.Counter[str] = collections.Counter()
         self._waiter: asyncio.Event | None = None
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Output):
-            if self._output_count >= self._max_output:
-                self._drop_oldest_output()
-            self._output_count += 1
         self._events.append(event)
+        if isinstance(event, Output):
+            self._output_count += 1
+            self._output_chars += len(event.text)
+            while self._output_count > 1 and (self._output_count > self._max_output or self._output_chars > self._max_chars):
+                self._drop_oldest_output()
         if self._waiter is not None:
             self._waiter.set()
 
@@ -346,13 +351,14 @@ class EventQueue:
             if isinstance(old, Output):
                 del self._events[i]
                 self._output_count -= 1
+                self._output_chars -= len(old.text)
                 self.dropped[old.instance] += old.text.count("\n")
                 return
 
     def drain(self) -> list[Event]:
         events = list(self._events)
         self._events.clear()
-        self._output_count = 0
+        self._output_count = self._output_chars = 0
         return events
 
     async def wait(self) -> None:

@@ -24,6 +24,9 @@ from procctl.records import event_records
 OUTPUT_EVENTS = 1024
 """Output events (each one or more lines) a subscriber's backlog holds; beyond
 it the oldest are dropped and counted."""
+OUTPUT_CHARS = 16 << 20
+"""...and the characters of output they hold at most: a flooding child's
+events are up to a grown pipe's 256 KiB each (engine/pipes.py)."""
 OTHER_EVENTS = 20_000
 """Other events a backlog holds before the subscriber is given up on."""
 WRITE_BUFFER_BYTES = 256 << 10
@@ -35,11 +38,14 @@ BATCH_EVENTS = 512
 class Backlog:
     """One subscriber's events not yet written: a bus subscriber that never blocks."""
 
-    def __init__(self, output_events: int = OUTPUT_EVENTS, other_events: int = OTHER_EVENTS) -> None:
+    def __init__(self, output_events: int = OUTPUT_EVENTS, other_events: int = OTHER_EVENTS, output_chars: int = OUTPUT_CHARS) -> None:
         self._events: collections.deque[events.Event] = collections.deque()
         self._samples: dict[str, events.Sample] = {}
         self._output = 0
         self._output_max = output_events
+        self._chars = 0
+        """Characters of the output events waiting."""
+        self._chars_max = output_chars
         self._other_max = other_events
         self.skipped: collections.Counter[str] = collections.Counter()
         """Lines dropped per instance since the last `lagged` record."""
@@ -57,11 +63,12 @@ class Backlog:
             self._samples[event.instance] = event
             self._wake.set()
             return
-        if isinstance(event, events.Output):
-            if self._output >= self._output_max:
-                self._drop_oldest_output()
-            self._output += 1
         self._events.append(event)
+        if isinstance(event, events.Output):
+            self._output += 1
+            self._chars += len(event.text)
+            while self._output > 1 and (self._output > self._output_max or self._chars > self._chars_max):
+                self._drop_oldest_output()
         if len(self._events) - self._output > self._other_max:
             self.overflowed = True
             self._events.clear()
@@ -74,6 +81,7 @@ class Backlog:
             if isinstance(old, events.Output):
                 del self._events[index]
                 self._output -= 1
+                self._chars -= len(old.text)
                 self.skipped[old.instance] += old.text.count("\n")
                 return
 
@@ -92,6 +100,7 @@ class Backlog:
             event = pending.popleft()
             if isinstance(event, events.Output):
                 self._output -= 1
+                self._chars -= len(event.text)
             records.extend(event_records(event))
         if not pending:
             for sample in self._samples.values():

@@ -122,6 +122,21 @@ def test_event_queue_drops_oldest_output_and_counts_lines() -> None:
     assert queue.dropped["a"] == 4
 
 
+def test_event_queue_bounds_the_characters_it_holds_too() -> None:
+    """A flooding child's events are large (a grown pipe's 256 KiB): the
+    queue keeps at most `max_output_chars` of them, and never drops the
+    newest event, however large."""
+    queue = events.EventQueue(max_output_events=100, max_output_chars=25)
+    for i in range(5):
+        queue(events.Output("a", "a", stream="stdout", text=f"line {i}\n"))  # 7 characters each
+    queue(events.Output("b", "b", stream="stdout", text="x" * 40 + "\n"))
+    assert [e.text for e in queue.drain() if isinstance(e, events.Output)] == ["x" * 40 + "\n"]
+    assert queue.dropped == {"a": 5}
+    for i in range(5):
+        queue(events.Output("a", "a", stream="stdout", text=f"line {i}\n"))
+    assert [e.text[:6] for e in queue.drain() if isinstance(e, events.Output)] == ["line 2", "line 3", "line 4"]
+
+
 def test_plain_printer_prefixes_every_line() -> None:
     out = io.BytesIO()
     write = Writer(out)

@@ -56,6 +56,23 @@ def test_an_unknown_kind_is_none_and_a_broken_record_raises() -> None:
         from_record({"event": "started", "name": "a", "instance": "a", "ts": 1})
 
 
+def test_a_backlog_bounds_the_characters_of_output_it_holds() -> None:
+    """A flooding child's events are up to 256 KiB each: a stuck client's
+    backlog drops the oldest past `output_chars` too, and says how many lines."""
+
+    async def main() -> None:
+        backlog = Backlog(output_events=100, output_chars=30)
+        for i in range(6):
+            backlog(events.Output("web", "web.1", stream="stdout", text=f"line {i}\nmore\n"))  # 12 characters each
+        records = backlog.take()
+        assert records[0]["event"] == "lagged" and records[0]["lines"] == {"web.1": 8}
+        assert [r["line"] for r in records if r["event"] == "output"] == ["line 4", "more", "line 5", "more"]
+        backlog(events.Output("web", "web.1", stream="stdout", text="y" * 100 + "\n"))
+        assert [r["line"] for r in backlog.take() if r["event"] == "output"] == ["y" * 100]
+
+    asyncio.run(main())
+
+
 def test_a_backlog_drops_old_output_folds_metrics_and_gives_up_on_a_stuck_client() -> None:
     async def main() -> None:
         backlog = Backlog(output_events=2, other_events=3)

@@ -63,6 +63,14 @@ def _escaper(project: Project, escaped: list[int]) -> int:
     return pid
 
 
+def _cmdline(proc: psutil.Process) -> list[str] | None:
+    """Its command line; None for a process gone, or a zombie not yet reaped."""
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return None
+
+
 def _supervisor(project: Project) -> int:
     return int(json.loads(project.run("status", "--json").stdout)["pid"])
 
@@ -115,8 +123,15 @@ def test_setsid_env_i_does_not_survive_kill_9_of_procctl(project: Project, escap
     proc = project.start("run", "--plain")
     pid = _escaper(project, escaped)
     _needs_run_group(proc.pid)
-    svc = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.cmdline() == ["sleep", "600"]]
-    assert len(svc) == 1
+    svc: list[psutil.Process] = []
+
+    def found() -> bool:
+        # svc's shell reaps its subshell and then becomes `sleep 600`: until
+        # then the subshell may be a zombie, whose command line cannot be read.
+        svc[:] = [p for p in psutil.Process(proc.pid).children(recursive=True) if _cmdline(p) == ["sleep", "600"]]
+        return len(svc) == 1
+
+    wait_until(found, what="svc's sleep 600")
     proc.kill()
     proc.wait()
     wait_until(lambda: not alive(pid) and not alive(svc[0].pid), what="everything the run started to die")

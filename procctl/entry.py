@@ -41,7 +41,7 @@ def main() -> NoReturn:
     refusal = _not_linux()
     if refusal:
         _fail(refusal, 2)
-    from procctl.errors import INTERRUPTED_EXIT, ProcctlError
+    from procctl.errors import ProcctlError
 
     try:
         if sys.argv[1:] == ["--version"]:
@@ -63,7 +63,7 @@ def main() -> NoReturn:
     except ProcctlError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", INTERRUPTED_EXIT)
+        _interrupted()
     except Exception as exc:
         usage = _click_error(exc, sys.argv[1:])
         if usage is None:
@@ -99,6 +99,24 @@ def _click_error(exc: Exception, argv: list[str]) -> tuple[str, int] | None:
         command = argv[0] if argv and not argv[0].startswith("-") else ""
     where = f"{command}: " if command else ""
     return f"{where}{message} (see '{' '.join(['procctl', command]).strip()} -h')", exc.exit_code  # type: ignore[attr-defined]
+
+
+def _interrupted() -> NoReturn:
+    """Ctrl-C: one line and 130, however early it came. The process ends at
+    once: CPython 3.11, after a KeyboardInterrupt taken just as code made
+    from a string starts (dataclasses and named tuples make such code while
+    a module loads), ends its own process by SIGINT once the program is
+    done, even though the interrupt was caught here. By now every `with` and
+    `finally` of the command has run."""
+    from procctl.errors import INTERRUPTED_EXIT
+
+    sys.stderr.write("procctl: interrupted\n")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(INTERRUPTED_EXIT)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -5,8 +5,11 @@ app's."""
 from __future__ import annotations
 
 import inspect
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -184,3 +187,45 @@ def test_the_modules_of_runs_path_load_psutil_and_tempfile_only_when_used(projec
     probe = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)\nprint(' '.join(sys.modules))"
     loaded = set(subprocess.run([sys.executable, "-c", probe, *ours], capture_output=True, text=True, check=True, timeout=120).stdout.split())
     assert "procctl.engine.process" in loaded and not RUN_LATER & loaded, RUN_LATER & loaded
+
+
+CTRL_C_WHILE_LOADING = """
+import sys
+import procctl.cli.quick
+from procctl import entry
+
+SOURCE = "pass\\n" * 200_000
+
+
+def answer(argv):
+    # Modules being loaded run code made from strings (dataclasses and named
+    # tuples do): nearly all of this loop's time is spent compiling one, so
+    # the Ctrl-C is taken as that code starts, as it was in `procctl run`.
+    print("loading", flush=True)
+    while True:
+        exec(SOURCE)
+
+
+procctl.cli.quick.answer = answer
+sys.argv = ["procctl", "check"]
+entry.main()
+"""
+
+
+def test_ctrl_c_while_modules_load_exits_130_with_one_line(tmp_path: Path) -> None:
+    """CPython 3.11 ends its own process by SIGINT, once the program has
+    ended, after a KeyboardInterrupt taken as code made from a string starts,
+    even one caught: a Ctrl-C in the first tens of ms of `procctl run` gave
+    -2 after "interrupted" (about half of the tries at 55-75 ms)."""
+    script = tmp_path / "loading.py"
+    script.write_text(CTRL_C_WHILE_LOADING)
+    proc = subprocess.Popen([sys.executable, "-m", "loading"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"loading\n"
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert (proc.returncode, err) == (130, b"procctl: interrupted\n")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -9,6 +9,8 @@ What a fake child does is read from its command:
 - `slow-start`: its start waits until `let_start` (a spawn queued for a thread);
 - `queued`: its start waits until `begin` (a job queued on a cluster); a
   `kill` before then gives the start up (SpawnError);
+- `this-process`: has the test's own pid, so that what the test sends to the
+  notification socket is heard as the child's;
 - anything else runs until it is stopped, killed or told to `exit`.
 
 `FakeExecutor(remote=True)` stands for a cluster's: its children report
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import signal
 import time
 from collections.abc import Mapping
@@ -70,7 +73,7 @@ class FakeChild:
             except asyncio.CancelledError:
                 self.gave_up = True  # as a cluster's child cancels its task
                 raise
-        self.pid = next(_PIDS)
+        self.pid = os.getpid() if self.command == "this-process" else next(_PIDS)
         self.started_at = time.time()
         self._exit = loop.create_future()
         if self.command.startswith("exit "):

@@ -239,6 +239,7 @@ class Life(RunWatch):
             host.ipc.ended(self)
             # (An OOM kill the kernel made is seen here, and becomes the run's cut.)
             host.enforcer.ended(self)
+        self._ready_before_exit(run)
         if run.stopping is not None:
             await run.stopping
         self.run = None

@@ -223,7 +223,23 @@ class RunWatch:
             self._host.bus.publish(events.Notice(self.process, self.name, message=why, level="error"))
             self._cut(Cut.PROBE, "not ready", why)
         elif self.may(State.READY):
-            run.ready = self.ready_once = True
-            self.transition(State.READY)
-            self._host.bus.publish(events.Ready(self.process, self.name, probe=spec.kind))
+            self._became_ready(run, spec.kind)
             self._start_liveness(run)
+
+    def _became_ready(self, run: Run, probe: str) -> None:
+        run.ready = self.ready_once = True
+        self.transition(State.READY)
+        self._host.bus.publish(events.Ready(self.process, self.name, probe=probe))
+
+    def _ready_before_exit(self, run: Run) -> None:
+        """The run has ended, and what it said last has been read (its pipes
+        drained, its notifications taken): a READY=1 or a log line the probe
+        waits for, written just before the exit, may be read only now, after
+        the exit, when the probe's task has not had its turn and never will.
+        The run was ready all the same, and its dependents may start."""
+        spec = self.job.spec.ready
+        if spec is None or run.ready or run.cut is not None or not self.may(State.READY):
+            return
+        said = run.notify_probe if spec.kind == "notify" else run.log_probe if spec.kind == "log" else None
+        if said is not None and said.passed.is_set():
+            self._became_ready(run, spec.kind)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import textwrap
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from procctl import events
 from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.engine.operations import Operations
-from procctl.engine.outcome import RunResult
+from procctl.engine.outcome import InstanceResult, RunResult
 from procctl.engine.store import StateDir
 from procctl.engine.supervisor import Supervisor
 from procctl.states import IllegalTransition, State
@@ -235,6 +236,61 @@ def test_a_probe_passing_while_the_stop_is_in_flight_does_not_make_it_ready(tmp_
     result = world.run(script)
     assert result.instances[0].state is State.STOPPED
     assert not any(isinstance(e, events.Ready) for e in world.seen)
+
+
+_LOADER_AND_WORKER = """
+    [process.loader]
+    cmd = "{cmd}"
+    ready = {{ {probe}, timeout = "1h" }}
+
+    [process.worker]
+    cmd = "exit 0"
+    depends_on = {{ loader = "ready" }}
+"""
+
+
+def _log_line(text: str) -> Callable[[FakeChild], None]:
+    return lambda loader: loader.output(text)
+
+
+def _notification(loader: FakeChild) -> None:
+    # The datagram waits in the socket: it is read after the exit is seen.
+    address = loader.request.env["NOTIFY_SOCKET"]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"READY=1", "\0" + address.removeprefix("@"))
+
+
+def _say_and_exit(tmp_path: Path, cmd: str, probe: str, say: Callable[[FakeChild], None]) -> tuple[World, dict[str, InstanceResult]]:
+    """The loader says something and exits in the same turn of the loop, so
+    that its probe's task has no turn in between."""
+    world = World(tmp_path, _LOADER_AND_WORKER.format(cmd=cmd, probe=probe))
+
+    async def script(w: World) -> None:
+        await w.until(lambda: w.state("loader") is State.RUNNING, "loader running")
+        say(w.child("loader"))
+        w.child("loader").exit(0)
+
+    return world, {i.name: i for i in world.run(script).instances}
+
+
+@pytest.mark.parametrize(
+    ("cmd", "probe", "say"),
+    [("loads", 'log = "loaded"', _log_line("loaded\n")), ("this-process", "notify = true", _notification)],
+    ids=["log line", "READY=1"],
+)
+def test_readiness_said_just_before_the_exit_still_counts(tmp_path: Path, cmd: str, probe: str, say: Callable[[FakeChild], None]) -> None:
+    world, ended = _say_and_exit(tmp_path, cmd, probe, say)
+    assert ended["loader"].state is State.EXITED
+    assert world.states("loader")[-2:] == [State.READY, State.EXITED]
+    assert [e.instance for e in world.seen if isinstance(e, events.Ready)] == ["loader"]
+    # What waited for it to be ready ran.
+    assert ended["worker"].state is State.EXITED and ended["worker"].exit_code == 0
+
+
+def test_a_run_that_never_said_ready_is_not_made_ready_by_its_exit(tmp_path: Path) -> None:
+    world, ended = _say_and_exit(tmp_path, "loads", 'log = "loaded"', _log_line("still loading\n"))
+    assert State.READY not in world.states("loader") and not any(isinstance(e, events.Ready) for e in world.seen)
+    assert ended["worker"].state is State.SKIPPED and world.executor.of("worker") == []
 
 
 def test_a_command_that_cannot_start_fails_and_backs_off_by_its_policy(tmp_path: Path) -> None:

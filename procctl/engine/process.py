@@ -298,7 +298,10 @@ class Child:
             elif group_alive(self.pgid):
                 # The leader ended on its own: what it left in its group would be orphans.
                 signal_group(self.pgid, signal.SIGKILL)
-            if self._output is not None:
+            if self._output is not None and not self._output.closed.done():
+                # (Closed already, its last bytes are handed on: no turn of
+                # the loop to wait. What a run said just before its exit
+                # counts however late it is read: see RunWatch's readiness.)
                 try:
                     await asyncio.wait_for(asyncio.shield(self._output.closed), PIPE_DRAIN_GRACE_S)
                 except TimeoutError:

@@ -6,7 +6,6 @@ on another side of the socket, `procctl logs`). No I/O.
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -43,9 +42,9 @@ def event_records(event: Event) -> Iterator[dict[str, Any]]:
         yield {**base, "text": event.text, "from": event.sender}
         return
     record = dict(base)
-    for field in dataclasses.fields(event):
-        if field.name not in record and field.name != "ts":
-            record[field.name] = getattr(event, field.name)
+    for field in event.fields:
+        if field not in record and field != "ts":
+            record[field] = getattr(event, field)
     yield record
 
 
@@ -88,7 +87,7 @@ def from_record(record: dict[str, Any]) -> Event | None:
         if found is None:
             return None
         cls = found
-    fields = {field.name: record[field.name] for field in dataclasses.fields(cls) if field.name not in base and field.name in record}
+    fields = {field: record[field] for field in cls.fields if field not in base and field in record}
     if cls is StateChanged:
         fields["state"] = State(fields["state"])
     return cls(**base, **fields)

@@ -238,3 +238,11 @@ def test_ctrl_c_while_modules_load_exits_130_with_one_line(tmp_path: Path) -> No
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_the_events_are_made_without_dataclasses() -> None:
+    """Every kind of event is loaded before a run's first spawn; as dataclasses,
+    the code made for them was compiled at every start (~8 ms of `run`'s)."""
+    probe = "import sys\nbare = set(sys.modules)\nimport procctl.events, procctl.records\nprint(' '.join(set(sys.modules) - bare))"
+    added = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120).stdout.split())
+    assert "procctl.events" in added and "dataclasses" not in added, added

@@ -4,9 +4,11 @@ bounded backlog (control/subscription.py)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import copy
 import json
+import pickle
 import signal
+import time
 
 import pytest
 
@@ -47,7 +49,8 @@ def test_every_event_comes_back_from_its_record(event: events.Event) -> None:
     (record,) = list(event_records(event))
     back = from_record(json.loads(json.dumps(record)))
     assert back == event
-    assert dataclasses.asdict(back) == dataclasses.asdict(event)  # type: ignore[arg-type]
+    assert type(back) is type(event)
+    assert {field: getattr(back, field) for field in back.fields} == {field: getattr(event, field) for field in event.fields}
 
 
 def test_an_unknown_kind_is_none_and_a_broken_record_raises() -> None:
@@ -92,3 +95,32 @@ def test_a_backlog_drops_old_output_folds_metrics_and_gives_up_on_a_stuck_client
         assert backlog.take() == []
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("event", [*ALL_EVENTS, events.Reloaded("web", "web", action="restarted", changes=["cmd"], detail="restarted (cmd changed)", ts=1.5)],
+                         ids=lambda event: type(event).__name__)
+def test_an_event_is_a_value_of_its_fields(event: events.Event) -> None:
+    """Events are plain slotted classes: equal, hashed, printed, copied and
+    pickled by their fields, in order, and immutable."""
+    values = {field: getattr(event, field) for field in event.fields}
+    assert event.fields[:3] == ("name", "instance", "ts") and len(set(event.fields)) == len(event.fields)
+    again = type(event)(**values)
+    assert again == event and not again != event and again is not event
+    if not isinstance(event, events.Reloaded):  # (its list of changes is not hashable)
+        assert hash(again) == hash(event) and len({event, again}) == 1
+    assert pickle.loads(pickle.dumps(event)) == event and copy.copy(event) == event
+    assert repr(event) == f"{type(event).__name__}({', '.join(f'{field}={value!r}' for field, value in values.items())})"
+    assert event != type(event)(**{**values, "ts": 2.5}) and event != events.Event(event.name, event.instance, ts=event.ts)
+    with pytest.raises(AttributeError):
+        event.name = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        event.extra = 1  # type: ignore[attr-defined]
+    assert not hasattr(event, "__dict__")
+
+
+def test_an_event_is_stamped_now_unless_given_a_time() -> None:
+    before = time.time()
+    event = events.Started("web", "web.1", 42)
+    assert before <= event.ts <= time.time() and event.attempt == 1
+    with pytest.raises(TypeError):
+        events.Started("web", "web.1", 42, 1, 1.5)  # type: ignore[misc]  # (the time is given by keyword only)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import errno
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 CPU_PERIOD_US = 100_000
 """The period of the CPU quota: `cpu_percent` of one core per 100 ms."""
@@ -32,8 +32,7 @@ GROUP_PREFIX = "procctl."
 WANTED = ("memory", "cpu")
 
 
-@dataclass(frozen=True)
-class Hierarchy:
+class Hierarchy(NamedTuple):
     """This process's group in one mounted cgroup hierarchy."""
 
     version: int
@@ -333,8 +332,7 @@ def _create_v1(places: dict[str, Hierarchy]) -> Host:
     return Host(1, bases)
 
 
-@dataclass(frozen=True)
-class Delegation:
+class Delegation(NamedTuple):
     """Under v2 a group holding processes cannot hand controllers down (the
     root excepted). When the supervisor and its helpers are alone in their
     group, they move into a leaf of their own (`procctl.PID.supervisor`) and

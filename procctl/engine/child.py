@@ -9,12 +9,11 @@ its child.
 
 from __future__ import annotations
 
-import dataclasses
 import resource
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from procctl.config.manifest import Limits
@@ -32,8 +31,7 @@ UsageCallback = Callable[[Any], None]
 `proctable.TreeUsage`) → None."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class SpawnRequest:
+class SpawnRequest(NamedTuple):
     """What to start, and where its output goes."""
 
     cmd: str | tuple[str, ...]
@@ -63,8 +61,7 @@ class SpawnRequest:
     one is sampled here)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Breach:
+class Breach(NamedTuple):
     """A limit that was held where the child ran, and ended it."""
 
     limit: str
@@ -73,8 +70,7 @@ class Breach:
     mechanism: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Exit:
+class Exit(NamedTuple):
     """How a child ended."""
 
     returncode: int

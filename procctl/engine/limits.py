@@ -19,8 +19,7 @@ import os
 import resource
 import signal
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from procctl.engine.lazypsutil import psutil
 
@@ -95,8 +94,7 @@ def open_files(proc: psutil.Process) -> int:
         return 0
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
     rss_bytes: int
     cpu_time_s: float
     open_files: int

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import array
 import asyncio
-import dataclasses
 import os
 import socket
 import struct
 from collections.abc import Callable
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, NamedTuple, TypeVar
 
 MAX_DATAGRAM_BYTES = 4096
 """systemd's own bound (PIPE_BUF): a longer datagram is refused."""
@@ -50,8 +49,7 @@ _UCRED = struct.Struct("3i")
 """struct ucred: pid, uid, gid."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Notification:
+class Notification(NamedTuple):
     """What one datagram said, in the documented keys only."""
 
     ready: bool = False

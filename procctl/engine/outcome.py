@@ -11,7 +11,7 @@ import dataclasses
 import enum
 import signal
 from collections.abc import Iterator, Sequence
-from typing import overload
+from typing import NamedTuple, overload
 from pathlib import Path
 
 from procctl.states import Ended, State
@@ -39,8 +39,7 @@ class Cut(enum.Enum):
     the run with it. A failure: the restart policy decides what follows."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Ending:
+class Ending(NamedTuple):
     state: State
     reason: str = ""
     """Why it ended so: 'ran longer than its timeout of 5s', 'killed on request'."""
@@ -161,8 +160,7 @@ class Results(Sequence[InstanceResult]):
         return self._parts
 
 
-@dataclasses.dataclass(frozen=True)
-class Unrun:
+class Unrun(NamedTuple):
     """So many instances of a big pool that never ran, and why."""
 
     process: str

@@ -15,19 +15,17 @@ A tree's CPU time counts its live members and, through each member's
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Collection
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from procctl.engine.lazypsutil import psutil
 
 from procctl.engine.tree import ProcessTree, members, stat_fields
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TreeUsage:
+class TreeUsage(NamedTuple):
     """What one pass saw of one tree."""
 
     cpu_time_s: float

@@ -20,11 +20,10 @@ reader finds what the loader wrote.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from procctl.bounds import MAX_TRANSFER_BYTES
 from procctl.errors import ProcctlError, UsageError
@@ -43,8 +42,7 @@ def env_name(region: str) -> str:
     return "PROCCTL_SHM_" + region.upper()
 
 
-@dataclasses.dataclass(frozen=True)
-class Grant:
+class Grant(NamedTuple):
     """What one process gets for the regions it uses."""
 
     env: dict[str, str]

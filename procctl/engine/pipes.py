@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import os
 
 from procctl.engine.child import OutputCallback
+from procctl.engine.fdwatch import watch_of
 from procctl.engine.lines import LineSplitter
 from procctl.engine.logfile import LogFile
 from procctl.events import Flow
@@ -76,8 +78,8 @@ def read_chunk(fd: int, size: int) -> bytes | None:
 
 
 class Output:
-    """The child's stdout and stderr, read straight from the pipes with the
-    loop's own readers: each chunk to the log file first, then whole lines
+    """The child's stdout and stderr, read straight from the pipes (watched
+    through the loop's `fdwatch`; our ends already non-blocking): each chunk to the log file first, then whole lines
     (`lines.LineSplitter`) to the callback.
 
     While a slow sink holds the output `flow`, the pipes are not read: the
@@ -88,6 +90,7 @@ class Output:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fds: dict[int, int], log: LogFile, on_output: OutputCallback, flow: Flow | None) -> None:
         self._loop = loop
+        self._watch = watch_of(loop)
         self._log = log
         self._on_output = on_output
         self._flow = flow
@@ -100,8 +103,7 @@ class Output:
         self._draining = False
         self.closed: asyncio.Future[None] = loop.create_future()
         for fd in fds:
-            os.set_blocking(fd, False)
-            loop.add_reader(fd, self._read, fd)
+            self._watch.add(fd, functools.partial(self._read, fd))
 
     def _read(self, fd: int) -> None:
         data = read_chunk(fd, READ_CHUNK_BYTES)
@@ -127,15 +129,16 @@ class Output:
             return
         self._paused = True
         for fd in self._fds:
-            self._loop.remove_reader(fd)
+            self._watch.remove(fd)
         assert self._flow is not None
         self._flow.when_released(self._go_on)
 
     def _go_on(self) -> None:
         if self._paused:
             self._paused = False
+            self._watch = watch_of(self._loop)
             for fd in self._fds:
-                self._loop.add_reader(fd, self._read, fd)
+                self._watch.add(fd, functools.partial(self._read, fd))
 
     def drain(self) -> None:
         """The child has exited: read to the end, held or not."""
@@ -147,7 +150,7 @@ class Output:
         if stream is None:
             return
         if not self._paused:
-            self._loop.remove_reader(fd)
+            self._watch.remove(fd)
         os.close(fd)
         if self._grown.pop(fd, False):
             GROWN_PIPES.closed()
@@ -168,7 +171,7 @@ MAX_PENDING_STDIN_BYTES = 1024 * 1024
 
 
 class Input:
-    """The child's stdin: what `send` writes, buffered when the pipe is full
+    """The child's stdin (our end already non-blocking): what `send` writes, buffered when the pipe is full
     (up to MAX_PENDING_STDIN_BYTES: a child that never reads cannot make the
     supervisor hold every message sent to it)."""
 
@@ -176,7 +179,6 @@ class Input:
         self._loop = loop
         self._fd: int | None = fd
         self._pending = bytearray()
-        os.set_blocking(fd, False)
 
     def write(self, data: bytes) -> bool:
         if self._fd is None or len(self._pending) + len(data) > MAX_PENDING_STDIN_BYTES:

@@ -23,6 +23,7 @@ from procctl.engine.lazypsutil import psutil
 from procctl.config.command import argv_of
 from procctl.engine import forkexec
 from procctl.engine.child import Exit, OutputCallback
+from procctl.engine.fdwatch import watch_of
 from procctl.engine.guardian import Guardian
 from procctl.engine.logfile import LogFile
 from procctl.engine.pipes import Input, Output
@@ -193,6 +194,9 @@ class Child:
             if ours:  # (else `theirs` are DEVNULL, not descriptors)
                 for fd in theirs:
                     os.close(fd)
+        for fd in ours:
+            # (Here rather than on the loop's thread, which only reads and writes them.)
+            os.set_blocking(fd, False)
         try:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
@@ -218,12 +222,14 @@ class Child:
             loop.call_later(EXIT_POLL_S, self._poll_exit, loop)
             return
 
+        watch = watch_of(loop)
+
         def on_exit() -> None:
-            loop.remove_reader(pidfd)
+            watch.remove(pidfd)
             os.close(pidfd)
             self._reap(0)
 
-        loop.add_reader(pidfd, on_exit)
+        watch.add(pidfd, on_exit)
 
     def _poll_exit(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._reap(os.WNOHANG):

@@ -15,15 +15,17 @@ reaped, descriptors closed) — or on the loop, when the cancel came between
 the call's end and the loop taking its outcome — so nothing started is ever
 lost track of. Closing the spawner waits for every call still running.
 
-A call's outcome reaches the loop with one `call_soon_threadsafe`, not
+A call's outcome reaches the loop through `call_soon_threadsafe`, not
 through `concurrent.futures` (its future's condition variable and the
 chaining of two futures): 4 % of procctl's CPU in a run of 2000 short jobs
-(docs/profiling.md).
+(docs/profiling.md); outcomes that end before the loop takes them share
+one wake-up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import queue
 import threading
 from collections.abc import Callable
@@ -45,6 +47,7 @@ class Spawner:
         self._threads = max(1, threads)
         self._calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
+        self._outbox: _Outbox | None = None
 
     def __enter__(self) -> Spawner:
         self._workers = [threading.Thread(target=self._work, name=f"procctl-spawn-{i}", daemon=True) for i in range(self._threads)]
@@ -70,7 +73,9 @@ class Spawner:
         if not self._workers:
             return fn()
         loop = asyncio.get_running_loop()
-        call = _Call(fn, undo, loop)
+        if self._outbox is None or self._outbox.loop is not loop:
+            self._outbox = _Outbox(loop)
+        call = _Call(fn, undo, self._outbox)
         self._calls.put(call)
         try:
             return await call.future
@@ -83,15 +88,52 @@ _LOCK = threading.Lock()
 """Between a call's end in its thread and its caller giving up on it."""
 
 
+class _Outbox:
+    """Outcomes on their way to one loop: the loop is woken once for all
+    that ended before it took them (each wake-up is a write to its self-pipe
+    and a turn of the loop; several spawns often end together)."""
+
+    __slots__ = ("loop", "_outcomes", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._outcomes: collections.deque[tuple[_Call[Any], Any, BaseException | None]] = collections.deque()
+        self._scheduled = False
+
+    def put(self, call: _Call[Any], result: object, error: BaseException | None) -> None:
+        """In a worker thread."""
+        self._outcomes.append((call, result, error))
+        # A delivery scheduled and not yet begun takes this one too: it
+        # clears the flag before it takes the first outcome.
+        if self._scheduled:
+            return
+        self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:
+            # The loop is closed: nobody will take them.
+            self._scheduled = False
+            while self._outcomes:
+                undone, result, error = self._outcomes.popleft()
+                undone.undo_now(result, error)
+
+    def _deliver(self) -> None:
+        self._scheduled = False
+        outcomes = self._outcomes
+        while outcomes:
+            call, result, error = outcomes.popleft()
+            call.deliver(result, error)
+
+
 class _Call(Generic[T]):
-    """One call: run in a worker, its outcome handed to the loop with one
-    wake-up (no concurrent.futures machinery: a start is two hand-offs at most)."""
+    """One call: run in a worker, its outcome handed to the loop through its
+    outbox (no concurrent.futures machinery: a start is two hand-offs at most)."""
 
-    __slots__ = ("fn", "undo", "loop", "future", "ended", "given_up")
+    __slots__ = ("fn", "undo", "outbox", "future", "ended", "given_up")
 
-    def __init__(self, fn: Callable[[], T], undo: Callable[[T], None] | None, loop: asyncio.AbstractEventLoop) -> None:
-        self.fn, self.undo, self.loop = fn, undo, loop
-        self.future: asyncio.Future[T] = loop.create_future()
+    def __init__(self, fn: Callable[[], T], undo: Callable[[T], None] | None, outbox: _Outbox) -> None:
+        self.fn, self.undo, self.outbox = fn, undo, outbox
+        self.future: asyncio.Future[T] = outbox.loop.create_future()
         self.ended = self.given_up = False
 
     def run(self) -> None:
@@ -105,27 +147,27 @@ class _Call(Generic[T]):
         with _LOCK:
             self.ended = True
             given_up = self.given_up
-        if not given_up:
-            try:
-                self.loop.call_soon_threadsafe(self._deliver, result, error)
-                return
-            except RuntimeError:
-                pass  # The loop is closed: nobody will take it.
+        if given_up:
+            self.undo_now(result, error)
+        else:
+            self.outbox.put(self, result, error)
+
+    def undo_now(self, result: object, error: BaseException | None) -> None:
         if error is None and self.undo is not None:
             self.undo(result)  # type: ignore[arg-type]
 
     def give_up(self) -> None:
         """On the loop: the caller was cancelled. A call still running is
         undone in its thread when it ends; one that has ended is undone as
-        its outcome arrives (`_deliver`)."""
+        its outcome arrives (`deliver`)."""
         with _LOCK:
             self.given_up = True
 
-    def _deliver(self, result: T, error: BaseException | None) -> None:
+    def deliver(self, result: T, error: BaseException | None) -> None:
+        """On the loop."""
         if self.future.done():
             # Cancelled after the call ended, before this: undone here.
-            if error is None and self.undo is not None:
-                self.undo(result)
+            self.undo_now(result, error)
             return
         if error is not None:
             self.future.set_exception(error)

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 from pathlib import Path
 
 import psutil
@@ -416,7 +417,7 @@ def test_a_spawner_call_hands_back_results_and_errors_and_undoes_a_late_cancel()
     """Results and exceptions come back from the thread; a call whose caller
     was cancelled after the call ended, before the loop took its outcome,
     is undone on the loop (the worker thread had already handed it over)."""
-    from procctl.engine.spawner import Spawner, _Call
+    from procctl.engine.spawner import Spawner, _Call, _Outbox
 
     undone: list[tuple[int, str]] = []
 
@@ -429,7 +430,7 @@ def test_a_spawner_call_hands_back_results_and_errors_and_undoes_a_late_cancel()
             with pytest.raises(PermissionError):
                 await spawner.call(fail)
         loop = asyncio.get_running_loop()
-        call = _Call(lambda: 7, lambda value: undone.append((value, threading.current_thread().name)), loop)
+        call = _Call(lambda: 7, lambda value: undone.append((value, threading.current_thread().name)), _Outbox(loop))
         call.run()  # as a worker does: the outcome is now on its way to the loop
         call.future.cancel()
         call.give_up()
@@ -439,3 +440,46 @@ def test_a_spawner_call_hands_back_results_and_errors_and_undoes_a_late_cancel()
 
     assert asyncio.run(scenario()) == 42
     assert undone == [(7, threading.main_thread().name)]
+
+
+def test_spawner_outcomes_that_end_together_wake_the_loop_once() -> None:
+    """1. Calls that end before the loop takes their outcomes reach their
+    callers with one wake-up of the loop between them, each its own outcome.
+    2. Outcomes for a loop that is closed are undone where they end."""
+    from procctl.engine.spawner import _Call, _Outbox
+
+    wakeups: list[object] = []
+
+    async def scenario() -> list[object]:
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon_threadsafe
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            wakeups.append(args[0])
+            return real(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        outbox = _Outbox(loop)
+
+        def fail() -> int:
+            raise PermissionError("no")
+
+        calls = [_Call(lambda n=n: n, None, outbox) for n in range(3)] + [_Call(fail, None, outbox)]
+        workers = [threading.Thread(target=call.run) for call in calls]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return list(await asyncio.gather(*(call.future for call in calls), return_exceptions=True))
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes[:3] == [0, 1, 2]
+    assert isinstance(outcomes[3], PermissionError)
+    assert len(wakeups) == 1
+
+    closed = asyncio.new_event_loop()
+    closed.close()
+    undone: list[int] = []
+    late = _Call(lambda: 5, undone.append, _Outbox(closed))
+    late.run()
+    assert undone == [5]

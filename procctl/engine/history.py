@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sqlite3
 from collections.abc import Callable
 from typing import NamedTuple
 from pathlib import Path
@@ -23,6 +22,10 @@ from pathlib import Path
 from procctl.engine.store import StateDir
 from procctl.errors import ProcctlError
 from procctl.states import State
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
 
 SCHEMA_VERSION = 1
 
@@ -121,13 +124,19 @@ class RunRow(NamedTuple):
         return {("state" if key == "status" else key): value for key, value in self._asdict().items()}
 
 
-def _connect(path: Path, timeout_s: float, *, readonly: bool = False) -> sqlite3.Connection | None:
-    """A connection to the database at `path` (in a `.procctl/`), reached
-    through the checked state directory, never through a link; None when
-    reading and there is none. Raises StateDirError or sqlite3 errors."""
-    location = StateDir(path.parent).reach(path.name, create=not readonly, companions=_COMPANIONS)
-    if location is None:
-        return None
+def _location(path: Path, *, create: bool) -> str | None:
+    """The database at `path` (in a `.procctl/`), reached through the checked
+    state directory, never through a link; None when there is none and not
+    `create`. Raises StateDirError."""
+    return StateDir(path.parent).reach(path.name, create=create, companions=_COMPANIONS)
+
+
+def _connect(location: str, timeout_s: float, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the database at `location` (from `_location`). Raises
+    sqlite3 errors. (sqlite3 is imported here: `check` of a manifest that
+    never ran, and a run until its first spawn, need not load it.)"""
+    import sqlite3
+
     if readonly:
         return sqlite3.connect(f"file:{location}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None)
     return sqlite3.connect(location, timeout=timeout_s, isolation_level=None)
@@ -186,6 +195,8 @@ class History:
 
     def _close_conn(self) -> None:
         if self._conn is not None:
+            import sqlite3
+
             try:
                 self._conn.close()
             except sqlite3.Error:
@@ -198,10 +209,13 @@ class History:
             return False
         if self._conn is not None:
             return True
+        import sqlite3
+
         try:
             StateDir(self.path.parent).prepare()  # private, with its .gitignore, even for a benchmark alone
-            conn = _connect(self.path, timeout_s)
-            assert conn is not None
+            location = _location(self.path, create=True)
+            assert location is not None
+            conn = _connect(location, timeout_s)
             try:
                 _prepare(conn)
             except BaseException:
@@ -240,6 +254,8 @@ class History:
         if not self.open(timeout_s):
             return False
         assert self._conn is not None
+        import sqlite3
+
         rows = [tuple(getattr(row, name) for name in _COLUMNS) for row in self._pending]
         placeholders = ", ".join("?" for _ in _COLUMNS)
         try:
@@ -280,12 +296,15 @@ def _row(values: sqlite3.Row) -> RunRow:
 
 
 def _query(db_path: Path, where: str, args: list[object], limit: int | None) -> list[RunRow]:
+    location = _location(db_path, create=False)
+    if location is None:
+        return []
+    import sqlite3
+
     try:
-        conn = _connect(db_path, CLOSE_TIMEOUT_S, readonly=True)
+        conn = _connect(location, CLOSE_TIMEOUT_S, readonly=True)
     except sqlite3.Error as exc:
         raise HistoryError(f"{db_path}: {exc}") from None
-    if conn is None:
-        return []
     try:
         conn.row_factory = sqlite3.Row
         version = conn.execute("PRAGMA user_version").fetchone()[0]

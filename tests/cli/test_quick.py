@@ -22,9 +22,10 @@ from tests.conftest import Project
 
 HEAVY = {"typer", "click", "rich", "textual", "psutil", "asyncio"}
 """What none of these command lines needs before it acts (`run` loads asyncio and psutil to run)."""
-CHECK_HEAVY = HEAVY | {"dataclasses", "inspect", "ast"}
+CHECK_HEAVY = HEAVY | {"dataclasses", "inspect", "ast", "sqlite3"}
 """And what `check` need not load to read a manifest: the model and the plan are
-named tuples and plain classes (dataclasses, with inspect and ast, cost it ~6 ms)."""
+named tuples and plain classes (dataclasses, with inspect and ast, cost it ~6 ms);
+sqlite3 (1 ms) only where a run history exists to predict from."""
 
 
 def _command(name: str) -> typer.main.TyperCommand:
@@ -170,9 +171,9 @@ def test_run_answers_as_the_app_did_without_loading_it(project: Project) -> None
         assert quick[0] == 2 and quick[:3] == _procctl(project, *args, app_only=True)[:3], args
 
 
-RUN_LATER = {"psutil", "tempfile", "shutil", "secrets", "procctl.engine.reload", "procctl.engine.ports"}
+RUN_LATER = {"psutil", "tempfile", "shutil", "secrets", "sqlite3", "procctl.engine.reload", "procctl.engine.ports"}
 """What `run` imports only when it first uses it (a metrics sample, a stop, a
-grouped output's spool, pruning old logs, a reload, a tcp or http probe), not
+grouped output's spool, pruning old logs, the history's first write, a reload, a tcp or http probe), not
 with the modules of its path: psutil alone costs 7 ms before the first spawn."""
 
 

@@ -2,7 +2,7 @@
 
 `.procctl/logs/` holds the current run (or the last one); an earlier run's
 files are moved whole to `.procctl/logs/past/RUN/` when the next run begins
-(`StateDir.begin_run`), and the oldest past runs are dropped. In a run:
+(`StateDir.begin_run`), and the oldest past runs are dropped when a run ends. In a run:
 
 - `NAME.log`: the instance's output, byte for byte as it wrote it, across
   its restarts; `NAME.log.1` … `NAME.log.K` its older output (1 the newest):

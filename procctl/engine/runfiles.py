@@ -60,6 +60,10 @@ def event_log(state_dir: StateDir, bus: events.Bus, plan: Plan, run_id: str, pos
     finally:
         bus.unsubscribe(run_log)
         run_log.close()
+        try:
+            state_dir.prune_past_runs()
+        except (OSError, StateDirError):
+            pass  # (what is left is deleted when a later run ends)
 
 
 def instance_log(state_dir: StateDir, bus: events.Bus, runner: InstanceRunner, job: Job, *, truncate: bool) -> LogFile:

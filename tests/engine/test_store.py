@@ -201,3 +201,22 @@ def test_a_rotation_without_an_index_leaves_no_stale_one(state: StateDir) -> Non
     os.close(state.rotate_log("web.log", 1))
     assert sorted(os.listdir(state.logs)) == ["web.log", "web.log.1"]
     assert (state.logs / "web.log.1").read_bytes() == b"newer\n"
+
+
+def test_past_runs_are_kept_to_their_number_when_a_run_ends(state: StateDir) -> None:
+    """1. Each run's start moves the last run's logs to `logs/past/` and deletes none.
+    2. Its end deletes the oldest beyond KEEP_PAST_RUNS.
+    3. Runs that end without it leave at most twice as many: a start deletes beyond that."""
+    keep = logindex.KEEP_PAST_RUNS
+    for number in range(1, keep + 3):
+        state.begin_run(f"{1000 + number}-1", {})
+        state.open_log("web", truncate=True)  # (a run with logs of its own: the next moves them)
+    assert state.past_runs() == [f"{1000 + number}-1" for number in range(1, keep + 2)]
+    state.prune_past_runs()
+    assert state.past_runs() == [f"{1000 + number}-1" for number in range(2, keep + 2)]
+    for number in range(keep + 3, 3 * keep + 3):
+        state.begin_run(f"{1000 + number}-1", {})
+        state.open_log("web", truncate=True)
+        assert len(state.past_runs()) <= 2 * keep
+    state.prune_past_runs()
+    assert state.past_runs() == [f"{1000 + number}-1" for number in range(2 * keep + 2, 3 * keep + 2)]

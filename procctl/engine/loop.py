@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
+from procctl import events
 from procctl.engine.signals import SignalCapture
 from procctl.engine.outcome import RunResult
 from procctl.engine.supervisor import Supervisor
@@ -63,6 +64,24 @@ def _steady_heap() -> None:
         mallopt(option, value)
 
 
+def _steady_heap_once_started(bus: events.Bus) -> None:
+    """`_steady_heap` once the first child has started, not before: ctypes
+    and its look-up cost ~2 ms of the way to the first spawn, and the heap
+    matters only once output flows."""
+    loop = asyncio.get_running_loop()
+    pending = True
+
+    def on_event(event: events.Event) -> None:
+        nonlocal pending
+        if pending and isinstance(event, events.Started):
+            pending = False
+            # (Unsubscribed from the loop, not while the bus calls its subscribers.)
+            loop.call_soon(bus.unsubscribe, on_event)
+            loop.call_soon(_steady_heap)
+
+    bus.subscribe(on_event)
+
+
 def run_supervisor(
     supervisor: Supervisor,
     services: Sequence[Callable[[], AbstractAsyncContextManager[object]]] = (),
@@ -74,9 +93,9 @@ def run_supervisor(
     the first child starts and left after the last one ended; one that fails
     to start means nothing starts."""
     _use_pidfd_watcher()
-    _steady_heap()
 
     async def main() -> RunResult:
+        _steady_heap_once_started(supervisor.bus)
         capture = SignalCapture(
             lambda signum: supervisor.request_stop(_STOP_REASONS.get(signum, "interrupted"), interrupted=True),
             lambda signum: supervisor.force_stop(),

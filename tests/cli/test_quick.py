@@ -264,3 +264,44 @@ def test_the_events_are_made_without_dataclasses() -> None:
     probe = "import sys\nbare = set(sys.modules)\nimport procctl.events, procctl.records\nprint(' '.join(set(sys.modules) - bare))"
     added = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120).stdout.split())
     assert "procctl.events" in added and "dataclasses" not in added, added
+
+
+FIRST_SPAWN_ORDER = """
+import sys
+
+import _posixsubprocess
+
+seen = []
+fork_exec = _posixsubprocess.fork_exec
+
+
+def spawn(*args, **kwargs):
+    if "first-child" in repr(args[0]):
+        seen.append("spawn")
+    return fork_exec(*args, **kwargs)
+
+
+def hook(event, args):
+    if event == "import" and args[0] == "ctypes":
+        seen.append("ctypes")
+
+
+_posixsubprocess.fork_exec = spawn
+sys.addaudithook(hook)
+sys.argv = ["procctl", "run", "--plain"]
+from procctl.entry import main
+
+try:
+    main()
+finally:
+    sys.stderr.write(" ".join(seen) + "\\n")
+"""
+
+
+def test_the_heap_is_set_up_once_the_first_child_started(project: Project) -> None:
+    """The supervisor's heap settings (`loop._steady_heap`, through ctypes)
+    wait for the first child's start: they matter once output flows."""
+    project.write('[process.one]\ncmd = ["sh", "-c", "echo started", "first-child"]\n')
+    done = subprocess.run([sys.executable, "-c", FIRST_SPAWN_ORDER], cwd=project.root, env=project.env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "started" in done.stdout, done
+    assert done.stderr.splitlines()[-1] == "spawn ctypes", done.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from procctl import events
@@ -30,17 +29,20 @@ BreachHandler = Callable[["Instance", str, float, float, str, str], None]
 """(instance, limit, measured, maximum, mechanism, reason)."""
 
 
-@dataclass
 class Enforcement:
-    """How an instance's current run is held to its limits."""
+    """How an instance's current run is held to its limits. (A plain class:
+    a dataclass compiles its methods at every start.)"""
 
-    group: Group | None = None
-    """The instance's cgroup, kept across its runs."""
-    by_cgroup: set[str] = field(default_factory=set)
-    """Limits the kernel enforces for this run through the group."""
-    oom_kills: int = 0
-    """The group's OOM kill count when this run started."""
-    throttle: CpuThrottle | None = None
+    __slots__ = ("group", "by_cgroup", "oom_kills", "throttle")
+
+    def __init__(self) -> None:
+        self.group: Group | None = None
+        """The instance's cgroup, kept across its runs."""
+        self.by_cgroup: set[str] = set()
+        """Limits the kernel enforces for this run through the group."""
+        self.oom_kills = 0
+        """The group's OOM kill count when this run started."""
+        self.throttle: CpuThrottle | None = None
 
 
 class Enforcer:

@@ -11,7 +11,6 @@ start (`started`), pause, resume, stop and end — and hears back through
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -92,21 +91,24 @@ class Watchdog:
             self._handle = None
 
 
-@dataclasses.dataclass
 class RunChannel:
-    """What one run said on its notification socket."""
+    """What one run said on its notification socket. (A plain class: a
+    dataclass compiles its methods at every start.)"""
 
-    pid: int
-    probe: NotifyProbe
-    watchdog: Watchdog | None
-    status: str = ""
-    main_pid: int | None = None
-    reloading: bool = False
-    published_at: float = float("-inf")
-    """When its status was last published (loop time)."""
-    status_due: asyncio.TimerHandle | None = None
-    """A publication of its latest status, held back by STATUS_INTERVAL_S."""
-    warned_main_pid: bool = False
+    __slots__ = ("pid", "probe", "watchdog", "status", "main_pid", "reloading", "published_at", "status_due", "warned_main_pid")
+
+    def __init__(self, pid: int, probe: NotifyProbe, watchdog: Watchdog | None) -> None:
+        self.pid = pid
+        self.probe = probe
+        self.watchdog = watchdog
+        self.status = ""
+        self.main_pid: int | None = None
+        self.reloading = False
+        self.published_at = float("-inf")
+        """When its status was last published (loop time)."""
+        self.status_due: asyncio.TimerHandle | None = None
+        """A publication of its latest status, held back by STATUS_INTERVAL_S."""
+        self.warned_main_pid = False
 
 
 class Ipc(Generic[T]):

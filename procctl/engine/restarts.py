@@ -9,7 +9,6 @@ waiting.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import TYPE_CHECKING
 
@@ -21,15 +20,18 @@ if TYPE_CHECKING:
 MAX_BACKOFF_S = 30.0
 
 
-@dataclasses.dataclass
 class RestartBudget:
     """The restarts in a row since the instance last stayed up `min_uptime`
     (or was restarted or started by hand): what `max_restarts` bounds and
-    what doubles the backoff, as pm2 and supervisord count them."""
+    what doubles the backoff, as pm2 and supervisord count them. (A plain
+    class: a dataclass compiles its methods at every start.)"""
 
-    used: int = 0
-    since: float | None = None
-    """Epoch seconds of the end of the run that took the first restart."""
+    __slots__ = ("used", "since")
+
+    def __init__(self) -> None:
+        self.used = 0
+        self.since: float | None = None
+        """Epoch seconds of the end of the run that took the first restart."""
 
     def reset(self) -> None:
         self.used, self.since = 0, None

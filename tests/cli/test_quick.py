@@ -177,13 +177,11 @@ grouped output's spool, pruning old logs, the history's first write, a reload, a
 with the modules of its path: psutil alone costs 7 ms before the first spawn."""
 
 
-RUN_DATACLASSES = {
-    "procctl.engine.outcome.Totals", "procctl.engine.outcome.InstanceResult", "procctl.engine.outcome.RunResult",
-    "procctl.engine.enforcer.Enforcement", "procctl.engine.ipc.RunChannel", "procctl.engine.restarts.RestartBudget", "procctl.engine.pool._Waiter",
-}
+RUN_DATACLASSES = {"procctl.engine.outcome.Totals", "procctl.engine.outcome.InstanceResult", "procctl.engine.outcome.RunResult", "procctl.engine.pool._Waiter"}
 """The dataclasses `run` still makes at every start: the results it returns and
-a few mutable records (the events, the child's requests and exits, the usage
-figures and the cgroups' records are plain classes or named tuples)."""
+the pool's waiters (the events, the child's requests and exits, the usage
+figures, the cgroups' records and the runs' mutable records are plain classes
+or named tuples)."""
 
 
 def test_the_modules_of_runs_path_load_psutil_and_tempfile_only_when_used(project: Project) -> None:

@@ -20,13 +20,14 @@ SCHEMES = {"dask": "tcp", "tcp": "tcp", "tls": "tls"}
 """What an address may start with, and the scheme Dask is given (`dask://`
 is the cluster's scheduler over plain TCP)."""
 
-_ADDRESS = re.compile(r"^(?P<scheme>[a-z]+)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})/?$")
+_ADDRESS = r"^(?P<scheme>[a-z]+)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})/?$"
+"""(Compiled by `re` when first used: most manifests name no executor.)"""
 
 
 def scheduler_address(text: str) -> str:
     """`dask://HOST:PORT` (or `tcp://`, `tls://`) → the address Dask takes.
     Raises ValueError naming what was expected."""
-    match = _ADDRESS.match(text.strip())
+    match = re.match(_ADDRESS, text.strip())
     if match is None or match["scheme"] not in SCHEMES or not 1 <= int(match["port"]) <= 65535:
         raise ValueError(f"expected a scheduler address dask://HOST:PORT (or tcp://, tls://), got {text!r}")
     return f"{SCHEMES[match['scheme']]}://{match['host']}:{int(match['port'])}"

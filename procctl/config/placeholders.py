@@ -49,11 +49,12 @@ EVAL_LIKE = {
     "watch": "watch runs its arguments through sh -c",
     "ssh": "ssh hands its command to the remote shell",
 }
-_INTERPRETER = re.compile(
+# (Patterns compiled by `re` when first used: the commands of most manifests never ask.)
+_INTERPRETER = (
     r"(python|pypy|perl|ruby|node|nodejs|deno|bun|php|lua|luajit|tclsh|wish|Rscript|R|osascript|julia|ocaml|guile|racket|sbcl|jshell|groovy|scala|kotlin|swift|elixir|erl|escript)[\d.]*$"
 )
 _CODE_FLAGS = frozenset({"-c", "-e", "-E", "-p", "-r", "--eval", "--print", "--command", "-Command", "--exec", "-x"})
-_PERL_FLAGS = re.compile(r"-[a-zA-Z]*[eE]$")
+_PERL_FLAGS = r"-[a-zA-Z]*[eE]$"
 _AWK = frozenset({"awk", "gawk", "mawk", "nawk", "busybox awk"})
 _SED = frozenset({"sed", "gsed"})
 
@@ -108,8 +109,8 @@ def _code_of(values: Sequence[str | None], k: int) -> str | None:
             return why
     flag = values[k - 1] if k else None
     for a, name in enumerate(before):
-        if _INTERPRETER.match(name) and flag is not None:
-            if flag in _CODE_FLAGS or (name.startswith(("perl", "ruby")) and _PERL_FLAGS.match(flag)):
+        if re.match(_INTERPRETER, name) and flag is not None:
+            if flag in _CODE_FLAGS or (name.startswith(("perl", "ruby")) and re.match(_PERL_FLAGS, flag)):
                 return f"{name} runs it as code"
         if name in _AWK and _program_operand(values, a, k, takes_arg=("-F", "-v"), from_file=("-f",)):
             return f"{name} runs it as its program"

@@ -24,6 +24,7 @@ import textwrap
 from pathlib import Path
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.engine.cgroups import DISABLE_VAR, Host
@@ -66,7 +67,7 @@ def one_round(root: Path, interval: str) -> tuple[float, float, float]:
         """)
     )
     manifest = load_manifest(root / "procfile.toml")
-    bus = events.Bus()
+    bus = Bus()
     seen: dict[str, float] = {}
 
     def watch(event: events.Event) -> None:

@@ -35,6 +35,7 @@ FPS = 8
 def frame_times(rows: int, frames: int, *, width: int, height: int) -> list[float]:
     """Milliseconds of each of `frames` frames of the interactive view."""
     from procctl import events
+    from procctl.bus import EventQueue
     from procctl.states import State
     from procctl.ui.live_model import InstanceInfo
     from procctl.ui.tui.app import LiveApp
@@ -44,7 +45,7 @@ def frame_times(rows: int, frames: int, *, width: int, height: int) -> list[floa
 
     class Face:
         attached = False
-        queue = events.EventQueue(max_output_events=512)
+        queue = EventQueue(max_output_events=512)
         instances = [InstanceInfo(instance, process) for process, instance in names]
         seed: list[events.Event] = []
         backlog: list[events.Output] = []

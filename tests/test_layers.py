@@ -23,6 +23,7 @@ FORBIDDEN = {
     "control": DASK,
     "bench": DASK,
     "events.py": ("procctl.engine", "procctl.ui", "rich", "typer", *DASK),
+    "bus.py": ("procctl.engine", "procctl.ui", "rich", "typer", *DASK),
     "records.py": ("procctl.engine", "procctl.ui", "rich", "typer", *DASK),
     "states.py": ("procctl.engine", "procctl.ui", "procctl.config", "procctl.events", "rich", "typer"),
     "errors.py": ("procctl.engine", "procctl.ui", "rich", "typer"),

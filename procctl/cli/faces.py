@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from procctl import events
+from procctl.bus import Bus, EventQueue
 from procctl.control import client
 from procctl.control.protocol import ProtocolError, Request, decode_reply, decode_request, make_request
 from procctl.control.server import ControlServer
@@ -47,11 +48,11 @@ class InProcess:
 
     attached = False
 
-    def __init__(self, server: ControlServer, bus: events.Bus, instances: Sequence[InstanceInfo], max_parallel: int,
+    def __init__(self, server: ControlServer, bus: Bus, instances: Sequence[InstanceInfo], max_parallel: int,
                  interrupt: Callable[[], None]) -> None:
         self._server = server
         self._interrupt = interrupt
-        self.queue = events.EventQueue(max_output_events=VIEW_OUTPUT_EVENTS)
+        self.queue = EventQueue(max_output_events=VIEW_OUTPUT_EVENTS)
         bus.subscribe(self.queue)
         self.instances = list(instances)
         self.max_parallel = max_parallel
@@ -88,7 +89,7 @@ class Attached:
         self._manifest = manifest
         self._reader = reader
         self._writer = writer
-        self.queue = events.EventQueue(max_output_events=VIEW_OUTPUT_EVENTS)
+        self.queue = EventQueue(max_output_events=VIEW_OUTPUT_EVENTS)
         status = snapshot["status"]
         self.max_parallel = int(status.get("max_parallel") or 1)
         self.instances = [

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from procctl.engine.outcome import RunResult
     from procctl.engine.store import StateDir
     from procctl.engine.supervisor import Supervisor
-    from procctl.events import Bus
+    from procctl.bus import Bus
     from procctl.ui.live import LiveView
     from procctl.ui.live_model import InstanceInfo
     from procctl.ui.sinks import EventStream
@@ -96,7 +96,7 @@ def run(
         from procctl.engine.loop import run_supervisor
         from procctl.engine.operations import Operations
         from procctl.engine.supervisor import Supervisor
-        from procctl.events import Bus
+        from procctl.bus import Bus
         from procctl.ui import plain
         from procctl.ui.writer import Writer
 

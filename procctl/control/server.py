@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.control import subscription
 from procctl.control.address import socket_location
 from procctl.control.protocol import MAX_REQUEST_BYTES, VERBS, ProtocolError, Reply, Request, decode_request
@@ -95,7 +96,7 @@ SOCKET_CHECK_S = 1.0
 
 
 class ControlServer:
-    def __init__(self, operations: Operations, path: Path, manifest: Path, bus: events.Bus | None = None) -> None:
+    def __init__(self, operations: Operations, path: Path, manifest: Path, bus: Bus | None = None) -> None:
         self.ops = operations
         self.path = path
         self.manifest = manifest

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.config.plan import Job, Plan
 from procctl.engine.pool import Pool
 from procctl.engine.predict import Prediction
@@ -28,7 +29,7 @@ class Admission:
     def __init__(
         self,
         plan: Plan,
-        bus: events.Bus,
+        bus: Bus,
         predictions: Mapping[str, Prediction],
         by_process: Mapping[str, Sequence[InstanceRunner]],
         feeders: Mapping[str, Feeder] | None = None,

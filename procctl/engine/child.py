@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from procctl.engine.logfile import LogFile
     from procctl.engine.terminal import Terminals
     from procctl.engine.outcome import Cut
-    from procctl.events import Flow
+    from procctl.bus import Flow
     from procctl.engine.tree import ProcessTree
 
 OutputCallback = Callable[[str, str], None]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.engine.watcher import Watches
 from procctl.errors import ProcctlError, UsageError
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 class Running(Protocol):
     """What an edit needs of the supervisor (`Supervisor` is the one)."""
 
-    bus: events.Bus
+    bus: Bus
     plan: Plan
     fail_fast: bool
     admission: Admission

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from procctl import events
+from procctl.bus import Bus
 
 if TYPE_CHECKING:
     from procctl.engine.runner import InstanceRunner
 
 
 class Heard:
-    def __init__(self, bus: events.Bus) -> None:
+    def __init__(self, bus: Bus) -> None:
         self._bus = bus
 
     def status_message(self, runner: InstanceRunner, text: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from procctl import events
+from procctl.bus import Bus
 
 if TYPE_CHECKING:
     from procctl.config.plan import Job
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class Host(Protocol):
     """What a runner needs of its supervisor."""
 
-    bus: events.Bus
+    bus: Bus
     recorder: Recorder
     enforcer: Enforcer
     ipc: Ipc[Instance]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.engine.signals import SignalCapture
 from procctl.engine.outcome import RunResult
 from procctl.engine.supervisor import Supervisor
@@ -64,7 +65,7 @@ def _steady_heap() -> None:
         mallopt(option, value)
 
 
-def _steady_heap_once_started(bus: events.Bus) -> None:
+def _steady_heap_once_started(bus: Bus) -> None:
     """`_steady_heap` once the first child has started, not before: ctypes
     and its look-up cost ~2 ms of the way to the first spawn, and the heap
     matters only once output flows."""

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.engine.history import History, RunRow, command_text
 from procctl.engine.proctable import ProcessTable, TreeUsage, default_table
 from procctl.states import State
@@ -203,7 +204,7 @@ class Recorder:
     def __init__(
         self,
         plan: Plan,
-        bus: events.Bus,
+        bus: Bus,
         state_dir: StateDir,
         *,
         history: bool = True,

@@ -18,7 +18,7 @@ from procctl.engine.child import OutputCallback
 from procctl.engine.fdwatch import watch_of
 from procctl.engine.lines import LineSplitter
 from procctl.engine.logfile import LogFile
-from procctl.events import Flow
+from procctl.bus import Flow
 
 READ_CHUNK_BYTES = 256 * 1024
 """Bytes read from a pipe per wake-up (asyncio's pipe transports read as much)."""

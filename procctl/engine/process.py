@@ -31,7 +31,7 @@ from procctl.engine.terminal import Terminals, take_terminal
 from procctl.engine.spawner import Spawner
 from procctl.engine.tree import ProcessTree, act_on, group_alive, group_lives, lives, signal_group
 from procctl.errors import SpawnError
-from procctl.events import Flow
+from procctl.bus import Flow
 
 EXIT_POLL_S = 0.05
 """How often a child's exit is polled where the kernel has no pidfd (< 5.3)."""

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.config.manifest import Manifest, ProcessSpec
 from procctl.config.plan import Job, Plan, job_like, replica_job
 
@@ -290,7 +291,7 @@ def _region_notes(old: Manifest, new: Manifest) -> list[str]:
 class Target(Protocol):
     """What applying a reload needs of the supervisor."""
 
-    bus: events.Bus
+    bus: Bus
 
     def instance(self, name: str) -> InstanceRunner: ...
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.engine import logindex
 from procctl.engine.logfile import LogFile
 from procctl.engine.runlog import RunLog
@@ -38,7 +39,7 @@ def pid_file(state_dir: StateDir) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def event_log(state_dir: StateDir, bus: events.Bus, plan: Plan, run_id: str, position: Callable[[str], int | None]) -> Iterator[None]:
+def event_log(state_dir: StateDir, bus: Bus, plan: Plan, run_id: str, position: Callable[[str], int | None]) -> Iterator[None]:
     """This run's logs begin (the last run's move to `logs/past/`), and
     procctl's own events are kept with them for the whole run."""
     settings = plan.manifest.settings
@@ -66,7 +67,7 @@ def event_log(state_dir: StateDir, bus: events.Bus, plan: Plan, run_id: str, pos
             pass  # (what is left is deleted when a later run ends)
 
 
-def instance_log(state_dir: StateDir, bus: events.Bus, runner: InstanceRunner, job: Job, *, truncate: bool) -> LogFile:
+def instance_log(state_dir: StateDir, bus: Bus, runner: InstanceRunner, job: Job, *, truncate: bool) -> LogFile:
     """The writer of `job`'s log, rotating as its process says now
     (`runner.job`: a reload may change it). Its file is opened with the
     first spawn, on the spawner's thread (`LogFile.open_file`): creating it

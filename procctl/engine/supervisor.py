@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.config.plan import Job, Plan
 from procctl.engine import childenv, runfiles
 from procctl.engine.admission import Admission
@@ -46,7 +47,7 @@ class Supervisor:
     def __init__(
         self,
         plan: Plan,
-        bus: events.Bus,
+        bus: Bus,
         state_dir: StateDir,
         *,
         fail_fast: bool | None = None,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.config.manifest import ProcessSpec, WatchSpec
 from procctl.states import State
 
@@ -147,7 +148,7 @@ class Restartable(Protocol):
 class Watches:
     """The watches of a run: started, renewed by a reload, closed."""
 
-    def __init__(self, bus: events.Bus, instances: Callable[[str], Sequence[Restartable]], stopping: Callable[[], bool]) -> None:
+    def __init__(self, bus: Bus, instances: Callable[[str], Sequence[Restartable]], stopping: Callable[[], bool]) -> None:
         self._bus = bus
         self._instances = instances
         self._stopping = stopping

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from procctl import events
+from procctl.bus import EventQueue
 from procctl.ui.live_model import InstanceInfo
 
 
@@ -23,7 +24,7 @@ class Supervision(Protocol):
     attached: bool
     """True for `procctl top`: leaving the view leaves the supervisor
     running. False for `procctl run`: leaving stops everything."""
-    queue: events.EventQueue
+    queue: EventQueue
     """Every event of the supervisor, as it happens (output dropped first
     and counted when the view lags)."""
     instances: Sequence[InstanceInfo]

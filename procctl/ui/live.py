@@ -31,7 +31,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
-from procctl import events
+from procctl.bus import EventQueue
 from procctl.ui.live_model import ACTIVE, InstanceInfo, LiveModel, Row
 from procctl.ui.sparkline import sparkline
 from procctl.ui.writer import Writer
@@ -343,7 +343,7 @@ class LiveView:
         writer: Writer | None = None,
     ) -> None:
         self.console = console
-        self.queue = events.EventQueue(max_output_events=MAX_OUTPUT_EVENTS)
+        self.queue = EventQueue(max_output_events=MAX_OUTPUT_EVENTS)
         self.model = LiveModel(instances, max_parallel=max_parallel, clock=clock)
         self.renderer = Renderer(self.model, tail=tail)
         self.fps = fps

@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from procctl import events
 from procctl.records import event_records
-from procctl.events import Flow
+from procctl.bus import Flow
 from procctl.engine.outcome import InstanceResult, RunResult
 from procctl.states import State, signal_name
 from procctl.engine.logread import read_log_tail

@@ -30,7 +30,7 @@ import stat
 from collections.abc import Callable
 from typing import IO, BinaryIO
 
-from procctl.events import Flow
+from procctl.bus import Flow
 
 HIGH_WATER_BYTES = 4 << 20
 """Bytes kept for a slow reader past which the children's output waits."""

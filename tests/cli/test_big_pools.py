@@ -21,6 +21,7 @@ from fakes import FakeExecutor
 
 from conftest import Project, wait_until
 from procctl import events
+from procctl.bus import Bus
 from procctl.config.loader import load_manifest
 from procctl.config.plan import EAGER_JOBS, build_plan
 from procctl.engine.store import StateDir
@@ -95,7 +96,7 @@ def test_a_big_pool_holds_only_what_it_runs(tmp_path: Path, monkeypatch: pytest.
     path = tmp_path / "procfile.toml"
     path.write_text(f'[settings]\nmax_parallel = 4\n[process.t]\ncmd = "exit 0 {{item}}"\neach = {{ range = [1, {count}] }}\n')
     plan = build_plan(load_manifest(path))
-    bus = events.Bus()
+    bus = Bus()
     supervisor = Supervisor(plan, bus, StateDir.beside(path), executor=FakeExecutor(keep=False))
     assert list(supervisor.feeders) == ["t"] and supervisor.runners == []
     held: list[int] = []
@@ -193,7 +194,7 @@ def test_a_slot_freed_just_before_a_stop_starts_nothing(tmp_path: Path, monkeypa
     path = tmp_path / "procfile.toml"
     path.write_text(f'[settings]\nmax_parallel = 3\nfail_fast = false\n[process.job]\ncmd = "run {{item}}"\neach = {{ range = [1, {items}] }}\n')
     executor = FakeExecutor()
-    supervisor = Supervisor(build_plan(load_manifest(path)), events.Bus(), StateDir.beside(path), executor=executor)
+    supervisor = Supervisor(build_plan(load_manifest(path)), Bus(), StateDir.beside(path), executor=executor)
 
     async def main() -> None:
         running = asyncio.ensure_future(supervisor.run())

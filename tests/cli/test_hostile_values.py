@@ -13,6 +13,7 @@ import pytest
 
 from conftest import Project
 from procctl import events
+from procctl.bus import Bus
 from procctl.config import rlimits
 from procctl.config.loader import load_manifest
 from procctl.config.manifest import Limits
@@ -148,7 +149,7 @@ def test_a_limit_over_the_ceiling_at_spawn_is_one_line_naming_it(tmp_path: Path)
     manifest = load_manifest(path)
     spec = manifest.processes["a"]._replace(limits=Limits(nofile=(over, over)))
     plan = build_plan(manifest._replace(processes={"a": spec}))
-    bus = events.Bus()
+    bus = Bus()
     seen: list[events.Event] = []
     bus.subscribe(seen.append)
     result = asyncio.run(Supervisor(plan, bus, StateDir.beside(path)).run())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import helper
 
-from procctl import events
+from procctl.bus import Bus
 from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.engine import pool as pool_module
@@ -272,7 +272,7 @@ each = ["a", "b", "c", "d"]
     )
     plan = build_plan(load_manifest(path))
     history = [PastRun("job", command_key(job), duration, None) for job, duration in zip(plan.jobs, (1.0, 4.0, 2.0, 3.0))]
-    supervisor = Supervisor(plan, events.Bus(), StateDir.beside(path), predictions=predict(plan.jobs, history))
+    supervisor = Supervisor(plan, Bus(), StateDir.beside(path), predictions=predict(plan.jobs, history))
     result = asyncio.run(supervisor.run())
     assert result.exit_code == 0
     starts = {p.name: int(p.read_text().split()[0]) for p in marks.iterdir()}

@@ -16,6 +16,7 @@ from fakes import FakeExecutor
 from test_runner import World
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.engine.child import Breach, Exit
@@ -47,7 +48,7 @@ class RemoteWorld(World):
     def __init__(self, tmp_path: Path, manifest: str = MANIFEST) -> None:
         path = tmp_path / "procfile.toml"
         path.write_text(textwrap.dedent(manifest))
-        self.bus = events.Bus()
+        self.bus = Bus()
         self.seen: list[events.Event] = []
         self.bus.subscribe(self.seen.append)
         self.executor = FakeExecutor()
@@ -177,7 +178,7 @@ def test_a_process_for_an_executor_the_run_lacks_is_refused_in_one_line(tmp_path
     path = tmp_path / "procfile.toml"
     path.write_text(textwrap.dedent(MANIFEST))
     with pytest.raises(UsageError, match="job: executor = \"dask\" but this run has no such executor"):
-        Supervisor(build_plan(load_manifest(path)), events.Bus(), StateDir.beside(path), executor=FakeExecutor())
+        Supervisor(build_plan(load_manifest(path)), Bus(), StateDir.beside(path), executor=FakeExecutor())
 
 
 def test_live_limit_changes_leave_a_remote_run_alone(tmp_path: Path) -> None:

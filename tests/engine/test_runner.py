@@ -17,6 +17,7 @@ import pytest
 from fakes import FakeChild, FakeExecutor
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.config.loader import load_manifest
 from procctl.config.plan import build_plan
 from procctl.engine.operations import Operations
@@ -32,7 +33,7 @@ class World:
     def __init__(self, tmp_path: Path, manifest: str, executor: FakeExecutor | None = None) -> None:
         path = tmp_path / "procfile.toml"
         path.write_text(textwrap.dedent(manifest))
-        self.bus = events.Bus()
+        self.bus = Bus()
         self.seen: list[events.Event] = []
         self.bus.subscribe(self.seen.append)
         self.executor = executor or FakeExecutor()

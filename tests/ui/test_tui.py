@@ -15,6 +15,7 @@ from rich.color import Color
 from textual.pilot import Pilot
 
 from procctl import events
+from procctl.bus import EventQueue
 from procctl.engine.store import StateDir
 from procctl.errors import UsageError
 from procctl.states import State
@@ -33,7 +34,7 @@ class FakeFace:
 
     def __init__(self, instances: Sequence[InstanceInfo], *, attached: bool = False, answers: dict[str, Any] | None = None) -> None:
         self.attached = attached
-        self.queue = events.EventQueue(max_output_events=512)
+        self.queue = EventQueue(max_output_events=512)
         self.instances = list(instances)
         self.seed: list[events.Event] = []
         self.backlog: list[events.Output] = []

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from procctl import events
+from procctl.bus import EventQueue, Flow
 from procctl.engine.lines import MAX_LINE_BYTES, LineSplitter
 from procctl.ui.live_model import LiveModel, InstanceInfo
 from procctl.ui.live import clean
@@ -111,7 +112,7 @@ def test_every_sink_gets_the_same_lines() -> None:
 
 
 def test_event_queue_drops_oldest_output_and_counts_lines() -> None:
-    queue = events.EventQueue(max_output_events=3)
+    queue = EventQueue(max_output_events=3)
     queue(events.Started("a", "a", pid=1))
     for i in range(5):
         queue(events.Output("a", "a", stream="stdout", text=f"line {i}\nmore\n"))
@@ -126,7 +127,7 @@ def test_event_queue_bounds_the_characters_it_holds_too() -> None:
     """A flooding child's events are large (a grown pipe's 256 KiB): the
     queue keeps at most `max_output_chars` of them, and never drops the
     newest event, however large."""
-    queue = events.EventQueue(max_output_events=100, max_output_chars=25)
+    queue = EventQueue(max_output_events=100, max_output_chars=25)
     for i in range(5):
         queue(events.Output("a", "a", stream="stdout", text=f"line {i}\n"))  # 7 characters each
     queue(events.Output("b", "b", stream="stdout", text="x" * 40 + "\n"))
@@ -185,7 +186,7 @@ def test_a_stuck_reader_holds_the_flow_and_a_reader_catching_up_releases_it() ->
 
     async def scenario() -> tuple[bool, bytes]:
         read_end, write_end = os.pipe()
-        flow = events.Flow()
+        flow = Flow()
         with os.fdopen(write_end, "wb") as out:
             write = Writer(out, flow)
             for _ in range(sent // 65536):

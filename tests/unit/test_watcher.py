@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from procctl import events
+from procctl.bus import Bus
 from procctl.config.manifest import WatchSpec
 from procctl.engine.watcher import Matcher, Watches
 from procctl.states import State
@@ -70,7 +71,7 @@ def test_batches_within_the_debounce_are_one_restart_of_each_instance() -> None:
     each instance that runs or had ended, none of one stopped on request;
     the restart names the files."""
     runners = [_Runner(), _Runner(State.FAILED), _Runner(State.STOPPED)]
-    bus = events.Bus()
+    bus = Bus()
     notices: list[events.Event] = []
     bus.subscribe(notices.append)
 
@@ -95,7 +96,7 @@ def test_a_reload_renews_a_changed_watch_and_ends_a_removed_one(tmp_path: Path) 
         return ProcessSpec(name="web", cmd="true", cwd=tmp_path, env={}, depends_on={}, watch=WatchSpec(paths=paths))
 
     async def scenario() -> None:
-        watches = Watches(events.Bus(), lambda process: [], lambda: False)
+        watches = Watches(Bus(), lambda process: [], lambda: False)
         watches.apply([spec("*.py")])
         first = watches._running["web"][1]
         watches.apply([spec("*.py")])

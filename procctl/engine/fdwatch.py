@@ -39,15 +39,16 @@ def watch_of(loop: asyncio.AbstractEventLoop) -> FdWatch:
 
 
 class FdWatch:
-    """Descriptors → a handler each, called on the loop's thread when the
-    descriptor is readable (or at its end: a hang-up reads as readable).
+    """Descriptors → a handler each, called on the loop's thread with the
+    epoll events of the descriptor when it is readable or at its end (a
+    hang-up: `select.EPOLLHUP` without `EPOLLIN` means nothing is left to read).
     Its epoll closes once it watches nothing (looked at IDLE_CLOSE_S after
     it first did), so that a loop that stops spawning holds no descriptor of it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
         self._epoll: select.epoll | None = select.epoll()
-        self._handlers: dict[int, Callable[[], None]] = {}
+        self._handlers: dict[int, Callable[[int], None]] = {}
         self._closing = False
         loop.add_reader(self._epoll.fileno(), self._ready)
 
@@ -58,7 +59,7 @@ class FdWatch:
     def __len__(self) -> int:
         return len(self._handlers)
 
-    def add(self, fd: int, handler: Callable[[], None]) -> None:
+    def add(self, fd: int, handler: Callable[[int], None]) -> None:
         assert self._epoll is not None and fd not in self._handlers
         self._epoll.register(fd, select.EPOLLIN)
         self._handlers[fd] = handler
@@ -87,13 +88,13 @@ class FdWatch:
     def _ready(self) -> None:
         assert self._epoll is not None
         handlers = self._handlers
-        for fd, _ in self._epoll.poll(0):
+        for fd, events in self._epoll.poll(0):
             # (A handler may have removed a descriptor that was ready with it.)
             handler = handlers.get(fd)
             if handler is None:
                 continue
             try:
-                handler()
+                handler(events)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:

@@ -56,7 +56,7 @@ class LogFile:
 
     __slots__ = (
         "fd", "_opener", "_closed", "on_trouble", "lost_bytes", "failing", "position", "_index_fd", "_open_index", "_index_truncate", "_rotate",
-        "max_bytes", "_file_bytes", "_index_bytes", "_marked_at", "_wrote_at", "_on_rotate_error",
+        "max_bytes", "_file_bytes", "_index_bytes", "_marked_at", "_wrote_at", "_on_rotate_error", "_opens_empty",
     )  # fmt: skip
 
     def __init__(
@@ -70,10 +70,13 @@ class LogFile:
         rotate: Rotate | None = None,
         max_bytes: int | None = None,
         on_rotate_error: Callable[[OSError], None] | None = None,
+        opens_empty: bool = False,
     ) -> None:
         self.fd = fd
         self._opener = opener
         """Opens its file, when it was made without one (see `open_file`)."""
+        self._opens_empty = opens_empty
+        """The opener's file is empty (truncated or new): no need to ask its size."""
         self._closed = False
         self.on_trouble = on_trouble
         self.lost_bytes = 0
@@ -112,7 +115,7 @@ class LogFile:
         if self.fd >= 0 or self._opener is None:
             return
         fd = self._opener()
-        size = self._size_of(fd)
+        size = 0 if self._opens_empty else self._size_of(fd)
         with _OPENING:
             if not self._closed:
                 self.fd, self._file_bytes, fd = fd, size, -1

@@ -13,6 +13,7 @@ import asyncio
 import fcntl
 import functools
 import os
+import select
 
 from procctl.engine.child import OutputCallback
 from procctl.engine.fdwatch import watch_of
@@ -105,7 +106,12 @@ class Output:
         for fd in fds:
             self._watch.add(fd, functools.partial(self._read, fd))
 
-    def _read(self, fd: int) -> None:
+    def _read(self, fd: int, events: int) -> None:
+        if events == select.EPOLLHUP:
+            # Its writers are gone and nothing is left in it: its end, known
+            # without a read (the usual end of a silent child's pipe).
+            self._close(fd)
+            return
         data = read_chunk(fd, READ_CHUNK_BYTES)
         if data is None:
             return

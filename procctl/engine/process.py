@@ -224,7 +224,7 @@ class Child:
 
         watch = watch_of(loop)
 
-        def on_exit() -> None:
+        def on_exit(_events: int) -> None:
             watch.remove(pidfd)
             os.close(pidfd)
             self._reap(0)

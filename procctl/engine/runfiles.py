@@ -94,4 +94,7 @@ def instance_log(state_dir: StateDir, bus: Bus, runner: InstanceRunner, job: Job
         message = f"its log {runner.log_path} could not rotate ({exc.strerror or exc}): it grows on, whole, until the run ends"
         bus.publish(events.Notice(runner.process, runner.name, message=message, level="warning"))
 
-    return LogFile(opener=open_log, open_index=open_index, truncate_index=truncate, rotate=rotate, max_bytes=job.spec.log_max_size, on_rotate_error=rotate_failed)
+    return LogFile(
+        opener=open_log, open_index=open_index, truncate_index=truncate, rotate=rotate, max_bytes=job.spec.log_max_size, on_rotate_error=rotate_failed,
+        opens_empty=truncate,
+    )  # fmt: skip

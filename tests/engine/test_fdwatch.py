@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_a_readable_descriptor_calls_its_handler_until_it_is_removed() -> None:
         called = 0
         two = asyncio.Event()
 
-        def on_readable() -> None:
+        def on_readable(events: int) -> None:
             nonlocal called
             called += 1
             if called == 2:
@@ -61,7 +62,7 @@ def test_a_watch_that_watches_nothing_closes_its_epoll(monkeypatch: pytest.Monke
         try:
             watch = fdwatch.watch_of(loop)
             epoll_fd = watch._epoll.fileno()  # type: ignore[union-attr]
-            watch.add(read_end, lambda: None)
+            watch.add(read_end, lambda _events: None)
             watch.remove(read_end)
             for _ in range(5):
                 await asyncio.sleep(0)
@@ -70,7 +71,7 @@ def test_a_watch_that_watches_nothing_closes_its_epoll(monkeypatch: pytest.Monke
             fresh = fdwatch.watch_of(loop)
             assert fresh is not watch and not fresh.closed
             seen = asyncio.Event()
-            fresh.add(read_end, seen.set)
+            fresh.add(read_end, lambda _events: seen.set())
             os.write(write_end, b"x")
             await asyncio.wait_for(seen.wait(), 30)
             fresh.remove(read_end)
@@ -111,7 +112,7 @@ def test_a_descriptor_removed_by_another_handler_is_not_called_and_errors_reach_
 
         try:
             for read_end in ends:
-                watch.add(read_end, lambda fd=read_end: handler(fd))
+                watch.add(read_end, lambda _events, fd=read_end: handler(fd))
             for _, write_end in pipes:
                 os.write(write_end, b"x")
             await asyncio.wait_for(done.wait(), 30)
@@ -126,3 +127,35 @@ def test_a_descriptor_removed_by_another_handler_is_not_called_and_errors_reach_
     # One of a and b ran (and removed the other), and c ran as well.
     assert sorted(calls) in (["a", "c"], ["b", "c"])
     assert errors == [f"RuntimeError('from {calls[0] if calls[0] != 'c' else calls[1]}')"]
+
+
+def test_a_pipe_at_its_end_is_a_hang_up_alone_and_one_with_bytes_left_is_readable_too() -> None:
+    """What `pipes.Output` relies on to close a pipe without reading it: a
+    pipe whose writers are gone is reported as EPOLLHUP alone when it is
+    empty, and with EPOLLIN as long as bytes are left in it."""
+
+    async def scenario() -> list[int]:
+        loop = asyncio.get_running_loop()
+        watch = fdwatch.watch_of(loop)
+        seen: list[int] = []
+        done = asyncio.Event()
+        read_end, write_end = os.pipe()
+
+        def on_event(events: int) -> None:
+            seen.append(events)
+            if events & select.EPOLLIN:
+                os.read(read_end, 100)
+            else:
+                watch.remove(read_end)
+                done.set()
+
+        try:
+            os.write(write_end, b"last words")
+            os.close(write_end)
+            watch.add(read_end, on_event)
+            await asyncio.wait_for(done.wait(), 30)
+            return seen
+        finally:
+            os.close(read_end)
+
+    assert asyncio.run(scenario()) == [select.EPOLLIN | select.EPOLLHUP, select.EPOLLHUP]

@@ -65,6 +65,11 @@ class NoSupervisor(ProcctlError):
     exit_code = 3
 
 
+class NoAnswer(ProcctlError):
+    """The supervisor took a request but did not answer it in time (it is
+    busy, or stopped)."""
+
+
 class NotRunning(NoSupervisor):
     """No supervisor runs for this manifest at all: no socket, or nobody
     listening on it (not one that could not be reached)."""

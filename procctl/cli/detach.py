@@ -31,7 +31,7 @@ from procctl.cli.run import (
     TimeoutOption,
 )
 from procctl.cli.planning import plan_options, selected_manifest, warn_of_starvation
-from procctl.errors import AlreadyRunning, NoSupervisor, NotRunning, ProcctlError, UsageError
+from procctl.errors import AlreadyRunning, NoAnswer, NoSupervisor, NotRunning, ProcctlError, UsageError
 from procctl.states import State, status_text
 
 _STARTED = {State.RUNNING, State.READY, State.PAUSED, State.EXITED, State.STOPPING}
@@ -64,6 +64,10 @@ def _settled(
             not_ready = ", not ready" if probed and state in _STARTED else ""
             unsettled.append(f"{row['name']} ({status_text(state, row['exit_code'], row['signal'])}{not_ready}{why})")
     return failed, unsettled, queued
+
+
+STATUS_WAIT_MIN_S = 0.5
+"""The shortest wait for an answer to `up -d`'s status request, even at its deadline."""
 
 
 @app.command()
@@ -136,6 +140,7 @@ def up(
     pooled = {name: spec.pool for name, spec in manifest.processes.items()}
     deadline = time.monotonic() + limit
     unsettled: list[str] = []
+    answered = False
     while True:
         code = proc.poll()
         if code == 0:
@@ -145,18 +150,23 @@ def up(
             tail = tail_of(log_fd, 5)[0].decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise ProcctlError(f"the supervisor exited with code {code}: {tail[0]} (see {log})")
         try:
-            status = call(manifest_path, "status", timeout_s=5)
-        except NoSupervisor:
+            # A supervisor busy starting thousands may answer slowly: it has
+            # until the wait's own deadline, not a fixed few seconds.
+            status = call(manifest_path, "status", timeout_s=max(deadline - time.monotonic(), STATUS_WAIT_MIN_S))
+        except (NoSupervisor, NoAnswer):
             status = None
         if status is not None:
+            answered = True
             failed, unsettled, queued = _settled(status, wait, has_probe, pooled)
             if failed:
                 raise ProcctlError(f"failed to come up: {', '.join(failed)} (see {state.logs}; the supervisor runs on: 'procctl down' stops it)")
             if not unsettled:
                 break
         if time.monotonic() > deadline:
-            which = f": {', '.join(unsettled)}" if status is not None else " (the supervisor never answered)"
-            raise ProcctlError(f"not {'ready' if wait else 'started'} after {limit:g}s{which} (see {log}; the supervisor runs on: 'procctl down' stops it)")
+            which, aside = f": {', '.join(unsettled)}", ""
+            if status is None:
+                which, aside = "", "the supervisor stopped answering; " if answered else "the supervisor never answered; "
+            raise ProcctlError(f"not {'ready' if wait else 'started'} after {limit:g}s{which} ({aside}see {log}; the supervisor runs on: 'procctl down' stops it)")
         time.sleep(0.05)
     up_count = len(status["instances"]) - len(queued)
     typer.echo(f"supervisor {proc.pid} is up: {up_count} instances {'ready' if wait else 'started'}; 'procctl down' stops it")

@@ -18,7 +18,7 @@ from typing import Any
 
 from procctl.control.address import socket_location
 from procctl.control.protocol import MAX_REQUEST_BYTES, ProtocolError, Reply, decode_reply, make_request
-from procctl.errors import NoSupervisor, NotRunning, ProcctlError, UsageError
+from procctl.errors import NoAnswer, NoSupervisor, NotRunning, ProcctlError, UsageError
 
 REPLY_LIMIT = 64 * 1024 * 1024
 
@@ -102,7 +102,7 @@ class Connection:
             self._sock.sendall(payload)
             line = _read_line(self._sock)
         except TimeoutError:
-            raise ProcctlError(f"the supervisor of {manifest} did not answer within {self.timeout_s:g}s") from None
+            raise NoAnswer(f"the supervisor of {manifest} did not answer within {self.timeout_s:g}s") from None
         except OSError as exc:
             raise NoSupervisor(f"lost the supervisor of {manifest}: {exc.strerror or exc}") from None
         if not line:

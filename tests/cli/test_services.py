@@ -4,13 +4,14 @@ size; the pool bounds jobs."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 from typing import Any
 
 import pytest
-from conftest import PY, Project, helper, max_overlap, spans, wait_until
+from conftest import PY, Project, helper, max_overlap, spans, started, wait_until
 
 
 def _status(project: Project, *args: str) -> dict[str, Any] | None:
@@ -236,6 +237,35 @@ def test_giving_up_says_how_many_restarts_in_how_long_and_why(project: Project) 
     assert records[-1]["event"] != "gave_up"  # its state follows
     last_state = [r for r in records if r["event"] == "state" and r["instance"] == "flaky"][-1]
     assert last_state["state"] == "failed" and last_state["reason"].startswith("gave up after 2 restarts in ")
+
+
+@pytest.mark.slow
+def test_up_waits_until_its_wait_timeout_for_a_supervisor_slow_to_answer(project: Project) -> None:
+    """`up -d --wait` keeps asking for the status until --wait-timeout,
+    however long one answer takes (a supervisor busy starting thousands):
+    one that stops answering (here: stopped by SIGSTOP once it has answered)
+    fails it at that deadline, saying so, not after a few seconds of one
+    unanswered request."""
+    project.write("""
+        [process.web]
+        cmd = "sleep 300"
+        ready = { log = "never said", timeout = "1h" }
+    """)
+    up = project.start("up", "-d", "--wait", "--wait-timeout", "25s")
+    frozen = 0
+    try:
+        wait_until(lambda: started(project.status()), timeout=60, what="the supervisor to answer")
+        frozen = int((project.root / ".procctl" / "supervisor.pid").read_text())
+        os.kill(frozen, signal.SIGSTOP)
+        assert up.wait(timeout=120) == 1
+        said = up.err_path.read_text()  # type: ignore[attr-defined]
+        # (Whether up had its own answer before the stop depends on the
+        # machine's load: its first request may be the one left unanswered.)
+        assert re.match(r"procctl: not ready after 25s \(the supervisor (stopped answering|never answered); see ", said) and said.count("\n") == 1, said
+    finally:
+        if frozen:
+            os.kill(frozen, signal.SIGCONT)
+        assert project.run("down").returncode == 0
 
 
 def test_up_wait_names_the_service_that_is_not_ready_and_ignores_queued_jobs(project: Project) -> None:

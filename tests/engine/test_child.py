@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 from pathlib import Path
 
@@ -16,9 +17,21 @@ import pytest
 
 from conftest import alive, helper, wait_until
 
+from procctl.engine import forkexec
 from procctl.engine.logfile import LogFile
 from procctl.engine.process import Child
 from procctl.engine.tree import ProcessTree
+
+
+@pytest.fixture(params=["fork_exec", "Popen"])
+def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Both ways a child is started: CPython 3.11's own fork and exec, and
+    `subprocess.Popen`, which any other Python uses (engine/forkexec.py)."""
+    if request.param == "Popen":
+        monkeypatch.setattr(forkexec, "DIRECT", False)
+    yield str(request.param)
+    # Every child started through Popen was reaped and let go of.
+    assert not forkexec._held
 
 
 def _child(tmp_path: Path, cmd: str | tuple[str, ...], lines: list[tuple[str, str]]) -> tuple[Child, int]:
@@ -27,7 +40,7 @@ def _child(tmp_path: Path, cmd: str | tuple[str, ...], lines: list[tuple[str, st
     return child, log_fd
 
 
-def test_output_reaches_log_and_callback_with_streams(tmp_path: Path) -> None:
+def test_output_reaches_log_and_callback_with_streams(tmp_path: Path, spawn_path: str) -> None:
     lines: list[tuple[str, str]] = []
 
     async def scenario() -> int:
@@ -45,7 +58,7 @@ def test_output_reaches_log_and_callback_with_streams(tmp_path: Path) -> None:
     assert sorted(logged) == sorted(b"out\nerr\ntail")
 
 
-def test_stop_escalates_to_sigkill_and_reports_it(tmp_path: Path) -> None:
+def test_stop_escalates_to_sigkill_and_reports_it(tmp_path: Path, spawn_path: str) -> None:
     pid_file = tmp_path / "pid"
 
     async def scenario() -> tuple[Child, bool, float]:
@@ -119,7 +132,7 @@ def test_stop_kills_a_setsid_grandchild(tmp_path: Path, snapshot: bool) -> None:
     assert not any(alive(pid) for pid in pids)
 
 
-def test_missing_command_is_a_spawn_error(tmp_path: Path) -> None:
+def test_missing_command_is_a_spawn_error(tmp_path: Path, spawn_path: str) -> None:
     from procctl.errors import SpawnError
 
     async def scenario() -> str:
@@ -228,7 +241,7 @@ def test_a_graceful_stop_waits_for_a_member_that_closed_its_output(tmp_path: Pat
     assert marker.exists()
 
 
-def test_a_leader_that_ends_on_its_own_still_ends_its_tree(tmp_path: Path) -> None:
+def test_a_leader_that_ends_on_its_own_still_ends_its_tree(tmp_path: Path, spawn_path: str) -> None:
     """No stop was asked: the leader exits, and what it left in its group is
     killed at once (no orphans), however it would have shut down."""
     pid_file = tmp_path / "pid"
@@ -260,7 +273,7 @@ def test_a_descendant_in_a_session_of_its_own_is_stopped_gracefully_too(tmp_path
 
 
 @pytest.mark.parametrize("case", ["missing", "not-executable", "no-cwd"])
-def test_spawn_errors_from_a_spawner_thread_are_the_same_one_line(tmp_path: Path, case: str) -> None:
+def test_spawn_errors_from_a_spawner_thread_are_the_same_one_line(tmp_path: Path, case: str, spawn_path: str) -> None:
     from procctl.engine.spawner import Spawner
     from procctl.errors import SpawnError
 
@@ -298,7 +311,7 @@ def test_spawn_errors_from_a_spawner_thread_are_the_same_one_line(tmp_path: Path
     assert threads and threads[0] != threading.main_thread().name
 
 
-def test_a_start_abandoned_while_spawning_leaves_no_child(tmp_path: Path) -> None:
+def test_a_start_abandoned_while_spawning_leaves_no_child(tmp_path: Path, spawn_path: str) -> None:
     """The runner awaiting a spawn is cancelled while the spawner thread is
     in it: the child it makes is killed and reaped there, not lost."""
     from procctl.engine.spawner import Spawner

@@ -6,11 +6,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from procctl.engine import forkexec
+
+@pytest.fixture(params=["fork_exec", "Popen"], autouse=True)
+def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test both ways: CPython 3.11's own fork and exec, and the
+    `subprocess.Popen` any other Python uses."""
+    if request.param == "Popen":
+        monkeypatch.setattr(forkexec, "DIRECT", False)
+    yield str(request.param)
+    # Every child started through Popen was reaped and let go of.
+    assert not forkexec._held
+
 
 ENV_DUMP = "import json, os, sys; json.dump(dict(os.environ), sys.stdout)"
 

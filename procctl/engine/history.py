@@ -16,14 +16,13 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from pathlib import Path
 
 from procctl.engine.store import StateDir
 from procctl.errors import ProcctlError
 from procctl.states import State
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
 

@@ -240,6 +240,6 @@ class RunWatch:
         spec = self.job.spec.ready
         if spec is None or run.ready or run.cut is not None or not self.may(State.READY):
             return
-        said = run.notify_probe if spec.kind == "notify" else run.log_probe if spec.kind == "log" else None
-        if said is not None and said.passed.is_set():
+        probe = run.notify_probe if spec.kind == "notify" else run.log_probe if spec.kind == "log" else None
+        if probe is not None and probe.passed.is_set():
             self._became_ready(run, spec.kind)

@@ -50,24 +50,6 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_process ON runs (manifest, process, started_at);
 """
 
-_COLUMNS = (
-    "manifest",
-    "process",
-    "instance",
-    "item",
-    "command",
-    "session",
-    "started_at",
-    "ended_at",
-    "status",
-    "exit_code",
-    "signal",
-    "duration_s",
-    "peak_rss_bytes",
-    "cpu_time_s",
-    "restarts",
-)
-
 BUSY_TIMEOUT_S = 0.2
 """How long a write waits for another procctl's lock while the run goes on."""
 CLOSE_TIMEOUT_S = 2.0
@@ -121,6 +103,11 @@ class RunRow(NamedTuple):
         """As `history --json` prints it: `status` is called `state` there, as
         in every other JSON procctl prints."""
         return {("state" if key == "status" else key): value for key, value in self._asdict().items()}
+
+
+_COLUMNS = RunRow._fields
+"""The table's columns, in the order of a RunRow's fields: a row is written as it is."""
+_INSERT = f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
 
 
 def _location(path: Path, *, create: bool) -> str | None:
@@ -255,12 +242,11 @@ class History:
         assert self._conn is not None
         import sqlite3
 
-        rows = [tuple(getattr(row, name) for name in _COLUMNS) for row in self._pending]
-        placeholders = ", ".join("?" for _ in _COLUMNS)
+        rows = self._pending
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany(f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({placeholders})", rows)
+            self._conn.executemany(_INSERT, rows)
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._conn is not None and self._conn.in_transaction:

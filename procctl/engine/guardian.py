@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -29,6 +30,8 @@ TOKEN_VAR = "PROCCTL_RUN"
 
 BATCH_S = 0.005
 """How long the groups started and ended are gathered before the watcher is told."""
+CLOSE_TIMEOUT_S = 5.0
+"""How long a released watcher may take to sweep before it is killed."""
 
 _WATCHER = r"""
 import os, signal, sys, time
@@ -247,10 +250,19 @@ class Guardian:
         self._cgroups.discard(cgroup)
         self._tell(f"g {cgroup}\n".encode())
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """The run ended cleanly: let the watcher sweep and exit."""
+        self.release()
+        self.wait(timeout_s)
+
+    def release(self) -> None:
+        """Tell the watcher the run ended (what it was last told, then
+        end-of-file): it sweeps and exits while the caller goes on. `wait`
+        for it before the run may say it ended."""
         self._closing = True
-        self._unwatch_pid()
+        if self._pidfd >= 0:
+            assert self._loop is not None
+            self._loop.remove_reader(self._pidfd)  # (the pidfd is kept for `wait`)
         if self._pending:
             self._flush()
         assert self._proc.stdin is not None
@@ -258,8 +270,27 @@ class Guardian:
             self._proc.stdin.close()
         except OSError:
             pass
+
+    def wait(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Wait for the released watcher to finish its sweep; kill it after
+        `timeout_s`. On its pidfd, which is readable the moment it exits
+        (`Popen.wait(timeout)` polls with growing sleeps, and answered ~5 ms
+        late at the end of every run)."""
+        pidfd, self._pidfd = self._pidfd, -1
+        if pidfd < 0:
+            try:
+                pidfd = os.pidfd_open(self._proc.pid)
+            except OSError:  # (ESRCH: already reaped)
+                pidfd = -1
         try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+            if pidfd >= 0 and not select.select([pidfd], [], [], timeout_s)[0]:
+                self._proc.kill()
+            elif pidfd < 0:
+                try:
+                    self._proc.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
             self._proc.wait()
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)

@@ -86,11 +86,17 @@ class LocalExecutor:
             return
         # Descendants that escaped both their group and their parent.
         if run_group is not None:
-            escaped = run_group.leave(spare=(guardian.pid,))
+            escaped = run_group.sweep(spare=(guardian.pid,))
+            # The group holds only this process now: the watcher may stop
+            # watching it, and make its own last sweep (of the token) while
+            # this process moves back home, a write the kernel makes wait.
             guardian.untrack(str(run_group.path))
+            guardian.release()
+            run_group.move_out(spare=(guardian.pid,))
         else:
             escaped = sweep(guardian.token, exclude=guardian.pid)
-        guardian.close()
+            guardian.release()
+        guardian.wait()
         if escaped and self._on_notice is not None:
             where = "the run's cgroup" if run_group is not None else "the process table (by the run's token)"
             self._on_notice(f"killed {escaped} process(es) still running after every instance ended, found in {where}", "warning")

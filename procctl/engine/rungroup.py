@@ -142,6 +142,12 @@ class RunGroup:
         (and `spare`, helpers that live in the group) back home and remove the
         group. Returns how many were killed."""
         killed = self.sweep(spare=spare)
+        self.move_out(spare=spare)
+        return killed
+
+    def move_out(self, *, spare: tuple[int, ...] = ()) -> None:
+        """The second half of `leave`, once `sweep` left nothing but this
+        process and `spare` in the group: move them home, remove the group."""
         for pid in (os.getpid(), *spare):
             try:
                 write_text(self.home / "cgroup.procs", str(pid))
@@ -152,7 +158,6 @@ class RunGroup:
         deadline = time.monotonic() + 1.0
         while not _remove(self.path) and time.monotonic() < deadline:
             time.sleep(0.005)
-        return killed
 
 
 def _remove(path: Path) -> bool:

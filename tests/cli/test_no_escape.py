@@ -195,6 +195,34 @@ print(inside, killed, open("/proc/self/cgroup").read() == before, group.path.exi
     assert done.stdout.split() == ["True", "1", "True", "False", "-9"]
 
 
+def test_a_replaced_guardian_in_the_group_does_not_keep_it_at_the_end(project: Project, escaped: list[int], cgroups_writable: None) -> None:
+    """1. `up -d`; the escaper starts. 2. `kill -9` of the guardian: its
+    successor is started from inside the run's group. 3. `down`: the
+    escaper is killed, the successor ends, and the group is removed (the
+    successor does not hold it)."""
+    from procctl.engine.rungroup import _v2_own_group
+
+    project.write(ESCAPER)
+    assert project.run("up", "-d").returncode == 0
+    pid = _escaper(project, escaped)
+    supervisor = _supervisor(project)
+    _needs_run_group(supervisor)
+    group = _v2_own_group(Path(f"/proc/{supervisor}"))
+    if group is None or group.name != f"procctl.{supervisor}.run":
+        pytest.skip("no cgroup v2 group here (the run used a v1 hierarchy)")
+    old = _guardian(supervisor)
+    old.kill()
+    log = project.root / ".procctl" / "supervisor.log"
+    wait_until(lambda: f"the guardian (pid {old.pid}) died (signal 9)" in log.read_text(), what="the notice")
+    new = _guardian(supervisor)
+    assert str(new.pid) in (group / "cgroup.procs").read_text().split()
+    assert project.run("down").returncode == 0
+    wait_until(lambda: not alive(supervisor), what="the supervisor to end")
+    assert not alive(pid) and not alive(new.pid)
+    assert not group.exists()
+    assert "killed 1 process(es) still running after every instance ended, found in the run's cgroup" in log.read_text()
+
+
 def test_a_run_refused_while_its_group_is_made_leaves_no_group(project: Project, cgroups_writable: None) -> None:
     """`run` starts its guardian and its move into the run's cgroup on a
     thread once it holds its lock, while it imports the engine

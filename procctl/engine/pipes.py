@@ -67,8 +67,8 @@ GROWN_PIPES = _GrownPipes()
 
 
 def read_chunk(fd: int, size: int) -> bytes | None:
-    """Up to `size` bytes from a non-blocking pipe: None when it has nothing
-    now, b"" at its end. A read that fails counts as the end: the pipe can
+    """Up to `size` bytes from a pipe (read when it is readable, or non-blocking):
+    None when it has nothing now, b"" at its end. A read that fails counts as the end: the pipe can
     give nothing more, and whoever reads it closes it as at EOF."""
     try:
         return os.read(fd, size)
@@ -80,7 +80,8 @@ def read_chunk(fd: int, size: int) -> bytes | None:
 
 class Output:
     """The child's stdout and stderr, read straight from the pipes (watched
-    through the loop's `fdwatch`; our ends already non-blocking): each chunk to the log file first, then whole lines
+    through the loop's `fdwatch`, each read once per readiness: our ends are
+    blocking, and a pipe that only we read never makes that read wait): each chunk to the log file first, then whole lines
     (`lines.LineSplitter`) to the callback.
 
     While a slow sink holds the output `flow`, the pipes are not read: the
@@ -177,18 +178,24 @@ MAX_PENDING_STDIN_BYTES = 1024 * 1024
 
 
 class Input:
-    """The child's stdin (our end already non-blocking): what `send` writes, buffered when the pipe is full
+    """The child's stdin: what `send` writes, buffered when the pipe is full
     (up to MAX_PENDING_STDIN_BYTES: a child that never reads cannot make the
-    supervisor hold every message sent to it)."""
+    supervisor hold every message sent to it). Our end is made non-blocking
+    at the first write, not at the spawn: most children are never sent
+    anything."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self._loop = loop
         self._fd: int | None = fd
         self._pending = bytearray()
+        self._nonblocking = False
 
     def write(self, data: bytes) -> bool:
         if self._fd is None or len(self._pending) + len(data) > MAX_PENDING_STDIN_BYTES:
             return False
+        if not self._nonblocking:
+            os.set_blocking(self._fd, False)
+            self._nonblocking = True
         if not self._pending:
             try:
                 data = data[os.write(self._fd, data) :]

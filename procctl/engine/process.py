@@ -194,9 +194,11 @@ class Child:
             if ours:  # (else `theirs` are DEVNULL, not descriptors)
                 for fd in theirs:
                     os.close(fd)
-        for fd in ours:
-            # (Here rather than on the loop's thread, which only reads and writes them.)
-            os.set_blocking(fd, False)
+        # Our ends stay blocking: a system call each (ioctl), on a spawner thread
+        # that may hand the interpreter lock over at each system call, for
+        # nothing. Output reads its ends once each time the epoll says they
+        # are readable, and nobody else reads them, so a read never waits;
+        # Input makes the stdin end non-blocking when it first writes.
         try:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):

@@ -11,6 +11,13 @@ terminal) until it is back under LOW_WATER_BYTES. Nothing is dropped. Once
 the reader is gone (a closed pipe) the writer stops writing and the run goes
 on; the log files are complete either way.
 
+What is written during one turn of the event loop goes out as one write
+when the turn's callbacks are done, before the loop next waits (a run of
+short jobs prints two lines a job, often several in one turn: one system
+call each cost the loop's thread as much as formatting them). Nothing waits
+longer than that, so a CI log stays live and in order; a large piece
+(BATCH_BYTES) is written at once, after what came before it.
+
 Writes that cannot wait need a descriptor of their own in non-blocking mode:
 setting O_NONBLOCK on the stdout procctl was given would change it for the
 shell and every other process sharing it. A pipe or a terminal is opened
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from asyncio import _get_running_loop
 import errno
 import os
 import socket
@@ -36,6 +44,9 @@ HIGH_WATER_BYTES = 4 << 20
 """Bytes kept for a slow reader past which the children's output waits."""
 LOW_WATER_BYTES = 1 << 20
 """...and under which it flows again."""
+BATCH_BYTES = 64 << 10
+"""Bytes of one turn gathered into one write, at most: past them they are
+written at once (a flood's pieces are larger and never wait)."""
 _COPY_BYTES = 1 << 16
 
 Send = Callable[[bytes], int]
@@ -87,17 +98,54 @@ class Writer:
         """The loop that tells us when the stream can take more, while it does."""
         self.broken = False
         """True once the reader went away (a closed pipe): nothing more is written."""
+        self._turn: list[bytes] = []
+        """What this turn of the loop gave, written together at its end."""
+        self._turn_bytes = 0
+        self._turn_loop: asyncio.AbstractEventLoop | None = None
+        """The loop that will write `_turn` (its call is scheduled there)."""
 
     @property
     def pending(self) -> int:
-        """Bytes given and not written yet."""
+        """Bytes the stream could not take yet (this turn's, written before
+        the loop waits, are not counted)."""
         return self._pending
 
     def __call__(self, data: bytes) -> None:
-        """Write `data` now or soon, in order with what came before. Never waits
+        """Write `data` soon (by the end of this turn of the loop; at once
+        without a running loop), in order with what came before. Never waits
         on the loop's thread."""
         if self.broken or not data:
             return
+        loop = _get_running_loop()
+        if loop is None or len(data) >= BATCH_BYTES:
+            self.flush()
+            self._now(data)
+            return
+        if loop is not self._turn_loop:
+            self.flush()  # (gathered on a loop that is gone: never left behind)
+            loop.call_soon(self._end_of_turn)
+            self._turn_loop = loop
+        self._turn.append(data)
+        self._turn_bytes += len(data)
+        if self._turn_bytes >= BATCH_BYTES:
+            self.flush()
+
+    def _end_of_turn(self) -> None:
+        self._turn_loop = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what this turn gave now."""
+        turn = self._turn
+        if not turn:
+            return
+        data = turn[0] if len(turn) == 1 else b"".join(turn)
+        self._turn = []
+        self._turn_bytes = 0
+        if not self.broken:
+            self._now(data)
+
+    def _now(self, data: bytes) -> None:
         if self._own is None:
             self._direct(data)
             return
@@ -110,6 +158,7 @@ class Writer:
 
     def copy(self, spool: IO[bytes]) -> None:
         """Write the whole of `spool` (from its start), then close it."""
+        self.flush()
         spool.seek(0)
         if self.broken or self._own is None:
             while not self.broken and (chunk := spool.read(_COPY_BYTES)):
@@ -213,6 +262,7 @@ class Writer:
 
     def close(self) -> None:
         """Write what is left, waiting for the reader (at the end of the run)."""
+        self.flush()
         if self._own is None:
             return
         self._unwatch()

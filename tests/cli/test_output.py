@@ -99,3 +99,35 @@ def test_a_flooding_child_starves_neither_another_childs_output_nor_the_control_
     logged = project.whole_log("flood")
     assert len(logged) == int(written) and hashlib.sha256(logged).hexdigest() == digest
     assert printed.count(b" | tick ") >= ticks + 3
+
+
+def test_plain_lines_reach_a_pipe_while_the_run_goes_on_and_in_order(project: Project) -> None:
+    """1. `procctl run --plain` writes to a pipe (as in CI); its child prints
+       a line, then waits for a file the test makes.
+    2. Before the file exists, procctl's line saying the child started and
+       the child's line are on the pipe: nothing waits for the run's end.
+    3. The child then prints again and exits: procctl's lines and the
+       child's come in the order they happened."""
+    go = project.root / "go"
+    project.write(f"""
+        [process.talk]
+        cmd = "echo hello; while [ ! -e {go} ]; do sleep 0.02; done; echo bye"
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "procctl", "run", "--plain"],
+        cwd=project.root, env=project.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    project._started.append(proc)  # its cleanup kills the group
+    assert proc.stdout is not None
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.extend(line.decode() for line in proc.stdout))  # type: ignore[union-attr]
+    reader.start()
+    wait_until(lambda: any("talk started with pid" in line for line in got) and any(line.endswith("| hello\n") for line in got), what="both lines while the child runs")
+    go.touch()
+    assert proc.wait(timeout=60) == 0
+    reader.join(60)
+    proc.stdout.close()
+    wanted = ("talk started with pid", "| hello\n", "| bye\n", "talk exited with code 0")
+    at = [next(i for i, line in enumerate(got) if marker in line) for marker in wanted]
+    assert at == sorted(at) and len(set(at)) == 4, got

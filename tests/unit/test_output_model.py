@@ -7,6 +7,7 @@ import asyncio
 import io
 import os
 import re
+import socket
 import threading
 
 from hypothesis import given, settings
@@ -19,7 +20,7 @@ from procctl.ui.live_model import LiveModel, InstanceInfo
 from procctl.ui.live import clean
 from procctl.ui.plain import GroupedPrinter, PlainPrinter
 from procctl.ui.sinks import event_records
-from procctl.ui.writer import HIGH_WATER_BYTES, Writer
+from procctl.ui.writer import BATCH_BYTES, HIGH_WATER_BYTES, Writer
 from procctl.states import State
 
 
@@ -206,3 +207,50 @@ def test_a_stuck_reader_holds_the_flow_and_a_reader_catching_up_releases_it() ->
     held, received = asyncio.run(scenario())
     assert held
     assert received == b"x" * sent
+
+
+def test_a_turns_writes_go_out_together_in_order_when_the_turn_ends() -> None:
+    """Written to a SOCK_SEQPACKET socket, whose reader gets one packet per write:
+    1. Three lines written during one turn of the loop are not out yet while
+       it runs; they come as one write, in order, once its callbacks are done
+       (the next turn, before the loop waits for anything).
+    2. A piece of BATCH_BYTES or more goes out at once, after what came before it.
+    3. With no loop running, a write goes out at once."""
+    ours, reader = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    reader.setblocking(False)
+    out = ours.makefile("wb", buffering=0)
+    write = Writer(out)  # type: ignore[arg-type]
+
+    async def scenario() -> tuple[list[bytes], list[bytes], list[bytes]]:
+        write(b"one\n")
+        write(b"two\n")
+        write(b"three\n")
+        during = _packets(reader)
+        await asyncio.sleep(0)
+        after = _packets(reader)
+        write(b"four\n")
+        write(b"x" * BATCH_BYTES)
+        large = _packets(reader)
+        return during, after, large
+
+    try:
+        during, after, large = asyncio.run(scenario())
+        assert during == []
+        assert after == [b"one\ntwo\nthree\n"]
+        assert large == [b"four\n", b"x" * BATCH_BYTES]
+        write(b"five\n")
+        assert _packets(reader) == [b"five\n"]
+    finally:
+        write.close()
+        out.close()
+        ours.close()
+        reader.close()
+
+
+def _packets(sock: socket.socket) -> list[bytes]:
+    packets = []
+    while True:
+        try:
+            packets.append(sock.recv(1 << 20))
+        except BlockingIOError:
+            return packets

@@ -31,6 +31,9 @@ _LEFT_OUT = (events.Output, events.Sample, events.PoolSample, events.RegionSampl
 class RunLog:
     """A bus subscriber writing procctl's events of the run to its event log."""
 
+    ignores = frozenset(_LEFT_OUT)
+    """(The bus does not call it with these.)"""
+
     def __init__(self, log: LogFile, position: Callable[[str], int | None]) -> None:
         self._log = log
         self._position = position

@@ -23,10 +23,18 @@ _PALETTE = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
 _SYSTEM = "procctl"
 
 
+_UNDESCRIBED = frozenset({events.Queued, events.StateChanged, events.Sample, events.PoolSample, events.RegionSample})
+"""Events without a line of their own (most of a run's: each job's queueing
+and states), known by their type at once rather than by every test below."""
+
+
 class PlainPrinter:
     """A bus subscriber writing prefixed lines through a `Writer`: when
     stdout is a slow pipe, the children's output waits rather than being
     lost, and the loop never does (the log files are complete either way)."""
+
+    ignores = _UNDESCRIBED
+    """(The bus does not call it with these.)"""
 
     def __init__(self, write: Writer, *, color: bool, names: Iterable[str], processes: Iterable[str] = ()) -> None:
         self._write = write
@@ -80,11 +88,6 @@ class PlainPrinter:
         if message is not None:
             error = isinstance(event, events.Notice) and event.level == "error"
             self.system(event.ts, message, error=error)
-
-
-_UNDESCRIBED = frozenset({events.Queued, events.StateChanged, events.Sample, events.PoolSample, events.RegionSample})
-"""Events without a line of their own (most of a run's: each job's queueing
-and states), known by their type at once rather than by every test below."""
 
 
 def describe(event: events.Event) -> str | None:

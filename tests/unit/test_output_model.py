@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from procctl import events
-from procctl.bus import EventQueue, Flow
+from procctl.bus import Bus, EventQueue, Flow
 from procctl.engine.lines import MAX_LINE_BYTES, LineSplitter
 from procctl.ui.live_model import LiveModel, InstanceInfo
 from procctl.ui.live import clean
@@ -254,3 +254,37 @@ def _packets(sock: socket.socket) -> list[bytes]:
             packets.append(sock.recv(1 << 20))
         except BlockingIOError:
             return packets
+
+
+def test_the_bus_skips_a_subscriber_only_for_the_kinds_it_ignores() -> None:
+    """1. A subscriber that ignores `state` events gets every other event, in
+       order with one that ignores nothing.
+    2. One subscribed after events of a kind were published gets the next
+       ones; one unsubscribed while the bus calls its subscribers gets no more."""
+    bus = Bus()
+    seen: list[tuple[str, str]] = []
+
+    class Choosy:
+        ignores = frozenset({events.StateChanged})
+
+        def __call__(self, event: events.Event) -> None:
+            seen.append(("choosy", event.kind))
+
+    def everything(event: events.Event) -> None:
+        seen.append(("all", event.kind))
+
+    bus.subscribe(Choosy())
+    bus.subscribe(everything)
+    bus.publish(events.StateChanged("a", "a", state=State.RUNNING))
+    bus.publish(events.Started("a", "a", pid=1))
+    assert seen == [("all", "state"), ("choosy", "started"), ("all", "started")]
+    seen.clear()
+
+    def late(event: events.Event) -> None:
+        seen.append(("late", event.kind))
+        bus.unsubscribe(late)
+
+    bus.subscribe(late)
+    bus.publish(events.StateChanged("a", "a", state=State.EXITED))
+    bus.publish(events.StateChanged("a", "a", state=State.EXITED))
+    assert seen == [("all", "state"), ("late", "state"), ("all", "state")]

@@ -38,7 +38,7 @@ def system_cpu_percent() -> float:
     return psutil.cpu_percent(interval=None)
 
 
-@dataclass(order=True)
+@dataclass
 class _Waiter:
     priority: float
     seq: int
@@ -77,7 +77,9 @@ class Pool:
         self.held = False
         self._unheld: asyncio.Event | None = None
         """Set while the queue is not held (made on first use: it needs the loop)."""
-        self._waiters: list[_Waiter] = []
+        self._waiters: list[tuple[float, int, _Waiter]] = []
+        """A heap of (priority, arrival, waiter): ordered by tuples' own
+        comparison, not the dataclass's in Python (ten of them a job)."""
         self._seq = itertools.count()
         self._ticker: asyncio.Task[None] | None = None
         self._reserved: dict[int, int] = {}
@@ -93,7 +95,7 @@ class Pool:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for w in self._waiters if not w.future.done())
+        return sum(1 for _, _, w in self._waiters if not w.future.done())
 
     async def enter(self) -> int:
         """Wait only while the queue is held: an instance the pool does not bound."""
@@ -108,7 +110,7 @@ class Pool:
         arrival order. Returns a ticket for `release`."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(priority, next(self._seq), future, rss_bytes, name)
-        heapq.heappush(self._waiters, waiter)
+        heapq.heappush(self._waiters, (waiter.priority, waiter.seq, waiter))
         self._ensure_ticker(rss_bytes)
         self._dispatch_soon()
         try:
@@ -179,10 +181,10 @@ class Pool:
 
     def _dispatch(self) -> None:
         self._dispatch_pending = False
-        while self._waiters and self._waiters[0].future.done():
+        while self._waiters and self._waiters[0][2].future.done():
             heapq.heappop(self._waiters)
         while not self.held and self._waiters and self.running < self.limit:
-            head = self._waiters[0]
+            head = self._waiters[0][2]
             if head.future.done():
                 heapq.heappop(self._waiters)
                 continue

@@ -43,6 +43,11 @@ class RunWatch:
 
     def __init__(self, job: Job, log_path: Path, host: Host) -> None:
         self.job = job
+        self.name = job.name
+        """Its instance name (its job's: attributes, not properties, read
+        a dozen times a run)."""
+        self.process = job.process
+        """Its process's name."""
         self.log_path = log_path
         self._host = host
         self.state = State.PENDING
@@ -79,14 +84,6 @@ class RunWatch:
         """A pool slot it was made with (a big pool's instance): its first run's."""
         self._log: LogFile | None = None
         """Its log's writer, from its first start to the end of its life."""
-
-    @property
-    def name(self) -> str:
-        return self.job.name
-
-    @property
-    def process(self) -> str:
-        return self.job.process
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -126,6 +123,7 @@ class RunWatch:
         if job.spec.limits != self.job.spec.limits:
             self.limits = job.spec.limits
         self.job = job
+        self.name, self.process = job.name, job.process
         if self._log is not None and self._log.max_bytes is not None:
             self._log.max_bytes = job.spec.log_max_size
 

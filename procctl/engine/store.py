@@ -39,8 +39,9 @@ class StateDir:
     the control client loads this module, and a dataclass would make it
     load dataclasses and inspect too."""
 
-    __slots__ = ("root",)
+    __slots__ = ("root", "_logs")
     root: Path
+    _logs: Path
 
     def __init__(self, root: Path) -> None:
         object.__setattr__(self, "root", root)
@@ -63,7 +64,13 @@ class StateDir:
 
     @property
     def logs(self) -> Path:
-        return self.root / "logs"
+        # Made once: a run asks for it with every instance's log path.
+        try:
+            return self._logs
+        except AttributeError:
+            logs = self.root / "logs"
+            object.__setattr__(self, "_logs", logs)
+            return logs
 
     @property
     def pid_file(self) -> Path:

@@ -69,7 +69,8 @@ def logs(
             raise UsageError(f"--run: no run {chosen!r} is kept; kept runs: {kept}")
         raise UsageError("no log files yet: run the manifest first")
     selection = Selection(list(names or []), processes, each)
-    present = selection.pick(run_logs.log_names())
+    records = run_logs.events()
+    present = selection.pick(_log_names(run_logs, records))
     if not present and not follow:
         raise UsageError("no log files yet: run the manifest first")
     since_ts = parse_since(since) if since is not None else None
@@ -79,7 +80,8 @@ def logs(
     following = Follower(run_logs, selection, printer, events=not no_events) if follow and chosen is None else None
     if following is not None:
         following.start(present)
-    _print_history(run_logs, present, printer, last=last, since=since_ts, events=not no_events, upto=following)
+        records = run_logs.events()  # (up to where following began; see `events_seen`)
+    _print_history(run_logs, records if not no_events else [], present, printer, last=last, since=since_ts, upto=following)
     if following is not None:
         try:
             following.run()
@@ -102,12 +104,21 @@ def _manifest(file: Path | None) -> tuple[list[str], list[str], Path]:
     return list(manifest.processes), [name for name, spec in manifest.processes.items() if spec.each is not None], manifest.path
 
 
+def _log_names(run_logs: RunLogs, records: list[dict[str, object]]) -> list[str]:
+    """The instances' log files: those of the run's logs, and those of the
+    instances its events name that never wrote a byte (they have no file:
+    their events are all there is to show)."""
+    from procctl.engine.logread import log_name_of
+
+    named = {log_name_of(str(record["instance"])) for record in records if record.get("instance", "procctl") != "procctl"}
+    return sorted(named.union(run_logs.log_names()))
+
+
 def _print_history(
-    run_logs: RunLogs, present: dict[str, str], printer: Printer, *, last: int | None, since: float | None, events: bool, upto: Follower | None
+    run_logs: RunLogs, records: list[dict[str, object]], present: dict[str, str], printer: Printer, *, last: int | None, since: float | None, upto: Follower | None
 ) -> None:
     from procctl.engine.logread import event_entries, in_place, interleave, trim_events
 
-    records = run_logs.events() if events else []
     if upto is not None:
         records = records[: upto.events_seen]
     by_instance = event_entries(records, set(present), since=since)
@@ -248,6 +259,8 @@ class Follower:
     printer: Printer
     events: bool
     tails: dict[str, _Tail] = field(default_factory=dict)
+    shown: set[str] = field(default_factory=set)
+    """The instances followed (with a tail once their log has a file)."""
     event_tail: _Tail | None = None
     events_seen: int = 0
     """How many event records the history printed (the rest are followed)."""
@@ -258,6 +271,7 @@ class Follower:
         (the history prints what is before, the follower what comes after)."""
         self.record = self.run_logs.state.run_record()
         self.printer.widen(list(present))
+        self.shown.update(present)
         for instance, log_name in present.items():
             self._open(instance, log_name, at_end=True)
         if self.events:
@@ -321,16 +335,19 @@ class Follower:
         from procctl.engine.logread import Entry, event_entries, in_place, interleave
 
         records = self._new_events()
-        for instance, log_name in self.selection.pick(self.run_logs.log_names()).items():
-            if instance not in self.tails:
+        for instance, log_name in self.selection.pick(_log_names(self.run_logs, records)).items():
+            if instance not in self.shown:
                 self.printer.widen([instance])
+                self.shown.add(instance)
+            if instance not in self.tails:
                 self._open(instance, log_name, at_end=False)
         now = time.time()
-        by_instance = event_entries(records, set(self.tails), since=None)
+        by_instance = event_entries(records, self.shown, since=None)
         streams = []
-        for instance, tail in self.tails.items():
+        for instance in self.shown:
             new: list[Entry] = []
-            for data, position in self._read_log(tail):
+            tail = self.tails.get(instance)
+            for data, position in self._read_log(tail) if tail is not None else ():
                 new.append(Entry(now, instance, position, line=data))
             streams.append(in_place(new, by_instance.get(instance, [])))
         streams.append(by_instance.get("procctl", []))

@@ -65,8 +65,9 @@ class Host(Protocol):
 
     def open_log(self, job: Job, *, truncate: bool) -> LogFile:
         """The writer of the job's log (and its time index), rotating as its
-        process says; its file is opened by `LogFile.open_file` (which raises
-        SpawnError), with the spawn."""
+        process says; its file is made with the first byte, or opened by
+        `LogFile.open_file` (which raises SpawnError) with the spawn when it
+        is there already."""
         ...
 
     def changed(self) -> None:

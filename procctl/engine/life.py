@@ -140,10 +140,11 @@ class Life(RunWatch):
 
     def _open_log(self) -> LogFile:
         """Its log, made at its first start (truncated) and kept across
-        restarts (appended to). A local child's spawn opens its file, off
-        the loop (`LogFile.open_file`); one that runs elsewhere has it
-        opened here. One that cannot be opened fails this start with one
-        line (SpawnError), never the supervisor."""
+        restarts (appended to). Its file comes with its first byte; one
+        already there is opened by a local child's spawn, off the loop
+        (`LogFile.open_file`), or here for one that runs elsewhere. One that
+        cannot be opened fails this start with one line (SpawnError), never
+        the supervisor."""
         if self._log is None:
             self._log = self._host.open_log(self.job, truncate=not self.started_once)
             self._log.on_trouble = self.log_trouble

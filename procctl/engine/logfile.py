@@ -16,8 +16,13 @@ the files oldest first gives the output as written.
 
 Beside each log file, its time index (`NAME.log.idx`, rotated with it) says
 when each piece arrived: `logs --since`, `--timestamps` and the order of
-procctl's own events among the lines come from it (see `logindex`). The
-index is made with the file's first mark: a log that gets no byte has none.
+procctl's own events among the lines come from it (see `logindex`).
+
+The file itself is made with its first byte, and its index with its first
+mark: an instance that writes nothing leaves neither. Making a file (an
+inode, a directory entry) is most of what a silent job's start costs the
+disk: a tenth of all the CPU time of a run of 2000 × /bin/true went to
+making their logs (docs/profiling.md).
 """
 
 from __future__ import annotations
@@ -32,6 +37,12 @@ from procctl.engine.logindex import MARK_EVERY_S, QUIET_S, RECORD
 LogTrouble = Callable[["OSError | None", int], None]
 """(the error that stopped the log, or None once it takes writes again;
 every byte of output the log has not got so far) → None; must not block."""
+
+Opener = Callable[[bool], int]
+"""(create) → a descriptor of the log's file, opened for appending (and
+truncated at the first start of a run). Without `create`, -1 when there is
+no file yet; raises what the caller of `open_file` is to get (SpawnError).
+With it, the file is made if need be; raises OSError."""
 
 Rotate = Callable[[], int]
 """Renames the log and its index to their `.1` names (older ones move up,
@@ -64,7 +75,7 @@ class LogFile:
         fd: int = -1,
         on_trouble: LogTrouble | None = None,
         *,
-        opener: Callable[[], int] | None = None,
+        opener: Opener | None = None,
         open_index: OpenIndex | None = None,
         truncate_index: bool = True,
         rotate: Rotate | None = None,
@@ -107,14 +118,19 @@ class LogFile:
             return 0
 
     def open_file(self) -> None:
-        """Open the file of a log made without one (`opener`), if it has
-        none yet: on the thread that spawns its child, just before the spawn,
-        so that a start hands off to a spawner thread once. Raises what the
-        opener raises. If the log was closed meanwhile (its start given up),
-        the file is closed again at once."""
+        """At each start, just before the spawn and on the thread that spawns:
+        a file the log has already (a restart's, or one left where this run
+        begins) is opened now, so that one that cannot be fails this start
+        (raises what the opener raises). A file not there yet is made with
+        the first byte (`write`). If the log was closed meanwhile (its start
+        given up), the file is closed again at once."""
         if self.fd >= 0 or self._opener is None:
             return
-        fd = self._opener()
+        self._adopt(self._opener(False))
+
+    def _adopt(self, fd: int) -> None:
+        if fd < 0:
+            return
         size = 0 if self._opens_empty else self._size_of(fd)
         with _OPENING:
             if not self._closed:
@@ -122,7 +138,24 @@ class LogFile:
         if fd >= 0:
             os.close(fd)
 
+    def _make(self) -> OSError | None:
+        """The file, made for the first byte (on the loop's thread); the error
+        when it cannot be (the log then refuses this chunk, and tries again
+        with the next)."""
+        if self._opener is None or self._closed:
+            return None  # (a write to no descriptor fails as any refused write)
+        try:
+            self._adopt(self._opener(True))
+        except OSError as exc:
+            return exc
+        return None
+
     def write(self, data: bytes) -> None:
+        if self.fd < 0:
+            error = self._make()
+            if error is not None:
+                self._refused(error, len(data))
+                return
         if self.max_bytes is not None and self._file_bytes and (
             self._file_bytes + len(data) > self.max_bytes or self._index_bytes >= self.max_bytes // 4
         ):
@@ -137,16 +170,19 @@ class LogFile:
                 self.position += written
                 self._file_bytes += written
         except OSError as exc:
-            self.lost_bytes += len(view)
-            if not self.failing:
-                self.failing = True
-                if self.on_trouble is not None:
-                    self.on_trouble(exc, self.lost_bytes)
+            self._refused(exc, len(view))
             return
         if self.failing:
             self.failing = False
             if self.on_trouble is not None:
                 self.on_trouble(None, self.lost_bytes)
+
+    def _refused(self, error: OSError, lost: int) -> None:
+        self.lost_bytes += lost
+        if not self.failing:
+            self.failing = True
+            if self.on_trouble is not None:
+                self.on_trouble(error, self.lost_bytes)
 
     def _mark(self) -> None:
         """A record of when the next chunk arrived: for a file's first chunk,

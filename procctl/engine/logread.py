@@ -47,6 +47,13 @@ def instance_name(log_name: str, each: Iterable[str] = ()) -> str:
     return f"{process}[{number}]" if number and process in set(each) else stem
 
 
+def log_name_of(instance: str) -> str:
+    """`web` → `web.log`, `web.2` → `web.2.log`, `thumb[7]` → `thumb.7.log`
+    (the inverse of `instance_name`)."""
+    process, bracket, item = instance.partition("[")
+    return f"{process}.{item.removesuffix(']')}.log" if bracket else f"{instance}.log"
+
+
 def process_of(instance: str) -> str:
     return instance.split("[", 1)[0].split(".", 1)[0]
 
@@ -269,8 +276,12 @@ def tail_of(fd: int, lines: int, *, max_bytes: int | None = None) -> tuple[bytes
 
 def read_log_tail(log_path: Path, lines: int, *, max_bytes: int | None = None) -> bytes:
     """The end of an instance's log, given its path (`…/.procctl/logs/NAME`),
-    read without following links. Raises OSError or StateDirError."""
-    fd = StateDir(log_path.parent.parent).open(f"logs/{log_path.name}", os.O_RDONLY)
+    read without following links; empty when it has no file (it wrote
+    nothing). Raises OSError or StateDirError."""
+    try:
+        fd = StateDir(log_path.parent.parent).open(f"logs/{log_path.name}", os.O_RDONLY)
+    except FileNotFoundError:
+        return b""
     try:
         return tail_of(fd, lines, max_bytes=max_bytes)[0]
     finally:

@@ -69,16 +69,22 @@ def event_log(state_dir: StateDir, bus: Bus, plan: Plan, run_id: str, position: 
 
 def instance_log(state_dir: StateDir, bus: Bus, runner: InstanceRunner, job: Job, *, truncate: bool) -> LogFile:
     """The writer of `job`'s log, rotating as its process says now
-    (`runner.job`: a reload may change it). Its file is opened with the
-    first spawn, on the spawner's thread (`LogFile.open_file`): creating it
-    waits on the disk. Its time index is made with its first mark."""
+    (`runner.job`: a reload may change it). Its file is made with its first
+    byte (one already there is opened with the spawn, on the spawner's
+    thread: `LogFile.open_file`); its time index with its first mark."""
 
-    def open_log() -> int:
+    def open_log(create: bool) -> int:
         try:
-            return state_dir.open_log(job.log_name, truncate=truncate)
+            return state_dir.open_log(job.log_name, truncate=truncate, create=create)
+        except FileNotFoundError:
+            if create:
+                raise
+            return -1  # (made with the first byte)
         except (OSError, StateDirError) as exc:
-            # One line, and this start fails; the supervisor goes on.
             why = str(exc) if isinstance(exc, StateDirError) else f"{runner.log_path}: {exc.strerror or exc}"
+            if create:
+                raise OSError(why) from None  # The log refuses the output; it is still shown.
+            # One line, and this start fails; the supervisor goes on.
             raise SpawnError(f"cannot write its log: {why}") from None
 
     def open_index(truncate: bool) -> int:

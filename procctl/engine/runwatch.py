@@ -49,6 +49,7 @@ class RunWatch:
         self.process = job.process
         """Its process's name."""
         self.log_path = log_path
+        """Where its log goes; the file is made with its first byte."""
         self._host = host
         self.state = State.PENDING
         self.totals = Totals()

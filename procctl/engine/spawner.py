@@ -1,11 +1,11 @@
 """The blocking part of a start, done off the loop's thread.
 
-A spawn blocks its caller until the child has exec'd (vfork), and creating
-a log file blocks on the disk; on the loop's thread both hold up every
+A spawn blocks its caller until the child has exec'd (vfork), and opening
+a log file waits on the disk; on the loop's thread both hold up every
 other child, pipe and request. A `Spawner` is a small pool of threads that
 does them instead: the loop hands it a call and goes on, and the result (a
-started child, its log's file opened with it at its first start) comes back
-to the loop when it is ready.
+started child, and its log's file opened with it when it had one already)
+comes back to the loop when it is ready.
 `fork_exec` releases the GIL, so two spawns overlap with each other and
 with the loop (measured in docs/profiling.md).
 

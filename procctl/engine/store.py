@@ -131,9 +131,10 @@ class StateDir:
             raise FileNotFoundError(errno.ENOENT, "no such file", str(self.root / name))
         return open_in(dir_fd, leaf, flags, mode, shown=self.root / name)
 
-    def open_log(self, log_name: str, *, truncate: bool) -> int:
-        """The log of an instance, for appending (truncated at the first start of a run)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+    def open_log(self, log_name: str, *, truncate: bool, create: bool = True) -> int:
+        """The log of an instance, for appending (truncated at the first start
+        of a run); without `create`, FileNotFoundError when it has none yet."""
+        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0) | (os.O_TRUNC if truncate else 0)
         return self.open(f"logs/{log_name}", flags, 0o644)
 
     def log_names(self) -> list[str]:

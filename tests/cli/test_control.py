@@ -179,7 +179,7 @@ def test_kill_with_signal_delivers_just_that(project: Project) -> None:
         wait_until(lambda: "trapping" in project.log("svc"), what="the trap to be set")
         result = project.run("kill", "svc", "--signal", "HUP")
         assert "sent SIGHUP to: svc" in result.stdout
-        wait_until(lambda: "got HUP" in (project.logs / "svc.log").read_text(), what="the trap to run")
+        wait_until(lambda: "got HUP" in project.log("svc"), what="the trap to run")
         assert _instance(_status(project) or {}, "svc")["state"] == "running"
         assert project.run("kill", "svc", "--signal", "NOPE").returncode == 2
     finally:
@@ -233,9 +233,9 @@ def test_send_reaches_stdin(project: Project) -> None:
     try:
         result = project.run("send", "echo", "hello", "there")
         assert result.returncode == 0 and "sent to: echo" in result.stdout
-        wait_until(lambda: "got hello there" in (project.logs / "echo.log").read_text(), what="the line to arrive")
+        wait_until(lambda: "got hello there" in project.log("echo"), what="the line to arrive")
         assert project.run("send", "--all", "again").returncode == 0
-        wait_until(lambda: "got again" in (project.logs / "echo.log").read_text())
+        wait_until(lambda: "got again" in project.log("echo"))
     finally:
         _stop(proc)
 

@@ -151,7 +151,7 @@ def test_live_memory_limit_below_usage_applies_on_limit(project: Project) -> Non
     """)
     proc = _start(project, env=FALLBACK)
     try:
-        wait_until(lambda: "holding 80 MiB" in (project.logs / "hog.log").read_text(), what="the allocation")
+        wait_until(lambda: "holding 80 MiB" in project.log("hog"), what="the allocation")
         result = project.run("limits", "hog", "--memory", "20MiB")
         assert result.returncode == 0, result.stderr
         assert proc.wait(timeout=30) == 1

@@ -10,6 +10,8 @@ import json
 import signal
 import time
 
+import pytest
+
 from conftest import PY, Project, helper, wait_until
 
 
@@ -168,20 +170,84 @@ def test_the_event_log_is_json_lines_with_positions(project: Project) -> None:
     assert set(run) >= {"run", "pid", "started", "manifest"}
 
 
-def test_a_silent_instance_has_a_log_and_no_index(project: Project) -> None:
-    """An instance that writes nothing costs one file: its (empty) log, no
-    time index; one that writes gets both, and `logs -t` reads either."""
+def test_a_silent_instance_leaves_no_file_and_its_events_still_show(project: Project) -> None:
+    """An instance that writes nothing leaves no file at all (making one is
+    most of what a silent job's start costs the disk): no log, no index; one
+    that writes gets both. `logs` still shows the silent one's events,
+    `logs --no-events -t` reads either."""
     project.write("""
         [process.quiet]
         cmd = ["true"]
         [process.loud]
         cmd = ["echo", "hello"]
     """)
-    assert project.run("run", "--plain").returncode == 0
+    done = project.run("run", "--plain")
+    assert done.returncode == 0, done.stderr
     names = {path.name for path in project.logs.iterdir()}
-    assert {"quiet.log", "loud.log", "loud.log.idx"} <= names and "quiet.log.idx" not in names
-    assert (project.logs / "quiet.log").read_bytes() == b""
+    assert {"loud.log", "loud.log.idx"} <= names and not {"quiet.log", "quiet.log.idx"} & names, names
     for instance, expect in (("quiet", []), ("loud", ["hello"])):
         result = project.run("logs", instance, "--no-events", "-t")
         assert result.returncode == 0, result.stderr
         assert [line.split(" ", 1)[1] for line in result.stdout.splitlines()] == expect
+    shown = project.run("logs", "quiet")
+    assert shown.returncode == 0, shown.stderr
+    assert "[procctl] quiet started with pid" in shown.stdout and "[procctl] quiet exited with code 0" in shown.stdout, shown.stdout
+
+
+def test_a_log_file_comes_with_the_first_byte(project: Project) -> None:
+    """1. A child runs a while without output: it has no log file. 2. It
+    writes: the file is made and holds the line, and `logs -F`, started
+    while there was no file, shows its events and the line, and the events
+    of one that never writes, then ends with the run."""
+    project.write(f"""
+        [process.late]
+        cmd = ["{PY}", "-c", "import os, time\\nwhile not os.path.exists('go'):\\n    time.sleep(0.02)\\nprint('at last', flush=True)"]
+        [process.hush]
+        cmd = ["{PY}", "-c", "import os, time\\nwhile not os.path.exists('go'):\\n    time.sleep(0.02)"]
+    """)
+    run = project.start("run", "--plain")
+    follower = None
+    try:
+        wait_until(lambda: "late started with pid" in run.out_path.read_text(), what="the start")  # type: ignore[attr-defined]
+        assert not (project.logs / "late.log").exists()
+        follower = project.start("logs", "-F")
+        wait_until(lambda: "late started with pid" in follower.out_path.read_text(), what="the follower to show the start")  # type: ignore[attr-defined]
+        (project.root / "go").touch()
+        assert run.wait(timeout=30) == 0
+        assert (project.logs / "late.log").read_text() == "at last\n"
+        assert follower.wait(timeout=30) == 0
+        text = follower.out_path.read_text()  # type: ignore[attr-defined]
+        assert "at last" in text and "[procctl] late exited with code 0" in text, text
+        assert "[procctl] hush exited with code 0" in text and not (project.logs / "hush.log").exists(), text
+    finally:
+        for proc in (run, follower):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_a_link_planted_before_the_first_byte_is_not_followed(project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A link put where a log is to be made, while its child is still
+    silent: the output is shown, never written through the link; one
+    warning says the log refuses writes; the run still ends 0."""
+    target = tmp_path_factory.mktemp("elsewhere") / "target"
+    target.write_text("untouched\n")
+    project.write(f"""
+        [process.late]
+        cmd = ["{PY}", "-c", "import os, time\\nwhile not os.path.exists('go'):\\n    time.sleep(0.02)\\nprint('secret line', flush=True)"]
+    """)
+    run = project.start("run", "--plain")
+    try:
+        wait_until(lambda: "late started with pid" in run.out_path.read_text(), what="the start")  # type: ignore[attr-defined]
+        (project.logs / "late.log").symlink_to(target)
+        (project.root / "go").touch()
+        assert run.wait(timeout=30) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    out = run.out_path.read_text()  # type: ignore[attr-defined]
+    assert "late    | secret line" in out or "late | secret line" in out, out
+    assert target.read_text() == "untouched\n"
+    assert out.count("refuses writes") == 1 and "symbolic link" in out, out
+    assert "Traceback" not in out + run.err_path.read_text()  # type: ignore[attr-defined]

@@ -352,17 +352,25 @@ def test_a_start_abandoned_while_spawning_leaves_no_child(tmp_path: Path, spawn_
     assert not os.path.exists(f"/proc/{spawned[0]}")
 
 
-def test_a_logs_file_is_opened_with_the_spawn_on_the_spawners_thread(tmp_path: Path) -> None:
-    """A log made without its file (as each instance's first start makes
-    it) gets it in the same spawner call as the spawn, not on the loop's
-    thread; the child's output reaches it."""
+@pytest.mark.parametrize("there", [True, False], ids=["file-there", "no-file-yet"])
+def test_a_logs_file_is_opened_with_the_spawn_or_made_with_the_first_byte(tmp_path: Path, there: bool) -> None:
+    """A log whose file is there already (a restart's) gets it in the same
+    spawner call as the spawn, not on the loop's thread. One without a file
+    yet is made at the child's first byte, on the loop's thread (the spawn
+    only looked); the child's output reaches it either way."""
     from procctl.engine.spawner import Spawner
 
-    opened_on: list[str] = []
+    path = tmp_path / "child.log"
+    if there:
+        path.write_bytes(b"")
+    calls: list[tuple[bool, str]] = []
 
-    def opener() -> int:
-        opened_on.append(threading.current_thread().name)
-        return os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
+    def opener(create: bool) -> int:
+        calls.append((create, threading.current_thread().name))
+        try:
+            return os.open(path, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0))
+        except FileNotFoundError:
+            return -1
 
     log = LogFile(opener=opener)
 
@@ -376,8 +384,37 @@ def test_a_logs_file_is_opened_with_the_spawn_on_the_spawners_thread(tmp_path: P
         assert asyncio.run(scenario()) == 0
     finally:
         log.close()
-    assert len(opened_on) == 1 and opened_on[0] != threading.main_thread().name
-    assert (tmp_path / "child.log").read_bytes() == b"hello\n"
+    main = threading.main_thread().name
+    assert calls[0][0] is False and calls[0][1] != main
+    assert calls[1:] == ([] if there else [(True, main)])
+    assert path.read_bytes() == b"hello\n"
+
+
+def test_a_silent_child_leaves_no_log_file(tmp_path: Path) -> None:
+    """A child that writes nothing: its log only looked for a file, and
+    made none."""
+    from procctl.engine.spawner import Spawner
+
+    path = tmp_path / "child.log"
+    calls: list[bool] = []
+
+    def opener(create: bool) -> int:
+        calls.append(create)
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT) if create else -1
+
+    log = LogFile(opener=opener)
+
+    async def scenario() -> int:
+        with Spawner() as spawner:
+            child = Child(("true",), cwd=tmp_path, env=dict(os.environ), log=log, on_output=lambda s, d: None, spawner=spawner)
+            await child.start()
+            return (await child.wait()).returncode
+
+    try:
+        assert asyncio.run(scenario()) == 0
+    finally:
+        log.close()
+    assert calls == [False] and not path.exists()
 
 
 def test_a_log_closed_while_its_file_is_being_opened_keeps_no_descriptor(tmp_path: Path) -> None:
@@ -389,7 +426,9 @@ def test_a_log_closed_while_its_file_is_being_opened_keeps_no_descriptor(tmp_pat
     entered, gate = threading.Event(), threading.Event()
     made: list[int] = []
 
-    def opener() -> int:
+    (tmp_path / "child.log").write_bytes(b"")  # (a file there already: opened with the spawn)
+
+    def opener(create: bool) -> int:
         entered.set()
         gate.wait(30)
         fd = os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)

@@ -168,6 +168,9 @@ class FakeExecutor:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    def settle(self) -> None:
+        pass
+
     @property
     def env(self) -> Mapping[str, str]:
         return {}

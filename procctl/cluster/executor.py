@@ -181,6 +181,9 @@ class DaskExecutor:
             pass
         client.close(timeout=CONNECT_TIMEOUT_S)
 
+    def settle(self) -> None:
+        """Nothing is left going after its exit."""
+
     def close(self) -> None:
         """Let go of a cluster that was never used for a run."""
         self._client.close(timeout=CONNECT_TIMEOUT_S)

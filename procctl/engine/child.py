@@ -161,3 +161,8 @@ class Executor(AbstractContextManager["Executor"], Protocol):
     def child(self, request: SpawnRequest) -> ChildProcess:
         """A child for `request`, not started yet."""
         ...
+
+    def settle(self) -> None:
+        """Wait for what its exit left going (the local one's move out of the
+        run's cgroup); called once the rest of the run's end is done."""
+        ...

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import resource
+import threading
 from collections.abc import Callable, Mapping
 
 from procctl.engine import childenv, limits
@@ -60,6 +61,8 @@ class LocalExecutor:
         self._guardian: Guardian | None = None
         self._run_group: RunGroup | None = None
         self._env: dict[str, str] = {}
+        self._leaving: threading.Thread | None = None
+        self._ending: tuple[Guardian, RunGroup | None] | None = None
 
     def __enter__(self) -> LocalExecutor:
         _raise_fd_limit(self._concurrency)
@@ -84,22 +87,39 @@ class LocalExecutor:
         run_group, self._run_group = self._run_group, None
         if guardian is None:
             return
-        # Descendants that escaped both their group and their parent.
         if run_group is not None:
+            # Nothing is spawned any more, so this process need not stay in
+            # the group: it moves home on a thread of its own (a write the
+            # kernel makes wait) while the run ends, and `settle` waits for it.
+            self._leaving = threading.Thread(target=run_group.move_home, name="procctl-leave")
+            self._leaving.start()
+            # Descendants that escaped both their group and their parent.
             escaped = run_group.sweep(spare=(guardian.pid,))
-            # The group holds only this process now: the watcher may stop
-            # watching it, and make its own last sweep (of the token) while
-            # this process moves back home, a write the kernel makes wait.
             guardian.untrack(str(run_group.path))
-            guardian.release()
-            run_group.move_out(spare=(guardian.pid,))
         else:
             escaped = sweep(guardian.token, exclude=guardian.pid)
-            guardian.release()
-        guardian.wait()
+        # The watcher makes its own last sweep (by the token) meanwhile.
+        guardian.release()
+        self._ending = (guardian, run_group)
         if escaped and self._on_notice is not None:
             where = "the run's cgroup" if run_group is not None else "the process table (by the run's token)"
             self._on_notice(f"killed {escaped} process(es) still running after every instance ended, found in {where}", "warning")
+
+    def settle(self) -> None:
+        """The end of the exit: this process back home, the watcher ended,
+        the run's group removed."""
+        ending, self._ending = self._ending, None
+        if ending is None:
+            return
+        guardian, run_group = ending
+        leaving, self._leaving = self._leaving, None
+        if leaving is not None:
+            leaving.join()
+        # (A guardian started again during the run was started in the
+        # group: once ended, it is out of it too.)
+        guardian.wait()
+        if run_group is not None:
+            run_group.remove()
 
     @property
     def tracking(self) -> str:

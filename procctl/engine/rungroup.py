@@ -7,9 +7,10 @@ run the supervisor makes a group of its own (`procctl.PID.run`) and moves
 itself into it; everything it forks from then on is born there, as is
 everything those processes fork, at no cost per spawn (a group per child
 would force a fork instead of a vfork, and a write, for every job). At the
-end the supervisor kills whatever is still in the group but itself, moves
-itself back where it was and removes the group; if it dies first, the
-guardian kills the whole group.
+end the supervisor moves itself back where it was (once nothing is spawned
+any more: the local executor does it on a thread, as the kernel makes the
+move wait), kills whatever is still in the group and removes the group; if
+it dies first, the guardian kills the whole group.
 
 The hierarchy: cgroup v2 (the unified one, controllers or not) where this
 process may make a group; else cgroup v1 `pids` or `freezer`. None of them
@@ -142,17 +143,22 @@ class RunGroup:
         (and `spare`, helpers that live in the group) back home and remove the
         group. Returns how many were killed."""
         killed = self.sweep(spare=spare)
-        self.move_out(spare=spare)
+        self.move_home(spare=spare)
+        self.remove()
         return killed
 
-    def move_out(self, *, spare: tuple[int, ...] = ()) -> None:
-        """The second half of `leave`, once `sweep` left nothing but this
-        process and `spare` in the group: move them home, remove the group."""
+    def move_home(self, *, spare: tuple[int, ...] = ()) -> None:
+        """Move this process (and `spare`) back where it was. Each move is a
+        write to `cgroup.procs` the kernel may make wait (for an RCU grace
+        period: ~5 ms, more on a loaded machine), with the GIL released."""
         for pid in (os.getpid(), *spare):
             try:
                 write_text(self.home / "cgroup.procs", str(pid))
             except OSError:
                 pass
+
+    def remove(self) -> None:
+        """Remove the group, once what was killed in it has left it."""
         # The killed may take a moment to leave the group; what is still
         # there after that is removed by a later supervisor's sweep.
         deadline = time.monotonic() + 1.0

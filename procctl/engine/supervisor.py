@@ -133,6 +133,12 @@ class Supervisor:
         with contextlib.ExitStack() as stack:
             self.state_dir.prepare()
             stack.enter_context(runfiles.pid_file(self.state_dir))
+            # Last before the pid file goes: what the executors' exits left
+            # going (the local one's move out of the run's cgroup) has the
+            # rest of the end (the history's last rows, old logs pruned) to
+            # finish in.
+            for executor in self.executors.values():
+                stack.callback(executor.settle)
             stack.enter_context(runfiles.event_log(self.state_dir, self.bus, self.plan, self.recorder.run_id, self.instances.log_position))
             self.recorder.start()
             stack.callback(self.recorder.close)

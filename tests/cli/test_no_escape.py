@@ -223,6 +223,30 @@ def test_a_replaced_guardian_in_the_group_does_not_keep_it_at_the_end(project: P
     assert "killed 1 process(es) still running after every instance ended, found in the run's cgroup" in log.read_text()
 
 
+def test_a_run_that_ends_leaves_no_group_and_no_guardian(project: Project, cgroups_writable: None) -> None:
+    """1. `run` in the foreground; its job waits for a file. 2. While it
+    runs, its group and its guardian are found. 3. The file is made: the
+    job ends, the run exits 0, and neither its group nor its guardian is
+    left (the supervisor moves out of the group while the run ends, and
+    waits for that before it exits)."""
+    from procctl.engine.rungroup import _v2_own_group
+
+    project.write('[process.a]\ncmd = "while [ ! -e go ]; do sleep 0.05; done"\n')
+    live = project.start("run", "--plain")
+    wait_until(lambda: "a started" in (project.root / "procctl-0.out").read_text(), what="a to start")
+    group = _v2_own_group(Path(f"/proc/{live.pid}"))
+    if group is None or group.name != f"procctl.{live.pid}.run":
+        live.kill()
+        live.wait()
+        pytest.skip("no cgroup v2 group here (the run used a v1 hierarchy)")
+    guardian = _guardian(live.pid)
+    assert group.is_dir()
+    (project.root / "go").touch()
+    assert live.wait(timeout=60) == 0
+    assert not group.exists()
+    assert not psutil.pid_exists(guardian.pid)
+
+
 def test_a_run_refused_while_its_group_is_made_leaves_no_group(project: Project, cgroups_writable: None) -> None:
     """`run` starts its guardian and its move into the run's cgroup on a
     thread once it holds its lock, while it imports the engine

@@ -127,18 +127,23 @@ class Supervisor:
     async def run(self) -> RunResult:
         """Run the plan until nothing is left running or a stop completes.
         Everything it acquires is released however it ends."""
+        try:
+            return await self._run()
+        finally:
+            # What the executors' exits left going (the local one's move out
+            # of the run's cgroup, which the kernel makes wait) had the rest
+            # of the end to finish in: the history's last rows, old logs
+            # pruned, the results.
+            for executor in self.executors.values():
+                executor.settle()
+
+    async def _run(self) -> RunResult:
         began = time.monotonic()
         self._stop_requested = asyncio.Event()
         self._idle = asyncio.Event()
         with contextlib.ExitStack() as stack:
             self.state_dir.prepare()
             stack.enter_context(runfiles.pid_file(self.state_dir))
-            # Last before the pid file goes: what the executors' exits left
-            # going (the local one's move out of the run's cgroup) has the
-            # rest of the end (the history's last rows, old logs pruned) to
-            # finish in.
-            for executor in self.executors.values():
-                stack.callback(executor.settle)
             stack.enter_context(runfiles.event_log(self.state_dir, self.bus, self.plan, self.recorder.run_id, self.instances.log_position))
             self.recorder.start()
             stack.callback(self.recorder.close)

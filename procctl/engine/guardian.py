@@ -18,13 +18,16 @@ one that is told everything the old one knew, and the run says so.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import asyncio
 
 TOKEN_VAR = "PROCCTL_RUN"
 
@@ -156,6 +159,11 @@ class Guardian:
 
     def observe(self) -> None:
         """Watch the watcher from the running loop: if it dies, replace it."""
+        # asyncio is imported here, not with the module: a run makes its
+        # guardian on a thread begun before asyncio is imported, which
+        # overlaps the ~20 ms of that import (engine/headstart.py).
+        import asyncio
+
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -215,6 +223,8 @@ class Guardian:
         self._pending += message
         if self._flush_scheduled:
             return
+        import asyncio
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -264,6 +264,16 @@ def test_the_events_are_made_without_dataclasses() -> None:
     assert "procctl.events" in added and "dataclasses" not in added, added
 
 
+def test_the_head_start_begins_before_asyncio_is_loaded() -> None:
+    """`run` starts its guardian and its move into the run's cgroup on a
+    thread (engine/headstart.py), to overlap the imports that follow; what
+    the thread needs is imported before it starts, so it must not load
+    asyncio (~20 ms), the largest of those imports."""
+    probe = "import sys\nfrom procctl.engine.headstart import HeadStart\nfrom procctl.engine.guardian import Guardian\nfrom procctl.engine.rungroup import RunGroup\nprint(' '.join(sys.modules))"
+    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120).stdout.split())
+    assert "procctl.engine.guardian" in loaded and "asyncio" not in loaded
+
+
 FIRST_SPAWN_ORDER = """
 import sys
 

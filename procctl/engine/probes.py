@@ -58,17 +58,31 @@ async def _wait_notified(probe: NotifyProbe, timeout_s: float) -> bool:
             continue  # Unless the deadline moved meanwhile, the next turn ends.
 
 
+def _answered(writer: asyncio.StreamWriter) -> bool:
+    """Whether a connection reached a listener. One to a port of this
+    machine where nothing listens can connect to itself: when the kernel
+    picks the destination port as the connection's own source port (a
+    port in the ephemeral range), the handshake meets itself. That
+    connection answers nothing; it also holds the port until closed."""
+    sock = writer.get_extra_info("socket")
+    try:
+        return sock is None or sock.getsockname() != sock.getpeername()
+    except OSError:
+        return False
+
+
 async def _tcp_once(host: str, port: int, timeout_s: float) -> bool:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
     except (OSError, TimeoutError):
         return False
+    answered = _answered(writer)
     writer.close()
     try:
         await writer.wait_closed()
     except OSError:
         pass
-    return True
+    return answered
 
 
 async def _http_once(url: str, timeout_s: float) -> bool:
@@ -83,6 +97,8 @@ async def _http_once(url: str, timeout_s: float) -> bool:
     except (OSError, TimeoutError):
         return False
     try:
+        if not _answered(writer):
+            return False
         request = f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n"
         writer.write(request.encode("latin-1", "replace"))
         status_line = await asyncio.wait_for(reader.readline(), timeout_s)

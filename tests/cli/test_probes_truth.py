@@ -67,7 +67,12 @@ def test_a_tcp_probe_does_not_pass_on_a_listener_outside_the_tree(project: Proje
     2. Once it runs, another process (this test) takes the port.
     3. The probe connects, but the listener is not redis's: redis is not
        ready, fails naming the holder, and web never starts."""
-    port = _free_port()
+    # The port is bound from the start and listened on later: bound, it
+    # answers no probe and no one else (another connection's source port)
+    # can take it meanwhile.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     project.write(f"""
         [process.redis]
         cmd = "sleep 300"
@@ -79,11 +84,10 @@ def test_a_tcp_probe_does_not_pass_on_a_listener_outside_the_tree(project: Proje
     proc = project.start("run", "--plain")
     try:
         wait_until(lambda: _states(project).get("redis") == "running", timeout=30, what="redis to run")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", port))
-            sock.listen()
-            assert proc.wait(timeout=60) == 1
+        sock.listen()
+        assert proc.wait(timeout=60) == 1
     finally:
+        sock.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -168,3 +172,41 @@ def test_the_owner_of_a_listener_is_told_by_its_tree(stranger: socket.socket) ->
     finally:
         child.kill()
         child.wait()
+
+
+def _connected_to_itself() -> socket.socket:
+    """A TCP connection whose source is its destination: what a connect to
+    a port of this machine where nothing listens sometimes becomes when the
+    kernel picks that very port as the source (here made on purpose)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.connect(sock.getsockname())
+    return sock
+
+
+def test_a_connection_to_itself_is_no_listener(stranger: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tcp probe of a port where nothing listens can connect to itself
+    (one in a few thousand tries, when the port is in the ephemeral range):
+    that is no listener, and neither a tcp nor an http probe passes on it;
+    one that reaches a real listener still does."""
+    import asyncio
+
+    from procctl.engine import probes
+
+    itself = _connected_to_itself()
+    assert itself.getsockname() == itself.getpeername()
+    itself.close()
+
+    real_open = asyncio.open_connection
+
+    async def connect_from_the_port_itself(host: str, port: int, **kwargs: object) -> object:
+        # The kernel's choice of source port forced to the destination's:
+        # the self-connection a probe meets by chance, every time.
+        return await real_open(host, port, local_addr=(host, port), **kwargs)  # type: ignore[arg-type]
+
+    port = _free_port()
+    with monkeypatch.context() as patched:
+        patched.setattr(probes.asyncio, "open_connection", connect_from_the_port_itself)
+        assert asyncio.run(probes._tcp_once("127.0.0.1", port, 5.0)) is False
+        assert asyncio.run(probes._http_once(f"http://127.0.0.1:{port}/health", 5.0)) is False
+    assert asyncio.run(probes._tcp_once("127.0.0.1", stranger.getsockname()[1], 5.0)) is True

@@ -250,6 +250,9 @@ def test_logs_tail_and_follow(project: Project) -> None:
         wait_until(lambda: (project.logs / "talk.log").exists() and "line 3" in (project.logs / "talk.log").read_text())
         tail = project.run("logs", "talk", "-n", "2")
         assert tail.stdout == "line 2\nline 3\n"
+        # The event log is written in batches (up to 0.2 s late): a follower
+        # begun before `started` is in it would print it as news, after the tail.
+        wait_until(lambda: '"event": "started"' in (project.logs / "events.jsonl").read_text(), what="the start in the event log")
         follower = project.start("logs", "talk", "-F", "-n", "1")
         # Once the tail is out, the follower knows where the file ends: what comes later is new.
         wait_until(lambda: follower.out_path.read_text() == "line 3\n", what="logs -f to print the tail")  # type: ignore[attr-defined]

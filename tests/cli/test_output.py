@@ -17,6 +17,18 @@ from conftest import PY, Project, helper, wait_until
 LINES = 300_000
 
 
+def _run_plain_into_a_pipe(project: Project) -> subprocess.Popen[bytes]:
+    """`procctl run --plain` with its stdout a pipe the test reads (or not),
+    in a session of its own that the project's cleanup kills."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "procctl", "run", "--plain"],
+        cwd=project.root, env=project.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    project._started.append(proc)
+    return proc
+
+
 def test_a_stuck_stdout_stalls_neither_the_control_socket_nor_loses_a_line(project: Project) -> None:
     """1. `procctl run --plain` writes to a pipe nobody reads while a child
        writes 300,000 lines (30 MB, a pipe holds 64 KiB).
@@ -29,12 +41,7 @@ def test_a_stuck_stdout_stalls_neither_the_control_socket_nor_loses_a_line(proje
         [process.quiet]
         cmd = "sleep 300"
     """)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "procctl", "run", "--plain"],
-        cwd=project.root, env=project.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    project._started.append(proc)  # its cleanup kills the group
+    proc = _run_plain_into_a_pipe(project)
     log = project.logs / "flood.log"
     # Far more than the pipe holds has been read from the child: stdout is stuck.
     wait_until(lambda: log.exists() and log.stat().st_size > 1 << 20, what="the flood to fill stdout")
@@ -113,12 +120,7 @@ def test_plain_lines_reach_a_pipe_while_the_run_goes_on_and_in_order(project: Pr
         [process.talk]
         cmd = "echo hello; while [ ! -e {go} ]; do sleep 0.02; done; echo bye"
     """)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "procctl", "run", "--plain"],
-        cwd=project.root, env=project.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    project._started.append(proc)  # its cleanup kills the group
+    proc = _run_plain_into_a_pipe(project)
     assert proc.stdout is not None
     got: list[str] = []
     reader = threading.Thread(target=lambda: got.extend(line.decode() for line in proc.stdout))  # type: ignore[union-attr]

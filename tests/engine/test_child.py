@@ -352,14 +352,29 @@ def test_a_start_abandoned_while_spawning_leaves_no_child(tmp_path: Path, spawn_
     assert not os.path.exists(f"/proc/{spawned[0]}")
 
 
+def _run_on_a_spawner(argv: tuple[str, ...], log: LogFile, cwd: Path) -> int:
+    """Start `argv` through a spawner thread with `log`, wait for its end
+    (its log closed after); its exit code."""
+    from procctl.engine.spawner import Spawner
+
+    async def scenario() -> int:
+        with Spawner() as spawner:
+            child = Child(argv, cwd=cwd, env=dict(os.environ), log=log, on_output=lambda s, d: None, spawner=spawner)
+            await child.start()
+            return (await child.wait()).returncode
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        log.close()
+
+
 @pytest.mark.parametrize("there", [True, False], ids=["file-there", "no-file-yet"])
 def test_a_logs_file_is_opened_with_the_spawn_or_made_with_the_first_byte(tmp_path: Path, there: bool) -> None:
     """A log whose file is there already (a restart's) gets it in the same
     spawner call as the spawn, not on the loop's thread. One without a file
     yet is made at the child's first byte, on the loop's thread (the spawn
     only looked); the child's output reaches it either way."""
-    from procctl.engine.spawner import Spawner
-
     path = tmp_path / "child.log"
     if there:
         path.write_bytes(b"")
@@ -372,18 +387,7 @@ def test_a_logs_file_is_opened_with_the_spawn_or_made_with_the_first_byte(tmp_pa
         except FileNotFoundError:
             return -1
 
-    log = LogFile(opener=opener)
-
-    async def scenario() -> int:
-        with Spawner() as spawner:
-            child = Child(("echo", "hello"), cwd=tmp_path, env=dict(os.environ), log=log, on_output=lambda s, d: None, spawner=spawner)
-            await child.start()
-            return (await child.wait()).returncode
-
-    try:
-        assert asyncio.run(scenario()) == 0
-    finally:
-        log.close()
+    assert _run_on_a_spawner(("echo", "hello"), LogFile(opener=opener), tmp_path) == 0
     main = threading.main_thread().name
     assert calls[0][0] is False and calls[0][1] != main
     assert calls[1:] == ([] if there else [(True, main)])
@@ -393,8 +397,6 @@ def test_a_logs_file_is_opened_with_the_spawn_or_made_with_the_first_byte(tmp_pa
 def test_a_silent_child_leaves_no_log_file(tmp_path: Path) -> None:
     """A child that writes nothing: its log only looked for a file, and
     made none."""
-    from procctl.engine.spawner import Spawner
-
     path = tmp_path / "child.log"
     calls: list[bool] = []
 
@@ -402,18 +404,7 @@ def test_a_silent_child_leaves_no_log_file(tmp_path: Path) -> None:
         calls.append(create)
         return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT) if create else -1
 
-    log = LogFile(opener=opener)
-
-    async def scenario() -> int:
-        with Spawner() as spawner:
-            child = Child(("true",), cwd=tmp_path, env=dict(os.environ), log=log, on_output=lambda s, d: None, spawner=spawner)
-            await child.start()
-            return (await child.wait()).returncode
-
-    try:
-        assert asyncio.run(scenario()) == 0
-    finally:
-        log.close()
+    assert _run_on_a_spawner(("true",), LogFile(opener=opener), tmp_path) == 0
     assert calls == [False] and not path.exists()
 
 

@@ -259,8 +259,9 @@ class Follower:
     printer: Printer
     events: bool
     tails: dict[str, _Tail] = field(default_factory=dict)
-    shown: set[str] = field(default_factory=set)
-    """The instances followed (with a tail once their log has a file)."""
+    followed: dict[str, None] = field(default_factory=dict)
+    """The instances followed, in the order they came (with a tail once their
+    log has a file): lines that arrive together are printed in that order."""
     event_tail: _Tail | None = None
     events_seen: int = 0
     """How many event records the history printed (the rest are followed)."""
@@ -271,7 +272,7 @@ class Follower:
         (the history prints what is before, the follower what comes after)."""
         self.record = self.run_logs.state.run_record()
         self.printer.widen(list(present))
-        self.shown.update(present)
+        self.followed.update(dict.fromkeys(present))
         for instance, log_name in present.items():
             self._open(instance, log_name, at_end=True)
         if self.events:
@@ -336,15 +337,15 @@ class Follower:
 
         records = self._new_events()
         for instance, log_name in self.selection.pick(_log_names(self.run_logs, records)).items():
-            if instance not in self.shown:
+            if instance not in self.followed:
                 self.printer.widen([instance])
-                self.shown.add(instance)
+                self.followed[instance] = None
             if instance not in self.tails:
                 self._open(instance, log_name, at_end=False)
         now = time.time()
-        by_instance = event_entries(records, self.shown, since=None)
+        by_instance = event_entries(records, self.followed.keys(), since=None)
         streams = []
-        for instance in self.shown:
+        for instance in self.followed:
             new: list[Entry] = []
             tail = self.tails.get(instance)
             for data, position in self._read_log(tail) if tail is not None else ():

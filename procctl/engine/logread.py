@@ -13,7 +13,7 @@ import dataclasses
 import heapq
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 
 from procctl.engine import logindex
@@ -192,7 +192,7 @@ def _split(data: bytes, instance: str, position: int, times: Times) -> Iterator[
         start = end
 
 
-def event_entries(records: Iterable[dict[str, object]], instances: set[str], *, since: float | None = None) -> dict[str, list[Entry]]:
+def event_entries(records: Iterable[dict[str, object]], instances: Container[str], *, since: float | None = None) -> dict[str, list[Entry]]:
     """The events of `instances` (and of the run as a whole, under
     `procctl`), by instance."""
     found: dict[str, list[Entry]] = {}

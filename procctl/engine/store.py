@@ -45,6 +45,8 @@ class StateDir:
 
     def __init__(self, root: Path) -> None:
         object.__setattr__(self, "root", root)
+        # Made once: a run asks for it with every instance's log path.
+        object.__setattr__(self, "_logs", root / "logs")
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"StateDir is immutable: cannot set {name}")
@@ -64,13 +66,7 @@ class StateDir:
 
     @property
     def logs(self) -> Path:
-        # Made once: a run asks for it with every instance's log path.
-        try:
-            return self._logs
-        except AttributeError:
-            logs = self.root / "logs"
-            object.__setattr__(self, "_logs", logs)
-            return logs
+        return self._logs
 
     @property
     def pid_file(self) -> Path:

@@ -56,6 +56,7 @@ class Admission:
             min_free_bytes=plan.min_free_bytes,
             on_warning=lambda name, message: self._bus.publish(events.Notice(name, name, message=message, level="warning")),
             on_resize=self._publish,
+            ordered=plan.schedule == "longest-first",
         )
         self._publish()
 
@@ -67,6 +68,8 @@ class Admission:
         """A reload's plan: its schedule, and its pool size from now on
         (jobs running past a smaller size finish; none starts until below it)."""
         self._plan = plan
+        if self.pool is not None:
+            self.pool.ordered = plan.schedule == "longest-first"
         if self.pool is not None and (self.pool.cap, self.pool.auto) != (plan.pool_size, plan.auto):
             self.pool.resize(plan.max_parallel, cap=plan.pool_size, auto=plan.auto)
             self._publish()

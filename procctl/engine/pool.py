@@ -61,8 +61,14 @@ class Pool:
         cpu_probe: Callable[[], float] = system_cpu_percent,
         on_warning: Callable[[str, str], None] | None = None,
         on_resize: Callable[[], None] | None = None,
+        ordered: bool = True,
     ) -> None:
         self.auto = auto
+        self.ordered = ordered
+        """Waiters may carry different priorities (longest-first): those that
+        ask in the same turn of the loop are gathered before any is let in.
+        Without, the order is arrival's, and one that finds a free slot and
+        nobody waiting takes it at once."""
         self.cap = cap if cap is not None else size
         """Hard limit: never more running than this, auto or not."""
         self.limit = min(size, self.cap)
@@ -108,6 +114,14 @@ class Pool:
     async def acquire(self, *, priority: float = 0.0, rss_bytes: int | None = None, name: str = "") -> int:
         """Wait for a slot. Lower priority values leave first; equal ones in
         arrival order. Returns a ticket for `release`."""
+        if not self.ordered and not rss_bytes and self._free_now():
+            # Nobody waits and nobody asking later in this turn could come
+            # first: in without a future, a queue entry or a turn of the
+            # loop (2000 jobs asking at a run's start used to wait for all
+            # of them to have asked before the first spawn).
+            self._ensure_ticker(None)
+            self.running += 1
+            return next(self._admitted_ids)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(priority, next(self._seq), future, rss_bytes, name)
         heapq.heappush(self._waiters, (waiter.priority, waiter.seq, waiter))
@@ -171,6 +185,15 @@ class Pool:
             self._warn(waiter.name, f"predicted peak RSS {waiter.rss_bytes >> 20} MiB exceeds available memory; running it alone")
             return True
         return False
+
+    def _free_now(self) -> bool:
+        """A slot is free and no waiter is left to take it."""
+        if self.held or self.running >= self.limit or self._dispatch_pending:
+            return False
+        waiters = self._waiters
+        while waiters and waiters[0][2].future.done():
+            heapq.heappop(waiters)
+        return not waiters
 
     def _dispatch_soon(self) -> None:
         # Jobs that queue up in the same turn of the loop (the start of a run)

@@ -85,6 +85,59 @@ def test_waiters_leave_in_priority_order_then_arrival() -> None:
     assert asyncio.run(scenario()) == ["long", "mid", "short", "unknown", "unknown2"]
 
 
+def _admitted_at_once(pool: Pool, **kwargs: object) -> int | None:
+    """The ticket when `acquire` returned without waiting for anything (not
+    even a turn of the loop), else None (the waiter is cancelled)."""
+    asking = pool.acquire(**kwargs)  # type: ignore[arg-type]
+    try:
+        awaited = asking.send(None)
+    except StopIteration as done:
+        return done.value
+    awaited.cancel()  # its place in the queue
+    asking.close()
+    return None
+
+
+def test_in_arrival_order_a_free_slot_is_taken_at_once_and_the_order_holds() -> None:
+    """FIFO: a job that finds a slot free and nobody waiting is in at once
+    (2000 jobs asking at a run's start used to wait until all had asked);
+    one that finds the pool full waits, and waiters still leave in arrival
+    order, before any newcomer. Ordered by priority, an asker waits for
+    the turn's others (one of them may come first)."""
+
+    async def scenario() -> tuple[list[int | None], list[str], int | None]:
+        pool = Pool(2, ordered=False)
+        at_once = [_admitted_at_once(pool, name="a"), _admitted_at_once(pool, name="b")]
+        assert pool.running == 2
+        at_once.append(_admitted_at_once(pool, name="full"))  # full: it waits (given up here)
+        order: list[str] = []
+
+        async def job(name: str) -> None:
+            ticket = await pool.acquire(name=name)
+            order.append(name)
+            await asyncio.sleep(0)
+            pool.release(ticket)
+
+        waiting = [asyncio.ensure_future(job(name)) for name in ("c", "d", "e")]
+        await asyncio.sleep(0)
+        pool.resize(3, cap=3, auto=False)
+        # A slot is free, but c is let in at the next turn: a newcomer does not pass it.
+        assert _admitted_at_once(pool, name="late") is None
+        for _ in range(2):  # the dispatch, then c's task
+            await asyncio.sleep(0)
+        assert order == ["c"]
+        pool.release(at_once[0])
+        await asyncio.gather(*waiting)
+        pool.release(at_once[1])
+        ordered = Pool(1)
+        return at_once, order, _admitted_at_once(ordered, name="x")
+
+    at_once, order, ordered = asyncio.run(scenario())
+    assert at_once[0] is not None and at_once[1] is not None and at_once[2] is None
+    assert order == ["c", "d", "e"]
+    assert ordered is None
+
+
 def test_a_resized_pool_lets_more_in_at_once_and_fewer_from_then_on() -> None:
     """`procctl pool N` while jobs wait: 1 → 3 admits two more at once; back
     to 1, the running ones go on and nothing new starts until they are under it."""

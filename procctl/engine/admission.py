@@ -43,6 +43,8 @@ class Admission:
         """The big pools: those of their instances that run are in `by_process`,
         the rest wait in the feeder or are in its ledger."""
         self._changed: asyncio.Event | None = None
+        self._gated = 0
+        """How many wait at the gate now (`changed` wakes them, if any)."""
         self.pool: Pool | None = None
 
     def open(self) -> None:
@@ -85,7 +87,9 @@ class Admission:
 
     def changed(self) -> None:
         """Some instance's state changed: the gate looks again."""
-        if self._changed is not None:
+        # Every state change of every instance comes here (three a job):
+        # with nobody at the gate there is nobody to wake.
+        if self._changed is not None and self._gated:
             self._changed.set()
             self._changed = asyncio.Event()
 
@@ -107,7 +111,11 @@ class Admission:
             if not pending:
                 return ""
             assert self._changed is not None
-            await self._changed.wait()
+            self._gated += 1
+            try:
+                await self._changed.wait()
+            finally:
+                self._gated -= 1
 
     def _verdict(self, process: str, condition: str) -> str | None:
         """'' when it holds, None while undecided, else why it never will."""

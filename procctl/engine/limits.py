@@ -44,18 +44,35 @@ def rlimit_pairs(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
     return pairs
 
 
+_CHECKED_MAX = 256
+"""Distinct limits kept checked, at most (`procctl limits` may set any)."""
+_checked: dict[Limits, list[tuple[int, tuple[int, int]]]] = {}
+
+
+def _checked_pairs(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
+    """`rlimit_pairs`, each under its ceiling (else SpawnError), looked at
+    once per distinct value rather than at every spawn."""
+    pairs = _checked.get(limits)
+    if pairs is None:
+        for key in RLIMITS:
+            value = getattr(limits, key)
+            refusal = rlimits.over_ceiling(key, value) if value is not None else None
+            if refusal is not None:
+                raise SpawnError(f"cannot set the limit {refusal}")
+        pairs = rlimit_pairs(limits)
+        if len(_checked) >= _CHECKED_MAX:
+            _checked.clear()
+        _checked[limits] = pairs
+    return pairs
+
+
 def preexec(limits: Limits, nice: int | None, join_fds: list[int] | None = None) -> Callable[[], None] | None:
     """The function the child runs between fork and exec, or None if there is
     nothing to set (then the fast vfork path stays in use). `join_fds` are
     `cgroup.procs` files the child joins by writing `0` (itself). A limit
     the child could not set is a SpawnError naming it, raised here, before
     the fork."""
-    pairs = rlimit_pairs(limits)
-    for key in RLIMITS:
-        value = getattr(limits, key)
-        refusal = rlimits.over_ceiling(key, value) if value is not None else None
-        if refusal is not None:
-            raise SpawnError(f"cannot set the limit {refusal}")
+    pairs = _checked_pairs(limits)
     fds = tuple(join_fds or ())
     if not pairs and nice is None and not fds:
         return None

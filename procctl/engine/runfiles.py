@@ -28,6 +28,42 @@ if TYPE_CHECKING:
     from procctl.engine.store import StateDir
 
 
+MAX_LOGS_KNOWN = 100_000
+"""Instance logs a run keeps the names of (`MadeLogs`), at most: past
+that it stops knowing, and looks for each file as it starts."""
+
+
+class MadeLogs:
+    """Which instance logs may be in `logs/` now. A run's logs begin empty
+    (`StateDir.begin_run`) and a log's file comes with its first byte, so
+    an instance's file can be there only if this run made it; a start need
+    not look for one that cannot be (an open failing with ENOENT and the
+    checks of the path before it: three system calls on the spawner's
+    thread, each giving up the interpreter lock, for every job of a run
+    whose jobs are silent). Where the run's logs did not begin empty (a
+    file could not be moved), every start looks."""
+
+    __slots__ = ("_known", "_names")
+
+    def __init__(self) -> None:
+        self._known = False
+        self._names: set[str] = set()
+
+    def began_empty(self) -> None:
+        self._known = True
+        self._names.clear()
+
+    def made(self, log_name: str) -> None:
+        if self._known:
+            self._names.add(log_name)
+            if len(self._names) > MAX_LOGS_KNOWN:
+                self._known = False
+                self._names.clear()
+
+    def may_exist(self, log_name: str) -> bool:
+        return not self._known or log_name in self._names
+
+
 @contextlib.contextmanager
 def pid_file(state_dir: StateDir) -> Iterator[None]:
     # Through the checked state directory: never written through a link.
@@ -39,12 +75,16 @@ def pid_file(state_dir: StateDir) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def event_log(state_dir: StateDir, bus: Bus, plan: Plan, run_id: str, position: Callable[[str], int | None]) -> Iterator[None]:
-    """This run's logs begin (the last run's move to `logs/past/`), and
-    procctl's own events are kept with them for the whole run."""
+def event_log(
+    state_dir: StateDir, bus: Bus, plan: Plan, run_id: str, position: Callable[[str], int | None], made: MadeLogs
+) -> Iterator[None]:
+    """This run's logs begin (the last run's move to `logs/past/`: `made`
+    learns that they begin empty), and procctl's own events are kept with
+    them for the whole run."""
     settings = plan.manifest.settings
     try:
         state_dir.begin_run(run_id, {"pid": os.getpid(), "started": time.time(), "manifest": str(plan.manifest.path)})
+        made.began_empty()
         fd = state_dir.open_log(logindex.EVENTS, truncate=True)
     except OSError as exc:
         # A full or failing disk: the run goes on, its instances' logs
@@ -67,15 +107,22 @@ def event_log(state_dir: StateDir, bus: Bus, plan: Plan, run_id: str, position: 
             pass  # (what is left is deleted when a later run ends)
 
 
-def instance_log(state_dir: StateDir, bus: Bus, runner: InstanceRunner, job: Job, *, truncate: bool) -> LogFile:
+def instance_log(state_dir: StateDir, bus: Bus, runner: InstanceRunner, job: Job, *, truncate: bool, made: MadeLogs) -> LogFile:
     """The writer of `job`'s log, rotating as its process says now
     (`runner.job`: a reload may change it). Its file is made with its first
     byte (one already there is opened with the spawn, on the spawner's
-    thread: `LogFile.open_file`); its time index with its first mark."""
+    thread: `LogFile.open_file`; one `made` says cannot be there is not
+    looked for); its time index with its first mark."""
+    log_name = job.log_name
 
     def open_log(create: bool) -> int:
+        if not create and not made.may_exist(log_name):
+            return -1  # (made with the first byte)
         try:
-            return state_dir.open_log(job.log_name, truncate=truncate, create=create)
+            fd = state_dir.open_log(log_name, truncate=truncate, create=create)
+            if create:
+                made.made(log_name)
+            return fd
         except FileNotFoundError:
             if create:
                 raise

@@ -117,6 +117,8 @@ class Supervisor:
             interval_s=plan.manifest.settings.metrics_interval_s,
         )
         """The notification socket, the runs' watchdogs and the shared regions."""
+        self.made_logs = runfiles.MadeLogs()
+        """Which instance logs this run has made (the rest need no look at a start)."""
         self.terminals = Terminals()
         """The pseudo-terminals of `tty = true` processes."""
         self.edits = Edits(self, edited_plan, fail_fast_given=fail_fast, watch=watch)
@@ -144,7 +146,7 @@ class Supervisor:
         with contextlib.ExitStack() as stack:
             self.state_dir.prepare()
             stack.enter_context(runfiles.pid_file(self.state_dir))
-            stack.enter_context(runfiles.event_log(self.state_dir, self.bus, self.plan, self.recorder.run_id, self.instances.log_position))
+            stack.enter_context(runfiles.event_log(self.state_dir, self.bus, self.plan, self.recorder.run_id, self.instances.log_position, self.made_logs))
             self.recorder.start()
             stack.callback(self.recorder.close)
             stack.callback(self.enforcer.close)
@@ -178,7 +180,7 @@ class Supervisor:
         return self._result(time.monotonic() - began)
 
     def open_log(self, job: Job, *, truncate: bool) -> LogFile:
-        return runfiles.instance_log(self.state_dir, self.bus, self.instances.by_name[job.name], job, truncate=truncate)
+        return runfiles.instance_log(self.state_dir, self.bus, self.instances.by_name[job.name], job, truncate=truncate, made=self.made_logs)
 
     def _runner(self, job: Job) -> InstanceRunner:
         return InstanceRunner(job, self.state_dir.log_path(job.log_name), self)

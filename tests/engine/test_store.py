@@ -9,10 +9,15 @@ import os
 import stat
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import pytest
 
+from procctl.bus import Bus
+from procctl.config.loader import load_manifest
+from procctl.config.plan import build_plan
 from procctl.control.address import socket_location
-from procctl.engine import logindex
+from procctl.engine import logindex, runfiles
 from procctl.engine.logfile import LogFile
 from procctl.engine.logread import read_log_tail
 from procctl.engine.store import StateDir
@@ -220,3 +225,59 @@ def test_past_runs_are_kept_to_their_number_when_a_run_ends(state: StateDir) -> 
         assert len(state.past_runs()) <= 2 * keep
     state.prune_past_runs()
     assert state.past_runs() == [f"{1000 + number}-1" for number in range(2 * keep + 2, 3 * keep + 2)]
+
+
+def _silent_start(state: StateDir, made: runfiles.MadeLogs, name: str, *, truncate: bool) -> LogFile:
+    """An instance's log as a run opens it, opened as its start opens it."""
+    manifest = state.root.parent / f"{name}.toml"
+    manifest.write_text(f'[process.{name}]\ncmd = "true"\n')
+    job = build_plan(load_manifest(manifest)).jobs[0]
+    runner = SimpleNamespace(job=job, log_path=state.log_path(job.log_name), process=name, name=name)  # (read on errors only)
+    log = runfiles.instance_log(state, Bus(), runner, job, truncate=truncate, made=made)  # type: ignore[arg-type]
+    log.open_file()
+    return log
+
+
+def test_a_start_looks_for_no_log_the_run_cannot_have(state: StateDir) -> None:
+    """A run's logs begin empty and a log's file comes with its first byte,
+    so a start opens only a file this run made (a restart's), never one
+    that appeared where none can be: it is made afresh at the first byte.
+    1. Logs that begin empty, an `a.log` put there afterwards: the start of
+       `a` does not open it (and the first byte truncates it).
+    2. A file the run made (`b`, written): a later start opens it.
+    3. Where the logs did not begin empty (nothing said so), every start
+       looks: `c.log` is opened."""
+    made = runfiles.MadeLogs()
+    state.begin_run("1000-1", {})
+    made.began_empty()
+    (state.logs / "a.log").write_bytes(b"not this run's\n")
+    first = _silent_start(state, made, "a", truncate=True)
+    assert first.fd < 0, "no file looked for"
+    first.write(b"new\n")
+    first.close()
+    assert (state.logs / "a.log").read_bytes() == b"new\n"
+
+    writer = _silent_start(state, made, "b", truncate=True)
+    writer.write(b"first run\n")
+    writer.close()
+    again = _silent_start(state, made, "b", truncate=False)
+    assert again.fd >= 0, "the run's own file is opened at the next start"
+    again.close()
+
+    (state.logs / "c.log").write_bytes(b"left\n")
+    unknown = _silent_start(state, runfiles.MadeLogs(), "c", truncate=False)
+    assert unknown.fd >= 0
+    unknown.close()
+
+
+def test_made_logs_stop_knowing_past_their_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = runfiles.MadeLogs()
+    assert made.may_exist("x.log"), "before the run's logs begin: anything may be there"
+    made.began_empty()
+    assert not made.may_exist("x.log")
+    monkeypatch.setattr(runfiles, "MAX_LOGS_KNOWN", 3)
+    for name in ("a", "b", "c"):
+        made.made(name)
+    assert made.may_exist("a") and not made.may_exist("x.log")
+    made.made("d")
+    assert made.may_exist("x.log"), "past the bound every start looks again"

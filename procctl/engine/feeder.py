@@ -198,19 +198,27 @@ class Feeder:
     async def run(self) -> None:
         """Admit the items one by one, as the pool gives slots, until they
         are all started or a stop is asked for."""
-        host, segment = self._host, self.segment
-        if not len(segment):
+        host = self._host
+        # Made in order, each once, as the segment iterates them: no bounds,
+        # length or index to work out again for each of a million items.
+        jobs = iter(self.segment)
+        job = next(jobs, None)
+        if job is None:
             return
-        blocked = await host.dependencies_of(segment[0])
+        blocked = await host.dependencies_of(job)
         if blocked:
             self.ledger.unrun_reason = blocked
             return
-        while self.next < len(segment) and not host.stopping:
-            job = segment[self.next]
-            ticket = await host.admit(job)
+        admit, start = host.admit, host.start_admitted
+        if host.stopping:
+            return
+        while job is not None:
+            ticket = await admit(job)
             if host.stopping:
-                # A stop came while it waited: nothing starts after it.
+                # A stop came while it waited (the only place one can come
+                # in this loop): nothing starts after it.
                 host.release(ticket)
                 return
             self.next += 1
-            host.start_admitted(job, ticket)
+            start(job, ticket)
+            job = next(jobs, None)

@@ -72,7 +72,7 @@ class BigPools:
         """A big pool's instance has ended: into its ledger, out of memory."""
         feeder = self.feeders.get(runner.process)
         if feeder is not None:
-            feeder.ledger.record(runner.job.index - 1, runner.result())
+            feeder.ledger.record(runner.job.index - 1, runner.state, runner.figures())
             self._sup.drop(runner)
 
     def ledgers(self, order: Sequence[str], running: Mapping[str, Sequence[InstanceRunner]]) -> list[Ledger]:

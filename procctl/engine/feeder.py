@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, overload
 
-from procctl.engine.outcome import InstanceResult
+from procctl.engine.outcome import InstanceResult, Totals
 from procctl.states import State
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from procctl.engine.runner import InstanceRunner
 
 _STATES = list(State)
+_CODES = {state: code for code, state in enumerate(_STATES)}
 _NONE = -1
 _NO_SIGNAL = 0
 
@@ -93,22 +94,31 @@ class Ledger(Sequence[InstanceResult]):
             self._reasons.append(reason)
         return found
 
-    def record(self, index: int, result: InstanceResult) -> None:
-        """Instance `index` (0-based) has ended."""
+    def record(self, index: int, state: State, figures: Totals) -> None:
+        """Instance `index` (0-based) has ended in `state`, its runs adding up
+        to `figures` (its runner's totals, or a result): no result is made
+        for it unless it is the first to end badly."""
         self.recorded += 1
-        self._end = max(self._end, index + 1)
-        if self.first_bad is None and not (result.state is State.EXITED and result.exit_code == 0):
-            self.first_bad = result
-        self._state[index] = _STATES.index(result.state)
-        self._exit[index] = result.exit_code if result.exit_code is not None and -32768 <= result.exit_code < 32768 else _NONE
-        self._signal[index] = result.signal if result.signal is not None and 0 < result.signal < 256 else _NO_SIGNAL
-        self._duration[index] = result.duration_s if result.duration_s is not None else math.nan
-        self._restarts[index] = min(result.restarts, 0xFFFF)
-        self._peak_kib[index] = min((result.peak_rss_bytes or 0) >> 10, 0xFFFFFFFF)
-        self._cpu[index] = result.cpu_time_s if result.cpu_time_s is not None else math.nan
-        self._reason[index] = self._intern(result.reason)
-        self._log_lost[index] = min(result.log_lost_bytes, 0xFFFFFFFF)
-        self._log_error[index] = self._intern(result.log_error)
+        if index >= self._end:
+            self._end = index + 1
+        exit_code, signal = figures.exit_code, figures.signal
+        self._state[index] = _CODES[state]
+        self._exit[index] = exit_code if exit_code is not None and -32768 <= exit_code < 32768 else _NONE
+        self._signal[index] = signal if signal is not None and 0 < signal < 256 else _NO_SIGNAL
+        self._duration[index] = figures.duration_s if figures.duration_s is not None else math.nan
+        self._restarts[index] = min(figures.restarts, 0xFFFF)
+        peak = figures.peak_rss_bytes
+        self._peak_kib[index] = min(peak >> 10, 0xFFFFFFFF) if peak else 0
+        self._cpu[index] = figures.cpu_time_s if figures.cpu_time_s is not None else math.nan
+        self._log_lost[index] = min(figures.log_lost_bytes, 0xFFFFFFFF)
+        # Nearly always "" (id 0): looked up, not interned, at each end.
+        ids = self._reason_ids
+        reason = ids.get(figures.reason)
+        self._reason[index] = reason if reason is not None else self._intern(figures.reason)
+        error = ids.get(figures.log_error)
+        self._log_error[index] = error if error is not None else self._intern(figures.log_error)
+        if self.first_bad is None and not (state is State.EXITED and exit_code == 0):
+            self.first_bad = self[index]
 
     @overload
     def __getitem__(self, index: int) -> InstanceResult: ...

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from procctl import events
 from procctl.engine import limits
 from procctl.engine.life import Life
-from procctl.engine.outcome import Cut, InstanceResult
+from procctl.engine.outcome import Cut, InstanceResult, Totals
 from procctl.engine.run import Want
 from procctl.states import State
 
@@ -28,11 +28,15 @@ if TYPE_CHECKING:
 class InstanceRunner(Life):
     """One instance, from its first queueing to its last run: its life and its verbs."""
 
-    def result(self) -> InstanceResult:
-        """Its totals and its state now, together."""
+    def figures(self) -> Totals:
+        """Its totals now (what its log has missed brought up to date)."""
         if self._log is not None:
             self.totals.log_lost_bytes = self._log.lost_bytes
-        return InstanceResult(**vars(self.totals), name=self.name, process=self.process, state=self.state, log_path=self.log_path)
+        return self.totals
+
+    def result(self) -> InstanceResult:
+        """Its totals and its state now, together."""
+        return InstanceResult(**vars(self.figures()), name=self.name, process=self.process, state=self.state, log_path=self.log_path)
 
     # ------------------------------------------------------------- verbs
 

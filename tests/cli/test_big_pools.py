@@ -224,7 +224,7 @@ def test_a_stopped_million_sums_up_without_a_result_per_item(tmp_path: Path, mon
 
     ledger = Ledger("t", 1_000_000, tmp_path)
     for index, state, code in [(0, State.EXITED, 0), (1, State.FAILED, 3), (2, State.STOPPED, 143)]:
-        ledger.record(index, InstanceResult(name=f"t[{index + 1}]", process="t", state=state, exit_code=code, duration_s=0.5))
+        ledger.record(index, state, InstanceResult(name=f"t[{index + 1}]", process="t", state=state, exit_code=code, duration_s=0.5))
     made = 0
     make = Ledger.__getitem__
 
@@ -242,3 +242,32 @@ def test_a_stopped_million_sums_up_without_a_result_per_item(tmp_path: Path, mon
     statuses = [row[1] for row in table.rows]
     assert statuses[-1] == "1 exited 0, 1 failed 3, 1 stopped, 999997 skipped", statuses
     assert [row[0] for row in table.rows] == ["t[2]", "t[3]", "t (1000000 instances)"]
+
+
+@pytest.mark.parametrize("failing", [None, 7], ids=["all succeed", "one fails"])
+def test_a_dependency_on_a_big_pool_judges_its_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: int | None) -> None:
+    """1. A big pool of 200 fake jobs (the threshold lowered to 100), each
+    `exit 0` but, in one case, item 7 `exit 3`. 2. A process waits for the
+    pool to have succeeded. 3. It starts once all 200 are in the ledger; or,
+    with item 7 failed, it is skipped for that item, named with its status,
+    as the ledger recorded it."""
+    import procctl.engine.bigpools as bigpools_module
+
+    monkeypatch.setattr(bigpools_module, "EAGER_JOBS", 100)
+    items = ", ".join(f'"{3 if i == failing else 0}"' for i in range(1, 201))
+    path = tmp_path / "procfile.toml"
+    path.write_text(
+        f'[settings]\nmax_parallel = 4\nfail_fast = false\n[process.t]\ncmd = ["exit", "{{item}}"]\neach = [{items}]\n'
+        '[process.after]\ncmd = "exit 0"\ndepends_on = { t = "succeeded" }\n'
+    )
+    supervisor = Supervisor(build_plan(load_manifest(path)), Bus(), StateDir.beside(path), executor=FakeExecutor(keep=False))
+    assert list(supervisor.feeders) == ["t"]
+    result = asyncio.run(supervisor.run())
+    by_name = {r.name: r for r in result.instances}
+    assert len(by_name) == 201
+    after = by_name["after"]
+    if failing is None:
+        assert after.state is State.EXITED and result.exit_code == 0
+    else:
+        assert by_name["t[7]"].state is State.FAILED and by_name["t[7]"].exit_code == 3
+        assert after.state is State.SKIPPED and after.reason == "dependency t[7] failed 3, not succeeded", after.reason

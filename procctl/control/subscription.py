@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import time
 from typing import Any
 
 from procctl import events
-from procctl.records import event_records
+from procctl.records import event_records, record_line
 
 OUTPUT_EVENTS = 1024
 """Output events (each one or more lines) a subscriber's backlog holds; beyond
@@ -132,7 +131,7 @@ async def stream(backlog: Backlog, reader: asyncio.StreamReader, writer: asyncio
                 if stop.done():
                     return
                 continue
-            writer.write(b"".join(json.dumps(record, ensure_ascii=False, default=str).encode() + b"\n" for record in records))
+            writer.write(b"".join(record_line(record) for record in records))
             # Suspends this client's task alone while its buffer is full; the
             # backlog keeps filling (bounded) meanwhile.
             drain = loop.create_task(writer.drain())

@@ -16,12 +16,11 @@ gather), through a rotating `LogFile`.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
 from procctl import events
 from procctl.engine.logfile import LogFile
-from procctl.records import event_records
+from procctl.records import event_records, record_line
 
 BATCH_S = 0.2
 BATCH_BYTES = 64 * 1024
@@ -48,7 +47,7 @@ class RunLog:
         for record in event_records(event):
             if at is not None:
                 record["at"] = at
-            self._pending += json.dumps(record, ensure_ascii=False, default=str).encode() + b"\n"
+            self._pending += record_line(record)
         if len(self._pending) >= BATCH_BYTES:
             self.flush()
         elif self._flush_due is None:

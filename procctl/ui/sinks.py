@@ -9,7 +9,6 @@ never has to split; units are in the field names where they are not obvious
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from procctl import events
-from procctl.records import event_records
+from procctl.records import event_records, record_line
 from procctl.bus import Flow
 from procctl.engine.outcome import InstanceResult, RunResult
 from procctl.states import State, signal_name
@@ -62,7 +61,7 @@ class EventStream:
 
     def __call__(self, event: events.Event) -> None:
         if not self._write.broken:
-            self._write(b"".join(json.dumps(record, ensure_ascii=False).encode() + b"\n" for record in event_records(event)))
+            self._write(b"".join(record_line(record) for record in event_records(event)))
 
     def close(self) -> None:
         """Write what is left (waiting for the reader), then close the file."""

@@ -20,7 +20,7 @@ from procctl.engine.store import StateDir
 from procctl.errors import UsageError
 from procctl.states import State
 from procctl.ui.live_model import InstanceInfo
-from procctl.ui.scrollback import LEVEL_STYLES, LIMIT
+from procctl.ui.scrollback import LEVEL_STYLES, LIMIT, Scrollback
 from procctl.ui.tui.app import LiveApp
 from procctl.ui.tui.lines import LinesView
 from procctl.ui.tui.screens import Confirm, HelpScreen, LogScreen, Prompt
@@ -433,3 +433,33 @@ def test_enter_opens_the_log_full_screen_with_search_follow_and_wrap(tmp_path: P
         assert not isinstance(app.screen, LogScreen)
 
     drive(face, scenario, size=(100, 30))
+
+
+def test_a_log_screen_without_its_lines_takes_refreshes_quietly() -> None:
+    """The app's refresh and an instance's new lines reach every log screen
+    it holds, also one whose widgets are not there: not yet composed, or
+    being taken down just after Esc. Such a screen lets them pass (its lines
+    are added when it is shown); it does not raise out of the view."""
+    screen = LogScreen("web.1", "web", Scrollback(LIMIT), source="logs of web.1", timestamps=False)
+    screen.update_title()
+    screen.lines_added()
+    screen.set_timestamps(True)
+
+    face = FakeFace(_web(1))
+    _running(face, "web.1")
+
+    async def scenario(app: LiveApp, pilot: Pilot[int]) -> None:
+        await _settle(pilot, app)
+        await pilot.press("enter")
+        shown = app.screen
+        assert isinstance(shown, LogScreen)
+        await pilot.press("escape")
+        # Popped: its widgets are gone; a late refresh must not break the view.
+        shown.update_title()
+        shown.lines_added()
+        face.publish(events.Output("web", "web.1", stream="stdout", text="after the log closed\n"))
+        await _settle(pilot, app)
+        assert not isinstance(app.screen, LogScreen)
+        assert "after the log closed" in _screen(app)
+
+    drive(face, scenario)

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static
 
@@ -147,12 +148,23 @@ class LogScreen(Screen[None]):
     def view(self) -> LinesView:
         return self.query_one(LinesView)
 
+    def _shown(self) -> LinesView | None:
+        """Its lines, or None while it has none: the app's refresh and its
+        new lines reach every log screen it holds, one not yet composed or
+        being taken down (just popped) among them."""
+        try:
+            return self.query_one(LinesView)
+        except NoMatches:
+            return None
+
     def on_mount(self) -> None:
         self.view.focus()
         self.update_title()
 
     def update_title(self) -> None:
-        view = self.view
+        view = self._shown()
+        if view is None:
+            return
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f" {self.instance} ", style="bold reverse")
         count = len(self.scrollback)
@@ -166,11 +178,16 @@ class LogScreen(Screen[None]):
         if self.message:
             text.append(f"  {self.message}", style="bold")
         text.append(f"  {self.source}", style="dim")
-        self.query_one("#log-title", Static).update(text)
+        try:
+            self.query_one("#log-title", Static).update(text)
+        except NoMatches:
+            return
 
     def lines_added(self) -> None:
-        self.view.lines_added()
-        self.update_title()
+        view = self._shown()
+        if view is not None:
+            view.lines_added()
+            self.update_title()
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -184,7 +201,9 @@ class LogScreen(Screen[None]):
         self.update_title()
 
     def set_timestamps(self, on: bool) -> None:
-        self.view.timestamps = on
+        view = self._shown()
+        if view is not None:
+            view.timestamps = on
 
     def action_search_prompt(self) -> None:
         search = self.query_one("#log-search", Input)

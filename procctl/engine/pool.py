@@ -126,7 +126,11 @@ class Pool:
         waiter = _Waiter(priority, next(self._seq), future, rss_bytes, name)
         heapq.heappush(self._waiters, (waiter.priority, waiter.seq, waiter))
         self._ensure_ticker(rss_bytes)
-        self._dispatch_soon()
+        if not self.held and self.running < self.limit:
+            # (A full or held pool lets waiters in where it frees or opens:
+            # a release, a resize, the ticker. A big pool's feeder asks once
+            # an item, nearly always of a full pool.)
+            self._dispatch_soon()
         try:
             await future
         except asyncio.CancelledError:

@@ -194,10 +194,13 @@ class Pool:
         """A slot is free and no waiter is left to take it."""
         if self.held or self.running >= self.limit or self._dispatch_pending:
             return False
-        waiters = self._waiters
-        while waiters and waiters[0][2].future.done():
-            heapq.heappop(waiters)
-        return not waiters
+        self._drop_given_up()
+        return not self._waiters
+
+    def _drop_given_up(self) -> None:
+        """Waiters at the head whose wait is over (cancelled) leave the queue."""
+        while self._waiters and self._waiters[0][2].future.done():
+            heapq.heappop(self._waiters)
 
     def _dispatch_soon(self) -> None:
         # Jobs that queue up in the same turn of the loop (the start of a run)
@@ -208,8 +211,7 @@ class Pool:
 
     def _dispatch(self) -> None:
         self._dispatch_pending = False
-        while self._waiters and self._waiters[0][2].future.done():
-            heapq.heappop(self._waiters)
+        self._drop_given_up()
         while not self.held and self._waiters and self.running < self.limit:
             head = self._waiters[0][2]
             if head.future.done():

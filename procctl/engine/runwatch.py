@@ -35,20 +35,21 @@ if TYPE_CHECKING:
     from procctl.engine.child import ChildProcess
     from procctl.engine.host import Host
     from procctl.engine.logfile import LogFile
+    from procctl.engine.store import StateDir
     from procctl.engine.tree import ProcessTree
 
 
 class RunWatch:
     """One instance's state and its current run."""
 
-    def __init__(self, job: Job, logs: Path, host: Host) -> None:
+    def __init__(self, job: Job, state_dir: StateDir, host: Host) -> None:
         self.job = job
         self.name = job.name
         """Its instance name (its job's: attributes, not properties, read
         a dozen times a run)."""
         self.process = job.process
         """Its process's name."""
-        self._logs = logs
+        self._state_dir = state_dir
         self._log_path: Path | None = None
         self._host = host
         self.state = State.PENDING
@@ -93,7 +94,7 @@ class RunWatch:
         well never is, its ledger knows where its log would be.)"""
         path = self._log_path
         if path is None:
-            path = self._log_path = self._logs / self.job.log_name
+            path = self._log_path = self._state_dir.log_path(self.job.log_name)
         return path
 
     @property

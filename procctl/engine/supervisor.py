@@ -183,7 +183,7 @@ class Supervisor:
         return runfiles.instance_log(self.state_dir, self.bus, self.instances.by_name[job.name], job, truncate=truncate, made=self.made_logs)
 
     def _runner(self, job: Job) -> InstanceRunner:
-        return InstanceRunner(job, self.state_dir.logs, self)
+        return InstanceRunner(job, self.state_dir, self)
 
     @property
     def runners(self) -> list[InstanceRunner]:

@@ -197,10 +197,11 @@ class StateDir:
     def begin_run(self, run_id: str, record: dict[str, object]) -> None:
         """A new run's logs start empty: the last run's files (everything in
         `logs/` but `past/`) move to `logs/past/ITS_RUN/`, and `run.json` names
-        this run (a file that cannot be moved raises: it stays). The oldest past runs beyond KEEP_PAST_RUNS are deleted when
-        the run ends (`prune_past_runs`): deleting them here (shutil with
-        them) cost ~3 ms before the first spawn. Only beyond twice as many
-        (runs that ended without it) are they deleted here too."""
+        this run (a file that cannot be moved raises: it stays). The oldest
+        past runs beyond KEEP_PAST_RUNS are deleted when the run ends
+        (`prune_past_runs`): deleting them here (shutil with them) cost ~3 ms
+        before the first spawn. Only beyond twice as many (runs that ended
+        without it) are they deleted here too."""
         logs = self.logs_of(None, create=True)
         assert logs is not None
         leftovers = [name for name in os.listdir(logs) if name != logindex.PAST]

@@ -30,6 +30,11 @@ except ImportError:  # (not CPython)
 DIRECT = _fork_exec is not None and sys.version_info[:2] == (3, 11)
 """`fork_exec`'s arguments are those of CPython 3.11; elsewhere `Popen` is used."""
 
+VFORK = DIRECT and sys.platform == "linux"
+"""CPython 3.11 on Linux vforks a child that has no pre-exec step (and no
+change of user or groups, which procctl never asks): the parent goes on only
+once the child has exec'd or exited."""
+
 _ENCODED_MAX = 4096
 """Variables (name and value) kept encoded, at most: a manifest of
 thousands of distinct values must not make this grow without end."""
@@ -99,13 +104,10 @@ def spawn(
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         stdin, stdout, stderr = (null if fd == subprocess.DEVNULL else fd for fd in (stdin, stdout, stderr))
     # The child reports a failed exec on this pipe ("name:hex errno:text"), as Popen's does.
-    err_read, err_write = os.pipe2(os.O_CLOEXEC)
-    if err_write < 3:
-        # (Not one of the child's 0, 1 and 2, where procctl's own are closed.)
-        low, err_write = err_write, os.dup(err_write)
-        while err_write < 3:
-            err_write = os.dup(err_write)
-        os.close(low)
+    # Without a pre-exec step the child is vforked: its report, if any, is in
+    # the pipe by the time fork_exec returns, and one of the kept pipes serves.
+    kept = preexec_fn is None and VFORK
+    err_read, err_write = _kept_pipes.take() if kept else _error_pipe(0)
     try:
         try:
             pid = _fork_exec(
@@ -114,17 +116,16 @@ def spawn(
                 True, True, -1, None, None, None, -1, preexec_fn, True,
             )  # fmt: skip
         finally:
-            os.close(err_write)
+            if not kept:
+                os.close(err_write)
             if null >= 0:
                 os.close(null)
-        report = bytearray()
-        while len(report) <= 50_000:
-            part = os.read(err_read, 50_000)
-            if not part:
-                break
-            report += part
+        report = _read_report(err_read)
     finally:
-        os.close(err_read)
+        if kept:
+            _kept_pipes.give_back(err_read, err_write)
+        else:
+            os.close(err_read)
     if report:
         try:
             os.waitpid(pid, 0)
@@ -132,6 +133,72 @@ def spawn(
             pass
         raise _failure(bytes(report), argv[0], cwd)
     return pid
+
+
+def _error_pipe(flags: int) -> tuple[int, int]:
+    """A close-on-exec pipe whose write end is none of a child's 0, 1 and 2
+    (where procctl's own are closed)."""
+    err_read, err_write = os.pipe2(os.O_CLOEXEC | flags)
+    if err_write < 3:
+        low, err_write = err_write, os.dup(err_write)
+        while err_write < 3:
+            err_write = os.dup(err_write)
+        os.close(low)
+    return err_read, err_write
+
+
+def _read_report(err_read: int) -> bytes:
+    """What a child wrote on its error pipe: until the end (a pipe of its
+    own) or until nothing more is there (a kept one, non-blocking)."""
+    report = bytearray()
+    while len(report) <= 50_000:
+        try:
+            part = os.read(err_read, 50_000)
+        except BlockingIOError:
+            break
+        if not part:
+            break
+        report += part
+    return bytes(report)
+
+
+class _KeptPipes:
+    """Error pipes kept between vforked spawns. A pipe of its own for each
+    spawn is four system calls more (made, and both ends closed), and on a
+    spawner thread each system call may hand the interpreter lock to the
+    loop and wait to get it back (docs/profiling.md, spawn, ninth round).
+    A spawn takes one and gives it back: there are never more than the
+    spawns under way at once, and no more than `KEPT_MAX` stay."""
+
+    KEPT_MAX = 16
+
+    def __init__(self) -> None:
+        self._free: list[tuple[int, int]] = []
+
+    def take(self) -> tuple[int, int]:
+        try:
+            return self._free.pop()  # (atomic: any thread)
+        except IndexError:
+            return _error_pipe(os.O_NONBLOCK)
+
+    def give_back(self, err_read: int, err_write: int) -> None:
+        if len(self._free) < self.KEPT_MAX:
+            self._free.append((err_read, err_write))
+        else:
+            os.close(err_read)
+            os.close(err_write)
+
+    def forget_in_child(self) -> None:
+        """After a fork: the pipes are the parent's, shared; a child that goes
+        on spawning makes its own."""
+        free, self._free = self._free, []
+        for err_read, err_write in free:
+            os.close(err_read)
+            os.close(err_write)
+
+
+_kept_pipes = _KeptPipes()
+os.register_at_fork(after_in_child=_kept_pipes.forget_in_child)
 
 
 def _failure(report: bytes, program: str, cwd: str) -> Exception:

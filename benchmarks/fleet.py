@@ -396,7 +396,7 @@ def scale(rounds: int, quick: bool) -> Measurement:
                 keys_ok = _p95(many) <= 100.0
                 notes.append(
                     f"keys: {presses} presses of j/k written to the pseudo-terminal of a real `procctl run` (its interactive view, in the supervisor's "
-                    "process), timed until the selection shows on its new row (the screen read through pyte); "
+                    "process), timed until the selection shows on its new row (the screen read through pyte, and read to its end before each key); "
                     f"at {rows} processes median {fmt(statistics.median(many))} ms, p95 {fmt(_p95(many))} ms, max {fmt(max(many))} ms; "
                     f"at 10 processes median {fmt(statistics.median(few))} ms, p95 {fmt(_p95(few))} ms; ratio of the medians "
                     f"{statistics.median(many) / statistics.median(few):.2f}"

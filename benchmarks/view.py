@@ -130,13 +130,25 @@ def key_latencies(argv: list[str], root: Path, presses: int, *, cols: int = 200,
     screen = pyte.Screen(cols, rows)
     stream = pyte.ByteStream(screen)
 
-    def pump(timeout: float) -> None:
+    def pump(timeout: float) -> bool:
+        """Feed what the view wrote, if it wrote within `timeout`; whether it did."""
         ready_fds, _, _ = select.select([master], [], [], timeout)
         if ready_fds:
             try:
                 stream.feed(os.read(master, 1 << 20))
+                return True
             except OSError:
                 pass
+        return False
+
+    def catch_up(quiet: float, limit: float) -> None:
+        """Read the screen until the view has been quiet for `quiet` seconds.
+        A pseudo-terminal hands over a few KiB a read: what the view drew
+        before a key is pressed must be read first, or the key's time
+        includes parsing it (1,700 reads were left behind at 1000 rows)."""
+        deadline = time.monotonic() + limit
+        while pump(quiet) and time.monotonic() < deadline:
+            pass
 
     def wait(condition: object, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -149,15 +161,14 @@ def key_latencies(argv: list[str], root: Path, presses: int, *, cols: int = 200,
     try:
         wait(lambda: ready in "\n".join(screen.display), 120, repr(ready))
         wait(lambda: _selected(screen) is not None, 30, "a selection")
-        for _ in range(3):  # let the first frames of a full table settle
-            pump(0.2)
+        catch_up(0.2, 60)  # the first frames of a full table, all read
         for press in range(presses):
             before = _selected(screen)
             began = time.perf_counter()
             os.write(master, b"j" if press % 2 == 0 else b"k")
             wait(lambda: _selected(screen) not in (None, before), 30, "the selection move")
             latencies.append((time.perf_counter() - began) * 1000)
-            pump(0.05)
+            catch_up(0.05, 10)
         return latencies
     finally:
         if proc.poll() is None:

@@ -131,7 +131,7 @@ def spawn(
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
-        raise _failure(bytes(report), argv[0], cwd)
+        raise _failure(report, argv[0], cwd)
     return pid
 
 

@@ -3,6 +3,7 @@ and a reaper that ends every process a test started, even when it fails."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -65,6 +66,13 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _ignoring(signals: tuple[int, ...]) -> None:
+    """In a child: SIGINT back to its default, then `signals` ignored."""
+    _default_sigint()
+    for signum in signals:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def started(status: dict[str, Any] | None) -> bool:
     """The supervisor answers (`status --json`) and no instance is between its
     pool slot and its spawn: spawns run on threads, so the first answer may
@@ -105,8 +113,12 @@ class Project:
             env.update(extra)
         return env
 
-    def run(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
-        """Run `python -m procctl ARGS` to the end; (rc, stdout, stderr)."""
+    def run(
+        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None, input: bytes | None = None, ignoring: tuple[int, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `python -m procctl ARGS` to the end; (rc, stdout, stderr).
+        `ignoring`: signals it starts with ignored (as `nohup` or a parent's
+        `trap '' SIG` would leave them)."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "procctl", *args],
             cwd=self.root,
@@ -115,7 +127,7 @@ class Project:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_default_sigint,
+            preexec_fn=functools.partial(_ignoring, ignoring) if ignoring else _default_sigint,
         )
         self._started.append(proc)
         try:

@@ -5,6 +5,13 @@ First SIGINT or SIGTERM: graceful stop. A second: force (SIGKILL
 everything). SIGHUP means what `hangup_action` says. The previous handlers
 come back when the capture ends. (The run then exits with
 `errors.INTERRUPTED_EXIT`.)
+
+What procctl was started with ignoring (`nohup`, `cmd &` in a script, a
+parent's `trap '' QUIT`) stays ignored by procctl but not by its children,
+as systemd starts services: an ignored disposition survives exec, a handled
+one does not, so each is handled, and a child's `stop_signal` or `procctl
+signal` reaches it. An ignored SIGCHLD is put back to its default: the
+kernel would reap the children itself and their exit codes would be lost.
 """
 
 from __future__ import annotations
@@ -35,6 +42,38 @@ def hangup_action(detached: bool) -> Hangup:
     return Hangup.RELOAD if detached else Hangup.STOP
 
 
+_LEFT_AS_THEY_ARE = frozenset({
+    signal.SIGKILL, signal.SIGSTOP,
+    # A fault's: a handler that returns would run the faulting instruction again.
+    signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS,
+    # Python ignores these itself, and the spawn restores them in the child.
+    signal.SIGPIPE, signal.SIGXFSZ,
+    # Job control: a handled SIGTTOU would fail a background write to the
+    # terminal with EINTR again and again, where an ignored one lets it through.
+    signal.SIGTTIN, signal.SIGTTOU, signal.SIGTSTP,
+    signal.SIGCHLD,
+})  # fmt: skip
+
+
+def _still_ignored(signum: int, frame: object) -> None:
+    """What an inherited SIG_IGN becomes in the supervisor: nothing happens,
+    and a child's exec resets it to the default."""
+
+
+def _unignore() -> list[int]:
+    """Each ignored signal handled by `_still_ignored` instead (SIGCHLD put
+    back to its default); the signals that were ignored, to restore."""
+    if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+        # Not restored when the capture ends: procctl reaps its children.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    replaced = []
+    for sig in signal.Signals:
+        if sig not in _LEFT_AS_THEY_ARE and signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, _still_ignored)
+            replaced.append(int(sig))
+    return replaced
+
+
 class SignalCapture:
     def __init__(
         self,
@@ -53,6 +92,7 @@ class SignalCapture:
         self.received: list[int] = []
         """The signals that asked for a stop, in order."""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._unignored: list[int] = []
 
     def _handle(self, signum: int) -> None:
         self.received.append(signum)
@@ -72,6 +112,7 @@ class SignalCapture:
 
     def __enter__(self) -> SignalCapture:
         self._loop = asyncio.get_running_loop()
+        self._unignored = _unignore()
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.add_signal_handler(sig, self._handle, int(sig))
         self._loop.add_signal_handler(signal.SIGHUP, self._handle_hangup)
@@ -81,3 +122,5 @@ class SignalCapture:
         assert self._loop is not None
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._loop.remove_signal_handler(sig)
+        for signum in self._unignored:
+            signal.signal(signum, signal.SIG_IGN)

@@ -36,8 +36,24 @@ def _not_linux() -> str | None:
     return f"this system is {sys.platform}, not Linux: procctl needs /proc, pidfd, SO_PEERCRED and cgroups, which only Linux has"
 
 
+def _standard_streams() -> None:
+    """A standard descriptor procctl was started without (`procctl run >&-`,
+    a parent that closed it) is /dev/null from here on, as a daemon makes
+    its own: Python left its stream None, so the first write would raise,
+    and the first file procctl opened would take its number (a log, or the
+    socket, written to as if it were stdout)."""
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        if getattr(sys, name) is None:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="backslashreplace", closefd=False))
+
+
 def main() -> NoReturn:
     """Run the command line; a ProcctlError becomes one line and its exit code."""
+    _standard_streams()
     refusal = _not_linux()
     if refusal:
         _fail(refusal, 2)

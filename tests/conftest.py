@@ -66,11 +66,13 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _ignoring(signals: tuple[int, ...]) -> None:
-    """In a child: SIGINT back to its default, then `signals` ignored."""
+def _inheriting(ignored: tuple[int, ...], blocked: tuple[int, ...]) -> None:
+    """In a child: SIGINT back to its default, then `ignored` ignored and
+    `blocked` blocked, as a parent may leave them across an exec."""
     _default_sigint()
-    for signum in signals:
+    for signum in ignored:
         signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
 
 
 def started(status: dict[str, Any] | None) -> bool:
@@ -114,11 +116,18 @@ class Project:
         return env
 
     def run(
-        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None, input: bytes | None = None, ignoring: tuple[int, ...] = ()
+        self,
+        *args: str,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+        input: bytes | None = None,
+        ignoring: tuple[int, ...] = (),
+        blocking: tuple[int, ...] = (),
     ) -> subprocess.CompletedProcess[str]:
         """Run `python -m procctl ARGS` to the end; (rc, stdout, stderr).
         `ignoring`: signals it starts with ignored (as `nohup` or a parent's
-        `trap '' SIG` would leave them)."""
+        `trap '' SIG` would leave them); `blocking`: signals it starts with
+        blocked."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "procctl", *args],
             cwd=self.root,
@@ -127,7 +136,7 @@ class Project:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=functools.partial(_ignoring, ignoring) if ignoring else _default_sigint,
+            preexec_fn=functools.partial(_inheriting, ignoring, blocking) if ignoring or blocking else _default_sigint,
         )
         self._started.append(proc)
         try:
@@ -138,8 +147,9 @@ class Project:
             pytest.fail(f"procctl {' '.join(args)} did not finish in {timeout}s\nstdout:\n{out.decode(errors='replace')}\nstderr:\n{err.decode(errors='replace')}")
         return subprocess.CompletedProcess(proc.args, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start `python -m procctl ARGS` in the background; output to files."""
+    def start(self, *args: str, env: dict[str, str] | None = None, blocking: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+        """Start `python -m procctl ARGS` in the background; output to files
+        (`blocking`: as for `run`)."""
         out = open(self.root / f"procctl-{len(self._started)}.out", "wb")
         err = open(self.root / f"procctl-{len(self._started)}.err", "wb")
         proc = subprocess.Popen(
@@ -150,7 +160,7 @@ class Project:
             stdout=out,
             stderr=err,
             start_new_session=True,
-            preexec_fn=_default_sigint,
+            preexec_fn=functools.partial(_inheriting, (), blocking) if blocking else _default_sigint,
         )
         out.close()
         err.close()

@@ -12,6 +12,8 @@ as systemd starts services: an ignored disposition survives exec, a handled
 one does not, so each is handled, and a child's `stop_signal` or `procctl
 signal` reaches it. An ignored SIGCHLD is put back to its default: the
 kernel would reap the children itself and their exit codes would be lost.
+A blocked signal is unblocked for the capture: a supervisor started with
+SIGTERM blocked (a parent's mask survives its exec) would never stop on it.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class SignalCapture:
         """The signals that asked for a stop, in order."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unignored: list[int] = []
+        self._blocked: set[signal.Signals] = set()
 
     def _handle(self, signum: int) -> None:
         self.received.append(signum)
@@ -113,6 +116,7 @@ class SignalCapture:
     def __enter__(self) -> SignalCapture:
         self._loop = asyncio.get_running_loop()
         self._unignored = _unignore()
+        self._blocked = signal.pthread_sigmask(signal.SIG_SETMASK, ())
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.add_signal_handler(sig, self._handle, int(sig))
         self._loop.add_signal_handler(signal.SIGHUP, self._handle_hangup)
@@ -124,3 +128,5 @@ class SignalCapture:
             self._loop.remove_signal_handler(sig)
         for signum in self._unignored:
             signal.signal(signum, signal.SIG_IGN)
+        if self._blocked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._blocked)

@@ -1,14 +1,15 @@
 """What procctl was started with ignoring stays procctl's, not its
 children's: `nohup procctl`, `procctl up -d &` in a script (SIGINT and
 SIGQUIT ignored) or a parent that ignores SIGCHLD must not leave a service
-deaf to its stop signal, or lose a job's exit code to the kernel's reaping."""
+deaf to its stop signal, or lose a job's exit code to the kernel's reaping.
+Signals it was started with blocked are unblocked, for it and its children."""
 
 from __future__ import annotations
 
 import json
 import signal
 
-from conftest import Project, wait_until
+from conftest import PY, Project, helper, wait_until
 
 # What a shell's `&` without job control, `nohup`, and a parent that does
 # not want zombies leave ignored.
@@ -52,3 +53,24 @@ def test_a_detached_supervisor_started_with_sigquit_ignored_stops_a_service_with
     assert (project.root / "got-quit").exists(), "the service never got SIGQUIT"
     (row,) = json.loads(project.run("history", "--json").stdout)["runs"]
     assert (row["state"], row["exit_code"], row["signal"]) == ("stopped", 0, None), row
+
+
+def test_a_run_started_with_signals_blocked_stops_on_sigterm_and_starts_its_children_unblocked(project: Project) -> None:
+    """1. `run --plain` started with SIGINT, SIGTERM, SIGHUP, SIGUSR1 and
+       SIGCHLD blocked (a parent's mask survives its exec).
+    2. Its service prints the mask of signals it blocks: none.
+    3. SIGTERM to procctl: a graceful stop (the service's marker), exit 130;
+       with SIGTERM left blocked it never came."""
+    project.write(f"""
+        [process.mask]
+        cmd = ["sh", "-c", "grep SigBlk /proc/self/status; exec sleep 300"]
+        [process.svc]
+        cmd = ["{PY}", "{helper("on_term.py")}", ".", "svc"]
+    """)
+    blocked = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
+    proc = project.start("run", "--plain", blocking=blocked)
+    wait_until(lambda: (project.root / "svc.ready").exists() and "SigBlk" in project.log("mask"), what="both to start")
+    assert "SigBlk:\t0000000000000000" in project.log("mask"), project.log("mask")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    assert (project.root / "svc").exists(), "svc never got SIGTERM"

@@ -42,6 +42,7 @@ def _shell_argv(text: str, shell: str) -> tuple[tuple[str, ...], bool]:
 def _commands(texts: list[str], processes: list[str], file: Path | None, shell: str) -> list[Command]:
     from procctl.bench.result import Command
     from procctl.config.command import argv_of
+    from procctl.config.locate import current_directory
     from procctl.engine.history import command_text
 
     commands: list[Command] = []
@@ -65,7 +66,7 @@ def _commands(texts: list[str], processes: list[str], file: Path | None, shell: 
         if not text.strip():
             raise UsageError("an empty command cannot be timed")
         argv, via_shell = _shell_argv(text, shell)
-        commands.append(Command(text, argv, Path.cwd(), dict(os.environ), via_shell, text))
+        commands.append(Command(text, argv, current_directory(), dict(os.environ), via_shell, text))
     return commands
 
 

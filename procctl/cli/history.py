@@ -15,7 +15,7 @@ from procctl.jsonout import dumps
 def state_database(file: Path | None) -> Path:
     """The database beside the manifest; without one (and without -f), the
     `.procctl/` of the current directory, where ad-hoc benchmarks record."""
-    from procctl.config.locate import find_manifest
+    from procctl.config.locate import current_directory, find_manifest
     from procctl.engine.store import StateDir
     from procctl.errors import ManifestError
 
@@ -24,7 +24,7 @@ def state_database(file: Path | None) -> Path:
     except ManifestError:
         if file is not None:
             raise
-        return StateDir(Path.cwd() / ".procctl").database
+        return StateDir(current_directory() / ".procctl").database
     return StateDir.beside(manifest).database
 
 

@@ -28,7 +28,7 @@ def environment(manifest_file: Path | None, process: str | None) -> tuple[dict[s
     manifest's env and env file; with `process` (a process or an instance
     name), that instance's env, PORT and cwd."""
     from procctl.config.loader import load_manifest
-    from procctl.config.locate import find_manifest
+    from procctl.config.locate import current_directory, find_manifest
     from procctl.config.plan import build_plan
     from procctl.config.select import resolve
     from procctl.engine.childenv import stale
@@ -37,7 +37,7 @@ def environment(manifest_file: Path | None, process: str | None) -> tuple[dict[s
     env = {key: value for key, value in os.environ.items() if key not in stale()}
     if process is None:
         env.update(manifest.env)
-        return env, Path.cwd()
+        return env, current_directory()
     plan = build_plan(manifest)
     first = {name: plan.jobs_of(name)[:1] for name in manifest.processes}
     [job] = resolve([process], first, {job.name: job for job in plan.jobs})

@@ -7,16 +7,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from procctl.errors import ManifestError
+from procctl.errors import ManifestError, UsageError
 
 DEFAULT_NAMES = ("procfile.toml", "Procfile")
+
+
+def current_directory() -> Path:
+    """The working directory; UsageError when it was deleted (or moved out
+    of reach) after procctl's caller went into it."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise UsageError("the current directory no longer exists: cd to one that does, or name the manifest with -f /ABSOLUTE/PATH") from None
 
 
 def find_manifest(file: str | os.PathLike[str] | None, cwd: Path | None = None) -> Path:
     """The manifest to use: `file`, else $PROCCTL_FILE, else procfile.toml or
     Procfile in `cwd`. Raises ManifestError when there is none."""
-    base = cwd or Path.cwd()
     named = file if file is not None else os.environ.get("PROCCTL_FILE") or None
+    # (An absolute name needs no working directory: it may be gone.)
+    base = cwd or (Path("/") if named is not None and os.path.isabs(named) else current_directory())
     if named is not None:
         path = (base / Path(named)).absolute()
         if not path.exists():

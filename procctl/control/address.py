@@ -85,7 +85,7 @@ def supervisor_of(file: str | os.PathLike[str] | None) -> tuple[Path, Path]:
         inherited = os.environ.get(childenv.SOCKET)
         if inherited:
             return Path(inherited), Path(os.environ.get(childenv.MANIFEST) or inherited)
-    from procctl.config.locate import find_manifest
+    from procctl.config.locate import current_directory, find_manifest
     from procctl.errors import ManifestError
 
     try:
@@ -94,7 +94,7 @@ def supervisor_of(file: str | os.PathLike[str] | None) -> tuple[Path, Path]:
         # A manifest deleted (or moved) while its supervisor runs: its state
         # directory, where the manifest was, still leads to the supervisor.
         named = file if file is not None else os.environ.get("PROCCTL_FILE") or None
-        where = Path(named).absolute().parent if named is not None else Path.cwd()
+        where = Path(named).absolute().parent if named is not None else current_directory()
         state = StateDir(where / ".procctl")
         if state.supervisor_pid() is None:
             raise

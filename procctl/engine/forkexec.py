@@ -89,6 +89,7 @@ def spawn(
     stderr: int,
     pass_fds: tuple[int, ...] = (),
     preexec_fn: Callable[[], None] | None = None,
+    keep_error_pipe: bool = True,
 ) -> int:
     """Start `argv` in a session of its own with these descriptors as its
     0, 1 and 2 (`subprocess.DEVNULL` for /dev/null) and every other closed
@@ -106,7 +107,9 @@ def spawn(
     # The child reports a failed exec on this pipe ("name:hex errno:text"), as Popen's does.
     # Without a pre-exec step the child is vforked: its report, if any, is in
     # the pipe by the time fork_exec returns, and one of the kept pipes serves.
-    kept = preexec_fn is None and VFORK
+    # (`keep_error_pipe` False: a caller with a table of descriptors of its
+    # own, where the kept pipes' numbers mean nothing.)
+    kept = keep_error_pipe and preexec_fn is None and VFORK
     err_read, err_write = _kept_pipes.take() if kept else _error_pipe(0)
     try:
         try:

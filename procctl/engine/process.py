@@ -50,6 +50,13 @@ _Spawned = tuple[int, tuple[int, ...], int]
 child without output) and its pidfd (-1 where the kernel has none)."""
 
 
+def _handed_over(spawned: _Spawned, fds: tuple[int, ...]) -> _Spawned:
+    """A child spawned apart, with its descriptors' numbers in this table
+    (handed over in the order `Child._spawn_apart` gave them)."""
+    pid, ours, pidfd = spawned
+    return pid, fds[: len(ours)], fds[len(ours)] if pidfd >= 0 else -1
+
+
 def _abandon(spawned: _Spawned) -> None:
     """A child whose start nobody awaits any more (its runner was
     cancelled): killed with its group and reaped, its descriptors closed."""
@@ -138,11 +145,21 @@ class Child:
         `subprocess.Popen` (engine/forkexec.py). The spawn itself runs on a
         spawner thread when there is one (engine/spawner.py)."""
         loop = asyncio.get_running_loop()
-        if self._spawner is None or self._terminals is not None:
+        spawner = self._spawner
+        if spawner is None or self._terminals is not None:
             # (A terminal is opened and followed on the loop's thread, which resizes it.)
             pid, ours, pidfd = self._spawn()
+        elif spawner.crowded and self.preexec_fn is None and not self.pass_fds:
+            # A table of thousands of descriptors would be copied by the fork:
+            # spawned apart. The log's file is opened here, in this table (its
+            # opener goes through the state directory's descriptors).
+            if self._log is not None:
+                self._log.open_file()
+            pid, ours, pidfd = await spawner.call_apart(self._spawn_apart, _handed_over, _abandon)
         else:
-            pid, ours, pidfd = await self._spawner.call(self._spawn, _abandon)
+            pid, ours, pidfd = await spawner.call(self._spawn, _abandon)
+        if spawner is not None:
+            spawner.saw((*ours, pidfd))
         self.pid = pid
         self.started_at = time.time()
         if self._guardian is not None:
@@ -162,6 +179,15 @@ class Child:
         calls it (the loop's or a spawner's); raises SpawnError."""
         if self._log is not None:
             self._log.open_file()  # (at its first start: here, with the spawn)
+        return self._fork_exec(keep_error_pipe=True)
+
+    def _spawn_apart(self) -> tuple[_Spawned, tuple[int, ...]]:
+        """`_spawn` on a spawner with a table of descriptors of its own (its
+        log already open): the child and the descriptors to hand over."""
+        spawned = pid, ours, pidfd = self._fork_exec(keep_error_pipe=False)
+        return spawned, (*ours, pidfd) if pidfd >= 0 else ours
+
+    def _fork_exec(self, *, keep_error_pipe: bool) -> _Spawned:
         preexec_fn = self.preexec_fn
         if self._on_output is None:
             ours: tuple[int, ...] = ()
@@ -183,7 +209,7 @@ class Child:
         try:
             pid = forkexec.spawn(
                 self.argv, cwd=os.fspath(self.cwd), env=self.env, stdin=standard[0], stdout=standard[1], stderr=standard[2],
-                pass_fds=self.pass_fds, preexec_fn=preexec_fn,
+                pass_fds=self.pass_fds, preexec_fn=preexec_fn, keep_error_pipe=keep_error_pipe,
             )  # fmt: skip
         except BaseException as exc:
             for fd in ours:

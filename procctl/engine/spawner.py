@@ -20,13 +20,26 @@ through `concurrent.futures` (its future's condition variable and the
 chaining of two futures): 4 % of procctl's CPU in a run of 2000 short jobs
 (docs/profiling.md); outcomes that end before the loop takes them share
 one wake-up.
+
+A fork copies the caller's table of descriptors and the exec closes the
+copies, so a spawn costs in proportion to what the supervisor holds: four
+descriptors a running child, 1.8 ms a spawn with 12,000 held against 0.56
+ms with none (docs/profiling.md, bring-up of many). Once the table is that
+large (`APART_FROM_FD`), a start that needs nothing of it (`call_apart`)
+runs on a worker that gave itself a table of its own, holding nothing but
+its channel to the loop: the descriptors it makes (the child's pipes, its
+pidfd, its log) reach the loop's table over that channel (SCM_RIGHTS),
+whose message is also what wakes the loop for the outcome.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
+import os
 import queue
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -42,6 +55,18 @@ threads 1,063 jobs/s, 4 threads 1,237; 6 and 8 no better than 4. Idle
 threads cost their stacks only."""
 
 
+APART_FROM_FD = 512
+"""A table this large costs a fork more than handing a start's descriptors
+over costs (about 0.1 ms a thousand descriptors against ~20 µs)."""
+
+FDS_PER_START = 4
+"""What a start adds to the table (three pipes and a pidfd): the starts
+under way make it larger by the time the last of them forks."""
+
+MAX_HANDED = 8
+"""Descriptors one start hands over, at most."""
+
+
 class Spawner:
     """A few threads for the blocking steps of a start. Until it is entered
     (and after it is closed) a call runs on the caller's thread, so that a
@@ -52,6 +77,24 @@ class Spawner:
         self._calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._outbox: _Outbox | None = None
+        self._apart: _ApartWorkers | None = None
+        self.table_size = 0
+        """The highest descriptor a start last saw (`saw`)."""
+        self._under_way = 0
+        """Calls made and not yet returned (or given up)."""
+
+    def saw(self, fds: tuple[int, ...]) -> None:
+        """A start's descriptors, just made: the table is at least this large."""
+        if fds:
+            self.table_size = max(fds)
+
+    @property
+    def crowded(self) -> bool:
+        """Whether a start that can should run apart (`call_apart`): the
+        table as the last start saw it, and what the starts under way add.
+        (Three thousand services started at once are all under way before
+        the first has forked.)"""
+        return bool(self._workers) and self.table_size + FDS_PER_START * self._under_way >= APART_FROM_FD
 
     def __enter__(self) -> Spawner:
         self._workers = [threading.Thread(target=self._work, name=f"procctl-spawn-{i}", daemon=True) for i in range(self._threads)]
@@ -66,6 +109,9 @@ class Spawner:
         # Every call in flight ends (and is undone if nobody awaits it) first.
         for worker in workers:
             worker.join()
+        apart, self._apart = self._apart, None
+        if apart is not None:
+            apart.close()
 
     def _work(self) -> None:
         while (call := self._calls.get()) is not None:
@@ -81,11 +127,138 @@ class Spawner:
             self._outbox = _Outbox(loop)
         call = _Call(fn, undo, self._outbox)
         self._calls.put(call)
+        self._under_way += 1
         try:
             return await call.future
         except asyncio.CancelledError:
             call.give_up()
             raise
+        finally:
+            self._under_way -= 1
+
+    async def call_apart(
+        self, fn: Callable[[], tuple[T, tuple[int, ...]]], rebuild: Callable[[T, tuple[int, ...]], T], undo: Callable[[T], None] | None = None
+    ) -> T:
+        """`fn()` on a worker with a table of descriptors of its own. `fn`
+        must use no descriptor it did not make, and returns its result and
+        the descriptors it made for the caller: they are handed to the
+        caller's table (closed in the worker's) and `rebuild(result, fds)`
+        gives the result with their new numbers. `undo` as for `call`, with
+        whichever numbers the result has where it runs. Without workers
+        (not entered) it runs here and nothing is handed."""
+        if not self._workers:
+            return fn()[0]
+        loop = asyncio.get_running_loop()
+        if self._apart is None or self._apart.loop is not loop:
+            if self._apart is not None:
+                self._apart.close()
+            self._apart = _ApartWorkers(loop, self._threads)
+        call = _Call(fn, undo, self._apart)  # type: ignore[arg-type]
+        call.rebuild = rebuild
+        self._apart.calls.put(call)
+        self._under_way += 1
+        try:
+            return await call.future
+        except asyncio.CancelledError:
+            call.give_up()
+            raise
+        finally:
+            self._under_way -= 1
+
+
+class _ApartWorkers:
+    """Workers each with a table of descriptors of its own (`unshare`), and
+    a channel (a socket pair) to the loop on which each outcome comes back
+    with the descriptors it made. Each worker's outcomes are queued in the
+    order its messages go, so the loop pairs them by the worker's channel."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threads: int) -> None:
+        import ctypes
+
+        self.loop = loop
+        self.calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
+        self._unshare = ctypes.CDLL(None, use_errno=True).unshare
+        self._channels: list[tuple[socket.socket, socket.socket, collections.deque[tuple[_Call[Any], Any, BaseException | None]]]] = []
+        self._threads: list[threading.Thread] = []
+        for _ in range(threads):
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            ours.setblocking(False)
+            outcomes: collections.deque[tuple[_Call[Any], Any, BaseException | None]] = collections.deque()
+            self._channels.append((ours, theirs, outcomes))
+            loop.add_reader(ours.fileno(), self._receive, ours, outcomes)
+        started = [threading.Event() for _ in range(threads)]
+        for number, (_, theirs, outcomes) in enumerate(self._channels):
+            thread = threading.Thread(target=self._work, args=(theirs, outcomes, started[number]), name=f"procctl-spawn-apart-{number}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        for event in started:
+            event.wait()
+
+    def _work(self, channel: socket.socket, outcomes: collections.deque[tuple[_Call[Any], Any, BaseException | None]], started: threading.Event) -> None:
+        """In a worker: its own table (a copy of the process's, then every
+        descriptor closed but the standard three and its channel)."""
+        CLONE_FILES = 0x400
+        # Where the kernel refuses, the worker shares the process's table:
+        # what it hands over is then a copy, and its own is closed all the same.
+        if self._unshare(CLONE_FILES) == 0:
+            keep = channel.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, _highest_possible())
+        started.set()
+        while (call := self.calls.get()) is not None:
+            call.run_apart(channel, outcomes)
+
+    def _receive(self, channel: socket.socket, outcomes: collections.deque[tuple[_Call[Any], Any, BaseException | None]]) -> None:
+        """On the loop: every outcome its worker has sent, with its descriptors."""
+        while True:
+            try:
+                fds = _receive_fds(channel)
+            except OSError:
+                return  # (nothing more for now)
+            if fds is None:
+                return  # the worker's end is closed
+            call, result, error = outcomes.popleft()
+            if error is None and call.rebuild is not None:
+                result = call.rebuild(result, fds)
+            call.deliver(result, error)
+
+    def close(self) -> None:
+        """Stop the workers (each ends its call first), take what they sent
+        last, and close the channels."""
+        for _ in self._threads:
+            self.calls.put(None)
+        for thread in self._threads:
+            thread.join()
+        for ours, theirs, outcomes in self._channels:
+            self._receive(ours, outcomes)
+            try:
+                self.loop.remove_reader(ours.fileno())
+            except (RuntimeError, ValueError):
+                pass  # (its loop is closed)
+            ours.close()
+            theirs.close()
+
+
+def _highest_possible() -> int:
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def _receive_fds(channel: socket.socket) -> tuple[int, ...] | None:
+    """One message's descriptors (none for an outcome without any); None at
+    the end of the channel."""
+    size = socket.CMSG_SPACE(MAX_HANDED * array.array("i").itemsize)
+    # Close-on-exec as they arrive: a child spawned meanwhile must not hold them.
+    data, ancillary, _flags, _address = channel.recvmsg(1, size, socket.MSG_CMSG_CLOEXEC)
+    if not data:
+        return None
+    fds = array.array("i")
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return tuple(fds)
 
 
 _LOCK = threading.Lock()
@@ -133,12 +306,13 @@ class _Call(Generic[T]):
     """One call: run in a worker, its outcome handed to the loop through its
     outbox (no concurrent.futures machinery: a start is two hand-offs at most)."""
 
-    __slots__ = ("fn", "undo", "outbox", "future", "ended", "given_up")
+    __slots__ = ("fn", "undo", "outbox", "future", "ended", "given_up", "rebuild")
 
-    def __init__(self, fn: Callable[[], T], undo: Callable[[T], None] | None, outbox: _Outbox) -> None:
+    def __init__(self, fn: Callable[[], T], undo: Callable[[T], None] | None, outbox: _Outbox | _ApartWorkers) -> None:
         self.fn, self.undo, self.outbox = fn, undo, outbox
         self.future: asyncio.Future[T] = outbox.loop.create_future()
         self.ended = self.given_up = False
+        self.rebuild: Callable[[T, tuple[int, ...]], T] | None = None
 
     def run(self) -> None:
         """In a worker thread."""
@@ -155,6 +329,37 @@ class _Call(Generic[T]):
             self.undo_now(result, error)
         else:
             self.outbox.put(self, result, error)
+
+    def run_apart(self, channel: socket.socket, outcomes: collections.deque[tuple[_Call[Any], Any, BaseException | None]]) -> None:
+        """In a worker with a table of its own: `fn` returns (result, fds);
+        the outcome is queued, then its message carries the fds to the loop
+        (and wakes it), and the worker's copies are closed."""
+        error: BaseException | None = None
+        result: Any = None
+        fds: tuple[int, ...] = ()
+        try:
+            result, fds = self.fn()  # type: ignore[misc]
+        except BaseException as exc:
+            error = exc
+        with _LOCK:
+            self.ended = True
+            given_up = self.given_up
+        if given_up:
+            self.undo_now(result, error)
+            return
+        outcomes.append((self, result, error))
+        try:
+            if fds:
+                channel.sendmsg([b"\x01"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            else:
+                channel.send(b"\x00")
+        except OSError:
+            # Nobody will take it (the channel is gone): undone here, with this table's numbers.
+            outcomes.pop()
+            self.undo_now(result, error)
+            return
+        for fd in fds:
+            os.close(fd)
 
     def undo_now(self, result: object, error: BaseException | None) -> None:
         if error is None and self.undo is not None:

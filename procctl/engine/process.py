@@ -10,6 +10,7 @@ is left. Knows nothing of the pool.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import resource
 import signal
@@ -146,6 +147,8 @@ class Child:
         spawner thread when there is one (engine/spawner.py)."""
         loop = asyncio.get_running_loop()
         spawner = self._spawner
+        if spawner is not None and not spawner.has_room():
+            raise self._spawn_error(OSError(errno.EMFILE, os.strerror(errno.EMFILE)))
         if spawner is None or self._terminals is not None:
             # (A terminal is opened and followed on the loop's thread, which resizes it.)
             pid, ours, pidfd = self._spawn()
@@ -155,7 +158,10 @@ class Child:
             # opener goes through the state directory's descriptors).
             if self._log is not None:
                 self._log.open_file()
-            pid, ours, pidfd = await spawner.call_apart(self._spawn_apart, _handed_over, _abandon)
+            try:
+                pid, ours, pidfd = await spawner.call_apart(self._spawn_apart, _handed_over, _abandon)
+            except OSError as exc:  # (its descriptors found no room in this table)
+                raise self._spawn_error(exc) from None
         else:
             pid, ours, pidfd = await spawner.call(self._spawn, _abandon)
         if spawner is not None:
@@ -200,9 +206,16 @@ class Child:
             preexec_fn = _on_terminal(preexec_fn)
         else:
             # Close-on-exec: a child spawned meanwhile on another thread never holds them.
-            stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
-            stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
-            stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+            made: list[int] = []
+            try:
+                made += os.pipe2(os.O_CLOEXEC)
+                made += os.pipe2(os.O_CLOEXEC)
+                made += os.pipe2(os.O_CLOEXEC)
+            except OSError as exc:  # (out of descriptors)
+                for fd in made:
+                    os.close(fd)
+                raise self._spawn_error(exc) from None
+            stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w = made
             ours, theirs = (stdin_w, stdout_r, stderr_r), (stdin_r, stdout_w, stderr_w)
         standard = theirs * 3 if len(theirs) == 1 else theirs
         self._spawned = time.perf_counter()
@@ -241,6 +254,9 @@ class Child:
         if isinstance(exc, subprocess.SubprocessError):
             # The pre-exec step failed in the child (e.g. a limit above the hard one).
             return SpawnError(f"cannot apply limits to {self.argv[0]}: {exc}")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            return SpawnError(f"cannot start {self.argv[0]}: procctl ran out of open files ({exc.strerror}; its limit is {limit}: see ulimit -n)")
         if isinstance(exc, OSError):
             return SpawnError(f"cannot start {self.argv[0]}: {exc.strerror or exc}")
         return exc

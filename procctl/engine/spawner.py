@@ -37,6 +37,7 @@ from __future__ import annotations
 import array
 import asyncio
 import collections
+import errno
 import os
 import queue
 import socket
@@ -66,6 +67,11 @@ under way make it larger by the time the last of them forks."""
 MAX_HANDED = 8
 """Descriptors one start hands over, at most."""
 
+FD_RESERVE = 64
+"""Descriptors the starts leave free for the supervisor's own work (a log
+file, a look at /proc, a module imported, a control client): at its limit
+of open files, a start that would take them fails instead (`has_room`)."""
+
 
 class Spawner:
     """A few threads for the blocking steps of a start. Until it is entered
@@ -82,11 +88,26 @@ class Spawner:
         """The highest descriptor a start last saw (`saw`)."""
         self._under_way = 0
         """Calls made and not yet returned (or given up)."""
+        self._fd_limit = 1 << 20
+        """The limit of open files, as it is when the spawner is entered."""
 
     def saw(self, fds: tuple[int, ...]) -> None:
         """A start's descriptors, just made: the table is at least this large."""
         if fds:
             self.table_size = max(fds)
+
+    def has_room(self) -> bool:
+        """Whether one more start leaves `FD_RESERVE` descriptors free, with
+        what the starts under way will take. The table is counted
+        (/proc/self/fd) only when the last start saw it near the limit."""
+        needed = FDS_PER_START * (self._under_way + 1) + FD_RESERVE
+        if self.table_size + needed < self._fd_limit:
+            return True
+        try:
+            self.table_size = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            return False
+        return self.table_size + needed < self._fd_limit
 
     @property
     def crowded(self) -> bool:
@@ -97,6 +118,10 @@ class Spawner:
         return bool(self._workers) and self.table_size + FDS_PER_START * self._under_way >= APART_FROM_FD
 
     def __enter__(self) -> Spawner:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self._fd_limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
         self._workers = [threading.Thread(target=self._work, name=f"procctl-spawn-{i}", daemon=True) for i in range(self._threads)]
         for worker in self._workers:
             worker.start()
@@ -212,14 +237,19 @@ class _ApartWorkers:
         """On the loop: every outcome its worker has sent, with its descriptors."""
         while True:
             try:
-                fds = _receive_fds(channel)
+                received = _receive_fds(channel)
             except OSError:
                 return  # (nothing more for now)
-            if fds is None:
+            if received is None:
                 return  # the worker's end is closed
+            sent, fds = received
             call, result, error = outcomes.popleft()
             if error is None and call.rebuild is not None:
-                result = call.rebuild(result, fds)
+                result = call.rebuild(result, fds + (-1,) * (sent - len(fds)))
+                if len(fds) < sent:
+                    # The table is full: the kernel closed what found no room.
+                    call.undo_now(result, None)
+                    result, error = None, OSError(errno.EMFILE, os.strerror(errno.EMFILE))
             call.deliver(result, error)
 
     def close(self) -> None:
@@ -246,9 +276,10 @@ def _highest_possible() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def _receive_fds(channel: socket.socket) -> tuple[int, ...] | None:
-    """One message's descriptors (none for an outcome without any); None at
-    the end of the channel."""
+def _receive_fds(channel: socket.socket) -> tuple[int, tuple[int, ...]] | None:
+    """One message: how many descriptors were sent, and those that arrived
+    (fewer when this table had no room for them); None at the end of the
+    channel."""
     size = socket.CMSG_SPACE(MAX_HANDED * array.array("i").itemsize)
     # Close-on-exec as they arrive: a child spawned meanwhile must not hold them.
     data, ancillary, _flags, _address = channel.recvmsg(1, size, socket.MSG_CMSG_CLOEXEC)
@@ -258,7 +289,7 @@ def _receive_fds(channel: socket.socket) -> tuple[int, ...] | None:
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    return tuple(fds)
+    return data[0], tuple(fds)
 
 
 _LOCK = threading.Lock()
@@ -349,8 +380,9 @@ class _Call(Generic[T]):
             return
         outcomes.append((self, result, error))
         try:
+            # (Its one byte says how many it sends.)
             if fds:
-                channel.sendmsg([b"\x01"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+                channel.sendmsg([bytes((len(fds),))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
             else:
                 channel.send(b"\x00")
         except OSError:

@@ -1,11 +1,16 @@
 """Hundreds of services under one supervisor: their starts run apart from
 its crowded table of descriptors (engine/spawner.py), and each still gets
-its stdin, its log, its restart and its stop."""
+its stdin, its log, its restart and its stop. More than the limit of open
+files allows: the starts that find no descriptor fail in one line."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+
+import pytest
 
 from conftest import Project, started, wait_until
 
@@ -57,3 +62,25 @@ def test_hundreds_of_services_take_their_stdin_restart_and_stop(project: Project
     assert down.returncode == 0, down
     rows = json.loads(project.run("history", "--json", "-n", str(SERVICES * 2)).stdout)["runs"]
     assert len(rows) == SERVICES + 1 and {row["state"] for row in rows} == {"stopped"}, {row["state"] for row in rows}
+
+
+@pytest.mark.parametrize(("services", "limit"), [(40, 120), (300, 600)], ids=["shared-table", "apart"])
+def test_running_out_of_descriptors_fails_the_starts_that_find_none_in_one_line(project: Project, services: int, limit: int) -> None:
+    """More services than the limit of open files allows (the limit set
+    low, soft and hard): those whose start finds no descriptor fail with one
+    line naming the limit, the run stops (fail_fast) with exit 1, and
+    nothing is a traceback. 40 services start on the shared workers; 300
+    start apart, where the descriptors handed back find no room."""
+    project.write(f"""
+        [process.s]
+        cmd = "sleep 300"
+        replicas = {services}
+    """)
+    done = subprocess.run(
+        ["sh", "-c", f'ulimit -Sn {limit} && ulimit -Hn {limit} && exec "$@"', "sh", sys.executable, "-m", "procctl", "run", "--plain"],
+        cwd=project.root, env=project.env(), capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, start_new_session=True,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"procctl ran out of open files (Too many open files; its limit is {limit}: see ulimit -n)" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "(fail_fast)" in done.stdout

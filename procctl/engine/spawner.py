@@ -21,29 +21,23 @@ chaining of two futures): 4 % of procctl's CPU in a run of 2000 short jobs
 (docs/profiling.md); outcomes that end before the loop takes them share
 one wake-up.
 
-A fork copies the caller's table of descriptors and the exec closes the
-copies, so a spawn costs in proportion to what the supervisor holds: four
-descriptors a running child, 1.8 ms a spawn with 12,000 held against 0.56
-ms with none (docs/profiling.md, bring-up of many). Once the table is that
-large (`APART_FROM_FD`), a start that needs nothing of it (`call_apart`)
-runs on a worker that gave itself a table of its own, holding nothing but
-its channel to the loop: the descriptors it makes (the child's pipes, its
-pidfd, its log) reach the loop's table over that channel (SCM_RIGHTS),
-whose message is also what wakes the loop for the outcome.
+A fork copies the caller's table of descriptors, so once the table is
+large (`APART_FROM_FD`) a start that needs nothing of it (`call_apart`)
+runs on a worker with a table of its own (engine/spawnapart.py).
 """
 
 from __future__ import annotations
 
-import array
 import asyncio
 import collections
-import errno
 import os
 import queue
-import socket
 import threading
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from procctl.engine.spawnapart import ApartWorkers
 
 T = TypeVar("T")
 
@@ -64,9 +58,6 @@ FDS_PER_START = 4
 """What a start adds to the table (three pipes and a pidfd): the starts
 under way make it larger by the time the last of them forks."""
 
-MAX_HANDED = 8
-"""Descriptors one start hands over, at most."""
-
 FD_RESERVE = 64
 """Descriptors the starts leave free for the supervisor's own work (a log
 file, a look at /proc, a module imported, a control client): at its limit
@@ -83,7 +74,7 @@ class Spawner:
         self._calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._outbox: _Outbox | None = None
-        self._apart: _ApartWorkers | None = None
+        self._apart: ApartWorkers | None = None
         self.table_size = 0
         """The highest descriptor a start last saw (`saw`)."""
         self._under_way = 0
@@ -152,6 +143,10 @@ class Spawner:
             self._outbox = _Outbox(loop)
         call = _Call(fn, undo, self._outbox)
         self._calls.put(call)
+        return await self._outcome(call)
+
+    async def _outcome(self, call: _Call[T]) -> T:
+        """The call's result, once its worker is done; a cancel gives it up."""
         self._under_way += 1
         try:
             return await call.future
@@ -175,121 +170,16 @@ class Spawner:
             return fn()[0]
         loop = asyncio.get_running_loop()
         if self._apart is None or self._apart.loop is not loop:
+            # (Loaded with the first start made apart: most runs never make one.)
+            from procctl.engine.spawnapart import ApartWorkers
+
             if self._apart is not None:
                 self._apart.close()
-            self._apart = _ApartWorkers(loop, self._threads)
+            self._apart = ApartWorkers(loop, self._threads, self._fd_limit)
         call = _Call(fn, undo, self._apart)  # type: ignore[arg-type]
         call.rebuild = rebuild
         self._apart.calls.put(call)
-        self._under_way += 1
-        try:
-            return await call.future
-        except asyncio.CancelledError:
-            call.give_up()
-            raise
-        finally:
-            self._under_way -= 1
-
-
-class _ApartWorkers:
-    """Workers each with a table of descriptors of its own (`unshare`), and
-    a channel (a socket pair) to the loop on which each outcome comes back
-    with the descriptors it made. Each worker's outcomes are queued in the
-    order its messages go, so the loop pairs them by the worker's channel."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, threads: int) -> None:
-        import ctypes
-
-        self.loop = loop
-        self.calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
-        self._unshare = ctypes.CDLL(None, use_errno=True).unshare
-        self._channels: list[tuple[socket.socket, socket.socket, collections.deque[tuple[_Call[Any], Any, BaseException | None]]]] = []
-        self._threads: list[threading.Thread] = []
-        for _ in range(threads):
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            ours.setblocking(False)
-            outcomes: collections.deque[tuple[_Call[Any], Any, BaseException | None]] = collections.deque()
-            self._channels.append((ours, theirs, outcomes))
-            loop.add_reader(ours.fileno(), self._receive, ours, outcomes)
-        started = [threading.Event() for _ in range(threads)]
-        for number, (_, theirs, outcomes) in enumerate(self._channels):
-            thread = threading.Thread(target=self._work, args=(theirs, outcomes, started[number]), name=f"procctl-spawn-apart-{number}", daemon=True)
-            self._threads.append(thread)
-            thread.start()
-        for event in started:
-            event.wait()
-
-    def _work(self, channel: socket.socket, outcomes: collections.deque[tuple[_Call[Any], Any, BaseException | None]], started: threading.Event) -> None:
-        """In a worker: its own table (a copy of the process's, then every
-        descriptor closed but the standard three and its channel)."""
-        CLONE_FILES = 0x400
-        # Where the kernel refuses, the worker shares the process's table:
-        # what it hands over is then a copy, and its own is closed all the same.
-        if self._unshare(CLONE_FILES) == 0:
-            keep = channel.fileno()
-            os.closerange(3, keep)
-            os.closerange(keep + 1, _highest_possible())
-        started.set()
-        while (call := self.calls.get()) is not None:
-            call.run_apart(channel, outcomes)
-
-    def _receive(self, channel: socket.socket, outcomes: collections.deque[tuple[_Call[Any], Any, BaseException | None]]) -> None:
-        """On the loop: every outcome its worker has sent, with its descriptors."""
-        while True:
-            try:
-                received = _receive_fds(channel)
-            except OSError:
-                return  # (nothing more for now)
-            if received is None:
-                return  # the worker's end is closed
-            sent, fds = received
-            call, result, error = outcomes.popleft()
-            if error is None and call.rebuild is not None:
-                result = call.rebuild(result, fds + (-1,) * (sent - len(fds)))
-                if len(fds) < sent:
-                    # The table is full: the kernel closed what found no room.
-                    call.undo_now(result, None)
-                    result, error = None, OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-            call.deliver(result, error)
-
-    def close(self) -> None:
-        """Stop the workers (each ends its call first), take what they sent
-        last, and close the channels."""
-        for _ in self._threads:
-            self.calls.put(None)
-        for thread in self._threads:
-            thread.join()
-        for ours, theirs, outcomes in self._channels:
-            self._receive(ours, outcomes)
-            try:
-                self.loop.remove_reader(ours.fileno())
-            except (RuntimeError, ValueError):
-                pass  # (its loop is closed)
-            ours.close()
-            theirs.close()
-
-
-def _highest_possible() -> int:
-    import resource
-
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return soft if soft != resource.RLIM_INFINITY else 1 << 20
-
-
-def _receive_fds(channel: socket.socket) -> tuple[int, tuple[int, ...]] | None:
-    """One message: how many descriptors were sent, and those that arrived
-    (fewer when this table had no room for them); None at the end of the
-    channel."""
-    size = socket.CMSG_SPACE(MAX_HANDED * array.array("i").itemsize)
-    # Close-on-exec as they arrive: a child spawned meanwhile must not hold them.
-    data, ancillary, _flags, _address = channel.recvmsg(1, size, socket.MSG_CMSG_CLOEXEC)
-    if not data:
-        return None
-    fds = array.array("i")
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    return data[0], tuple(fds)
+        return await self._outcome(call)
 
 
 _LOCK = threading.Lock()
@@ -339,7 +229,7 @@ class _Call(Generic[T]):
 
     __slots__ = ("fn", "undo", "outbox", "future", "ended", "given_up", "rebuild")
 
-    def __init__(self, fn: Callable[[], T], undo: Callable[[T], None] | None, outbox: _Outbox | _ApartWorkers) -> None:
+    def __init__(self, fn: Callable[[], T], undo: Callable[[T], None] | None, outbox: _Outbox | ApartWorkers) -> None:
         self.fn, self.undo, self.outbox = fn, undo, outbox
         self.future: asyncio.Future[T] = outbox.loop.create_future()
         self.ended = self.given_up = False
@@ -353,45 +243,17 @@ class _Call(Generic[T]):
             result = self.fn()
         except BaseException as exc:
             error = exc
-        with _LOCK:
-            self.ended = True
-            given_up = self.given_up
-        if given_up:
+        if self.end():
             self.undo_now(result, error)
         else:
-            self.outbox.put(self, result, error)
+            self.outbox.put(self, result, error)  # type: ignore[union-attr]
 
-    def run_apart(self, channel: socket.socket, outcomes: collections.deque[tuple[_Call[Any], Any, BaseException | None]]) -> None:
-        """In a worker with a table of its own: `fn` returns (result, fds);
-        the outcome is queued, then its message carries the fds to the loop
-        (and wakes it), and the worker's copies are closed."""
-        error: BaseException | None = None
-        result: Any = None
-        fds: tuple[int, ...] = ()
-        try:
-            result, fds = self.fn()  # type: ignore[misc]
-        except BaseException as exc:
-            error = exc
+    def end(self) -> bool:
+        """In its worker, once `fn` is done: whether the caller gave up
+        meanwhile (then the worker undoes what it made)."""
         with _LOCK:
             self.ended = True
-            given_up = self.given_up
-        if given_up:
-            self.undo_now(result, error)
-            return
-        outcomes.append((self, result, error))
-        try:
-            # (Its one byte says how many it sends.)
-            if fds:
-                channel.sendmsg([bytes((len(fds),))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-            else:
-                channel.send(b"\x00")
-        except OSError:
-            # Nobody will take it (the channel is gone): undone here, with this table's numbers.
-            outcomes.pop()
-            self.undo_now(result, error)
-            return
-        for fd in fds:
-            os.close(fd)
+            return self.given_up
 
     def undo_now(self, result: object, error: BaseException | None) -> None:
         if error is None and self.undo is not None:

@@ -15,6 +15,7 @@ with one line saying so, before anything else is imported.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -82,16 +83,35 @@ def main() -> NoReturn:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _interrupted()
+    except BrokenPipeError:
+        # Our stdout was closed early (`procctl ... | head`): not an error of ours.
+        _stdout_to_null()
+        sys.exit(0)
+    except OSError as exc:
+        if not _refused_write(exc):
+            raise
+        # (What is left in stdout's buffer would fail again at exit.)
+        _stdout_to_null()
+        _fail(f"cannot write its output: {exc.strerror}", 1)
     except Exception as exc:
         usage = _click_error(exc, sys.argv[1:])
         if usage is None:
             raise
         _fail(*usage)
-    except BrokenPipeError:
-        # Our stdout was closed early (`procctl ... | head`): not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
     sys.exit(0)
+
+
+def _refused_write(exc: OSError) -> bool:
+    """A write to a stream that takes no more: stdout on a full disk (or
+    /dev/full), past a quota or a file size limit, or on a failing device.
+    (Files procctl opens itself name themselves in their errors.)"""
+    return exc.filename is None and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _stdout_to_null() -> None:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def _ending() -> None:

@@ -1,7 +1,8 @@
 """procctl started without a standard descriptor (`procctl run >&-`, a
 parent that closed its stdin, stdout or stderr) works as if it were
 /dev/null: the exit codes are right, nothing is a traceback, and no file
-procctl opens takes the closed descriptor's number."""
+procctl opens takes the closed descriptor's number. A stdout that takes
+no more (a full disk) is one line and exit 1."""
 
 from __future__ import annotations
 
@@ -92,3 +93,14 @@ def test_no_file_procctl_opens_takes_the_number_of_a_closed_stdout(project: Proj
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.mark.parametrize("args", [("--version",), ("check",), ("check", "--json"), ("history", "--json"), ("--help",)])
+def test_output_to_a_full_disk_is_one_line_and_exit_1(project: Project, args: tuple[str, ...]) -> None:
+    """stdout on a device that takes no more (/dev/full: ENOSPC, as a full
+    disk): one line saying so on stderr, exit 1, no traceback (as `echo
+    hi > /dev/full` says "write error")."""
+    project.write(JOB)
+    done = _closing(project, ">/dev/full", *args)
+    assert done.returncode == 1, done
+    assert done.stderr == "procctl: cannot write its output: No space left on device\n"

@@ -136,7 +136,7 @@ class Project:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=functools.partial(_inheriting, ignoring, blocking) if ignoring or blocking else _default_sigint,
+            preexec_fn=functools.partial(_inheriting, ignoring, blocking),
         )
         self._started.append(proc)
         try:
@@ -160,7 +160,7 @@ class Project:
             stdout=out,
             stderr=err,
             start_new_session=True,
-            preexec_fn=functools.partial(_inheriting, (), blocking) if blocking else _default_sigint,
+            preexec_fn=functools.partial(_inheriting, (), blocking),
         )
         out.close()
         err.close()

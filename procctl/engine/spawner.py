@@ -76,7 +76,8 @@ class Spawner:
         self._outbox: _Outbox | None = None
         self._apart: ApartWorkers | None = None
         self.table_size = 0
-        """The highest descriptor a start last saw (`saw`)."""
+        """How large the table was last seen: the highest descriptor of the
+        last start (`saw`), or, near the limit, how many are open (`has_room`)."""
         self._under_way = 0
         """Calls made and not yet returned (or given up)."""
         self._fd_limit = 1 << 20

@@ -13,6 +13,7 @@ class _Package(types.ModuleType):
     def app(self) -> object:
         # Importing each command module registers its commands on the app.
         from procctl.cli import bench, cluster, control, detach, export, files, history, logs, oneoff, run, shm, top  # noqa: F401
+        from procctl.cli import completion  # noqa: F401  (the help lists it last)
 
         return sys.modules["procctl.cli.app"].app
 

@@ -20,6 +20,9 @@ from procctl.cli.quick import FILE
 app = typer.Typer(
     name="procctl",
     help="Run a manifest of processes under a bounded pool; watch and control them.",
+    # Its --show-completion and --install-completion are listed in the help,
+    # but reach `completion` (procctl.cli.legacy, procctl.cli.completion): Typer's own ignore a shell
+    # named after them and print or install the one they detect.
     add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,

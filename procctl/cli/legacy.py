@@ -1,5 +1,6 @@
-"""Old spellings of the command line, still understood for a while, each
-with a warning on stderr saying what to write instead.
+"""Other spellings of the command line: old ones, still understood for a
+while, each with a warning on stderr saying what to write instead, and
+Typer's completion options, which are the `completion` command's.
 
 `-f` names the manifest in every command; `logs -f` used to mean follow
 (now `-F`, `--follow`). A `logs -f` that is not followed by something that
@@ -19,8 +20,15 @@ def _can_be_manifest(word: str) -> bool:
     return os.path.isfile(word) or word.endswith(".toml") or os.path.basename(word) == "Procfile" or os.sep in word
 
 
+_COMPLETION_OPTIONS = {"--show-completion": [], "--install-completion": ["--install"]}
+"""Typer's spellings of `procctl completion [SHELL] [--install]`, kept
+without a warning: its users know them, and the README showed one."""
+
+
 def rewrite(argv: list[str]) -> tuple[list[str], list[str]]:
     """(the command line to parse, warnings for the old spellings in it)."""
+    if argv and argv[0] in _COMPLETION_OPTIONS:
+        return ["completion", *_COMPLETION_OPTIONS[argv[0]], *argv[1:]], []
     if not argv or argv[0] != "logs":
         return argv, []
     words = list(argv)

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -68,13 +69,69 @@ def test_completion_offers_commands_options_and_the_manifests_process_names(proj
     assert _completion(project, "bash", "procctl run w") == []
 
 
+SCRIPT_OF = {
+    "bash": "complete -o default -F _procctl_completion procctl",
+    "zsh": "#compdef procctl",
+    "fish": "complete --command procctl",
+}
+"""A line of each shell's completion script, found in no other's."""
+
+
+def _started_by(shell: str, project: Project, *args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """procctl started by SHELL, which stays its parent (as /bin/sh does in a
+    Dockerfile's RUN or a Makefile's recipe)."""
+    env = project.env({"HOME": str(home)} if home else None)
+    command = [shell, "-c", '"$@"; exit $?', shell, sys.executable, "-m", "procctl", *args]
+    return subprocess.run(command, cwd=project.root, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("spelling", [("completion",), ("--show-completion",)])
+def test_completion_prints_the_script_of_the_shell_named(project: Project, spelling: tuple[str, ...]) -> None:
+    """The shell named, whatever shell procctl was started from: zsh's script
+    from bash, any from /bin/sh (which has none)."""
+    project.write(MANIFEST)
+    for shell, line in SCRIPT_OF.items():
+        for parent in ("sh", "bash"):
+            shown = _started_by(parent, project, *spelling, shell)
+            assert shown.returncode == 0, shown.stderr
+            assert line in shown.stdout and all(other not in shown.stdout for other in SCRIPT_OF.values() if other != line), (parent, shell, shown.stdout)
+
+
+def test_completion_of_no_shell_named_is_the_parents_or_one_line(project: Project) -> None:
+    project.write(MANIFEST)
+    from_bash = _started_by("bash", project, "completion")
+    assert from_bash.returncode == 0 and SCRIPT_OF["bash"] in from_bash.stdout, from_bash.stderr
+    for args in (("completion",), ("--show-completion",), ("--install-completion",)):
+        from_sh = _started_by("sh", project, *args)
+        assert from_sh.returncode == 2 and from_sh.stdout == "", from_sh
+        assert from_sh.stderr == "procctl: completion: cannot tell which shell to complete (started from sh): name it, as in 'procctl completion bash'\n"
+    unknown = project.run("completion", "tcsh")
+    assert (unknown.returncode, unknown.stderr) == (2, "procctl: completion: unknown shell 'tcsh': bash, zsh, fish, powershell or pwsh\n")
+
+
+def test_completion_installs_where_the_shell_reads_it(project: Project, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    for _ in range(2):
+        installed = _started_by("sh", project, "--install-completion", "bash", home=home)
+        assert installed.returncode == 0, installed.stderr
+    script = home / ".bash_completions" / "procctl.sh"
+    assert SCRIPT_OF["bash"] in script.read_text()
+    assert (home / ".bashrc").read_text().count(f"source '{script}'") == 1
+    assert installed.stdout == f"bash completion installed in {script}; it takes effect in the shells started from now on\n"
+    fish = _started_by("sh", project, "completion", "fish", "--install", home=home)
+    assert fish.returncode == 0 and SCRIPT_OF["fish"] in (home / ".config" / "fish" / "completions" / "procctl.fish").read_text(), fish.stderr
+    # A home that is not a directory: one line, exit 1.
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    refused = _started_by("sh", project, "completion", "fish", "--install", home=not_a_directory)
+    assert refused.returncode == 1 and refused.stderr == f"procctl: completion: cannot install the fish completion: {not_a_directory}/.config/fish/completions: Not a directory\n", refused
+
+
 def test_the_bash_script_completes_in_a_real_bash(project: Project) -> None:
     project.write(MANIFEST)
-    script = project.run("--show-completion", "bash")
+    script = project.run("completion", "bash")
     assert script.returncode == 0 and "complete " in script.stdout, script.stderr
-    for shell in ("zsh", "fish"):
-        shown = project.run("--show-completion", shell)
-        assert shown.returncode == 0 and "_PROCCTL_COMPLETE" in shown.stdout, shown.stderr
     bash = shutil.which("bash")
     assert bash is not None
     bindir = project.root / "bin"
@@ -126,7 +183,12 @@ def test_help_shows_its_text_whole_and_usage_names_arguments(project: Project) -
 
 
 def test_f_is_the_manifest_in_every_command() -> None:
+    """Every command but `completion`, whose script is the same for every
+    manifest (the names come from the -f on the line being completed)."""
     for name, command in _commands().items():
+        if name == "completion":
+            assert not any("-f" in getattr(param, "opts", []) for param in command.params)
+            continue
         owners = [param for param in command.params if "-f" in getattr(param, "opts", [])]
         assert len(owners) == 1 and owners[0].opts == ["--file", "-f"], f"{name}: -f is {[p.opts for p in owners]}"
 

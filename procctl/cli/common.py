@@ -51,12 +51,15 @@ def parse_duration_option(option: str, value: str | None) -> float | None:
 def make_console(file: TextIO | None = None) -> Console:
     """A rich console for tables (on stdout, or `file`). Off a terminal (a
     pipe, a CI log) rich assumes 80 columns and folds tables into unreadable
-    strips; use a wide page there unless COLUMNS says otherwise."""
+    strips; use a wide page there unless COLUMNS says otherwise. What it
+    prints is text, never rich markup or emoji codes: a command, a path or a
+    name shown in a cell (`echo [a; rm x ]`) is shown whole, and `[/x]`
+    in one is not an error."""
     from rich.console import Console
 
-    console = Console(file=file)
+    console = Console(file=file, markup=False, emoji=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(file=file, width=PAGE_WIDTH)
+        console = Console(file=file, width=PAGE_WIDTH, markup=False, emoji=False)
     return console
 
 

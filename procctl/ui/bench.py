@@ -44,10 +44,10 @@ class ProgressView:
     and phase. Call it with each `Progress` the runner reports."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, markup=False, emoji=False)
         self.enabled = self.console.is_terminal
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),  # a command's text
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[estimate]}"),

@@ -123,7 +123,7 @@ class Renderer:
         self.tail = tail
         """Lines of merged output below the table; None fits them to the screen."""
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(bar_width=None),
             MofNCompleteColumn(),
             _Rate(),

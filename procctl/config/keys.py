@@ -245,16 +245,18 @@ def _each(reader: Reader, value: object, path: KeyPath) -> Sequence[str]:
             reader.warn(f"the glob {pattern!r} matches no file: 0 jobs", *path, "glob")
         return matches
     bounds = table["range"]
-    if (
-        not isinstance(bounds, list)
-        or len(bounds) != 2
-        or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
-        or bounds[1] - bounds[0] > 1_000_000
-    ):
+    if not isinstance(bounds, list) or len(bounds) != 2 or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
         raise reader.error(f"expected [first, last] integers, got {describe(bounds)}", *path, "range")
+    if bounds[1] - bounds[0] + 1 > MAX_RANGE_ITEMS:
+        count = bounds[1] - bounds[0] + 1
+        raise reader.error(f"the range [{bounds[0]}, {bounds[1]}] has {count:,} items: a range may have up to {MAX_RANGE_ITEMS:,}", *path, "range")
     if bounds[0] > bounds[1]:
         reader.warn(f"the range [{bounds[0]}, {bounds[1]}] is empty (its first is past its last): 0 jobs", *path, "range")
     return ItemRange(bounds[0], bounds[1])
+
+
+MAX_RANGE_ITEMS = 1_000_001
+"""What `each = { range = … }` may make: a million and one jobs."""
 
 
 PROCESS = (

@@ -49,6 +49,7 @@ CASES = {
     "memory = 0": ('[process.a]\ncmd = "true"\nlimits = { memory = "0" }\n', "procfile.toml:3: process.a.limits.memory: must be 1 to"),
     "settings memory = 0": ('[settings]\nlimits = { memory = 0 }\n[process.a]\ncmd = "true"\n', "procfile.toml:2: settings.limits.memory: must be 1 to"),
     "nofile over the ceiling": (f'[process.a]\ncmd = "true"\nlimits = {{ nofile = {_nofile_over()} }}\n', "procfile.toml:3: process.a.limits.nofile: nofile"),
+    "a range one past its bound": ('[process.a]\ncmd = "true {item}"\neach = { range = [1, 1000002] }\n', "procfile.toml:3: process.a.each.range: the range [1, 1000002] has 1,000,002 items: a range may have up to 1,000,001"),
     "port past 65535": ('[process.a]\ncmd = "true"\nport = 65535\nreplicas = 3\n', "procfile.toml:3: process.a.port: the last of 3 replicas would get PORT=65537, past 65535"),
 }
 

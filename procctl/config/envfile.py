@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from procctl.config.source import NotASource, read_source
 from procctl.errors import ManifestError
 
 
@@ -44,11 +45,13 @@ def parse_env(text: str, path: Path) -> dict[str, str]:
 
 def read_env_file(path: Path, *, manifest: Path, key: str, line: int | None) -> dict[str, str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_source(path).decode("utf-8")
     except FileNotFoundError:
         raise ManifestError(f"no such env file: {path}", path=manifest, line=line, key=key) from None
     except UnicodeDecodeError:
         raise ManifestError("not valid UTF-8", path=path) from None
     except OSError as exc:
         raise ManifestError(f"cannot read env file {path}: {exc.strerror or exc}", path=manifest, line=line, key=key) from None
+    except NotASource as exc:
+        raise ManifestError(f"cannot read env file {path}: {exc}", path=manifest, line=line, key=key) from None
     return parse_env(text, path)

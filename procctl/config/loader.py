@@ -23,6 +23,7 @@ from procctl.config.placeholders import UnsafePlacement, compile_command
 from procctl.config.plan import cycle_of, dependency_levels
 from procctl.config.procfile import parse_procfile, ports
 from procctl.config.reading import KeyPath, Reader
+from procctl.config.source import NotASource, read_source
 from procctl.errors import ManifestError
 
 TOP_KEYS = ("settings", "env", "shared", "process")
@@ -143,11 +144,13 @@ def load_manifest(path: Path) -> Manifest:
     """Read, parse and validate the manifest at `path` (a `.toml` file, else a Procfile)."""
     path = Path(os.path.abspath(path))
     try:
-        raw = path.read_bytes()
+        raw = read_source(path)
     except IsADirectoryError:
         raise ManifestError(f"{path} is a directory, not a manifest") from None
     except OSError as exc:
         raise ManifestError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except NotASource as exc:
+        raise ManifestError(f"cannot read {path}: {exc}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -14,6 +14,7 @@ import tomli_w
 
 from procctl.config.envfile import read_env_file
 from procctl.config.procfile import parse_procfile, ports
+from procctl.config.source import NotASource, read_source
 from procctl.errors import ManifestError
 
 REPOSITORY = "https://github.com/procctl/procctl"
@@ -93,11 +94,13 @@ def manifest_from_procfile(procfile: Path, env_file: Path | None, manifest: Path
     (the same PORT for each process). The .env is named, not copied: its
     values are often secrets, and the manifest is meant to be committed."""
     try:
-        text = procfile.read_text(encoding="utf-8")
+        text = read_source(procfile).decode("utf-8")
     except UnicodeDecodeError:
         raise ManifestError("not valid UTF-8", path=procfile.name) from None
     except OSError as exc:
         raise ManifestError(f"cannot read {procfile}: {exc.strerror or exc}") from None
+    except NotASource as exc:
+        raise ManifestError(f"cannot read {procfile}: {exc}") from None
     commands = parse_procfile(text, procfile.name)
     env = read_env_file(env_file, manifest=procfile, key=".env", line=None) if env_file else {}
     port = ports(list(commands), env, env_file.name if env_file else ".env")

@@ -43,6 +43,8 @@ class Operations:
         return self.sup.resolve(names, everything=everything)
 
     def _refuse_while_stopping(self) -> None:
+        if self.sup.halted is not None:
+            raise UsageError(f"everything was stopped after {self.sup.halted}: 'procctl down', then 'procctl up -d' again")
         if self.sup.stopping:
             raise UsageError("the supervisor is stopping")
 
@@ -155,6 +157,7 @@ class Operations:
         """Apply the edited manifest (or, with `dry_run`, say what that would
         do). An invalid manifest is refused with its file:line:key error and
         nothing changes."""
+        self._refuse_while_stopping()
         plan = self.sup.edits.reload(dry_run=dry_run)
         return {
             "dry_run": dry_run,
@@ -277,7 +280,8 @@ class Operations:
             "max_parallel": self.sup.plan.max_parallel,
             "pool": self._pool_status(),
             "queue_held": self.sup.admission.held,
-            "stopping": self.sup.stopping,
+            "stopping": self.sup.stopping and self.sup.halted is None,
+            "halted": self.sup.halted,
             "instances": rows,
             "shared": [{"name": region.name, "size_bytes": region.size, "resident_bytes": region.resident_bytes} for region in self.sup.ipc.regions],
         }

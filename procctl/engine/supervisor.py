@@ -99,6 +99,10 @@ class Supervisor:
         self._exit_override: int | None = None
         self._interrupted = False
         self._stop_requested: asyncio.Event | None = None
+        self._leave_requested: asyncio.Event | None = None
+        self.halted: str | None = None
+        """Why a detached supervisor stopped everything and stays up (a
+        failure under fail_fast, or exit_on_end), until `down`."""
         self.admission = Admission(plan, bus, predictions or {}, self.instances.by_process, self.feeders)
         """Who may start now: the dependency gate and the pool."""
         self._idle: asyncio.Event | None = None
@@ -142,6 +146,7 @@ class Supervisor:
     async def _run(self) -> RunResult:
         began = time.monotonic()
         self._stop_requested = asyncio.Event()
+        self._leave_requested = asyncio.Event()
         self._idle = asyncio.Event()
         with contextlib.ExitStack() as stack:
             self.state_dir.prepare()
@@ -236,6 +241,10 @@ class Supervisor:
             if stop_waiter.done() and not idle_waiter.done():
                 await self._shutdown()
                 await idle_waiter
+            if self.halted is not None:
+                self.bus.publish(events.Notice("procctl", "procctl", message=f"everything stopped after {self.halted}; the supervisor stays up until 'procctl down'"))
+                assert self._leave_requested is not None
+                await self._leave_requested.wait()
         finally:
             stop_waiter.cancel()
             idle_waiter.cancel()
@@ -263,17 +272,25 @@ class Supervisor:
 
     # ------------------------------------------------------------ stopping
 
-    def request_stop(self, reason: str = "stop requested", *, interrupted: bool = False, exit_code: int | None = None) -> None:
+    def request_stop(self, reason: str = "stop requested", *, interrupted: bool = False, exit_code: int | None = None, halt: bool = False) -> None:
         """Graceful stop of everything, in reverse dependency order.
         `interrupted` (a signal) makes the exit 130 whenever it comes;
-        `exit_code` counts only for the stop that comes first."""
+        `exit_code` counts only for the stop that comes first. `halt` (a
+        failure under fail_fast, exit_on_end): a detached supervisor stops
+        everything as asked but stays up, its status showing what failed,
+        until `down` (as `up -d` promises), where a foreground run ends."""
         if interrupted:
             self._interrupted = True
+        staying = halt and self.detached
         if self._stop_requested is not None and not self._stop_requested.is_set():
             if exit_code is not None and self._exit_override is None:
                 self._exit_override = exit_code
             self.bus.publish(events.Notice("procctl", "procctl", message=f"stopping: {reason}"))
             self._stop_requested.set()
+            if staying:
+                self.halted = reason
+        if not staying and self._leave_requested is not None:
+            self._leave_requested.set()
 
     def force_stop(self) -> None:
         """SIGKILL every running tree now (a second Ctrl-C)."""
@@ -332,13 +349,13 @@ class Supervisor:
             # The first to end stops the rest and decides procctl's exit code, as under foreman.
             result = runner.result()
             self._exit_override = result.exit_code if result.exit_code is not None else 128 + result.signal if result.signal else 1
-            self.request_stop(f"{runner.name} {result.status_text} (exit_on_end)")
+            self.request_stop(f"{runner.name} {result.status_text} (exit_on_end)", halt=True)
         failed = runner.state.failure
         if failed and self._first_failure_result is None:
             self._first_failure_result = runner.result()
         self.pools.fold(runner)
         if failed and self.fail_fast:
-            self.request_stop(f"{runner.name} {runner.result().status_text} (fail_fast)")
+            self.request_stop(f"{runner.name} {runner.result().status_text} (fail_fast)", halt=True)
 
     def executor_for(self, job: Job) -> Executor:
         return self.executors[job.spec.executor]

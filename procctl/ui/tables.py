@@ -24,6 +24,8 @@ def status_table(status: dict[str, Any]) -> Table:
 
     held = " — queue held" if status.get("queue_held") else ""
     stopping = " — stopping" if status.get("stopping") else ""
+    if status.get("halted"):
+        stopping = f" — everything stopped after {status['halted']}: 'procctl down' ends it"
     pool = status.get("pool") or {"size": status["max_parallel"], "cap": status["max_parallel"], "auto": False}
     pool_text = f"pool {pool['size']}" + (f" (auto, up to {pool['cap']})" if pool["auto"] else "")
     table = Table(title=f"{status['manifest']} (pid {status['pid']}, {pool_text}){held}{stopping}", title_justify="left")

@@ -148,6 +148,39 @@ def test_a_detached_supervisor_stays_up_with_nothing_running(project: Project, d
     assert not alive(detached)
 
 
+@pytest.mark.parametrize("ending", ["fail_fast", "exit_on_end"])
+def test_a_failure_that_stops_everything_leaves_a_detached_supervisor_up(project: Project, ending: str) -> None:
+    """1. `up -d` of a service and a job that fails (under fail_fast, the
+    default) or ends (exit_on_end). 2. Everything is stopped, and the
+    supervisor stays up: `status` says what stopped it and shows the job's
+    exit; `restart` is refused in one line saying what to do. 3. `down`
+    ends it. (It used to exit, so `status` found no supervisor and `down`
+    said it was already down.)"""
+    setting = "exit_on_end = true" if ending == "exit_on_end" else ""
+    project.write(f'[settings]\n{setting}\n{SERVICE}[process.job]\ncmd = "sleep 1; exit 3"\npool = true\n')
+    assert project.run("up", "-d").returncode == 0
+    pid = _status(project)["pid"]
+    try:
+        wait_until(lambda: _status(project)["halted"] is not None, timeout=30, what="the failure to stop everything")
+        status = _status(project)
+        assert status["halted"] == f"job failed 3 ({ending})" and not status["stopping"], status
+        wait_until(lambda: all(row["state"] != "running" for row in _status(project)["instances"]), what="svc to stop")
+        states = {row["name"]: (row["state"], row["exit_code"]) for row in _status(project)["instances"]}
+        assert states["job"] == ("failed", 3) and states["svc"][0] == "stopped", states
+        assert alive(pid)
+        refused = project.run("restart", "svc")
+        assert refused.returncode == 2 and refused.stderr == f"procctl: everything was stopped after job failed 3 ({ending}): 'procctl down', then 'procctl up -d' again\n", refused
+        shown = project.run("status", env={"COLUMNS": "200"})
+        assert f"everything stopped after job failed 3 ({ending}): 'procctl down' ends it" in " ".join(shown.stdout.split()), shown.stdout
+        down = project.run("down")
+        assert down.returncode == 0 and "stopped" in down.stdout + down.stderr, down
+        wait_until(lambda: not alive(pid), what="the supervisor to end")
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not alive(pid), what="the supervisor to stop")
+
+
 def test_a_foreground_run_still_ends_when_nothing_is_left(project: Project) -> None:
     project.write(SERVICE)
     proc = project.start("run", "--plain")

@@ -275,8 +275,10 @@ class Follower:
         self.followed.update(dict.fromkeys(present))
         for instance, log_name in present.items():
             self._open(instance, log_name, at_end=True)
+        # Followed even when not shown: an instance's end is what prints its
+        # last line when that has no newline.
+        self.event_tail = self._open_events(at_end=True)
         if self.events:
-            self.event_tail = self._open_events(at_end=True)
             self.events_seen = len(self.run_logs.events()) if self.event_tail is None else self._events_before_tail()
 
     def _events_before_tail(self) -> int:
@@ -326,13 +328,17 @@ class Follower:
 
         while True:
             alive = supervisor_alive(self.run_logs.state, self.record)
-            self.poll()
+            self.poll(last=not alive)
             if not alive:
                 # Its last words were read after it was gone: nothing more comes.
                 return
             time.sleep(FOLLOW_POLL_S)
 
-    def poll(self) -> None:
+    def poll(self, *, last: bool = False) -> None:
+        """Print what came since the last look. A line still without its
+        newline waits for the rest, unless an event of its instance came
+        after it (it ended, was stopped, restarted) or nothing more comes
+        (`last`): then it is printed as it is, as `logs` without -f does."""
         from procctl.engine.logread import Entry, event_entries, in_place, interleave
 
         records = self._new_events()
@@ -348,10 +354,17 @@ class Follower:
         for instance in self.followed:
             new: list[Entry] = []
             tail = self.tails.get(instance)
-            for data, position in self._read_log(tail) if tail is not None else ():
+            events = by_instance.get(instance, [])
+            lines = self._read_log(tail) if tail is not None else []
+            if tail is not None and tail.partial and (last or any(event.position >= tail.position + len(tail.partial) for event in events)):
+                lines.append((tail.partial, tail.position))
+                tail.position += len(tail.partial)
+                tail.partial = b""
+            for data, position in lines:
                 new.append(Entry(now, instance, position, line=data))
-            streams.append(in_place(new, by_instance.get(instance, [])))
-        streams.append(by_instance.get("procctl", []))
+            streams.append(in_place(new, events if self.events else []))
+        if self.events:
+            streams.append(by_instance.get("procctl", []))
         entries = interleave(streams)
         for entry in entries:
             self.printer.entry(entry)
@@ -399,8 +412,6 @@ class Follower:
     def _new_events(self) -> list[dict[str, object]]:
         from procctl.engine.logread import parse_events
 
-        if not self.events:
-            return []
         if self.event_tail is None:
             self.event_tail = self._open_events(at_end=False)
             if self.event_tail is None:

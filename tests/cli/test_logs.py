@@ -128,6 +128,33 @@ def test_since_and_timestamps(project: Project) -> None:
         proc.wait(timeout=30)
 
 
+def test_follow_prints_a_last_line_without_its_newline(project: Project) -> None:
+    """A line with no newline written while `logs -F` follows is printed
+    once its instance ends (v) or, for one still running (w), once the
+    supervisor is gone: no output is lost to following."""
+    wait_for_go = "while [ ! -e go ]; do sleep 0.05; done"
+    project.write(f"""
+        [process.w]
+        cmd = "echo first w; {wait_for_go}; printf 'w partial'; exec sleep 600"
+        [process.v]
+        cmd = "echo first v; {wait_for_go}; printf 'v partial'"
+    """)
+    assert project.run("up", "-d").returncode == 0
+    follower = project.start("logs", "-F", "--no-events")
+    try:
+        out = follower.out_path  # type: ignore[attr-defined]
+        wait_until(lambda: "first w" in out.read_text() and "first v" in out.read_text(), what="the follower to show the first lines")
+        (project.root / "go").touch()
+        wait_until(lambda: "v | v partial\n" in out.read_text(), what="v's last line, once v ended")
+        assert project.run("down").returncode == 0
+        assert follower.wait(timeout=30) == 0
+        assert out.read_text().endswith("w | w partial\n"), out.read_text()
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+
+
 def test_follow_shows_new_instances_and_ends_after_down(project: Project) -> None:
     """1. `up -d` a ticking web; `logs -f` follows it.
     2. `scale web=2`: the follower shows web.2's lines as they come.

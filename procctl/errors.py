@@ -75,6 +75,10 @@ class NotRunning(NoSupervisor):
     listening on it (not one that could not be reached)."""
 
 
+class AnotherManifestRuns(NotRunning):
+    """The supervisor of the manifest's directory runs another manifest."""
+
+
 class SpawnError(ProcctlError):
     """A child could not be started (command not found, bad cwd)."""
 

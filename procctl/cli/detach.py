@@ -31,7 +31,7 @@ from procctl.cli.run import (
     TimeoutOption,
 )
 from procctl.cli.planning import plan_options, selected_manifest, warn_of_starvation
-from procctl.errors import AlreadyRunning, NoAnswer, NoSupervisor, NotRunning, ProcctlError, UsageError
+from procctl.errors import AlreadyRunning, AnotherManifestRuns, NoAnswer, NoSupervisor, NotRunning, ProcctlError, UsageError
 from procctl.states import State, status_text
 
 _STARTED = {State.RUNNING, State.READY, State.PAUSED, State.EXITED, State.STOPPING}
@@ -125,6 +125,8 @@ def up(
     try:
         lock = state.lock_supervisor(manifest_path)
     except AlreadyRunning as running:
+        if state.other_manifest(manifest_path) is not None:
+            raise
         # As `docker compose up -d` does for what runs: nothing to do, and no error.
         typer.echo(f"already up: {running}")
         return
@@ -203,6 +205,9 @@ def down(
         pid = exc.pid
         os.kill(pid, signal.SIGTERM)
         how = " (reached by its pid: its control socket was gone)"
+    except AnotherManifestRuns as other:
+        typer.echo(f"already down: {other}")
+        return
     except NotRunning:
         # As `docker compose down` does when nothing runs: what it asks for holds already.
         typer.echo(f"already down: no supervisor runs for {find_manifest(file)}")

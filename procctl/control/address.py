@@ -99,7 +99,14 @@ def supervisor_of(file: str | os.PathLike[str] | None) -> tuple[Path, Path]:
         if state.supervisor_pid() is None:
             raise
         return socket_path(state), Path(named).absolute() if named is not None else where
-    return socket_path(StateDir.beside(manifest)), manifest
+    state = StateDir.beside(manifest)
+    other = state.other_manifest(manifest)
+    if other is not None:
+        from procctl.engine.store import another_runs
+        from procctl.errors import AnotherManifestRuns
+
+        raise AnotherManifestRuns(another_runs(manifest, *other))
+    return socket_path(state), manifest
 
 
 def state_dir_of(socket: Path, manifest: Path) -> StateDir:

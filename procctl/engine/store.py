@@ -274,6 +274,9 @@ class StateDir:
         except BlockingIOError:
             pid = _holder(fd)
             os.close(fd)
+            other = self.other_manifest(manifest)
+            if other is not None:
+                raise AlreadyRunning(another_runs(manifest, *other)) from None
             held = f"pid {pid}" if pid else f"its pid not yet in {self.root / LOCK_NAME}"
             raise AlreadyRunning(f"a supervisor is already running for {manifest} ({held}); 'procctl down' stops it") from None
         except BaseException:
@@ -344,6 +347,18 @@ class StateDir:
                 return pid
         return None
 
+    def other_manifest(self, manifest: Path) -> tuple[int, str] | None:
+        """(pid, manifest) of the supervisor that runs here for another
+        manifest than `manifest`, if one does. Two manifests in one directory
+        share its `.procctl` (the lock, the socket, the logs): one of them
+        runs at a time, and -f naming the other must not reach it."""
+        record = self.run_record()
+        other = record.get("manifest") if record else None
+        if not isinstance(other, str) or other == str(manifest) or _same_file(other, manifest):
+            return None
+        pid = self.supervisor_pid()
+        return (pid, other) if pid is not None and record is not None and record.get("pid") == pid else None
+
     def write_pid(self, pid: int) -> None:
         fd = self.open("supervisor.pid", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -404,3 +419,20 @@ def _holder(lock_fd: int) -> int | None:
         if time.monotonic() > deadline:
             return None
         time.sleep(0.02)
+
+
+def another_runs(manifest: Path, pid: int, other: str) -> str:
+    """What to say when `manifest`'s directory runs the supervisor of `other`."""
+    return (
+        f"the supervisor in {manifest.parent} (pid {pid}) runs {other}, not {manifest.name}: "
+        f"a directory runs one manifest at a time (they share its .procctl); "
+        f"'procctl down -f {other}' stops it, or give {manifest.name} a directory of its own"
+    )
+
+
+def _same_file(one: str, other: Path) -> bool:
+    """Two spellings of one file (a `..`, a linked directory)."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False

@@ -7,7 +7,7 @@ import json
 import re
 
 import psutil
-from conftest import Project, marked_pids, wait_until
+from conftest import Project, alive, marked_pids, wait_until
 
 MANIFEST = '[process.a]\ncmd = "echo hello from a; sleep 120"\n'
 
@@ -100,3 +100,27 @@ def test_the_lock_goes_with_the_supervisor(project: Project) -> None:
     up = project.run("up", "-d")
     assert up.returncode == 0, up.stderr
     assert project.run("down").returncode == 0
+
+
+def test_two_manifests_in_one_directory_are_not_taken_for_each_other(project: Project) -> None:
+    """a.toml's supervisor runs; b.toml sits beside it (they share
+    .procctl). `up -d`, `run`, `status`, `kill` and `down` with -f b.toml
+    each say so, with the right exit code, and a's supervisor runs on."""
+    a = project.write('[process.a]\ncmd = "sleep 60"\n', name="a.toml")
+    project.write('[process.b]\ncmd = "sleep 60"\n', name="b.toml")
+    assert project.run("up", "-d", "-f", "a.toml").returncode == 0
+    try:
+        pid = json.loads(project.run("status", "--json", "-f", "a.toml").stdout)["pid"]
+        why = (f"the supervisor in {project.root} (pid {pid}) runs {a}, not b.toml: a directory runs one manifest at a time "
+               f"(they share its .procctl); 'procctl down -f {a}' stops it, or give b.toml a directory of its own")  # fmt: skip
+        for args, code in ((("up", "-d"), 2), (("run", "--plain"), 2), (("status",), 3), (("status", "--json"), 3), (("kill", "b"), 3)):
+            refused = project.run(*args, "-f", "b.toml")
+            assert (refused.returncode, refused.stderr) == (code, f"procctl: {why}\n"), (args, refused)
+        down = project.run("down", "-f", "b.toml")
+        assert (down.returncode, down.stdout) == (0, f"already down: {why}\n"), down
+        assert alive(pid)
+        (project.root / "sub").mkdir()
+        assert project.run("status", "-f", str(project.root / "sub" / ".." / "a.toml")).returncode == 0  # a.toml, spelt otherwise
+    finally:
+        project.run("down", "-f", "a.toml")
+

@@ -75,6 +75,9 @@ def run(
 
     manifest = read_manifest(file)
     state_dir = StateDir.beside(manifest.path)
+    # A run may last for hours in a directory others can write: what it
+    # writes must not follow the directory's path once that is moved.
+    state_dir.hold()
     try:
         only_items = failed_items(manifest, state_dir) if rerun_failed else None
     except NothingToRerun:

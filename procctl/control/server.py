@@ -27,7 +27,7 @@ from procctl.control import subscription
 from procctl.control.address import socket_location
 from procctl.control.protocol import MAX_REQUEST_BYTES, VERBS, ProtocolError, Reply, Request, decode_request
 from procctl.engine.operations import Operations
-from procctl.engine.safeopen import check_entry
+from procctl.engine.safeopen import check_entry, where_now
 from procctl.errors import AlreadyRunning, ProcctlError, StateDirError
 
 _PEERCRED = struct.Struct("3i")
@@ -107,6 +107,8 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._dir_fd: int | None = None
         """The checked directory the socket is in (engine.safeopen)."""
+        self._told_moved = False
+        """Whether the log already says that the socket's path leads elsewhere now."""
 
     async def start(self) -> None:
         location = socket_location(self.path, create=True)
@@ -129,6 +131,7 @@ class ControlServer:
             try:
                 location = socket_location(self.path, create=False)
                 if location is not None and check_entry(location[0], self.path.name, shown=self.path, kind=stat.S_IFSOCK):
+                    self._tell_if_moved(location[0])
                     continue
             except StateDirError:
                 continue  # Something else is there now: never touch it.
@@ -139,6 +142,26 @@ class ControlServer:
                 continue
             if old is not None:
                 old.close()
+
+    def _tell_if_moved(self, dir_fd: int) -> None:
+        """Say once in the log when the socket's path no longer leads to it:
+        its directory (or one above) was moved, or replaced by another or a
+        link. The supervisor serves on where the directory went, reached
+        through the descriptor it held from its start (engine.safeopen.hold),
+        and writes nothing where the path leads now."""
+        try:
+            there = os.stat(self.path, follow_symlinks=False)
+            here = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False)
+            moved = (there.st_dev, there.st_ino) != (here.st_dev, here.st_ino)
+        except OSError:
+            moved = True
+        if moved and not self._told_moved and self.bus is not None:
+            message = (
+                f"{self.path.parent} was moved or replaced: it no longer leads to this supervisor, which writes nothing there"
+                f" and is serving on from {where_now(dir_fd)} (reach it there)"
+            )
+            self.bus.publish(events.Notice("procctl", "procctl", message=message, level="warning"))
+        self._told_moved = moved
 
     async def close(self) -> None:
         # Subscribers get what is left, then the end of their stream.

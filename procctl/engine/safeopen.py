@@ -16,6 +16,12 @@ when someone else owns it:
 - What only takes a path (sqlite's database, a Unix socket) is reached as
   /proc/self/fd/N/NAME, N being the checked directory: a directory renamed
   and replaced afterwards by someone else changes nothing.
+- O_NOFOLLOW guards only the last name of a path. A process that lives on
+  (the supervisor) `hold`s the directory its state directory is in, once, at
+  its start: from then on that state directory is looked up by its name in
+  the directory held, never by its path again, so that a component of the
+  path renamed or swapped for a link later cannot send what it writes
+  anywhere else.
 """
 
 from __future__ import annotations
@@ -36,6 +42,41 @@ _checked: dict[tuple[int | None, str], tuple[int, int, int]] = {}
 """(parent's checked fd or None, path) → (fd, st_dev, st_ino) of the private
 directory checked there. Kept open for the life of the process: the /proc/self/fd
 paths handed out refer to them."""
+
+
+_held: dict[str, int] = {}
+"""Absolute path of a directory as it was named at `hold` → its descriptor,
+open for the life of the process."""
+
+
+def hold(directory: Path) -> None:
+    """From now on, reach what is in `directory` (an absolute path) through
+    a descriptor of it opened now: wherever that directory is later moved,
+    and whatever then takes its path, `checked_dir` looks a directory named
+    in it up in the directory it was now. Raises StateDirError."""
+    key = os.fspath(directory)
+    if key in _held:
+        return
+    try:
+        _held[key] = os.open(key, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StateDirError(f"{directory}: {exc.strerror or exc}") from None
+
+
+def held_at(path: str | Path) -> tuple[int, str] | None:
+    """(the descriptor of the held directory `path` is in, `path`'s name in
+    it); None when its directory is not held."""
+    parent, _, name = os.fspath(path).rpartition("/")
+    fd = _held.get(parent or "/")
+    return (fd, name) if fd is not None and name else None
+
+
+def where_now(fd: int) -> str:
+    """Where the directory of a descriptor is now (for messages)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "(unknown)"
 
 
 def _refusal(path: str | Path, dir_fd: int | None, shown: Path | str, exc: OSError | None, *, directory: bool) -> StateDirError:
@@ -115,7 +156,11 @@ def make_private(fd: int, shown: Path | str, *, scan: bool = False) -> None:
 def checked_dir(path: str | Path, *, create: bool, dir_fd: int | None = None, shown: Path | str | None = None) -> int | None:
     """`open_private_dir`, once per process for each directory: a later call
     only checks that the name still leads to the same directory (and checks
-    afresh if not). Never closed: /proc/self/fd paths refer to it."""
+    afresh if not). Never closed: /proc/self/fd paths refer to it. An
+    absolute path in a `hold`-held directory is looked up in that directory."""
+    if dir_fd is None and (held := held_at(path)) is not None:
+        shown = shown if shown is not None else path
+        dir_fd, path = held
     key = (dir_fd, os.fspath(path))
     known = _checked.get(key)
     if known is not None:

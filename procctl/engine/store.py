@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from procctl.engine import logindex
-from procctl.engine.safeopen import DIR_FLAGS, check_entry, checked_dir, fd_path, make_private, open_in
+from procctl.engine.safeopen import DIR_FLAGS, check_entry, checked_dir, fd_path, hold, make_private, open_in
 from procctl.errors import AlreadyRunning, StateDirError
 
 LOCK_NAME = "supervisor.lock"
@@ -86,6 +86,12 @@ class StateDir:
 
     def log_path(self, log_name: str) -> Path:
         return self.logs / log_name
+
+    def hold(self) -> None:
+        """For a process that lives on (the supervisor): from now on, reach
+        this `.procctl` in the directory it is in now, wherever that is
+        moved, never by its path again (`safeopen.hold`)."""
+        hold(self.root.absolute().parent)
 
     # ------------------------------------------------------ checked access
 

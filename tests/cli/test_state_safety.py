@@ -7,9 +7,11 @@ of root's, which must come out untouched, content and mode."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project
+from conftest import Project, alive, wait_until
 
 MANIFEST = '[process.web]\ncmd = "echo hello from web"\n'
 SECRET = b"root's own data\n"
@@ -251,6 +253,48 @@ def test_a_runtime_dir_of_another_user_is_not_used(intruder: Intruder, shared: P
         assert shared.run("status", "-f", str(manifest), env=env).returncode == 0
     finally:
         assert shared.run("down", "-f", str(manifest), env=env).returncode == 0
+
+
+def test_a_project_dir_swapped_for_a_link_under_a_running_supervisor_gets_nothing_through_it(
+    intruder: Intruder, shared: Project, targets: Targets
+) -> None:
+    """1. `up -d` in a project directory another user owns (in a directory
+    they may write). 2. That user moves the project away and puts a link to a
+    directory of root's in its place. 3. The supervisor says so in its log
+    and serves on from where the project went: nothing lands in root's
+    directory; `status` and `down` work from the project's new name, and the
+    run's state stays in its own `.procctl`."""
+    project = Project(shared.root / "proj", shared.marker)
+    project.root.mkdir()
+    project.write('[process.a]\ncmd = "sleep 600"\n')
+    os.chown(project.root, intruder.uid, intruder.gid)
+    os.chown(project.manifest, intruder.uid, intruder.gid)
+    before = targets.snapshot()
+    assert project.run("up", "-d").returncode == 0
+    pid = 0
+    try:
+        pid = json.loads(project.run("status", "--json").stdout)["pid"]
+        intruder.plant(f"mv proj proj.old && ln -s {targets.directory} proj", shared.root)
+        moved = Project(shared.root / "proj.old", shared.marker)
+        log = moved.root / ".procctl" / "supervisor.log"
+        wait_until(
+            lambda: (targets.directory / ".procctl").exists() or "was moved or replaced" in log.read_text(),
+            timeout=30, what="the supervisor to notice its directory moved",
+        )  # fmt: skip
+        assert targets.snapshot() == before
+        assert f"serving on from {moved.root / '.procctl'}" in log.read_text()
+        status = moved.run("status", "--json")
+        assert status.returncode == 0 and json.loads(status.stdout)["pid"] == pid, status
+        assert project.run("status").returncode == 2  # no manifest where the link leads
+        down = moved.run("down")
+        assert down.returncode == 0 and f"supervisor {pid} stopped" in down.stdout, down
+        wait_until(lambda: not alive(pid), what="the supervisor to stop")
+        assert targets.snapshot() == before
+        assert (moved.root / ".procctl" / "state.db").exists() and "1 stopped" in log.read_text()  # its end written where it runs
+    finally:
+        if pid and alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not alive(pid), what="the supervisor to stop")
 
 
 def test_a_shared_project_runs_with_a_private_ignored_state_dir(shared: Project) -> None:

@@ -5,7 +5,10 @@ follows.
 A tcp or http probe passes only when the listener belongs to the instance's
 own tree: a port another process holds answers the probe too, and would make
 a service ready that is about to fail with "address already in use". That
-is told at once (`PortHeld`), naming the holder."""
+is told at once (`PortHeld`), naming the holder.
+
+An exec probe's command runs as the engine runs a child (`process.Child`)
+and ends with its whole tree: nothing it started outlives its attempt."""
 
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from procctl.config.manifest import LivenessSpec, ProcessSpec, ReadySpec
+from procctl.engine.process import Child
+from procctl.errors import SpawnError
 
 
 class LogProbe:
@@ -115,21 +120,35 @@ async def _http_once(url: str, timeout_s: float) -> bool:
 
 
 async def _exec_once(command: str, cwd: Path, env: Mapping[str, str], timeout_s: float) -> bool:
-    proc = await asyncio.create_subprocess_shell(
-        command,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        cwd=cwd,
-        env=dict(env),
-        start_new_session=True,
-    )
+    """Run `command` as the engine runs a child (its own session, stdio on
+    /dev/null); it passes when it exits 0. It ends with its whole tree, as a
+    stop ends a service's: what it leaves in its group when it exits is
+    killed (`Child.wait`); past `timeout_s`, or cut short (its run ended,
+    the supervisor is stopping), its group and every descendant are
+    SIGKILLed. SIGKILL at once, with no grace: an answer past the timeout
+    no longer counts, and the next attempt must not meet this one.
+    (process-compose, and Kubernetes through its container runtime, SIGKILL
+    a late exec probe too, but only the process they started: what that
+    started piles up.)"""
+    child = Child(command, cwd=cwd, env=env)
     try:
-        return await asyncio.wait_for(proc.wait(), timeout_s) == 0
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        await child.start()
+    except SpawnError:
         return False
+    # Shielded: a wait cut short cannot be awaited again (its exit's
+    # future is cancelled with it), and after the kill it is awaited.
+    ending = asyncio.ensure_future(child.wait())
+    try:
+        ended = await asyncio.wait_for(asyncio.shield(ending), timeout_s)
+    except TimeoutError:
+        child.kill()
+        await ending
+        return False
+    except asyncio.CancelledError:
+        # `ending` ends on its own once the kill has reaped it.
+        child.kill()
+        raise
+    return ended.returncode == 0
 
 
 def substitute_port(target: str, env: Mapping[str, str]) -> str:

@@ -233,13 +233,19 @@ class Life(RunWatch):
             self._start_liveness(run)
         else:
             self._start_probe(run)
+        probing: list[asyncio.Task[None]] = []
         try:
             exit = await child.wait()
         finally:
-            run.close()
+            probing = run.close()
             host.ipc.ended(self)
             # (An OOM kill the kernel made is seen here, and becomes the run's cut.)
             host.enforcer.ended(self)
+        if probing:
+            # A cancelled task acts on it at its next turn: until then an
+            # exec probe's command runs on, past the run, even past the
+            # supervisor's end (the last sweep would find it).
+            await asyncio.wait(probing)
         self._ready_before_exit(run)
         if run.stopping is not None:
             await run.stopping

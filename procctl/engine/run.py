@@ -116,11 +116,13 @@ class Run:
         """Its liveness probe, once it is ready (or started, with no readiness probe)."""
         self.stopping: asyncio.Task[None] | None = None
 
-    def close(self) -> None:
-        """The child has exited: its timers end with it."""
+    def close(self) -> list[asyncio.Task[None]]:
+        """The child has exited: its timers and probes end with it. The
+        probes still under way are cancelled and returned: once they have
+        ended, what an exec probe ran is gone too (engine/probes.py)."""
         if self.deadline is not None:
             self.deadline.cancel()
-        if self.probe is not None:
-            self.probe.cancel()
-        if self.liveness is not None:
-            self.liveness.cancel()
+        probing = [task for task in (self.probe, self.liveness) if task is not None and not task.done()]
+        for task in probing:
+            task.cancel()
+        return probing

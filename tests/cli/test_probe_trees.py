@@ -125,3 +125,24 @@ def test_what_an_exec_probe_leaves_in_its_group_ends_with_it(project: Project) -
     finally:
         _clean_up(project)
 
+
+def test_an_exec_probe_in_flight_at_shutdown_is_not_left_for_the_last_sweep(project: Project) -> None:
+    """1. `up -d`: a liveness probe with a long timeout is under way.
+    2. `down`: the probe is cut short with its run, and its tree with it,
+       so the run's last sweep finds nothing left (it would say what it
+       killed); the probe's sleep is gone."""
+    project.write(f"""
+        [process.a]
+        cmd = "exec sleep 1000"
+        liveness = {{ exec = "{LEFTOVER.format(seconds=781)}", interval = "100ms", timeout = "300s" }}
+    """)
+    try:
+        _supervisor(project)
+        first = wait_until(lambda: _pids(project), timeout=GONE_WITHIN_S, what="the probe to start its sleep")[0]  # type: ignore[index]
+        down = project.run("down")
+        assert down.returncode == 0, down
+        assert not alive(first)
+        log = (project.root / ".procctl" / "supervisor.log").read_text()
+        assert "still running after every instance ended" not in log, log
+    finally:
+        _clean_up(project)

@@ -6,6 +6,9 @@ manifest's model or the shared-memory code to know two numbers."""
 MAX_REPLICAS = 10_000
 """Instances of one process: the manifest's `replicas` and a `scale` request."""
 
+MAX_PORT = 65535
+"""The highest `PORT` a replica gets (`port + i − 1` for replica i)."""
+
 MAX_POOL = 100_000
 """The largest pool: the manifest's `max_parallel`, `-j` and a `pool` request."""
 

@@ -15,6 +15,7 @@ import re
 import tomllib
 from pathlib import Path
 
+from procctl.bounds import MAX_PORT
 from procctl.config import executors, shared
 from procctl.config.envfile import read_env_file
 from procctl.config.keys import INHERITED, PROCESS, SETTINGS
@@ -42,9 +43,9 @@ def _process(reader: Reader, name: str, raw: object) -> ProcessSpec:
     if len(name) > MAX_NAME_LENGTH:
         raise reader.error(f"a process name is at most {MAX_NAME_LENGTH} characters, this one has {len(name)}", *path)
     fields = reader.keys(reader.table(raw, *path), PROCESS, *path)
-    if "port" in fields and fields["port"] + fields.get("replicas", 1) - 1 > 65535:
+    if "port" in fields and fields["port"] + fields.get("replicas", 1) - 1 > MAX_PORT:
         last = fields["port"] + fields.get("replicas", 1) - 1
-        raise reader.error(f"the last of {fields.get('replicas', 1)} replicas would get PORT={last}, past 65535 (lower port or replicas)", *path, "port")
+        raise reader.error(f"the last of {fields.get('replicas', 1)} replicas would get PORT={last}, past {MAX_PORT} (lower port or replicas)", *path, "port")
     if "cmd" not in fields:
         raise reader.error("missing key: cmd (the command to run)", *path)
     env = reader.env_file_values(fields["env_file"], (*path, "env_file")) if "env_file" in fields else {}

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from procctl.bounds import MAX_PORT
 from procctl.config.manifest import MAX_NAME_LENGTH, PROCESS_NAME
 from procctl.errors import ManifestError
 
 DEFAULT_PORT = 5000
 PORT_STEP = 100
-MAX_PORT = 65535
 """foreman gives process i (from 0) PORT = base + 100 × i."""
 
 

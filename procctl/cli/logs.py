@@ -154,6 +154,7 @@ class Selection:
         """instance → its log file, for the chosen instances among `log_names`.
         A name that is neither a process of the manifest nor an instance
         with a log is a UsageError."""
+        from procctl.config.plan import lone_name
         from procctl.config.select import resolve
         from procctl.engine.logread import instance_name, process_of
 
@@ -162,6 +163,10 @@ class Selection:
         for instance, log in found.items():
             by_process.setdefault(process_of(instance), []).append((instance, log))
         by_instance = {instance: (instance, log) for instance, log in found.items()}
+        for name in self.names:
+            lone = lone_name(name)
+            if name not in by_instance and lone in by_instance:
+                by_instance[name] = by_instance[lone]  # `web.1` is the lone `web`
         return dict(resolve(self.names or list(by_process), by_process, by_instance))
 
 

@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple, overload
 from pathlib import Path
 
+from procctl.bounds import MAX_PORT
 from procctl.config.manifest import Manifest, ProcessSpec
 from procctl.config.placeholders import render_command
 from procctl.errors import UsageError
@@ -39,6 +40,12 @@ class Job(NamedTuple):
     """File name under .procctl/logs/: `web.log`, `web.2.log`, `thumb.7.log`."""
     spec: ProcessSpec
     item: str | None = None
+
+    @property
+    def replica(self) -> int:
+        """Its replica number: `index`, and 1 for a lone instance (`web` is
+        replica 1 of its process: its PORT is the manifest's `port`)."""
+        return max(self.index, 1)
 
     @property
     def pooled(self) -> bool:
@@ -301,6 +308,40 @@ def _job(manifest: Manifest, spec: ProcessSpec, index: int, *, replicated: bool,
 def replica_job(manifest: Manifest, spec: ProcessSpec, index: int) -> Job:
     """Replica `index` (1-based) of a process: what `scale` adds at run time."""
     return _job(manifest, spec, index, replicated=True)
+
+
+def lowest_free(taken: Collection[int], count: int) -> list[int]:
+    """The `count` lowest replica numbers (from 1) not in `taken`: what a
+    scale up hands out, as docker compose does, so replica 1 keeps the
+    manifest's `port` and a count of N never needs a number past N."""
+    numbers: list[int] = []
+    candidate = 1
+    while len(numbers) < count:
+        if candidate not in taken:
+            numbers.append(candidate)
+        candidate += 1
+    return numbers
+
+
+def check_ports(doing: str, spec: ProcessSpec, numbers: Iterable[int]) -> None:
+    """Refuse (UsageError) replicas whose PORT (`port + number − 1`) would
+    pass 65535: checked on the numbers handed out, whatever asked for them."""
+    last = max(numbers, default=0)
+    if spec.port is None or spec.port + last - 1 <= MAX_PORT:
+        return
+    most = MAX_PORT - spec.port + 1
+    raise UsageError(
+        f"{doing}: {spec.name}.{last} would get PORT={spec.port + last - 1}, past {MAX_PORT} "
+        f"(its port is {spec.port}: at most {most} replica{'s' if most != 1 else ''})"
+    )
+
+
+def lone_name(name: str) -> str | None:
+    """The lone instance `name` may stand for: `web.1` is replica 1, which a
+    process started with one replica calls `web` (and keeps calling `web`
+    when it is scaled up: its log and its history stay under that name)."""
+    process, dot, number = name.rpartition(".")
+    return process if dot and number == "1" else None
 
 
 def job_like(manifest: Manifest, spec: ProcessSpec, old: Job) -> Job:

@@ -7,9 +7,11 @@ have ended and are in its ledger (`engine/bigpools.py`).
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from procctl.config.plan import lone_name
 from procctl.config.select import resolve
 from procctl.errors import UsageError
 
@@ -43,6 +45,24 @@ class Instances:
         if mine is not None and runner in mine:
             mine.remove(runner)
 
+    def named(self, name: str) -> InstanceRunner | None:
+        """The instance called `name`; for `web.1` when there is none, the
+        lone instance `web` (it is replica 1: `plan.lone_name`)."""
+        runner = self.by_name.get(name)
+        if runner is not None:
+            return runner
+        lone = lone_name(name)
+        runner = self.by_name.get(lone) if lone is not None else None
+        return runner if runner is not None and runner.job.index == 0 and runner.job.item is None else None
+
+    def rejoin(self, runner: InstanceRunner) -> None:
+        """An instance it holds is wanted again (a scale up took its number
+        back, a reload added back the process it removed): its name resolves
+        as its process's again."""
+        mine = self.by_process.setdefault(runner.process, [])
+        if runner not in mine:
+            mine.append(runner)
+
     def forget_process(self, process: str) -> None:
         """A process is gone from the manifest: its name no longer resolves."""
         self.by_process.pop(process, None)
@@ -68,4 +88,5 @@ class Instances:
             job = plan.jobs.named(name) if name not in self.by_name else None
             if job is not None and job.process in big_pools:
                 raise UsageError(f"{name} is not running: an instance of a big pool ({job.process}) can be reached while it runs")
-        return resolve(names, self.by_process, self.by_name)
+        aliases = {name: runner for name in names if name not in self.by_name and (runner := self.named(name)) is not None}
+        return resolve(names, self.by_process, ChainMap(self.by_name, aliases) if aliases else self.by_name)

@@ -48,6 +48,19 @@ class Life(RunWatch):
                 self.totals.log_lost_bytes = self._log.lost_bytes
                 self._log.close()
                 self._log = None
+        if self.want is Want.AGAIN and self.state.final and not self._host.stopping:
+            # Wanted again (`rejoin`) while the stop that cancelled its wait
+            # was being taken: a run that ends is restarted by `_life`, this
+            # one never ran.
+            self._begin_again()
+
+    def _begin_again(self) -> None:
+        """A new life for an instance that has ended (`start`, `rejoin`)."""
+        self.want, self._down_reason = Want.UP, ""
+        self.totals.reason = ""
+        self.budget.reset()
+        self.transition(State.PENDING)
+        self._host.launch(self)
 
     def _end_unstarted(self) -> None:
         """It ends while it waits, before this run started."""

@@ -16,7 +16,7 @@ from typing import Any
 from procctl import events
 from procctl.config import values
 from procctl.config.manifest import MAX_POOL, MAX_REPLICAS
-from procctl.config.plan import replica_job
+from procctl.config.plan import check_ports, lowest_free, replica_job
 from procctl.config.select import resolve
 from procctl.engine import limits
 from procctl.engine.ipc import region_users
@@ -97,26 +97,25 @@ class Operations:
         return {"starting": started, "already_running": already}
 
     def scale(self, process: str, replicas: int) -> dict[str, Any]:
+        """Run `replicas` instances of a process. Up: the lowest replica
+        numbers not running are handed out (an instance that had one runs
+        again, under its own name); down: the highest numbered stop for
+        good. PORT is checked on the numbers handed out."""
         self._refuse_while_stopping()
         if not 0 <= replicas <= MAX_REPLICAS:
             raise UsageError(f"scale: replicas must be 0 to {MAX_REPLICAS:,} (the manifest's own cap), got {replicas:,}")
         (spec,) = resolve([process], {name: (spec,) for name, spec in self.sup.plan.manifest.processes.items()})
         if spec.each is not None:
             raise UsageError(f"{process} runs one job per `each` item; it cannot be scaled")
-        if spec.port is not None and replicas and spec.port + replicas - 1 > 65535:
-            raise UsageError(f"scale: {process}.{replicas} would get PORT={spec.port + replicas - 1}, past 65535 (its port is {spec.port})")
-        mine = [runner for runner in self.sup.runners if runner.process == process]
-        current = [runner for runner in mine if not runner.state.final]
+        # Wanted and not ended: one scaled down that is still stopping is
+        # not counted, and its number is free again.
+        current = [runner for runner in self.sup.instances.live(process) if not runner.state.final]
         added, removed = [], []
         if replicas > len(current):
-            # A lone instance (index 0) counts as replica 1: new ones are .2, .3...
-            taken = {max(runner.job.index, 1) for runner in mine}
-            index = 1
-            while len(current) + len(added) < replicas:
-                if index not in taken:
-                    added.append(self.sup.add(replica_job(self.sup.plan.manifest, spec, index)).name)
-                    taken.add(index)
-                index += 1
+            numbers = lowest_free({runner.job.replica for runner in current}, replicas - len(current))
+            check_ports("scale", spec, numbers)
+            for number in numbers:
+                added.append(self.sup.add(replica_job(self.sup.plan.manifest, spec, number), reason="scaled up").name)
         else:
             for runner in sorted(current, key=lambda r: r.job.index, reverse=True)[: len(current) - replicas]:
                 runner.retire("scaled down")

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 from procctl import events
 from procctl.bus import Bus
 from procctl.config.manifest import Manifest, ProcessSpec
-from procctl.config.plan import Job, Plan, job_like, replica_job
+from procctl.config.plan import Job, Plan, check_ports, job_like, lowest_free, replica_job
 
 if TYPE_CHECKING:
     from procctl.engine.runner import InstanceRunner
@@ -234,22 +234,19 @@ def _renumbered(job: Job, index: int) -> Job:
 
 def _replicas(step: ProcessStep, old: ProcessSpec, new: ProcessSpec, instances: list[Current], manifest: Manifest) -> list[tuple[Current, Job]]:
     """A replicated (or single) process: its instances keep their names; an
-    edited `replicas` adds the next numbers or stops the highest, as `scale`
-    does. A count set by `scale` stands unless `replicas` was edited."""
+    edited `replicas` adds the lowest numbers free or stops the highest, as
+    `scale` does. A count set by `scale` stands unless `replicas` was edited."""
     step.stop_reason = "reloaded: fewer replicas"
     ordered = sorted(instances, key=lambda instance: instance.job.index)
     kept = ordered
     if new.replicas != old.replicas:
         kept = _first_live(ordered, new.replicas)
         step.stop.extend(instance.name for instance in ordered if instance not in kept)
-        # A lone instance (number 0) counts as replica 1: new ones are .2, .3…
-        taken = {max(instance.job.index, 1) for instance in ordered}
-        index = 1
-        while len(kept) + len(step.start) < new.replicas:
-            if index not in taken:
-                step.start.append(replica_job(manifest, new, index))
-                taken.add(index)
-            index += 1
+        # The lowest numbers free, as `scale` hands out (a lone `web` is replica 1).
+        numbers = lowest_free({instance.job.replica for instance in ordered}, new.replicas - len(kept))
+        step.start.extend(replica_job(manifest, new, number) for number in numbers)
+    # A count set by `scale` stands: under an edited `port` it may not fit.
+    check_ports("reload", new, [*(instance.job.replica for instance in kept), *(job.replica for job in step.start)])
     return [(instance, job_like(manifest, new, instance.job)) for instance in kept]
 
 

@@ -122,15 +122,29 @@ class InstanceRunner(Life):
         self.retired = True
         return self.stop(reason)
 
+    def rejoin(self, job: Job, reason: str) -> None:
+        """Wanted again, as `job` says now (its own name and number), after a
+        scale down or a stop: a scale up took its number back, or a reload
+        added back what it had removed. It runs again — at once if it has
+        ended, after the end of a run being stopped (the number's PORT is
+        free by then) — and its log goes on, appended to or rotated as after
+        a restart."""
+        self.retired = False
+        if self.state.final:
+            self._adopt(job)
+            self._begin_again()
+            return
+        self._next_job = job
+        if self.want is Want.DOWN:
+            # Its stop is under way: the next run follows it, as a restart's
+            # does (or, if the stop cancelled its wait, `Life` starts it).
+            self.want, self._again_reason = Want.AGAIN, reason
+
     def start(self) -> bool:
         """Start an instance that has ended (or was skipped). False when it has not ended."""
         if not self.state.final:
             return False
-        self.want, self._down_reason = Want.UP, ""
-        self.totals.reason = ""
-        self.budget.reset()
-        self.transition(State.PENDING)
-        self._host.launch(self)
+        self._begin_again()
         return True
 
     def pause(self, known: ProcessTree) -> bool:

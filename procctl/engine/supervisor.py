@@ -18,7 +18,7 @@ from pathlib import Path
 
 from procctl import events
 from procctl.bus import Bus
-from procctl.config.plan import Job, Plan
+from procctl.config.plan import Job, Plan, job_like
 from procctl.engine import childenv, runfiles
 from procctl.engine.admission import Admission
 from procctl.engine.bigpools import BigPools
@@ -201,9 +201,19 @@ class Supervisor:
         self.instances.drop(runner)
         self.enforcer.forget(runner)
 
-    def add(self, job: Job, *, admitted: int | None = None) -> InstanceRunner:
+    def add(self, job: Job, *, admitted: int | None = None, reason: str = "wanted again") -> InstanceRunner:
         """A new instance (scale up, a reload, a big pool's admitted item
-        holding its slot) joins the run and starts its life."""
+        holding its slot) joins the run and starts its life. One this run
+        had under the job's name (replica 1: or the lone `web`) — scaled
+        down, stopped, or removed by a reload — is that instance again, under
+        its own name: it runs again and its log goes on (`rejoin`)."""
+        former = self.instances.named(job.name) if admitted is None else None
+        if former is not None:
+            if former.job.index != job.index:
+                job = job_like(self.plan.manifest, job.spec, former.job)
+            self.instances.rejoin(former)
+            former.rejoin(job, reason)
+            return former
         runner = self._runner(job)
         runner.admitted = admitted
         self.instances.join(runner)

@@ -360,7 +360,10 @@ class StateDir:
         runs at a time, and -f naming the other must not reach it."""
         record = self.run_record()
         other = record.get("manifest") if record else None
-        if not isinstance(other, str) or other == str(manifest) or _same_file(other, manifest):
+        # By name in the directory: the directory itself may have been moved
+        # since (the supervisor keeps to it), and a file spelt otherwise is
+        # the same file.
+        if not isinstance(other, str) or Path(other).name == manifest.name or _same_file(other, manifest):
             return None
         pid = self.supervisor_pid()
         return (pid, other) if pid is not None and record is not None and record.get("pid") == pid else None

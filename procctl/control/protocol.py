@@ -196,6 +196,9 @@ def decode_request(line: bytes) -> Request:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"malformed request: not JSON ({exc})") from None
+    except RecursionError:
+        # `[[[[…` within the size bound: the parser recurses once a level.
+        raise ProtocolError("malformed request: nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError("malformed request: expected a JSON object")
     try:
@@ -254,7 +257,7 @@ def _check_bounds(verb: str, args: dict[str, Any]) -> None:
 def decode_reply(line: bytes) -> Reply:
     try:
         data = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError(f"malformed reply from the supervisor: {exc}") from None
     if not isinstance(data, dict) or "ok" not in data:
         raise ProtocolError("malformed reply from the supervisor")

@@ -31,6 +31,14 @@ def test_requests_are_checked_by_the_table_on_both_sides() -> None:
             decode_request(json.dumps({"verb": verb, "args": args}).encode())
 
 
+def test_a_request_nested_too_deeply_is_malformed_not_a_crash() -> None:
+    """Within the size bound, `[` × 50,000 makes the parser recurse past
+    Python's limit: a ProtocolError (an error reply), not a RecursionError."""
+    for line in (b"[" * 50_000 + b"\n", b'{"verb": "ping", "args": ' + b'{"a": ' * 10_000 + b"\n"):
+        with pytest.raises(ProtocolError, match="^malformed request: nested too deeply$"):
+            decode_request(line)
+
+
 class Face:
     """An engine face whose `status` fails the way a bug would."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from procctl.control.address import socket_location
-from procctl.control.protocol import MAX_REQUEST_BYTES, ProtocolError, Reply, decode_reply, make_request
+from procctl.control.protocol import MAX_REQUEST_BYTES, REQUEST_TIMEOUT_S, ProtocolError, Reply, decode_reply, make_request
 from procctl.errors import NoAnswer, NoSupervisor, NotRunning, ProcctlError, UsageError
 
 REPLY_LIMIT = 64 * 1024 * 1024
@@ -73,15 +73,23 @@ def _encode(verb: str, args: dict[str, Any] | None, request_id: int) -> bytes:
     return payload
 
 
+IDLE_REUSE_S = REQUEST_TIMEOUT_S / 2
+"""A connection left unused longer than this is not used again: the
+supervisor closes one that sends no request within REQUEST_TIMEOUT_S."""
+
+
 class Connection:
     """Requests one after another on one connection (a transfer in many
     pieces: `shm read`, `shm write`). Each request is checked against the
-    table of verbs before it is sent."""
+    table of verbs before it is sent. After a pause (stdin slow to come,
+    stdout slow to take) the next request goes on a new connection."""
 
     def __init__(self, path: Path, manifest: Path, *, timeout_s: float = 30.0) -> None:
+        self.path = path
         self.manifest = manifest
         self.timeout_s = timeout_s
         self._sock = connect(path, manifest, timeout_s)
+        self._used = time.monotonic()
         self._next_id = 1
 
     def __enter__(self) -> Connection:
@@ -98,8 +106,14 @@ class Connection:
         payload = _encode(verb, args, self._next_id)
         self._next_id += 1
         manifest = self.manifest
+        if time.monotonic() - self._used > IDLE_REUSE_S:
+            self._sock.close()
+            self._sock = connect(self.path, manifest, self.timeout_s)
         try:
-            self._sock.sendall(payload)
+            try:
+                self._sock.sendall(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # Answered before it read the request (`busy`): the answer is there to read.
             line = _read_line(self._sock)
         except TimeoutError:
             raise NoAnswer(f"the supervisor of {manifest} did not answer within {self.timeout_s:g}s") from None
@@ -107,6 +121,7 @@ class Connection:
             raise NoSupervisor(f"lost the supervisor of {manifest}: {exc.strerror or exc}") from None
         if not line:
             raise NoSupervisor(f"the supervisor of {manifest} closed the connection without answering")
+        self._used = time.monotonic()
         try:
             reply: Reply = decode_reply(line)
         except ProtocolError as exc:

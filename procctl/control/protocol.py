@@ -14,6 +14,11 @@ from procctl.bounds import MAX_POOL, MAX_REPLICAS, MAX_TRANSFER_BYTES
 
 MAX_REQUEST_BYTES = 64 * 1024
 """A request line longer than this is refused unread."""
+REQUEST_TIMEOUT_S = 10.0
+"""A connection sends its whole next request (from its start, or from the
+last reply) within this, or is answered with an error and closed: generous
+for a loaded machine, short for a client that holds a connection by never
+finishing one."""
 MAX_SEND_BYTES = 16 * 1024
 """The longest text `send` writes to a process's stdin at once."""
 

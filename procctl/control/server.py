@@ -3,8 +3,12 @@ only its owner's uid, one JSON line per request, dispatched by the table of
 verbs (`protocol.VERBS`) to the engine's face (`engine.operations.Operations`).
 
 A malformed, oversized or unknown request gets an error reply and the
-supervisor runs on. A request that changes what runs is announced on the bus
-(`events.Requested`, with the pid that asked), so every view shows it. After
+supervisor runs on, and so does one not sent whole within
+`protocol.REQUEST_TIMEOUT_S`: a client cannot hold a connection by never
+finishing its request. How many connections are held, and what happens to
+one past them, is control/listener.py's. A request that changes what runs
+is announced on the bus (`events.Requested`, with the pid that asked), so
+every view shows it. After
 its reply, a `subscribe` request turns its connection into a stream of events
 (control/subscription.py). Never renders.
 """
@@ -25,7 +29,8 @@ from procctl import events
 from procctl.bus import Bus
 from procctl.control import subscription
 from procctl.control.address import socket_location
-from procctl.control.protocol import MAX_REQUEST_BYTES, VERBS, ProtocolError, Reply, Request, decode_request
+from procctl.control.listener import Listener
+from procctl.control.protocol import MAX_REQUEST_BYTES, REQUEST_TIMEOUT_S, VERBS, ProtocolError, Reply, Request, decode_request
 from procctl.engine.operations import Operations
 from procctl.engine.safeopen import check_entry, where_now
 from procctl.errors import AlreadyRunning, ProcctlError, StateDirError
@@ -104,7 +109,9 @@ class ControlServer:
         """Where requests are announced, and what `subscribe` streams."""
         self._closing = asyncio.Event()
         self._streams: set[asyncio.Task[None]] = set()
-        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        """Every connection being served, by whichever listener took it."""
+        self._listener: Listener | None = None
         self._dir_fd: int | None = None
         """The checked directory the socket is in (engine.safeopen)."""
         self._told_moved = False
@@ -119,8 +126,18 @@ class ControlServer:
                 raise AlreadyRunning(f"a supervisor is already running for {self.manifest} (socket {self.path})")
             # A socket left by a supervisor that died: replace it.
             os.unlink(self.path.name, dir_fd=self._dir_fd)
-        self._server = await asyncio.start_unix_server(self._serve, path=where, limit=MAX_REQUEST_BYTES + 1)
-        os.chmod(where, 0o600)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(where)
+            os.chmod(where, 0o600)
+        except OSError:
+            sock.close()
+            raise
+        self._listener = Listener(sock, self._connection, self._connections, self._warn)
+
+    def _warn(self, message: str) -> None:
+        if self.bus is not None:
+            self.bus.publish(events.Notice(OWN, OWN, message=message, level="warning"))
 
     async def keep(self) -> None:
         """Lay the socket down again when it is removed while we run (a
@@ -135,7 +152,7 @@ class ControlServer:
                     continue
             except StateDirError:
                 continue  # Something else is there now: never touch it.
-            old = self._server
+            old = self._listener
             try:
                 await self.start()
             except (OSError, ProcctlError):
@@ -168,13 +185,14 @@ class ControlServer:
         self._closing.set()
         if self._streams:
             await asyncio.wait(self._streams, timeout=2.0)
-        if self._server is not None:
-            self._server.close()
-            try:
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            except TimeoutError:
-                pass
-            self._server = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        # What is left: requests being read, streams that did not end in time.
+        for task in self._connections:
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=1.0)
         if self._dir_fd is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path.name, dir_fd=self._dir_fd)
@@ -220,6 +238,14 @@ class ControlServer:
             self.bus.unsubscribe(backlog)
             self._streams.discard(task)
 
+    async def _connection(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=conn, limit=MAX_REQUEST_BYTES + 1)
+        except OSError:
+            conn.close()
+            return
+        await self._serve(reader, writer)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             sock = writer.get_extra_info("socket")
@@ -229,7 +255,14 @@ class ControlServer:
                 return
             while True:
                 try:
-                    line = await reader.readuntil(b"\n")
+                    # A whole request in bounded time, from the connection
+                    # or the last reply; a subscription's stream has none.
+                    line = await asyncio.wait_for(reader.readuntil(b"\n"), REQUEST_TIMEOUT_S)
+                except TimeoutError:
+                    writer.write(
+                        Reply.failure(f"no whole request within {REQUEST_TIMEOUT_S:g} s (a request ends with a newline): closing the connection").encode()
+                    )
+                    return
                 except asyncio.IncompleteReadError as exc:
                     if exc.partial.strip():
                         writer.write(Reply.failure("malformed request: no newline at the end").encode())

@@ -9,9 +9,13 @@ import json
 import os
 import signal
 import subprocess
+import time
 from typing import Any
 
+import pytest
+
 from conftest import PY, Project, helper, interrupt, wait_until
+from procctl.control.protocol import REQUEST_TIMEOUT_S
 
 USER = helper("shm_user.py")
 MiB = 1024 * 1024
@@ -245,3 +249,33 @@ def test_the_shared_table_example_runs_with_python_alone(project: Project) -> No
     assert regions[-1] == {**regions[-1], "instance": "table", "size_bytes": 32 * MiB, "resident_bytes": 32 * MiB}
     assert any(r["event"] == "ready" and r["instance"] == "loader" and r["probe"] == "notify" for r in records)
     assert [r["text"] for r in records if r["event"] == "status_message"][-1] == "table complete"
+
+
+@pytest.mark.slow
+def test_shm_write_whose_stdin_comes_late_still_writes(project: Project) -> None:
+    """1. `shm write` asks for the regions, then waits on its stdin longer
+       than the supervisor gives a connection to send its next request.
+    2. The data then comes: it is written all the same (the client takes a
+       new connection after a pause), and reads back."""
+    project.write("""
+        [shared.table]
+        size = 4096
+
+        [process.svc]
+        cmd = "sleep 600"
+    """)
+    proc = project.supervise("--plain")
+    try:
+        writer = subprocess.Popen(
+            [PY, "-m", "procctl", "shm", "write", "table", "--offset", "10"], cwd=project.root, env=project.env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+        project._started.append(writer)
+        time.sleep(REQUEST_TIMEOUT_S + 3)  # the supervisor's wait for a request, waited out
+        out, err = writer.communicate(b"late but whole", timeout=60)
+        assert writer.returncode == 0, err
+        assert err.decode().strip() == "wrote 14 bytes to table at offset 10"
+        read = project.run("shm", "read", "table", "--offset", "10", "--length", "14")
+        assert (read.returncode, read.stdout) == (0, "late but whole")
+    finally:
+        interrupt(proc)

@@ -24,8 +24,10 @@ def parse_procfile(text: str, file: str) -> dict[str, tuple[str, int]]:
             continue
         name, sep, command = stripped.partition(":")
         name, command = name.strip(), command.strip()
-        if not sep or not PROCESS_NAME.match(name) or not command:
+        if not sep or not command:
             raise ManifestError("expected 'name: command'", path=file, line=number)
+        if not PROCESS_NAME.match(name):
+            raise ManifestError(f"expected 'name: command', and {name!r} is no process name: letters, digits, '-' and '_'", path=file, line=number)
         if len(name) > MAX_NAME_LENGTH:
             raise ManifestError(f"a process name is at most {MAX_NAME_LENGTH} characters, this one has {len(name)}", path=file, line=number)
         if name in processes:

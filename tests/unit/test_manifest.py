@@ -217,6 +217,9 @@ def test_procfile_with_env(tmp_path: Path) -> None:
     assert [p.port for p in manifest.processes.values()] == [7000, 7100]
     assert manifest.processes["web"].cmd == "serve --port $PORT"
     assert "Procfile:2: expected 'name: command'" in error_of(tmp_path, "web: ok\nnot a line\n", name="Procfile")
+    assert error_of(tmp_path, "web: ok\nmy.web: echo one\n", name="Procfile").endswith(
+        "Procfile:2: expected 'name: command', and 'my.web' is no process name: letters, digits, '-' and '_'"
+    )
     (tmp_path / ".env").write_text("BROKEN LINE\n")
     assert ".env:1: expected KEY=value" in error_of(tmp_path, "web: ok\n", name="Procfile")
 
